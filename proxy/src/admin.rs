@@ -1,0 +1,172 @@
+//! The admin listener: metrics, health, and the admin API behind a bearer token.
+
+use http::header::AUTHORIZATION;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use prometheus::Registry;
+
+use crate::admission::line::{Settings, SettingsPatch, Snapshot};
+use crate::admission::Admission;
+use crate::http::{self as h, Body};
+
+const MAX_BODY: usize = 64 * 1024;
+
+/// The admin side of the proxy.
+#[derive(Clone)]
+pub struct Admin {
+    admission: Admission,
+    registry: Registry,
+    token: String,
+}
+
+impl Admin {
+    /// The admin service; `/admin/*` needs `Authorization: Bearer <token>`.
+    pub fn new(admission: Admission, registry: Registry, token: String) -> Self {
+        Self {
+            admission,
+            registry,
+            token,
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_owned();
+        match (req.method(), path.as_str()) {
+            (&Method::GET, "/metrics") => h::respond(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                crate::metrics::render(&self.registry),
+            ),
+            (&Method::GET, "/healthz") => h::respond(StatusCode::OK, "text/plain", "ok\n"),
+            (&Method::GET, "/readyz") => self.ready().await,
+            (_, p) if p.starts_with("/admin/") => {
+                if !self.authorized(&req) {
+                    let mut r = h::error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+                    r.headers_mut().insert(
+                        http::header::WWW_AUTHENTICATE,
+                        http::HeaderValue::from_static("Bearer"),
+                    );
+                    return r;
+                }
+                match (req.method(), p) {
+                    (&Method::GET, "/admin/state") => self.state().await,
+                    (&Method::PATCH, "/admin/settings") => self.settings(req).await,
+                    (_, "/admin/state" | "/admin/settings") => {
+                        h::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+                    }
+                    _ => h::error(StatusCode::NOT_FOUND, "no such admin endpoint"),
+                }
+            }
+            _ => h::error(StatusCode::NOT_FOUND, "not found"),
+        }
+    }
+
+    fn authorized(&self, req: &Request<Incoming>) -> bool {
+        let presented = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        constant_time_eq(presented.as_bytes(), self.token.as_bytes())
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, Response<Body>> {
+        let now = self.admission.clock().now_ms();
+        self.admission.store().snapshot(now).await.map_err(|e| {
+            tracing::warn!(error = %e, "admin: store failed");
+            h::error(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+        })
+    }
+
+    async fn ready(&self) -> Response<Body> {
+        match self.snapshot().await {
+            Ok(_) => h::respond(StatusCode::OK, "text/plain", "ready\n"),
+            Err(r) => r,
+        }
+    }
+
+    async fn state(&self) -> Response<Body> {
+        match self.snapshot().await {
+            Ok(s) => h::json(StatusCode::OK, &state_json(&s)),
+            Err(r) => r,
+        }
+    }
+
+    async fn settings(&self, req: Request<Incoming>) -> Response<Body> {
+        let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return h::error(StatusCode::PAYLOAD_TOO_LARGE, "body too large or broken"),
+        };
+        let patch: SettingsPatch = match serde_json::from_slice(&body) {
+            Ok(p) => p,
+            Err(e) => return h::error(StatusCode::BAD_REQUEST, &format!("invalid settings: {e}")),
+        };
+        if let Err(reason) = validate(&patch) {
+            return h::error(StatusCode::BAD_REQUEST, &reason);
+        }
+        match self.admission.store().update_settings(patch).await {
+            Ok(s) => {
+                tracing::info!(?s, "settings changed");
+                h::json(StatusCode::OK, &settings_json(&s))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "admin: store failed");
+                h::error(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+            }
+        }
+    }
+}
+
+fn validate(p: &SettingsPatch) -> Result<(), String> {
+    if p.new_users_per_minute == Some(0) {
+        return Err(
+            "new_users_per_minute: must be at least 1 (use paused to stop admissions)".into(),
+        );
+    }
+    if p.max_active_users == Some(0) {
+        return Err("max_active_users: must be at least 1".into());
+    }
+    Ok(())
+}
+
+fn settings_json(s: &Settings) -> serde_json::Value {
+    serde_json::to_value(s).expect("settings serialize")
+}
+
+fn state_json(s: &Snapshot) -> serde_json::Value {
+    serde_json::json!({
+        "queue_length": s.queue_length,
+        "active_users": s.active_users,
+        "called_pending": s.called_pending,
+        "places_issued": s.places_issued,
+        "measured_per_minute": s.measured_per_minute,
+        "new_users_per_minute": s.settings.new_users_per_minute,
+        "max_active_users": s.settings.max_active_users,
+        "paused": s.settings.paused,
+    })
+}
+
+/// Compares without an early exit, so timing does not reveal the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn compares_tokens() {
+        assert!(constant_time_eq(b"secret-token", b"secret-token"));
+        assert!(!constant_time_eq(b"secret-token", b"secret-tokeN"));
+        assert!(!constant_time_eq(b"secret", b"secret-token"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}

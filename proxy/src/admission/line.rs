@@ -1,0 +1,504 @@
+//! The line itself: places, the outflow and capacity limits, sessions and abandonment.
+//!
+//! [`Line`] is a pure state machine: every operation takes the current time in
+//! milliseconds and nothing else, so its semantics are tested without a clock and a
+//! store applies each operation atomically (the memory store under one lock).
+//!
+//! Vocabulary:
+//! - a *place* (`seq`) is handed out in arrival order; `head` is the first place not
+//!   yet called or passed over; places in `[head, next_seq)` are *waiting*;
+//! - a waiting place whose holder stopped polling past its deadline has *departed*:
+//!   it no longer counts in anybody's position, and when it reaches the head it is
+//!   *passed over* without using an admission;
+//! - the pump *calls* the head of the line when both limits allow; a called place
+//!   holds a capacity slot until its holder comes back and *claims* it, which opens
+//!   a *session* (sliding: every request renews it);
+//! - a passed-over holder who comes back joins the *returned* lane, which is served
+//!   before the main line: their turn has passed, so they do not go to the back.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use super::gcra::{Gcra, Rate};
+use super::outflow::Outflow;
+use super::rank::Rank;
+use crate::clock::Millis;
+
+/// Settings an operator can change at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Settings {
+    /// The outflow: admissions per minute.
+    pub new_users_per_minute: u32,
+    /// Admitted sessions alive at once (including called places not yet claimed).
+    pub max_active_users: u32,
+    /// While paused nobody is admitted; everybody queues.
+    pub paused: bool,
+}
+
+/// A partial update of [`Settings`]; absent fields stay as they are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPatch {
+    /// New outflow, if given.
+    pub new_users_per_minute: Option<u32>,
+    /// New capacity, if given.
+    pub max_active_users: Option<u32>,
+    /// Pause or resume, if given.
+    pub paused: Option<bool>,
+}
+
+impl Settings {
+    /// Applies a patch.
+    pub fn apply(&mut self, patch: SettingsPatch) {
+        if let Some(v) = patch.new_users_per_minute {
+            self.new_users_per_minute = v;
+        }
+        if let Some(v) = patch.max_active_users {
+            self.max_active_users = v;
+        }
+        if let Some(v) = patch.paused {
+            self.paused = v;
+        }
+    }
+}
+
+/// Timing parameters fixed at start-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// A session lapses after this long without a request.
+    pub session_ms: Millis,
+    /// Admissions allowed back to back; `None` means one second's worth of the outflow.
+    pub burst: Option<u32>,
+    /// Shortest poll interval handed out (people at the front).
+    pub poll_min_ms: Millis,
+    /// Longest poll interval handed out (people far back).
+    pub poll_max_ms: Millis,
+    /// A waiting holder has departed after missing this many poll intervals…
+    pub abandon_polls: u32,
+    /// …but never sooner than this after their last poll.
+    pub abandon_min_ms: Millis,
+}
+
+/// What a waiting holder is told.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Wait {
+    /// 1-based position among the people still waiting.
+    pub position: u64,
+    /// Estimated time until admission, from the measured outflow.
+    pub eta_ms: u64,
+    /// When to poll again.
+    pub poll_after_ms: u64,
+    /// Whether admissions are paused.
+    pub paused: bool,
+}
+
+/// The outcome of a newcomer's arrival.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Arrival {
+    /// Nobody waits and the limits allow: straight in, with a new session.
+    Admitted {
+        /// The session (and place) number.
+        sid: u64,
+    },
+    /// A place in line.
+    Queued {
+        /// The place number, carried in the queue token.
+        seq: u64,
+        /// Where that place stands.
+        wait: Wait,
+    },
+}
+
+/// The outcome of a holder of a place checking in.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Poll {
+    /// Their turn has come (or they hold an alive session): let them in.
+    Admitted {
+        /// The session number.
+        sid: u64,
+    },
+    /// Still waiting.
+    Waiting(Wait),
+    /// They were admitted and their session has lapsed: they are a newcomer again.
+    Ended,
+    /// The line does not know this place (for example a store that lost its state).
+    Unknown,
+}
+
+/// What one pump did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PumpReport {
+    /// Places called (admissions granted).
+    pub called: u32,
+    /// Departed places passed over at the head.
+    pub passed_over: u32,
+}
+
+/// A view of the line for operators.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Snapshot {
+    /// People waiting (departed ones excluded).
+    pub queue_length: u64,
+    /// Sessions alive plus places called and not yet claimed: what capacity counts.
+    pub active_users: u64,
+    /// Places called whose holders have not come back yet.
+    pub called_pending: u64,
+    /// Places handed out so far (including direct admissions).
+    pub places_issued: u64,
+    /// Admissions per minute measured while a line existed, if measured.
+    pub measured_per_minute: Option<f64>,
+    /// The current settings.
+    pub settings: Settings,
+}
+
+const DEPARTED: u64 = 1 << 63;
+const SCAN_EVERY_MS: Millis = 100;
+
+/// Membership bits over place numbers: who has claimed an admission.
+#[derive(Clone, Debug, Default)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn set(&mut self, i: u64) {
+        let word = (i / 64) as usize;
+        if word >= self.0.len() {
+            self.0.resize(word + 1, 0);
+        }
+        self.0[word] |= 1 << (i % 64);
+    }
+    fn get(&self, i: u64) -> bool {
+        self.0
+            .get((i / 64) as usize)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+}
+
+/// The queue state of one waiting room. See the module docs for the vocabulary.
+#[derive(Clone, Debug)]
+pub struct Line {
+    timing: Timing,
+    settings: Settings,
+    next_seq: u64,
+    head: u64,
+    /// Deadline of each waiting place `head + i`, with [`DEPARTED`] set once noticed.
+    records: VecDeque<u64>,
+    /// Counts waiting places that have not departed, for positions.
+    rank: Rank,
+    live: u64,
+    /// Places to check for departure, by the second their deadline falls in.
+    deadlines: BTreeMap<u64, Vec<u64>>,
+    returned: VecDeque<u64>,
+    returned_deadline: HashMap<u64, Millis>,
+    /// Called places and the time by which their holder must claim them.
+    called: HashMap<u64, Millis>,
+    /// Alive sessions and when they lapse.
+    sessions: HashMap<u64, Millis>,
+    claimed: Bits,
+    gcra: Gcra,
+    outflow: Outflow,
+    next_scan: Millis,
+}
+
+impl Line {
+    /// An empty line; places are numbered from 1.
+    pub fn new(timing: Timing, settings: Settings) -> Self {
+        Self {
+            timing,
+            settings,
+            next_seq: 1,
+            head: 1,
+            records: VecDeque::new(),
+            rank: Rank::default(),
+            live: 0,
+            deadlines: BTreeMap::new(),
+            returned: VecDeque::new(),
+            returned_deadline: HashMap::new(),
+            called: HashMap::new(),
+            sessions: HashMap::new(),
+            claimed: Bits::default(),
+            gcra: Gcra::default(),
+            outflow: Outflow::default(),
+            next_scan: 0,
+        }
+    }
+
+    /// The current settings.
+    pub fn settings(&self) -> Settings {
+        self.settings
+    }
+
+    /// Changes settings; they apply from the next operation on.
+    pub fn update(&mut self, patch: SettingsPatch) -> Settings {
+        self.settings.apply(patch);
+        self.settings
+    }
+
+    fn rate(&self) -> Rate {
+        let per_minute = self.settings.new_users_per_minute;
+        Rate {
+            per_minute,
+            burst: self
+                .timing
+                .burst
+                .unwrap_or_else(|| per_minute.div_ceil(60))
+                .max(1),
+        }
+    }
+
+    fn queue_length(&self) -> u64 {
+        self.live + self.returned.len() as u64
+    }
+
+    fn active(&self) -> u64 {
+        (self.sessions.len() + self.called.len()) as u64
+    }
+
+    fn may_admit(&self, now: Millis) -> bool {
+        !self.settings.paused
+            && self.active() < u64::from(self.settings.max_active_users)
+            && self.gcra.conforms(self.rate(), now)
+    }
+
+    fn admit(&mut self, now: Millis) {
+        self.gcra.consume(self.rate(), now);
+        self.outflow.record(now);
+    }
+
+    /// A newcomer arrives: straight in when nobody waits and the limits allow,
+    /// otherwise the next place in line.
+    pub fn arrive(&mut self, now: Millis) -> Arrival {
+        self.pump(now);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if self.queue_length() == 0 && self.records.is_empty() && self.may_admit(now) {
+            self.head = self.next_seq;
+            self.admit(now);
+            self.open_session(seq, now);
+            return Arrival::Admitted { sid: seq };
+        }
+        if !self.rank.covers(seq) {
+            let capacity = (2 * (self.next_seq - self.head) as usize).max(1024);
+            let live = self
+                .records
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| **r & DEPARTED == 0)
+                .map(|(i, _)| self.head + i as u64);
+            let mut rank = Rank::default();
+            rank.rebuild(self.head, capacity, live);
+            self.rank = rank;
+        }
+        self.records.push_back(0);
+        self.rank.add(seq, 1);
+        self.live += 1;
+        self.outflow.line_present(true, now);
+        let wait = self.check_in(seq, now);
+        Arrival::Queued { seq, wait }
+    }
+
+    /// The holder of place `seq` checks in (a status poll, a reload, any request).
+    pub fn poll(&mut self, seq: u64, now: Millis) -> Poll {
+        if seq >= self.next_seq || seq == 0 {
+            return Poll::Unknown;
+        }
+        if self.claimed.get(seq) {
+            return if self.touch_session(seq, now) {
+                Poll::Admitted { sid: seq }
+            } else {
+                Poll::Ended
+            };
+        }
+        if self.called.remove(&seq).is_some() {
+            self.open_session(seq, now);
+            return Poll::Admitted { sid: seq };
+        }
+        if seq >= self.head {
+            let i = (seq - self.head) as usize;
+            if self.records[i] & DEPARTED != 0 {
+                // Came back before their place reached the head: it is theirs again.
+                self.records[i] = 0;
+                self.rank.add(seq, 1);
+                self.live += 1;
+            }
+        } else if !self.returned_deadline.contains_key(&seq) {
+            // Passed over while away: their turn has gone by, so they go first now.
+            self.returned.push_back(seq);
+            self.returned_deadline.insert(seq, now);
+        }
+        Poll::Waiting(self.check_in(seq, now))
+    }
+
+    /// Records that `seq` was seen at `now`, computes its wait and its next deadline.
+    fn check_in(&mut self, seq: u64, now: Millis) -> Wait {
+        let position = if seq >= self.head {
+            self.returned.len() as u64 + self.rank.before(seq) + 1
+        } else {
+            self.returned.iter().position(|s| *s == seq).unwrap_or(0) as u64 + 1
+        };
+        let wait = self.wait_for(position, now);
+        let deadline = now
+            + (u64::from(self.timing.abandon_polls) * wait.poll_after_ms)
+                .max(self.timing.abandon_min_ms);
+        if seq >= self.head {
+            self.records[(seq - self.head) as usize] = deadline;
+            self.deadlines
+                .entry(deadline.div_ceil(1000))
+                .or_default()
+                .push(seq);
+        } else {
+            self.returned_deadline.insert(seq, deadline);
+        }
+        wait
+    }
+
+    fn wait_for(&self, position: u64, now: Millis) -> Wait {
+        let configured = f64::from(self.settings.new_users_per_minute) / 60.0;
+        let per_sec = self
+            .outflow
+            .per_second(now)
+            .filter(|r| *r > 0.0)
+            .unwrap_or(configured);
+        let eta_ms = if per_sec > 0.0 {
+            (position as f64 * 1000.0 / per_sec) as u64
+        } else {
+            u64::MAX / 4
+        };
+        let poll_after_ms = if self.settings.paused {
+            self.timing.poll_max_ms
+        } else {
+            (eta_ms / 8).clamp(self.timing.poll_min_ms, self.timing.poll_max_ms)
+        };
+        Wait {
+            position,
+            eta_ms,
+            poll_after_ms,
+            paused: self.settings.paused,
+        }
+    }
+
+    fn open_session(&mut self, sid: u64, now: Millis) {
+        self.claimed.set(sid);
+        self.sessions.insert(sid, now + self.timing.session_ms);
+    }
+
+    /// An admitted holder makes a request: renews their session if it is alive.
+    pub fn touch_session(&mut self, sid: u64, now: Millis) -> bool {
+        match self.sessions.get_mut(&sid) {
+            Some(lapses) if *lapses > now => {
+                *lapses = now + self.timing.session_ms;
+                true
+            }
+            Some(_) => {
+                self.sessions.remove(&sid);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Advances the line: notices departures, passes over departed places at the
+    /// head and calls as many places as both limits allow.
+    pub fn pump(&mut self, now: Millis) -> PumpReport {
+        let mut report = PumpReport::default();
+        self.sweep(now);
+        while self.may_admit(now) {
+            let Some((seq, deadline)) = self.next_candidate(now, &mut report) else {
+                break;
+            };
+            self.admit(now);
+            // The holder comes back at their next poll; hold the slot until they were
+            // due to be noticed as departed anyway.
+            let claim_by = deadline.max(now + self.timing.abandon_min_ms);
+            self.called.insert(seq, claim_by);
+            report.called += 1;
+        }
+        // Departed places at the head go now, so that `records` only starts with a
+        // live place and an empty line really is empty.
+        while let Some(&r) = self.records.front() {
+            if r & DEPARTED == 0 && r > now {
+                break;
+            }
+            self.pop_head();
+            report.passed_over += 1;
+        }
+        self.outflow.line_present(self.queue_length() > 0, now);
+        report
+    }
+
+    fn pop_head(&mut self) -> Option<(u64, u64)> {
+        let r = self.records.pop_front()?;
+        let seq = self.head;
+        self.head += 1;
+        if r & DEPARTED == 0 {
+            self.rank.add(seq, -1);
+            self.live -= 1;
+        }
+        Some((seq, r))
+    }
+
+    /// The next place to call and its holder's deadline: the returned lane first.
+    fn next_candidate(&mut self, now: Millis, report: &mut PumpReport) -> Option<(u64, Millis)> {
+        while let Some(seq) = self.returned.pop_front() {
+            match self.returned_deadline.remove(&seq) {
+                Some(d) if d > now => return Some((seq, d)),
+                _ => {}
+            }
+        }
+        while let Some((seq, r)) = self.pop_head() {
+            if r & DEPARTED == 0 && r > now {
+                return Some((seq, r));
+            }
+            report.passed_over += 1;
+        }
+        None
+    }
+
+    /// Notices departures whose deadline has passed and drops lapsed sessions and
+    /// unclaimed calls (at most every [`SCAN_EVERY_MS`]).
+    fn sweep(&mut self, now: Millis) {
+        while let Some(entry) = self.deadlines.first_entry() {
+            if *entry.key() * 1000 > now {
+                break;
+            }
+            for seq in entry.remove() {
+                if seq < self.head {
+                    continue;
+                }
+                let i = (seq - self.head) as usize;
+                let r = self.records[i];
+                if r & DEPARTED == 0 && r <= now {
+                    self.records[i] = r | DEPARTED;
+                    self.rank.add(seq, -1);
+                    self.live -= 1;
+                }
+            }
+        }
+        if now < self.next_scan {
+            return;
+        }
+        self.next_scan = now + SCAN_EVERY_MS;
+        self.sessions.retain(|_, lapses| *lapses > now);
+        self.called.retain(|_, claim_by| *claim_by > now);
+        let deadlines = &mut self.returned_deadline;
+        self.returned.retain(|seq| match deadlines.get(seq) {
+            Some(d) if *d > now => true,
+            _ => {
+                deadlines.remove(seq);
+                false
+            }
+        });
+    }
+
+    /// The line as operators see it.
+    pub fn snapshot(&mut self, now: Millis) -> Snapshot {
+        self.next_scan = 0;
+        self.sweep(now);
+        Snapshot {
+            queue_length: self.queue_length(),
+            active_users: self.active(),
+            called_pending: self.called.len() as u64,
+            places_issued: self.next_seq - 1,
+            measured_per_minute: self.outflow.per_second(now).map(|r| r * 60.0),
+            settings: self.settings,
+        }
+    }
+}

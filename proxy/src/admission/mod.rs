@@ -1,0 +1,211 @@
+//! The admission decision: who goes through to the origin and who waits.
+//!
+//! [`Admission::decide`] turns what a visitor presents (no token, a refused token,
+//! a place in line, an admission) into a [`Decision`], asking the [`Store`] to
+//! apply the line's rules atomically. [`Admission::run_pump`] advances the line in
+//! the background. Time comes from an injected [`Clock`].
+
+pub mod gcra;
+pub mod line;
+pub mod outflow;
+pub mod rank;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use line::{Arrival, Poll, Wait};
+
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use crate::store::{Store, StoreError};
+use crate::token::{Claims, Kind, TokenError, Tokens};
+
+/// How often the background pump advances the line.
+pub const PUMP_EVERY: Duration = Duration::from_millis(20);
+/// Gauges are refreshed every this many pump rounds.
+const SNAPSHOT_EVERY_ROUNDS: u64 = 10;
+
+/// What a visitor presented.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Presented {
+    /// No token at all.
+    Nothing,
+    /// A token that failed verification.
+    Refused(TokenError),
+    /// A verified token.
+    Valid(Claims),
+}
+
+/// Where the visitor stands after the decision.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Standing {
+    /// Let them through: an alive session.
+    Admitted {
+        /// The session number.
+        sid: u64,
+    },
+    /// Keep them waiting.
+    Waiting(Wait),
+}
+
+/// The decision, with the token to set (if it changed).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// Admitted or waiting.
+    pub standing: Standing,
+    /// A new token for the visitor's cookie, when they need one.
+    pub set_token: Option<(Kind, String)>,
+}
+
+/// The admission controller.
+#[derive(Clone)]
+pub struct Admission {
+    store: Arc<dyn Store>,
+    tokens: Tokens,
+    clock: Clock,
+    metrics: Metrics,
+}
+
+impl Admission {
+    /// A controller over `store`, issuing tokens with `tokens`.
+    pub fn new(store: Arc<dyn Store>, tokens: Tokens, clock: Clock, metrics: Metrics) -> Self {
+        Self {
+            store,
+            tokens,
+            clock,
+            metrics,
+        }
+    }
+
+    /// The store (for the admin API).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The token service.
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    /// The clock decisions use.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Verifies a cookie value into what the visitor presented (logging refusals).
+    pub fn present(&self, token: Option<&str>) -> Presented {
+        match token {
+            None => Presented::Nothing,
+            Some(t) => match self.tokens.verify(t) {
+                Ok(claims) => Presented::Valid(claims),
+                Err(e) => {
+                    self.metrics.token_refused(e.label());
+                    tracing::info!(reason = e.label(), "refused token; treating as newcomer");
+                    Presented::Refused(e)
+                }
+            },
+        }
+    }
+
+    /// Decides where the visitor stands.
+    pub async fn decide(&self, presented: &Presented) -> Result<Decision, StoreError> {
+        let now = self.clock.now_ms();
+        if let Presented::Valid(claims) = presented {
+            match claims.k {
+                Kind::Admission => {
+                    if self.store.touch_session(claims.n, now).await? {
+                        return Ok(Decision {
+                            standing: Standing::Admitted { sid: claims.n },
+                            set_token: self.refresh(claims),
+                        });
+                    }
+                }
+                Kind::Queue => match self.store.poll(claims.n, now).await? {
+                    Poll::Admitted { sid } => {
+                        self.metrics.admitted("claimed");
+                        return Ok(self.admitted(sid));
+                    }
+                    Poll::Waiting(wait) => {
+                        return Ok(Decision {
+                            standing: Standing::Waiting(wait),
+                            set_token: None,
+                        })
+                    }
+                    Poll::Ended | Poll::Unknown => {}
+                },
+            }
+        }
+        match self.store.arrive(now).await? {
+            Arrival::Admitted { sid } => {
+                self.metrics.admitted("direct");
+                Ok(self.admitted(sid))
+            }
+            Arrival::Queued { seq, wait } => {
+                self.metrics.queued();
+                Ok(Decision {
+                    standing: Standing::Waiting(wait),
+                    set_token: Some((Kind::Queue, self.tokens.issue(Kind::Queue, seq))),
+                })
+            }
+        }
+    }
+
+    fn admitted(&self, sid: u64) -> Decision {
+        Decision {
+            standing: Standing::Admitted { sid },
+            set_token: Some((Kind::Admission, self.tokens.issue(Kind::Admission, sid))),
+        }
+    }
+
+    /// Re-issues an admission token past half its life, so long sessions keep one.
+    fn refresh(&self, claims: &Claims) -> Option<(Kind, String)> {
+        let half = self.tokens.ttl_secs(Kind::Admission) / 2;
+        (self.clock.now_secs() >= claims.iat + half).then(|| {
+            (
+                Kind::Admission,
+                self.tokens.issue(Kind::Admission, claims.n),
+            )
+        })
+    }
+
+    /// Advances the line every [`PUMP_EVERY`] until shutdown, keeping gauges current.
+    pub async fn run_pump(self, mut shutdown: Shutdown) {
+        let mut tick = tokio::time::interval(PUMP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        for round in 0u64.. {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait() => return,
+            }
+            let now = self.clock.now_ms();
+            let result = async {
+                let report = self.store.pump(now).await?;
+                self.metrics.pumped(report);
+                if round % SNAPSHOT_EVERY_ROUNDS == 0 {
+                    self.metrics.observe(&self.store.snapshot(now).await?);
+                }
+                Ok::<_, StoreError>(())
+            }
+            .await;
+            match result {
+                Ok(()) if failing => {
+                    tracing::info!("store answers again");
+                    failing = false;
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    self.metrics.store_error("pump");
+                    if !failing {
+                        tracing::warn!(error = %e, "pump failed; will retry");
+                        failing = true;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

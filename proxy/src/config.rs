@@ -1,0 +1,458 @@
+//! Configuration: the TOML file as written ([`File`]) and the validated [`Config`].
+//!
+//! Unknown keys are errors; every validation error names the key and the reason.
+//! The library never reads files or the environment: the binary passes the text
+//! and the `WAITROOM_ADMIN_TOKEN` override in.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::admission::line::{Settings, Timing};
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// The text is not valid TOML, has an unknown key or a value of the wrong type.
+    #[error("{0}")]
+    Parse(String),
+    /// A key has a value that is not allowed.
+    #[error("{key}: {reason}")]
+    Invalid {
+        /// The key, as `section.name`.
+        key: &'static str,
+        /// Why its value is refused.
+        reason: String,
+    },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// The file as written. Every section but `listen` and `origin` may be left out.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    listen: ListenFile,
+    origin: OriginFile,
+    #[serde(default)]
+    admission: AdmissionFile,
+    #[serde(default)]
+    queue: QueueFile,
+    #[serde(default)]
+    routes: RoutesFile,
+    #[serde(default)]
+    store: StoreFile,
+    #[serde(default)]
+    admin: AdminFile,
+    #[serde(default)]
+    cookie: CookieFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenFile {
+    public: String,
+    admin: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OriginFile {
+    url: String,
+    #[serde(default = "default_origin_timeout")]
+    timeout: String,
+}
+
+fn default_origin_timeout() -> String {
+    "30s".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct AdmissionFile {
+    new_users_per_minute: u32,
+    max_active_users: u32,
+    session_duration: String,
+    burst: Option<u32>,
+}
+
+impl Default for AdmissionFile {
+    fn default() -> Self {
+        Self {
+            new_users_per_minute: 600,
+            max_active_users: 200,
+            session_duration: "10m".into(),
+            burst: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct QueueFile {
+    poll_min: String,
+    poll_max: String,
+    abandon_after_polls: u32,
+    abandon_min: String,
+    token_ttl: String,
+}
+
+impl Default for QueueFile {
+    fn default() -> Self {
+        Self {
+            poll_min: "1s".into(),
+            poll_max: "20s".into(),
+            abandon_after_polls: 3,
+            abandon_min: "5s".into(),
+            token_ttl: "24h".into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RoutesFile {
+    bypass: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct StoreFile {
+    kind: String,
+    url: Option<String>,
+    state_dir: String,
+}
+
+impl Default for StoreFile {
+    fn default() -> Self {
+        Self {
+            kind: "memory".into(),
+            url: None,
+            state_dir: "waitroom-state".into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct AdminFile {
+    token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct CookieFile {
+    name: String,
+    secure: String,
+}
+
+impl Default for CookieFile {
+    fn default() -> Self {
+        Self {
+            name: "waitroom".into(),
+            secure: "auto".into(),
+        }
+    }
+}
+
+/// When the cookie carries the `Secure` attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CookieSecure {
+    /// When the request came over TLS or with `X-Forwarded-Proto: https`.
+    Auto,
+    /// Always.
+    Always,
+    /// Never (plain-HTTP test set-ups).
+    Never,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Public listener address.
+    pub public: SocketAddr,
+    /// Admin listener address.
+    pub admin: SocketAddr,
+    /// The origin's base URL (`http://host:port`).
+    pub origin: http::Uri,
+    /// How long the origin may take to start answering.
+    pub origin_timeout: Duration,
+    /// Initial run-time settings.
+    pub settings: Settings,
+    /// Timings of the line.
+    pub timing: Timing,
+    /// Lifetime of a queue token.
+    pub queue_token_ttl: Duration,
+    /// Path prefixes forwarded without admission.
+    pub bypass: Vec<String>,
+    /// Where the keys (and, later, the line) are kept in memory mode.
+    pub state_dir: PathBuf,
+    /// The admin bearer token.
+    pub admin_token: String,
+    /// Cookie name.
+    pub cookie_name: String,
+    /// Cookie `Secure` policy.
+    pub cookie_secure: CookieSecure,
+}
+
+fn duration(key: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(text).map_err(|e| {
+        invalid(
+            key,
+            format!("{text:?} is not a duration like \"90s\" or \"10m\" ({e})"),
+        )
+    })
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+fn address(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse().map_err(|_| {
+        invalid(
+            key,
+            format!("{text:?} is not an address like \"127.0.0.1:8080\""),
+        )
+    })
+}
+
+impl Config {
+    /// Parses and validates TOML text. `admin_token_env` (from `WAITROOM_ADMIN_TOKEN`)
+    /// overrides `admin.token`.
+    pub fn from_toml(text: &str, admin_token_env: Option<String>) -> Result<Self, ConfigError> {
+        let file: File = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        Self::try_from_file(file, admin_token_env)
+    }
+
+    fn try_from_file(f: File, admin_token_env: Option<String>) -> Result<Self, ConfigError> {
+        let origin: http::Uri = f.origin.url.parse().map_err(|e| {
+            invalid(
+                "origin.url",
+                format!("{:?} is not a URL ({e})", f.origin.url),
+            )
+        })?;
+        if origin.scheme_str() != Some("http") || origin.authority().is_none() {
+            return Err(invalid(
+                "origin.url",
+                "must be an http:// URL with a host, like \"http://127.0.0.1:8081\"",
+            ));
+        }
+        if origin.path() != "/" || origin.query().is_some() {
+            return Err(invalid(
+                "origin.url",
+                "must not have a path or query; requests keep theirs",
+            ));
+        }
+        let a = &f.admission;
+        if a.new_users_per_minute == 0 {
+            return Err(invalid(
+                "admission.new_users_per_minute",
+                "must be at least 1 (pause through the admin API to stop admissions)",
+            ));
+        }
+        if a.max_active_users == 0 {
+            return Err(invalid("admission.max_active_users", "must be at least 1"));
+        }
+        if a.burst == Some(0) {
+            return Err(invalid("admission.burst", "must be at least 1"));
+        }
+        let session = duration("admission.session_duration", &a.session_duration)?;
+        if session < Duration::from_secs(1) {
+            return Err(invalid("admission.session_duration", "must be at least 1s"));
+        }
+        let q = &f.queue;
+        let poll_min = duration("queue.poll_min", &q.poll_min)?;
+        let poll_max = duration("queue.poll_max", &q.poll_max)?;
+        if poll_min < Duration::from_millis(200) {
+            return Err(invalid("queue.poll_min", "must be at least 200ms"));
+        }
+        if poll_max < poll_min {
+            return Err(invalid(
+                "queue.poll_max",
+                "must not be shorter than queue.poll_min",
+            ));
+        }
+        if q.abandon_after_polls == 0 {
+            return Err(invalid("queue.abandon_after_polls", "must be at least 1"));
+        }
+        let abandon_min = duration("queue.abandon_min", &q.abandon_min)?;
+        let queue_token_ttl = duration("queue.token_ttl", &q.token_ttl)?;
+        if queue_token_ttl < Duration::from_secs(60) {
+            return Err(invalid("queue.token_ttl", "must be at least 1m"));
+        }
+        for prefix in &f.routes.bypass {
+            if !prefix.starts_with('/') {
+                return Err(invalid(
+                    "routes.bypass",
+                    format!("{prefix:?} must start with '/'"),
+                ));
+            }
+            if prefix.starts_with("/_waitroom") || "/_waitroom/".starts_with(prefix.as_str()) {
+                return Err(invalid(
+                    "routes.bypass",
+                    format!("{prefix:?} would cover /_waitroom/, which is reserved"),
+                ));
+            }
+        }
+        match f.store.kind.as_str() {
+            "memory" => {}
+            "redis" => {
+                return Err(invalid(
+                    "store.kind",
+                    "\"redis\" is not available in this version yet; use \"memory\"",
+                ))
+            }
+            other => {
+                return Err(invalid(
+                    "store.kind",
+                    format!("{other:?} is not one of \"memory\", \"redis\""),
+                ))
+            }
+        }
+        if f.store.url.is_some() && f.store.kind == "memory" {
+            return Err(invalid(
+                "store.url",
+                "only used with store.kind = \"redis\"",
+            ));
+        }
+        let admin_token = admin_token_env.or(f.admin.token).ok_or_else(|| {
+            invalid(
+                "admin.token",
+                "missing: set it, or the environment variable WAITROOM_ADMIN_TOKEN",
+            )
+        })?;
+        if admin_token.trim().len() < 8 {
+            return Err(invalid("admin.token", "must be at least 8 characters"));
+        }
+        let cookie_secure = match f.cookie.secure.as_str() {
+            "auto" => CookieSecure::Auto,
+            "always" => CookieSecure::Always,
+            "never" => CookieSecure::Never,
+            other => {
+                return Err(invalid(
+                    "cookie.secure",
+                    format!("{other:?} is not one of \"auto\", \"always\", \"never\""),
+                ))
+            }
+        };
+        let name_ok = !f.cookie.name.is_empty()
+            && f.cookie
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !name_ok {
+            return Err(invalid(
+                "cookie.name",
+                "must be letters, digits, '_' or '-'",
+            ));
+        }
+        Ok(Self {
+            public: address("listen.public", &f.listen.public)?,
+            admin: address("listen.admin", &f.listen.admin)?,
+            origin,
+            origin_timeout: duration("origin.timeout", &f.origin.timeout)?,
+            settings: Settings {
+                new_users_per_minute: a.new_users_per_minute,
+                max_active_users: a.max_active_users,
+                paused: false,
+            },
+            timing: Timing {
+                session_ms: millis(session),
+                burst: a.burst,
+                poll_min_ms: millis(poll_min),
+                poll_max_ms: millis(poll_max),
+                abandon_polls: q.abandon_after_polls,
+                abandon_min_ms: millis(abandon_min),
+            },
+            queue_token_ttl,
+            bypass: f.routes.bypass,
+            state_dir: PathBuf::from(f.store.state_dir),
+            admin_token,
+            cookie_name: f.cookie.name,
+            cookie_secure,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[listen]
+public = "127.0.0.1:8080"
+admin = "127.0.0.1:9090"
+[origin]
+url = "http://127.0.0.1:8081"
+[admin]
+token = "change-me"
+"#;
+
+    fn err(extra: &str) -> String {
+        Config::from_toml(&format!("{MINIMAL}{extra}"), None)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_toml(MINIMAL, None).unwrap();
+        assert_eq!(c.settings.new_users_per_minute, 600);
+        assert_eq!(c.settings.max_active_users, 200);
+        assert_eq!(c.timing.session_ms, 600_000);
+        assert_eq!(c.cookie_name, "waitroom");
+        assert_eq!(c.admin_token, "change-me");
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let text = include_str!("../../config/example.toml");
+        Config::from_toml(text, None).unwrap();
+    }
+
+    #[test]
+    fn environment_overrides_admin_token() {
+        let c = Config::from_toml(MINIMAL, Some("from-the-env".into())).unwrap();
+        assert_eq!(c.admin_token, "from-the-env");
+    }
+
+    #[test]
+    fn rejected_values_name_key_and_reason() {
+        assert!(err("[queue]\nbogus = 1\n").contains("unknown field `bogus`"));
+        assert!(err("[cookie]\nname = \"a b\"\n").starts_with("cookie.name:"));
+        assert!(err("[queue]\npoll_min = \"soon\"\n")
+            .starts_with("queue.poll_min: \"soon\" is not a duration"));
+        assert!(err("[routes]\nbypass = [\"/_waitroom/x\"]\n").starts_with("routes.bypass:"));
+        assert!(err("[routes]\nbypass = [\"/\"]\n").starts_with("routes.bypass:"));
+        assert!(err("[store]\nkind = \"disk\"\n").starts_with("store.kind:"));
+        assert!(
+            err("[queue]\npoll_min = \"5s\"\npoll_max = \"1s\"\n").starts_with("queue.poll_max:")
+        );
+        let no_token = MINIMAL.replace("token = \"change-me\"", "");
+        let e = Config::from_toml(&no_token, None).unwrap_err().to_string();
+        assert!(e.starts_with("admin.token: missing"), "{e}");
+        let bad_origin = MINIMAL.replace("http://127.0.0.1:8081", "ftp://x");
+        let e = Config::from_toml(&bad_origin, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("origin.url:"), "{e}");
+        let zero = format!("{MINIMAL}[admission]\nnew_users_per_minute = 0\n");
+        assert!(Config::from_toml(&zero, None)
+            .unwrap_err()
+            .to_string()
+            .starts_with("admission.new_users_per_minute:"));
+        let typed = format!("{MINIMAL}[admission]\nmax_active_users = \"many\"\n");
+        assert!(Config::from_toml(&typed, None)
+            .unwrap_err()
+            .to_string()
+            .contains("max_active_users"));
+    }
+}

@@ -1,0 +1,140 @@
+//! HTTP plumbing: the body type, small responses, cookies, and the one place where
+//! internal errors become answers.
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue, CACHE_CONTROL, CONTENT_TYPE, COOKIE};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+/// Errors a body may carry.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of every response the proxy sends: ours, or the origin's streamed.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+/// A complete body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A response of our own, never cached.
+pub fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    respond(status, "application/json", value.to_string())
+}
+
+/// A JSON error answer: `{"error": reason}`.
+pub fn error(status: StatusCode, reason: &str) -> Response<Body> {
+    json(status, &serde_json::json!({ "error": reason }))
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers, if any.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Lax, path `/`.
+pub fn set_cookie(name: &str, value: &str, max_age_secs: u64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let text =
+        format!("{name}={value}; Path=/; Max-Age={max_age_secs}; HttpOnly; SameSite=Lax{secure}");
+    // Names are validated by config and tokens are base64url with dots.
+    HeaderValue::from_str(&text).expect("cookie value is a valid header")
+}
+
+/// Whether the client asked for JSON rather than a page.
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/json") && !accept.contains("text/html"))
+}
+
+/// Failures that end a request, mapped to answers in [`ProxyError::into_response`].
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The origin refused the connection or broke it.
+    #[error("origin unreachable: {0}")]
+    OriginUnreachable(String),
+    /// The origin did not start answering in time.
+    #[error("origin timed out")]
+    OriginTimeout,
+}
+
+impl ProxyError {
+    /// The status this failure answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::OriginUnreachable(_) => StatusCode::BAD_GATEWAY,
+            Self::OriginTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The answer: a short page that does not leak internals.
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        let text = match self {
+            Self::OriginUnreachable(_) => {
+                "The site is not answering right now. Please try again in a moment."
+            }
+            Self::OriginTimeout => {
+                "The site took too long to answer. Please try again in a moment."
+            }
+        };
+        respond(status, "text/plain; charset=utf-8", text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_cookies_among_many() {
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("a=1; waitroom=tok.en.x"));
+        h.append(COOKIE, HeaderValue::from_static("b=2"));
+        assert_eq!(cookie(&h, "waitroom"), Some("tok.en.x"));
+        assert_eq!(cookie(&h, "b"), Some("2"));
+        assert_eq!(cookie(&h, "wait"), None);
+    }
+
+    #[test]
+    fn json_only_when_asked_without_html() {
+        let mut h = HeaderMap::new();
+        assert!(!wants_json(&h));
+        h.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        assert!(wants_json(&h));
+        h.insert(
+            http::header::ACCEPT,
+            HeaderValue::from_static("text/html,application/json;q=0.9"),
+        );
+        assert!(!wants_json(&h));
+    }
+}

@@ -1,0 +1,34 @@
+//! waitroom: a virtual waiting room, an admission-control reverse proxy.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML file and its validation into a [`config::Config`].
+//! - [`clock`]: time in milliseconds, following tokio's (pausable) clock.
+//! - [`admission`]: the decision (who goes in, who waits) and the line's rules
+//!   ([`admission::line`]): places, outflow (GCRA), capacity, sessions, abandonment.
+//! - [`store`]: where the line lives, behind one trait ([`store::Store`]).
+//! - [`token`]: signed queue and admission tokens (EdDSA JWTs) and their keys.
+//! - [`public`]: the public listener: routing, `/_waitroom/*`, forwarding decisions.
+//! - [`queue_page`]: the page and JSON a waiting visitor sees.
+//! - [`forward`]: the pooled hyper client to the origin.
+//! - [`admin`]: the admin listener: metrics, health, state, settings.
+//! - [`metrics`]: Prometheus metrics, injected.
+//! - [`http`]: bodies, cookies and the one place errors become answers.
+//! - [`server`]: accepting connections and serving them until shutdown.
+//! - [`shutdown`]: the shutdown signal.
+//! - [`app`]: wiring it all together: [`app::run`].
+
+pub mod admin;
+pub mod admission;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod forward;
+pub mod http;
+pub mod metrics;
+pub mod public;
+pub mod queue_page;
+pub mod server;
+pub mod shutdown;
+pub mod store;
+pub mod token;

@@ -1,0 +1,146 @@
+//! The `waitroom` binary: flags, config, tracing, binding; everything else is in the library.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use waitroom::config::Config;
+use waitroom::token::Keyring;
+
+/// waitroom: a virtual waiting room in front of your site.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Run the proxy from this TOML file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy and a built-in origin-stub with demo settings (memory store).
+    Demo {
+        /// Public port; admin is on PORT+1 and the origin on PORT+2.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+    /// Validate a configuration file; exits non-zero with the key and the reason.
+    CheckConfig {
+        /// The TOML file.
+        file: PathBuf,
+    },
+}
+
+fn load(path: &PathBuf) -> anyhow::Result<Config> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let env_token = std::env::var("WAITROOM_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    Config::from_toml(&text, env_token)
+        .with_context(|| format!("invalid configuration {}", path.display()))
+}
+
+async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} listener to {addr}"))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let keys = Keyring::load_or_create(&config.state_dir)?;
+    let public = bind(config.public, "public").await?;
+    let admin = bind(config.admin, "admin").await?;
+    tracing::info!(public = %config.public, admin = %config.admin, origin = %config.origin, "waitroom serving");
+    let (trigger, shutdown) = waitroom::shutdown::channel();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        trigger.fire();
+    });
+    waitroom::app::run(config, public, admin, keys, shutdown).await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn demo(port: u16) -> anyhow::Result<()> {
+    let config = waitroom::app::demo_config(port);
+    let origin_addr = config
+        .origin
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .context("demo origin address")?;
+    let origin = TcpListener::bind(&origin_addr)
+        .await
+        .with_context(|| format!("binding the demo origin to {origin_addr}"))?;
+    let options = origin_stub::Options::default();
+    tokio::spawn(origin_stub::run(origin, options, std::future::pending()));
+    println!(
+        "waitroom demo: open http://{}/ (a few tabs or browsers show the line)",
+        config.public
+    );
+    println!(
+        "  metrics and admin: http://{}/metrics  (admin token: {})",
+        config.admin, config.admin_token
+    );
+    println!("  origin-stub:       http://{origin_addr}/__stats");
+    println!(
+        "  limits: {} new users per minute, {} active at once",
+        config.settings.new_users_per_minute, config.settings.max_active_users
+    );
+    serve(config).await
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match (cli.command, cli.config) {
+        (Some(Command::CheckConfig { file }), _) => load(&file).map(|c| {
+            println!(
+                "{}: ok (public {}, origin {}, {} new users per minute, {} active)",
+                file.display(),
+                c.public,
+                c.origin,
+                c.settings.new_users_per_minute,
+                c.settings.max_active_users
+            );
+        }),
+        (Some(Command::Demo { port }), _) => demo(port).await,
+        (None, Some(path)) => match load(&path) {
+            Ok(config) => serve(config).await,
+            Err(e) => Err(e),
+        },
+        (None, None) => Err(anyhow::anyhow!(
+            "nothing to do: give --config FILE, or a command (see --help)"
+        )),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("waitroom: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

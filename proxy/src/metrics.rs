@@ -1,0 +1,181 @@
+//! Prometheus metrics, registered into a registry passed in (no globals).
+
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+use crate::admission::line::{PumpReport, Snapshot};
+
+/// The proxy's metrics. Cheap to clone: every field is a handle.
+#[derive(Clone)]
+pub struct Metrics {
+    requests: IntCounterVec,
+    tokens_refused: IntCounterVec,
+    admissions: IntCounterVec,
+    queued: IntCounter,
+    called: IntCounter,
+    passed_over: IntCounter,
+    store_errors: IntCounterVec,
+    origin_errors: IntCounterVec,
+    origin_seconds: Histogram,
+    line: IntGaugeVec,
+    settings: IntGaugeVec,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: T) -> T {
+    registry
+        .register(Box::new(c.clone()))
+        .expect("metric names are unique");
+    c
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them into `registry`.
+    pub fn new(registry: &Registry) -> Self {
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                registry,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        };
+        let counter = |name: &str, help: &str| {
+            register(registry, IntCounter::new(name, help).expect("valid metric"))
+        };
+        Self {
+            requests: counter_vec(
+                "waitroom_requests_total",
+                "Public requests by outcome",
+                &["outcome"],
+            ),
+            tokens_refused: counter_vec(
+                "waitroom_tokens_refused_total",
+                "Presented tokens refused, by reason",
+                &["reason"],
+            ),
+            admissions: counter_vec(
+                "waitroom_admissions_total",
+                "Visitors let in: direct (nobody waiting) or claimed (their turn came)",
+                &["kind"],
+            ),
+            queued: counter("waitroom_places_issued_total", "Places in line handed out"),
+            called: counter(
+                "waitroom_called_total",
+                "Places called by the pump (admissions granted from the line)",
+            ),
+            passed_over: counter(
+                "waitroom_passed_over_total",
+                "Departed places passed over without using an admission",
+            ),
+            store_errors: counter_vec(
+                "waitroom_store_errors_total",
+                "Store operations that failed",
+                &["operation"],
+            ),
+            origin_errors: counter_vec(
+                "waitroom_origin_errors_total",
+                "Forwarded requests that failed to get an answer from the origin",
+                &["kind"],
+            ),
+            origin_seconds: register(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "waitroom_origin_response_seconds",
+                        "Time until the origin's response head",
+                    )
+                    .buckets(prometheus::exponential_buckets(0.001, 2.0, 16).expect("buckets")),
+                )
+                .expect("valid metric"),
+            ),
+            line: register(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "waitroom_line",
+                        "The line: queue_length, active_users, called_pending",
+                    ),
+                    &["what"],
+                )
+                .expect("valid metric"),
+            ),
+            settings: register(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new("waitroom_setting", "Current run-time settings"),
+                    &["name"],
+                )
+                .expect("valid metric"),
+            ),
+        }
+    }
+
+    /// Counts a public request by outcome (`forwarded`, `queued`, `bypass`, ...).
+    pub fn request(&self, outcome: &str) {
+        self.requests.with_label_values(&[outcome]).inc();
+    }
+
+    /// Counts a refused token.
+    pub fn token_refused(&self, reason: &str) {
+        self.tokens_refused.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts an admission.
+    pub fn admitted(&self, kind: &str) {
+        self.admissions.with_label_values(&[kind]).inc();
+    }
+
+    /// Counts a place handed out.
+    pub fn queued(&self) {
+        self.queued.inc();
+    }
+
+    /// Counts a failed store operation.
+    pub fn store_error(&self, operation: &str) {
+        self.store_errors.with_label_values(&[operation]).inc();
+    }
+
+    /// Counts a failed forward.
+    pub fn origin_error(&self, kind: &str) {
+        self.origin_errors.with_label_values(&[kind]).inc();
+    }
+
+    /// Records the origin's time to a response head.
+    pub fn origin_latency(&self, seconds: f64) {
+        self.origin_seconds.observe(seconds);
+    }
+
+    /// Records what a pump round did.
+    pub fn pumped(&self, report: PumpReport) {
+        self.called.inc_by(u64::from(report.called));
+        self.passed_over.inc_by(u64::from(report.passed_over));
+    }
+
+    /// Refreshes the gauges from a snapshot.
+    pub fn observe(&self, s: &Snapshot) {
+        let gauge = |what: &str, v: u64| {
+            self.line
+                .with_label_values(&[what])
+                .set(i64::try_from(v).unwrap_or(i64::MAX))
+        };
+        gauge("queue_length", s.queue_length);
+        gauge("active_users", s.active_users);
+        gauge("called_pending", s.called_pending);
+        let setting = |name: &str, v: i64| self.settings.with_label_values(&[name]).set(v);
+        setting(
+            "new_users_per_minute",
+            i64::from(s.settings.new_users_per_minute),
+        );
+        setting("max_active_users", i64::from(s.settings.max_active_users));
+        setting("paused", i64::from(s.settings.paused));
+    }
+}
+
+/// Renders a registry in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    use prometheus::Encoder;
+    let mut out = Vec::new();
+    prometheus::TextEncoder::new()
+        .encode(&registry.gather(), &mut out)
+        .expect("text encoding into a Vec cannot fail");
+    String::from_utf8(out).expect("the text format is UTF-8")
+}

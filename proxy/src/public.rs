@@ -1,0 +1,192 @@
+//! The public listener: routing, the `/_waitroom/*` endpoints, and acting on
+//! admission decisions (forward, or show the line).
+
+use http::header::{HeaderValue, SET_COOKIE};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::admission::{Admission, Decision, Presented, Standing};
+use crate::config::CookieSecure;
+use crate::forward::{Forwarder, Peer};
+use crate::http::{self as h, Body};
+use crate::metrics::Metrics;
+use crate::queue_page::{self, Status};
+use crate::store::StoreError;
+use crate::token::Kind;
+
+/// Reserved prefix of the waiting room's own endpoints.
+pub const RESERVED: &str = "/_waitroom/";
+
+/// Cookie settings.
+#[derive(Clone, Debug)]
+pub struct CookiePolicy {
+    /// Cookie name.
+    pub name: String,
+    /// When to mark it `Secure`.
+    pub secure: CookieSecure,
+}
+
+/// The public side of the proxy.
+#[derive(Clone)]
+pub struct Public {
+    admission: Admission,
+    forwarder: Forwarder,
+    cookie: CookiePolicy,
+    bypass: Vec<String>,
+    metrics: Metrics,
+    /// Poll interval suggested while the store cannot be reached.
+    held_poll_ms: u64,
+}
+
+impl Public {
+    /// The public service.
+    pub fn new(
+        admission: Admission,
+        forwarder: Forwarder,
+        cookie: CookiePolicy,
+        bypass: Vec<String>,
+        metrics: Metrics,
+        held_poll_ms: u64,
+    ) -> Self {
+        Self {
+            admission,
+            forwarder,
+            cookie,
+            bypass,
+            metrics,
+            held_poll_ms,
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, req: Request<Incoming>, peer: Peer) -> Response<Body> {
+        let path = req.uri().path();
+        if let Some(endpoint) = path.strip_prefix(RESERVED) {
+            return match (req.method(), endpoint) {
+                (&Method::GET | &Method::HEAD, "status") => self.status(&req, peer).await,
+                (&Method::GET | &Method::HEAD, "jwks.json") => {
+                    let mut r = h::json(StatusCode::OK, &self.admission.tokens().keys().jwks());
+                    r.headers_mut().insert(
+                        http::header::CACHE_CONTROL,
+                        HeaderValue::from_static("public, max-age=300"),
+                    );
+                    r
+                }
+                (_, "status" | "jwks.json") => {
+                    h::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+                }
+                _ => h::error(StatusCode::NOT_FOUND, "no such waiting-room endpoint"),
+            };
+        }
+        if self.bypass.iter().any(|p| path.starts_with(p.as_str())) {
+            self.metrics.request("bypass");
+            return self.forward(req, peer, None).await;
+        }
+        let presented = self.presented(&req);
+        match self.admission.decide(&presented).await {
+            Ok(Decision {
+                standing: Standing::Admitted { .. },
+                set_token,
+            }) => {
+                self.metrics.request("forwarded");
+                let cookie = set_token.map(|t| self.cookie_header(&req, t));
+                self.forward(req, peer, cookie).await
+            }
+            Ok(Decision {
+                standing: Standing::Waiting(wait),
+                set_token,
+            }) => {
+                self.metrics.request("queued");
+                let cookie = set_token.map(|t| self.cookie_header(&req, t));
+                self.waiting(&req, Status::waiting(&wait), cookie)
+            }
+            Err(e) => self.held(&req, e),
+        }
+    }
+
+    fn presented(&self, req: &Request<Incoming>) -> Presented {
+        self.admission
+            .present(h::cookie(req.headers(), &self.cookie.name))
+    }
+
+    async fn status(&self, req: &Request<Incoming>, _peer: Peer) -> Response<Body> {
+        self.metrics.request("status");
+        let presented = self.presented(req);
+        match self.admission.decide(&presented).await {
+            Ok(d) => {
+                let status = match d.standing {
+                    Standing::Admitted { .. } => Status::admitted(),
+                    Standing::Waiting(w) => Status::waiting(&w),
+                };
+                let mut r = h::json(StatusCode::OK, &status.to_json());
+                if let Some(t) = d.set_token {
+                    r.headers_mut()
+                        .append(SET_COOKIE, self.cookie_header(req, t));
+                }
+                r
+            }
+            Err(e) => {
+                self.metrics.store_error("status");
+                tracing::warn!(error = %e, "store failed during a status poll");
+                h::json(StatusCode::OK, &Status::held(self.held_poll_ms).to_json())
+            }
+        }
+    }
+
+    /// The store failed: the visitor keeps their cookie and sees that the line is held.
+    fn held(&self, req: &Request<Incoming>, e: StoreError) -> Response<Body> {
+        self.metrics.store_error("decide");
+        tracing::warn!(error = %e, "store failed; showing the held line");
+        self.waiting(req, Status::held(self.held_poll_ms), None)
+    }
+
+    fn waiting(
+        &self,
+        req: &Request<Incoming>,
+        status: Status,
+        cookie: Option<HeaderValue>,
+    ) -> Response<Body> {
+        let mut r = if h::wants_json(req.headers()) {
+            h::json(StatusCode::OK, &status.to_json())
+        } else {
+            h::respond(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                queue_page::render(&status),
+            )
+        };
+        if let Some(c) = cookie {
+            r.headers_mut().append(SET_COOKIE, c);
+        }
+        r
+    }
+
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        peer: Peer,
+        cookie: Option<HeaderValue>,
+    ) -> Response<Body> {
+        let mut r = match self.forwarder.forward(req, peer).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
+        if let Some(c) = cookie {
+            r.headers_mut().append(SET_COOKIE, c);
+        }
+        r
+    }
+
+    fn cookie_header(&self, req: &Request<Incoming>, (kind, token): (Kind, String)) -> HeaderValue {
+        let secure = match self.cookie.secure {
+            CookieSecure::Always => true,
+            CookieSecure::Never => false,
+            CookieSecure::Auto => req
+                .headers()
+                .get("x-forwarded-proto")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")),
+        };
+        let ttl = self.admission.tokens().ttl_secs(kind);
+        h::set_cookie(&self.cookie.name, &token, ttl, secure)
+    }
+}

@@ -1,0 +1,42 @@
+//! Where the queue state lives: one trait, one backend per kind of store.
+//!
+//! Every method is one atomic operation on the shared state of a waiting room:
+//! two callers (tasks, or instances sharing a Redis) never interleave inside one.
+//! The semantics are those of [`crate::admission::line::Line`]; backends differ in
+//! where the state lives and in how they fail. Time is always passed in, so every
+//! instance sharing a store decides with its own clock and tests control it.
+//!
+//! On failure a method returns [`StoreError`] and changes nothing; the caller
+//! decides what the visitor sees (never a 5xx for it).
+
+pub mod memory;
+
+use async_trait::async_trait;
+
+use crate::admission::line::{Arrival, Poll, PumpReport, Settings, SettingsPatch, Snapshot};
+use crate::clock::Millis;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not be reached or did not answer in time.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The queue state of one waiting room.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A newcomer arrives: admitted at once or given the next place.
+    async fn arrive(&self, now: Millis) -> Result<Arrival, StoreError>;
+    /// The holder of place `seq` checks in; renews their deadline.
+    async fn poll(&self, seq: u64, now: Millis) -> Result<Poll, StoreError>;
+    /// An admitted holder makes a request; `false` when the session has lapsed.
+    async fn touch_session(&self, sid: u64, now: Millis) -> Result<bool, StoreError>;
+    /// Advances the line under both limits. Safe to call from many places at once.
+    async fn pump(&self, now: Millis) -> Result<PumpReport, StoreError>;
+    /// The line as operators see it.
+    async fn snapshot(&self, now: Millis) -> Result<Snapshot, StoreError>;
+    /// Changes the run-time settings for everybody sharing the store.
+    async fn update_settings(&self, patch: SettingsPatch) -> Result<Settings, StoreError>;
+}

@@ -1,0 +1,209 @@
+//! Signing keys: Ed25519 key pairs with a `kid`, kept in the state directory, and
+//! the JWKS that publishes their public halves.
+
+use std::path::Path;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use ed25519_dalek::SigningKey;
+use jsonwebtoken::{DecodingKey, EncodingKey};
+use sha2::{Digest, Sha256};
+
+/// Why keys could not be loaded or created.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Reading or writing the key file failed.
+    #[error("key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The key file exists but does not hold keys.
+    #[error("key file {path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// One Ed25519 key pair.
+#[derive(Clone)]
+pub struct KeyPair {
+    kid: String,
+    seed: [u8; 32],
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    public_b64: String,
+}
+
+impl KeyPair {
+    /// A fresh random key pair.
+    pub fn generate() -> Self {
+        Self::from_seed(rand::random())
+    }
+
+    /// The key pair derived from a 32-byte Ed25519 seed.
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        let signing = SigningKey::from_bytes(&seed);
+        let public = signing.verifying_key().to_bytes();
+        let der = signing
+            .to_pkcs8_der()
+            .expect("an Ed25519 key always encodes as PKCS#8");
+        let public_b64 = URL_SAFE_NO_PAD.encode(public);
+        let kid = URL_SAFE_NO_PAD.encode(&Sha256::digest(public)[..12]);
+        Self {
+            kid,
+            seed,
+            encoding: EncodingKey::from_ed_der(der.as_bytes()),
+            decoding: DecodingKey::from_ed_components(&public_b64)
+                .expect("a base64url public key always decodes"),
+            public_b64,
+        }
+    }
+
+    /// The key id carried in token headers.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    pub(crate) fn encoding(&self) -> &EncodingKey {
+        &self.encoding
+    }
+
+    pub(crate) fn decoding(&self) -> &DecodingKey {
+        &self.decoding
+    }
+
+    /// The public key as a JWK.
+    pub fn jwk(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "alg": "EdDSA",
+            "use": "sig",
+            "kid": self.kid,
+            "x": self.public_b64,
+        })
+    }
+}
+
+/// The keys of a waiting room: the first signs, all verify.
+#[derive(Clone)]
+pub struct Keyring {
+    keys: Vec<KeyPair>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredKey {
+    kid: String,
+    seed: String,
+}
+
+impl Keyring {
+    /// A keyring of the given keys; the first signs.
+    pub fn new(first: KeyPair, more: Vec<KeyPair>) -> Self {
+        let mut keys = vec![first];
+        keys.extend(more);
+        Self { keys }
+    }
+
+    /// Loads `keys.json` from `dir`, or creates it with a new key (mode 0600).
+    pub fn load_or_create(dir: &Path) -> Result<Self, KeyError> {
+        let path = dir.join("keys.json");
+        let shown = path.display().to_string();
+        let io = |source| KeyError::Io {
+            path: shown.clone(),
+            source,
+        };
+        match std::fs::read(&path) {
+            Ok(bytes) => Self::parse(&bytes).map_err(|reason| KeyError::Invalid {
+                path: shown.clone(),
+                reason,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir).map_err(io)?;
+                let ring = Self::new(KeyPair::generate(), Vec::new());
+                let tmp = dir.join("keys.json.tmp");
+                write_private(&tmp, &ring.serialize()).map_err(io)?;
+                std::fs::rename(&tmp, &path).map_err(io)?;
+                Ok(ring)
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    fn parse(bytes: &[u8]) -> Result<Self, String> {
+        let stored: Vec<StoredKey> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let mut keys = stored.iter().map(|k| {
+            let seed: [u8; 32] = URL_SAFE_NO_PAD
+                .decode(&k.seed)
+                .ok()
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(|| format!("key {}: seed is not 32 base64url bytes", k.kid))?;
+            Ok(KeyPair::from_seed(seed))
+        });
+        let first = keys.next().ok_or("no keys")??;
+        Ok(Self::new(first, keys.collect::<Result<_, String>>()?))
+    }
+
+    fn serialize(&self) -> Vec<u8> {
+        let stored: Vec<StoredKey> = self
+            .keys
+            .iter()
+            .map(|k| StoredKey {
+                kid: k.kid.clone(),
+                seed: URL_SAFE_NO_PAD.encode(k.seed),
+            })
+            .collect();
+        serde_json::to_vec_pretty(&stored).expect("keys serialize")
+    }
+
+    /// The key that signs new tokens.
+    pub fn signing(&self) -> &KeyPair {
+        &self.keys[0]
+    }
+
+    /// The key with this `kid`, if it is ours.
+    pub fn find(&self, kid: &str) -> Option<&KeyPair> {
+        self.keys.iter().find(|k| k.kid == kid)
+    }
+
+    /// The JWKS document served at `/_waitroom/jwks.json`.
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({ "keys": self.keys.iter().map(KeyPair::jwk).collect::<Vec<_>>() })
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_survive_a_restart() {
+        let dir = std::env::temp_dir().join(format!("waitroom-keys-{}", rand::random::<u64>()));
+        let first = Keyring::load_or_create(&dir).unwrap();
+        let again = Keyring::load_or_create(&dir).unwrap();
+        assert_eq!(first.signing().kid(), again.signing().kid());
+        assert_eq!(first.jwks(), again.jwks());
+        std::fs::write(dir.join("keys.json"), b"[]").unwrap();
+        let err = Keyring::load_or_create(&dir).err().unwrap().to_string();
+        assert!(err.contains("no keys"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,215 @@
+//! Signed tokens: a place in line (`q`) or an admission (`a`), as EdDSA JWTs.
+//!
+//! A visitor's place lives in their token, so a reload, a closed tab or a second
+//! request keeps it. Expiry is checked against [`Clock`], not the system clock, so
+//! tests with paused time control it too.
+
+pub mod keys;
+
+use jsonwebtoken::{Algorithm, Header, Validation};
+
+use crate::clock::Clock;
+pub use keys::{KeyError, KeyPair, Keyring};
+
+/// Longest token accepted; anything longer is refused before parsing.
+pub const MAX_TOKEN_LEN: usize = 2048;
+
+/// What a token stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Kind {
+    /// A place in line.
+    #[serde(rename = "q")]
+    Queue,
+    /// An admitted session.
+    #[serde(rename = "a")]
+    Admission,
+}
+
+/// The claims of a waitroom token.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Claims {
+    /// Place in line or admission.
+    pub k: Kind,
+    /// The place number (for an admission, the session number, which is the same).
+    pub n: u64,
+    /// Issued at, Unix seconds.
+    pub iat: u64,
+    /// Expires at, Unix seconds.
+    pub exp: u64,
+}
+
+/// Why a presented token was refused. The label names the metric series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not a JWT, undecodable, too long, or with unexpected claims.
+    #[error("malformed token")]
+    Malformed,
+    /// The algorithm is not EdDSA (`none`, HMAC, ...).
+    #[error("wrong algorithm")]
+    Algorithm,
+    /// Signed with a key that is not ours.
+    #[error("unknown key id")]
+    UnknownKey,
+    /// The signature does not match the content.
+    #[error("bad signature")]
+    Signature,
+    /// Past its expiry.
+    #[error("expired")]
+    Expired,
+}
+
+impl TokenError {
+    /// A short label for metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Algorithm => "algorithm",
+            Self::UnknownKey => "unknown_key",
+            Self::Signature => "signature",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// Issues and verifies tokens.
+#[derive(Clone)]
+pub struct Tokens {
+    keys: Keyring,
+    clock: Clock,
+    queue_ttl_secs: u64,
+    admission_ttl_secs: u64,
+}
+
+impl Tokens {
+    /// A token service signing with `keys`; tokens live for the given seconds.
+    pub fn new(keys: Keyring, clock: Clock, queue_ttl_secs: u64, admission_ttl_secs: u64) -> Self {
+        Self {
+            keys,
+            clock,
+            queue_ttl_secs,
+            admission_ttl_secs,
+        }
+    }
+
+    /// The keyring (for the JWKS).
+    pub fn keys(&self) -> &Keyring {
+        &self.keys
+    }
+
+    /// How long a token of this kind lives, in seconds.
+    pub fn ttl_secs(&self, kind: Kind) -> u64 {
+        match kind {
+            Kind::Queue => self.queue_ttl_secs,
+            Kind::Admission => self.admission_ttl_secs,
+        }
+    }
+
+    /// Signs a token of `kind` for place or session `n`.
+    pub fn issue(&self, kind: Kind, n: u64) -> String {
+        let key = self.keys.signing();
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(key.kid().to_owned());
+        let iat = self.clock.now_secs();
+        let claims = Claims {
+            k: kind,
+            n,
+            iat,
+            exp: iat + self.ttl_secs(kind),
+        };
+        jsonwebtoken::encode(&header, &claims, key.encoding()).expect("Ed25519 signing cannot fail")
+    }
+
+    /// Verifies a presented token: our key, EdDSA, intact, not expired.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Malformed);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(TokenError::Algorithm);
+        }
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.keys.find(kid))
+            .ok_or(TokenError::UnknownKey)?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.validate_exp = false;
+        validation.required_spec_claims.clear();
+        let data = jsonwebtoken::decode::<Claims>(token, key.decoding(), &validation).map_err(
+            |e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::Signature,
+                _ => TokenError::Malformed,
+            },
+        )?;
+        if data.claims.exp <= self.clock.now_secs() {
+            return Err(TokenError::Expired);
+        }
+        Ok(data.claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
+    fn tokens() -> Tokens {
+        Tokens::new(
+            Keyring::new(KeyPair::generate(), Vec::new()),
+            Clock::starting_at(1_700_000_000_000),
+            3600,
+            600,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn round_trip_and_expiry() {
+        let t = tokens();
+        let token = t.issue(Kind::Queue, 42);
+        let claims = t.verify(&token).unwrap();
+        assert_eq!((claims.k, claims.n), (Kind::Queue, 42));
+        tokio::time::advance(std::time::Duration::from_secs(3601)).await;
+        assert_eq!(t.verify(&token), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn every_altered_byte_is_refused() {
+        let t = tokens();
+        let token = t.issue(Kind::Admission, 7);
+        let bytes = token.as_bytes();
+        for i in 0..bytes.len() {
+            for replacement in [b'A', b'_', b'.', b'x'] {
+                if bytes[i] == replacement {
+                    continue;
+                }
+                let mut altered = bytes.to_vec();
+                altered[i] = replacement;
+                let altered = String::from_utf8(altered).unwrap();
+                assert!(t.verify(&altered).is_err(), "byte {i} -> {replacement}");
+            }
+        }
+    }
+
+    #[test]
+    fn none_algorithm_foreign_key_and_garbage_are_refused() {
+        let t = tokens();
+        let token = t.issue(Kind::Admission, 7);
+        let payload = token.split('.').nth(1).unwrap();
+        let none = format!("{}.{payload}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#));
+        assert!(t.verify(&none).is_err());
+        let hs = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &t.verify(&token).unwrap(),
+            &jsonwebtoken::EncodingKey::from_secret(b"guess"),
+        )
+        .unwrap();
+        assert_eq!(t.verify(&hs), Err(TokenError::Algorithm));
+        let other = tokens().issue(Kind::Admission, 7);
+        assert_eq!(t.verify(&other), Err(TokenError::UnknownKey));
+        for garbage in ["", ".", "..", "a.b.c", &"x".repeat(5000), "\u{0}\u{1}"] {
+            assert!(t.verify(garbage).is_err(), "{garbage:?}");
+        }
+    }
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every check and test of the workspace. Installs what the tests need when absent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+if ((${#need_apt[@]})); then
+  echo "test.sh: installing ${need_apt[*]} (needed by the tests)"
+  if ! { apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"; } >/dev/null; then
+    echo "test.sh: could not install ${need_apt[*]}; install it and run again" >&2
+    exit 1
+  fi
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo test"
+cargo test --workspace --quiet
