@@ -502,3 +502,64 @@ impl Line {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMING: Timing = Timing {
+        session_ms: 600_000,
+        burst: None,
+        poll_min_ms: 1_000,
+        poll_max_ms: 20_000,
+        abandon_polls: 3,
+        abandon_min_ms: 600_000,
+    };
+
+    fn line(per_minute: u32) -> Line {
+        Line::new(
+            TIMING,
+            Settings {
+                new_users_per_minute: per_minute,
+                max_active_users: 1_000_000,
+                paused: false,
+            },
+        )
+    }
+
+    fn queue(l: &mut Line, n: usize, now: Millis) -> Vec<u64> {
+        (0..n)
+            .filter_map(|_| match l.arrive(now) {
+                Arrival::Queued { seq, .. } => Some(seq),
+                Arrival::Admitted { .. } => None,
+            })
+            .collect()
+    }
+
+    fn run(l: &mut Line, from: Millis, to: Millis) {
+        for now in (from..to).step_by(20) {
+            l.pump(now);
+        }
+    }
+
+    #[test]
+    fn positions_count_down_and_eta_follows_the_measured_outflow() {
+        let mut l = line(1_800);
+        let seqs = queue(&mut l, 900, 0);
+        assert_eq!(seqs.len(), 870);
+        let last = *seqs.last().unwrap();
+        let Poll::Waiting(w) = l.poll(last, 0) else {
+            panic!()
+        };
+        assert_eq!(w.position, 870);
+        assert!((28_000..=30_000).contains(&w.eta_ms), "{w:?}");
+        run(&mut l, 0, 10_000);
+        let Poll::Waiting(w) = l.poll(last, 10_000) else {
+            panic!()
+        };
+        assert!((565..=575).contains(&w.position), "{w:?}");
+        // 570 left at a measured 30/s: 19 s.
+        assert!((18_000..=20_000).contains(&w.eta_ms), "{w:?}");
+        assert_eq!(w.poll_after_ms, w.eta_ms / 8);
+    }
+}

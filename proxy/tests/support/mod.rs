@@ -1,0 +1,400 @@
+//! Builders for integration tests: a real origin-stub, a real proxy, and visitors
+//! that keep their cookie as a browser does. Everything binds 127.0.0.1:0.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::net::TcpListener;
+use waitroom::config::Config;
+use waitroom::shutdown::Trigger;
+use waitroom::token::{KeyPair, Keyring};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// A running origin-stub.
+pub struct Origin {
+    pub addr: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Starts an origin-stub serving `capacity` at once, `service_ms` each.
+pub async fn origin(capacity: usize, service_ms: u64) -> Origin {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = origin_stub::Options {
+        capacity,
+        service_time: Duration::from_millis(service_ms),
+        ..Default::default()
+    };
+    tokio::spawn(origin_stub::run(listener, options, async move {
+        let _ = stopped.await;
+    }));
+    Origin { addr, _stop: stop }
+}
+
+impl Origin {
+    /// The origin's `/__stats`.
+    pub async fn stats(&self) -> serde_json::Value {
+        let r = Http::new()
+            .send(
+                Method::GET,
+                &format!("http://{}/__stats", self.addr),
+                None,
+                &[],
+            )
+            .await
+            .unwrap();
+        r.json()
+    }
+}
+
+/// A proxy under construction: TOML sections added to a minimal config.
+pub struct ProxyBuilder {
+    origin: SocketAddr,
+    sections: String,
+}
+
+/// A proxy in front of `origin`.
+pub fn proxy(origin: &Origin) -> ProxyBuilder {
+    ProxyBuilder {
+        origin: origin.addr,
+        sections: String::new(),
+    }
+}
+
+impl ProxyBuilder {
+    /// Sets the `[admission]` section.
+    pub fn admission(mut self, per_minute: u32, max_active: u32, session: &str) -> Self {
+        self.sections.push_str(&format!(
+            "[admission]\nnew_users_per_minute = {per_minute}\nmax_active_users = {max_active}\nsession_duration = \"{session}\"\n"
+        ));
+        self
+    }
+
+    /// Adds raw TOML.
+    pub fn toml(mut self, text: &str) -> Self {
+        self.sections.push_str(text);
+        self.sections.push('\n');
+        self
+    }
+
+    /// Starts the proxy on port 0.
+    pub async fn start(self) -> Proxy {
+        let text = format!(
+            "[listen]\npublic = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[origin]\nurl = \"http://{}\"\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[cookie]\nsecure = \"never\"\n{}",
+            self.origin, self.sections
+        );
+        let config = Config::from_toml(&text, None).unwrap();
+        let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (public_addr, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
+        let (trigger, shutdown) = waitroom::shutdown::channel();
+        let keys = Keyring::new(KeyPair::generate(), Vec::new());
+        tokio::spawn(waitroom::app::run(config, public, admin, keys, shutdown));
+        Proxy {
+            public: public_addr,
+            admin: admin_addr,
+            _trigger: trigger,
+        }
+    }
+}
+
+/// A running proxy; stops when dropped.
+pub struct Proxy {
+    pub public: SocketAddr,
+    pub admin: SocketAddr,
+    _trigger: Trigger,
+}
+
+impl Proxy {
+    /// A URL on the public listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.public)
+    }
+
+    /// A new visitor with an empty cookie jar.
+    pub fn visitor(&self, http: &Http) -> Visitor {
+        Visitor {
+            base: format!("http://{}", self.public),
+            cookie: None,
+            http: http.clone(),
+        }
+    }
+
+    /// `GET /admin/state`.
+    pub async fn state(&self) -> serde_json::Value {
+        self.admin_call(Method::GET, "/admin/state", None)
+            .await
+            .json()
+    }
+
+    /// `PATCH /admin/settings`.
+    pub async fn patch(&self, body: serde_json::Value) -> Reply {
+        self.admin_call(Method::PATCH, "/admin/settings", Some(body.to_string()))
+            .await
+    }
+
+    /// A call to the admin listener with the bearer token.
+    pub async fn admin_call(&self, method: Method, path: &str, body: Option<String>) -> Reply {
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        Http::new()
+            .send(
+                method,
+                &format!("http://{}{path}", self.admin),
+                body,
+                &[("authorization", auth.as_str())],
+            )
+            .await
+            .unwrap()
+    }
+}
+
+/// An HTTP client (pooled), shared by many visitors.
+#[derive(Clone)]
+pub struct Http(Client<HttpConnector, Full<Bytes>>);
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    /// Whether the origin answered (rather than the waiting room).
+    pub fn from_origin(&self) -> bool {
+        self.headers
+            .get("x-served-by")
+            .is_some_and(|v| v == "origin-stub")
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The value set for cookie `name`, if any.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(http::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next())
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_owned())
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Http {
+    pub fn new() -> Self {
+        Self(Client::builder(TokioExecutor::new()).build_http())
+    }
+
+    /// Sends a request and reads the whole answer.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, String> {
+        let mut req = Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| e.to_string())?;
+        let resp = tokio::time::timeout(Duration::from_secs(30), self.0.request(req))
+            .await
+            .map_err(|_| "timed out".to_owned())?
+            .map_err(|e| format!("request failed: {e}"))?;
+        let (parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| format!("body failed: {e}"))?
+            .to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+/// A visitor: one browser with one cookie jar (the waitroom cookie).
+pub struct Visitor {
+    base: String,
+    pub cookie: Option<String>,
+    http: Http,
+}
+
+impl Visitor {
+    /// A GET as a browser sends it (asking for HTML), keeping the cookie.
+    pub async fn get(&mut self, path: &str) -> Result<Reply, String> {
+        self.request(Method::GET, path, "text/html,*/*;q=0.8").await
+    }
+
+    /// A status poll.
+    pub async fn status(&mut self) -> Result<Reply, String> {
+        self.request(Method::GET, "/_waitroom/status", "application/json")
+            .await
+    }
+
+    /// Any request, keeping the cookie.
+    pub async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        accept: &str,
+    ) -> Result<Reply, String> {
+        let cookie = self.cookie.as_ref().map(|c| format!("waitroom={c}"));
+        let mut headers = vec![("accept", accept)];
+        if let Some(c) = &cookie {
+            headers.push(("cookie", c.as_str()));
+        }
+        let url = format!("{}{path}", self.base);
+        let reply = self.http.send(method, &url, None, &headers).await?;
+        if let Some(c) = reply.set_cookie("waitroom") {
+            self.cookie = Some(c);
+        }
+        Ok(reply)
+    }
+}
+
+/// What one visitor saw, for the crowd tests.
+#[derive(Debug, Default, Clone)]
+pub struct Journey {
+    /// Seconds since the test's start.
+    pub arrived: f64,
+    /// When the waiting room let them in (seconds since start), if it did.
+    pub admitted: Option<f64>,
+    /// Whether they went straight in.
+    pub direct: bool,
+    /// Answers with a 5xx, and requests that failed outright.
+    pub server_errors: u32,
+    pub failures: Vec<String>,
+    /// Requests answered by the origin after admission.
+    pub origin_answers: u32,
+    /// Status polls made while waiting.
+    pub polls: u32,
+    /// What each poll said: (seconds since start, position, eta_seconds, poll_after_ms).
+    pub seen: Vec<(f64, u64, u64, u64)>,
+}
+
+impl Journey {
+    pub fn note(&mut self, reply: &Result<Reply, String>) {
+        match reply {
+            Ok(r) if r.status.is_server_error() => self.server_errors += 1,
+            Ok(_) => {}
+            Err(e) => self.failures.push(e.clone()),
+        }
+    }
+}
+
+/// How a simulated visitor behaves.
+#[derive(Clone, Copy, Debug)]
+pub struct Behaviour {
+    /// Requests to the origin once admitted.
+    pub requests_after: u32,
+    /// Leave after this many status polls (None: stay until admitted).
+    pub leave_after_polls: Option<u32>,
+    /// Pause between requests once admitted.
+    pub think: Duration,
+}
+
+/// One visitor's whole visit: arrive, wait as a browser does, then use the site.
+pub async fn visit(
+    proxy_visitor: &mut Visitor,
+    start: std::time::Instant,
+    b: Behaviour,
+) -> Journey {
+    let since = |s: std::time::Instant| s.elapsed().as_secs_f64();
+    let mut j = Journey {
+        arrived: since(start),
+        ..Default::default()
+    };
+    let first = proxy_visitor.get("/register").await;
+    j.note(&first);
+    let Ok(first) = first else { return j };
+    let mut poll_after = if first.from_origin() {
+        j.admitted = Some(since(start));
+        j.direct = true;
+        j.origin_answers += 1;
+        None
+    } else {
+        Some(
+            proxy_visitor
+                .status()
+                .await
+                .map(|r| r.json()["poll_after_ms"].as_u64().unwrap_or(1000))
+                .unwrap_or(1000),
+        )
+    };
+    while let Some(ms) = poll_after {
+        if b.leave_after_polls.is_some_and(|n| j.polls >= n) {
+            return j;
+        }
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        let r = proxy_visitor.status().await;
+        j.note(&r);
+        j.polls += 1;
+        match r {
+            Ok(r) if r.status == StatusCode::OK => {
+                let s = r.json();
+                j.seen.push((
+                    since(start),
+                    s["position"].as_u64().unwrap_or(0),
+                    s["eta_seconds"].as_u64().unwrap_or(0),
+                    s["poll_after_ms"].as_u64().unwrap_or(0),
+                ));
+                if s["state"] == "admitted" {
+                    j.admitted = Some(since(start));
+                    poll_after = None;
+                } else {
+                    poll_after = Some(s["poll_after_ms"].as_u64().unwrap_or(1000));
+                }
+            }
+            _ => poll_after = Some(1000),
+        }
+        if j.polls > 10_000 {
+            return j;
+        }
+    }
+    for _ in 0..b.requests_after {
+        if !b.think.is_zero() {
+            tokio::time::sleep(b.think).await;
+        }
+        let r = proxy_visitor.get("/register/form").await;
+        j.note(&r);
+        if let Ok(r) = &r {
+            if r.from_origin() && r.status == StatusCode::OK {
+                j.origin_answers += 1;
+            }
+        }
+    }
+    j
+}
