@@ -171,7 +171,7 @@ pub struct Reply {
 
 impl Reply {
     /// Whether the origin answered (rather than the waiting room).
-    pub fn from_origin(&self) -> bool {
+    pub fn is_from_origin(&self) -> bool {
         self.headers
             .get("x-served-by")
             .is_some_and(|v| v == "origin-stub")
@@ -340,7 +340,7 @@ pub async fn visit(
     let first = proxy_visitor.get("/register").await;
     j.note(&first);
     let Ok(first) = first else { return j };
-    let mut poll_after = if first.from_origin() {
+    let mut poll_after = if first.is_from_origin() {
         j.admitted = Some(since(start));
         j.direct = true;
         j.origin_answers += 1;
@@ -391,7 +391,7 @@ pub async fn visit(
         let r = proxy_visitor.get("/register/form").await;
         j.note(&r);
         if let Ok(r) = &r {
-            if r.from_origin() && r.status == StatusCode::OK {
+            if r.is_from_origin() && r.status == StatusCode::OK {
                 j.origin_answers += 1;
             }
         }
