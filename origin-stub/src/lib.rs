@@ -4,7 +4,8 @@
 //! Beyond that, requests wait in a backlog (the queueing delay an overloaded
 //! server shows); when the backlog is full, or a request has waited longer than
 //! `queue_timeout_ms`, it is refused with `503`. Every response carries
-//! `x-served-by: origin-stub`; `GET /__stats` reports what it saw.
+//! `x-served-by: origin-stub`; `GET /__stats` reports what it saw, `POST /__reset`
+//! clears the counters and `/__echo` answers with the request it received.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -104,6 +105,9 @@ impl Stub {
             self.counters.errors.store(0, Ordering::SeqCst);
             return self.stats();
         }
+        if req.uri().path() == "/__echo" {
+            return echo(req).await;
+        }
         let _in_flight = InFlight::enter(&self.counters);
         self.counters.requests.fetch_add(1, Ordering::SeqCst);
         let path = req.uri().path().to_owned();
@@ -152,6 +156,24 @@ impl Stub {
         });
         respond(StatusCode::OK, "application/json", body.to_string())
     }
+}
+
+/// `/__echo`: the request as the stub received it (method, path, headers, body size).
+async fn echo(req: Request<Incoming>) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let headers: serde_json::Map<String, serde_json::Value> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+        .collect();
+    let size = body.collect().await.map(|b| b.to_bytes().len()).ok();
+    let answer = serde_json::json!({
+        "method": parts.method.as_str(),
+        "uri": parts.uri.to_string(),
+        "headers": headers,
+        "body_bytes": size,
+    });
+    respond(StatusCode::OK, "application/json", answer.to_string())
 }
 
 fn html_escape(s: &str) -> String {

@@ -71,7 +71,8 @@ impl KeyPair {
         &self.kid
     }
 
-    pub(crate) fn encoding(&self) -> &EncodingKey {
+    /// The private key, for signing tokens outside [`super::Tokens`] (tools, tests).
+    pub fn encoding(&self) -> &EncodingKey {
         &self.encoding
     }
 

@@ -71,6 +71,14 @@ pub fn proxy(origin: &Origin) -> ProxyBuilder {
 }
 
 impl ProxyBuilder {
+    /// A proxy in front of whatever listens at `origin` (or nothing).
+    pub fn to(origin: SocketAddr) -> Self {
+        Self {
+            origin,
+            sections: String::new(),
+        }
+    }
+
     /// Sets the `[admission]` section.
     pub fn admission(mut self, per_minute: u32, max_active: u32, session: &str) -> Self {
         self.sections.push_str(&format!(
@@ -98,10 +106,17 @@ impl ProxyBuilder {
         let (public_addr, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
         let (trigger, shutdown) = waitroom::shutdown::channel();
         let keys = Keyring::new(KeyPair::generate(), Vec::new());
-        tokio::spawn(waitroom::app::run(config, public, admin, keys, shutdown));
+        tokio::spawn(waitroom::app::run(
+            config,
+            public,
+            admin,
+            keys.clone(),
+            shutdown,
+        ));
         Proxy {
             public: public_addr,
             admin: admin_addr,
+            keys,
             _trigger: trigger,
         }
     }
@@ -111,6 +126,8 @@ impl ProxyBuilder {
 pub struct Proxy {
     pub public: SocketAddr,
     pub admin: SocketAddr,
+    /// The proxy's signing keys, to forge tokens that are valid but expired.
+    pub keys: Keyring,
     _trigger: Trigger,
 }
 
@@ -118,6 +135,13 @@ impl Proxy {
     /// A URL on the public listener.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.public)
+    }
+
+    /// A raw GET to the public listener with these headers.
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
+        Http::new()
+            .send(Method::GET, &self.url(path), None, headers)
+            .await
     }
 
     /// A new visitor with an empty cookie jar.

@@ -1,0 +1,147 @@
+//! The `waitroom` binary from outside: help, check-config, and the demo.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_waitroom");
+
+fn check_config(text: &str) -> (bool, String) {
+    let mut file = tempfile_in_target("check.toml");
+    file.1.write_all(text.as_bytes()).unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&file.0)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&file.0);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout),
+    )
+}
+
+fn tempfile_in_target(name: &str) -> (std::path::PathBuf, std::fs::File) {
+    let dir = std::env::temp_dir().join(format!("waitroom-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{}-{name}", rand::random::<u32>()));
+    let f = std::fs::File::create(&path).unwrap();
+    (path, f)
+}
+
+#[test]
+fn help_exits_zero() {
+    for args in [
+        &["--help"][..],
+        &["demo", "--help"],
+        &["check-config", "--help"],
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn check_config_accepts_the_examples_and_names_key_and_reason() {
+    let example = include_str!("../../config/example.toml");
+    let (ok, text) = check_config(example);
+    assert!(ok, "{text}");
+    let (ok, text) = check_config(include_str!("../../config/demo.toml"));
+    assert!(ok, "{text}");
+
+    let (ok, text) = check_config(&example.replace(
+        "session_duration     = \"10m\"",
+        "session_duration = \"ten minutes\"",
+    ));
+    assert!(!ok);
+    assert!(text.contains("admission.session_duration:"), "{text}");
+    let (ok, text) = check_config(&format!("{example}\n[extra]\nkey = 1\n"));
+    assert!(!ok);
+    assert!(text.contains("unknown field `extra`"), "{text}");
+    let (ok, text) = check_config("this is not toml");
+    assert!(!ok);
+    assert!(text.contains("TOML parse error"), "{text}");
+    let out = Command::new(BIN)
+        .args(["check-config", "/nonexistent/waitroom.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reading /nonexistent/waitroom.toml"));
+}
+
+#[test]
+fn nothing_to_do_is_an_error() {
+    let out = Command::new(BIN).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
+}
+
+/// A port P with P+1 and P+2 free too (checked, then released).
+fn three_free_ports() -> u16 {
+    for _ in 0..100 {
+        let first = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = first.local_addr().unwrap().port();
+        if p > 65_000 {
+            continue;
+        }
+        let rest: Vec<_> = (1..=2)
+            .filter_map(|i| TcpListener::bind(("127.0.0.1", p + i)).ok())
+            .collect();
+        if rest.len() == 2 {
+            return p;
+        }
+    }
+    panic!("no three consecutive free ports");
+}
+
+fn get(addr: &str, path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+#[test]
+fn demo_serves_the_site_and_metrics_on_the_next_port() {
+    let port = three_free_ports();
+    let mut child = Command::new(BIN)
+        .args(["demo", "--port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let public = format!("127.0.0.1:{port}");
+    let admin = format!("127.0.0.1:{}", port + 1);
+    // Wait for the listener by retrying the connection (no fixed sleep).
+    let mut page = None;
+    for _ in 0..200 {
+        if let Some(p) = get(&public, "/") {
+            page = Some(p);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let metrics = get(&admin, "/metrics");
+    let _ = child.kill();
+    let _ = child.wait();
+    let page = page.expect("demo never answered");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        page.to_lowercase().contains("x-served-by: origin-stub"),
+        "{page}"
+    );
+    let metrics = metrics.expect("no metrics on port + 1");
+    assert!(metrics.contains("waitroom_requests_total"), "{metrics}");
+}

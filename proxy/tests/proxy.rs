@@ -1,0 +1,202 @@
+//! The proxy's HTTP behaviour: forwarding, the queue page, the endpoints, the admin API.
+
+mod support;
+
+use http::Method;
+use support::{origin, proxy, Http, ADMIN_TOKEN};
+
+#[tokio::test]
+async fn forwards_admitted_requests_with_forwarded_headers_and_bodies() {
+    let origin = origin(10, 1).await;
+    let proxy = proxy(&origin).admission(600, 100, "10m").start().await;
+    let http = Http::new();
+    let mut v = proxy.visitor(&http);
+    let first = v.get("/").await.unwrap();
+    assert!(first.is_from_origin());
+    let set = first.headers[http::header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Lax") && !set.contains("Secure"),
+        "{set}"
+    );
+
+    let cookie = format!("waitroom={}", v.cookie.as_ref().unwrap());
+    let body = "x".repeat(300_000);
+    let echo = http
+        .send(
+            Method::POST,
+            &proxy.url("/__echo?q=1"),
+            Some(body),
+            &[
+                ("cookie", &cookie),
+                ("host", "register.example"),
+                ("connection", "keep-alive, x-hop"),
+                ("x-hop", "secret"),
+                ("x-forwarded-for", "203.0.113.9"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(echo.is_from_origin());
+    let e = echo.json();
+    assert_eq!(e["method"], "POST");
+    assert_eq!(e["uri"], "/__echo?q=1");
+    assert_eq!(e["body_bytes"], 300_000);
+    let h = &e["headers"];
+    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "register.example");
+    assert!(h.get("x-hop").is_none(), "hop-by-hop header forwarded: {h}");
+    assert_eq!(h["host"], origin.addr.to_string());
+}
+
+#[tokio::test]
+async fn queue_page_json_and_bypass_while_the_line_is_held() {
+    let origin = origin(10, 1).await;
+    let proxy = proxy(&origin)
+        .admission(600, 100, "10m")
+        .toml("[routes]\nbypass = [\"/static/\"]")
+        .start()
+        .await;
+    proxy.patch(serde_json::json!({"paused": true})).await;
+
+    let page = proxy
+        .get("/register", &[("accept", "text/html")])
+        .await
+        .unwrap();
+    assert_eq!(page.status, 200);
+    assert!(!page.is_from_origin());
+    assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(page.headers["cache-control"], "no-store");
+    assert!(page.set_cookie("waitroom").is_some());
+    assert!(
+        page.text().contains("You keep your place"),
+        "{}",
+        page.text()
+    );
+
+    let json = proxy
+        .get("/register", &[("accept", "application/json")])
+        .await
+        .unwrap();
+    assert_eq!(json.status, 200);
+    let s = json.json();
+    assert_eq!(s["state"], "paused");
+    assert_eq!(s["position"], 2);
+    assert_eq!(s["ahead"], 1);
+    assert!(
+        s["eta_seconds"].is_u64() && s["poll_after_ms"].is_u64(),
+        "{s}"
+    );
+
+    // Bypass prefixes go straight through, without a cookie.
+    let asset = proxy.get("/static/app.css", &[]).await.unwrap();
+    assert!(asset.is_from_origin());
+    assert!(asset.set_cookie("waitroom").is_none());
+
+    // Reserved endpoints.
+    let jwks = proxy.get("/_waitroom/jwks.json", &[]).await.unwrap().json();
+    assert_eq!(jwks["keys"][0]["kty"], "OKP");
+    assert_eq!(jwks["keys"][0]["alg"], "EdDSA");
+    let missing = proxy.get("/_waitroom/nope", &[]).await.unwrap();
+    assert_eq!(missing.status, 404);
+    assert!(!missing.is_from_origin());
+}
+
+#[tokio::test]
+async fn origin_failures_are_gateway_errors_not_crashes() {
+    let origin = origin(10, 1).await;
+    let dead = origin.addr;
+    drop(origin);
+    tokio::task::yield_now().await;
+    let proxy = support::ProxyBuilder::to(dead)
+        .admission(600, 100, "10m")
+        .start()
+        .await;
+    // Wait until the stub has really stopped accepting.
+    let mut status = 0;
+    for _ in 0..50 {
+        let r = proxy.get("/", &[]).await.unwrap();
+        status = r.status.as_u16();
+        if status == 502 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(status, 502);
+}
+
+#[tokio::test]
+async fn admin_api_needs_the_token_and_validates_settings() {
+    let origin = origin(10, 1).await;
+    let proxy = proxy(&origin).admission(600, 100, "10m").start().await;
+    let http = Http::new();
+    let url = |p: &str| format!("http://{}{p}", proxy.admin);
+
+    for auth in [None, Some("Bearer wrong"), Some(ADMIN_TOKEN)] {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+        let r = http
+            .send(Method::GET, &url("/admin/state"), None, &headers)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 401, "{auth:?}");
+    }
+    let state = proxy.state().await;
+    for key in [
+        "queue_length",
+        "active_users",
+        "new_users_per_minute",
+        "max_active_users",
+        "paused",
+    ] {
+        assert!(state.get(key).is_some(), "{key} missing from {state}");
+    }
+    assert_eq!(state["new_users_per_minute"], 600);
+
+    let r = proxy
+        .patch(serde_json::json!({"new_users_per_minute": 1200, "max_active_users": 7}))
+        .await;
+    assert_eq!(r.status, 200);
+    let state = proxy.state().await;
+    assert_eq!(
+        (
+            state["new_users_per_minute"].as_u64(),
+            state["max_active_users"].as_u64()
+        ),
+        (Some(1200), Some(7))
+    );
+    for bad in [
+        serde_json::json!({"new_users_per_minute": 0}),
+        serde_json::json!({"max_active_users": -1}),
+        serde_json::json!({"bogus": true}),
+        serde_json::json!("paused"),
+    ] {
+        let r = proxy.patch(bad.clone()).await;
+        assert_eq!(r.status, 400, "{bad}");
+    }
+    let r = proxy
+        .admin_call(Method::PATCH, "/admin/settings", Some("{not json".into()))
+        .await;
+    assert_eq!(r.status, 400);
+
+    for (path, status) in [
+        ("/healthz", 200),
+        ("/readyz", 200),
+        ("/metrics", 200),
+        ("/nope", 404),
+    ] {
+        let r = http.send(Method::GET, &url(path), None, &[]).await.unwrap();
+        assert_eq!(r.status, status, "{path}");
+    }
+    let metrics = http
+        .send(Method::GET, &url("/metrics"), None, &[])
+        .await
+        .unwrap()
+        .text();
+    assert!(
+        metrics.contains("waitroom_setting{name=\"max_active_users\"}"),
+        "{metrics}"
+    );
+}
