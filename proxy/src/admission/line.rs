@@ -258,11 +258,6 @@ impl Line {
             && self.gcra.conforms(self.rate(), now)
     }
 
-    fn admit(&mut self, now: Millis) {
-        self.gcra.consume(self.rate(), now);
-        self.outflow.record(now);
-    }
-
     /// A newcomer arrives: straight in when nobody waits and the limits allow,
     /// otherwise the next place in line.
     pub fn arrive(&mut self, now: Millis) -> Arrival {
@@ -271,7 +266,8 @@ impl Line {
         self.next_seq += 1;
         if self.queue_length() == 0 && self.records.is_empty() && self.may_admit(now) {
             self.head = self.next_seq;
-            self.admit(now);
+            // Not counted in the outflow: nobody was waiting, so no line moved.
+            self.gcra.consume(self.rate(), now);
             self.open_session(seq, now);
             return Arrival::Admitted { sid: seq };
         }
@@ -404,7 +400,8 @@ impl Line {
             let Some((seq, deadline)) = self.next_candidate(now, &mut report) else {
                 break;
             };
-            self.admit(now);
+            self.gcra.consume(self.rate(), now);
+            self.outflow.record(now);
             // The holder comes back at their next poll; hold the slot until they were
             // due to be noticed as departed anyway.
             let claim_by = deadline.max(now + self.timing.abandon_min_ms);
@@ -561,5 +558,53 @@ mod tests {
         // 570 left at a measured 30/s: 19 s.
         assert!((18_000..=20_000).contains(&w.eta_ms), "{w:?}");
         assert_eq!(w.poll_after_ms, w.eta_ms / 8);
+    }
+
+    #[test]
+    fn the_departed_do_not_count_ahead_and_regain_their_place_on_return() {
+        let mut l = line(60);
+        l.timing.abandon_min_ms = 5_000;
+        l.update(SettingsPatch {
+            paused: Some(true),
+            ..Default::default()
+        });
+        let seqs = queue(&mut l, 5_000, 0); // also exercises the rank's growth
+        assert_eq!(seqs.len(), 5_000);
+        // Everyone but the last 10 stops polling; paused, they were told to poll every
+        // 20 s, so after three missed polls they have departed.
+        for t in (1_000..=90_000).step_by(1_000) {
+            for s in &seqs[4_990..] {
+                l.poll(*s, t);
+            }
+            l.pump(t);
+        }
+        let Poll::Waiting(w) = l.poll(seqs[4_999], 90_000) else {
+            panic!()
+        };
+        assert_eq!(w.position, 10, "departed ahead still counted");
+        assert_eq!(l.snapshot(90_000).queue_length, 10);
+        // One of the departed comes back before their place was reached: it is theirs.
+        let Poll::Waiting(w) = l.poll(seqs[100], 90_000) else {
+            panic!()
+        };
+        assert_eq!(w.position, 1);
+        let Poll::Waiting(w) = l.poll(seqs[4_999], 90_000) else {
+            panic!()
+        };
+        assert_eq!(w.position, 11);
+    }
+
+    #[test]
+    fn unknown_and_ended_places_are_newcomers() {
+        let mut l = line(60);
+        assert_eq!(l.poll(0, 0), Poll::Unknown);
+        assert_eq!(l.poll(99, 0), Poll::Unknown);
+        let Arrival::Admitted { sid } = l.arrive(0) else {
+            panic!()
+        };
+        assert_eq!(l.poll(sid, 1_000), Poll::Admitted { sid });
+        assert!(l.touch_session(sid, 2_000));
+        assert!(!l.touch_session(sid, 2_000 + TIMING.session_ms));
+        assert_eq!(l.poll(sid, 3_000 + TIMING.session_ms), Poll::Ended);
     }
 }
