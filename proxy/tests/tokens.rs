@@ -106,8 +106,11 @@ async fn altered_and_forged_tokens_are_never_admitted() {
     let foreign = jsonwebtoken::encode(&ed, &claims, other.encoding()).unwrap();
     assert_refused("foreign key, our kid", send(foreign).await);
     let foreign_ring = waitroom::token::Keyring::new(other, Vec::new());
-    let foreign =
-        Tokens::new(foreign_ring, Clock::system(), 3600, 3600).issue(Kind::Admission, claims.n);
+    let foreign = Tokens::new(foreign_ring, Clock::system(), 3600, 3600).issue(
+        Kind::Admission,
+        claims.l,
+        claims.n,
+    );
     assert_refused("foreign key", send(foreign).await);
 
     // Expired: genuinely signed by the proxy's key, two days ago.
@@ -120,9 +123,24 @@ async fn altered_and_forged_tokens_are_never_admitted() {
     );
     assert_refused(
         "expired admission",
-        send(old.issue(Kind::Admission, claims.n)).await,
+        send(old.issue(Kind::Admission, claims.l, claims.n)).await,
     );
-    assert_refused("expired place", send(old.issue(Kind::Queue, 1)).await);
+    assert_refused(
+        "expired place",
+        send(old.issue(Kind::Queue, claims.l, 1)).await,
+    );
+
+    // Genuine and unexpired, but for another line (say, before a restart that lost
+    // the line): the number would be someone else's place here.
+    let now = Tokens::new(proxy.keys.clone(), Clock::system(), 3600, 3600);
+    assert_refused(
+        "other line",
+        send(now.issue(Kind::Admission, claims.l ^ 1, claims.n)).await,
+    );
+    assert_refused(
+        "other line place",
+        send(now.issue(Kind::Queue, claims.l ^ 1, 1)).await,
+    );
 
     // Garbage.
     for (label, token) in [

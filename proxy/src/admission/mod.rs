@@ -37,6 +37,21 @@ pub enum Presented {
     Valid(Claims),
 }
 
+impl Presented {
+    /// The claims of a valid token of line `line`; a token of another line counts
+    /// as no token at all.
+    fn claims_for(&self, line: u64) -> Option<&Claims> {
+        match self {
+            Self::Valid(c) if c.l == line => Some(c),
+            Self::Valid(c) => {
+                tracing::debug!(token_line = c.l, line, "token from another line");
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Where the visitor stands after the decision.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Standing {
@@ -111,7 +126,8 @@ impl Admission {
     /// Decides where the visitor stands.
     pub async fn decide(&self, presented: &Presented) -> Result<Decision, StoreError> {
         let now = self.clock.now_ms();
-        if let Presented::Valid(claims) = presented {
+        let line = self.store.line_id();
+        if let Some(claims) = presented.claims_for(line) {
             match claims.k {
                 Kind::Admission => {
                     if self.store.touch_session(claims.n, now).await? {
@@ -145,16 +161,19 @@ impl Admission {
                 self.metrics.queued();
                 Ok(Decision {
                     standing: Standing::Waiting(wait),
-                    set_token: Some((Kind::Queue, self.tokens.issue(Kind::Queue, seq))),
+                    set_token: Some((Kind::Queue, self.tokens.issue(Kind::Queue, line, seq))),
                 })
             }
         }
     }
 
     fn admitted(&self, sid: u64) -> Decision {
+        let token = self
+            .tokens
+            .issue(Kind::Admission, self.store.line_id(), sid);
         Decision {
             standing: Standing::Admitted { sid },
-            set_token: Some((Kind::Admission, self.tokens.issue(Kind::Admission, sid))),
+            set_token: Some((Kind::Admission, token)),
         }
     }
 
@@ -164,7 +183,7 @@ impl Admission {
         (self.clock.now_secs() >= claims.iat + half).then(|| {
             (
                 Kind::Admission,
-                self.tokens.issue(Kind::Admission, claims.n),
+                self.tokens.issue(Kind::Admission, claims.l, claims.n),
             )
         })
     }

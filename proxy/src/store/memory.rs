@@ -17,6 +17,7 @@ use crate::clock::Millis;
 #[derive(Clone)]
 pub struct MemoryStore {
     line: Arc<Mutex<Line>>,
+    line_id: u64,
 }
 
 impl MemoryStore {
@@ -24,6 +25,8 @@ impl MemoryStore {
     pub fn new(timing: Timing, settings: Settings) -> Self {
         Self {
             line: Arc::new(Mutex::new(Line::new(timing, settings))),
+            // 53 bits, so the id stays exact in JSON numbers.
+            line_id: rand::random::<u64>() >> 11,
         }
     }
 
@@ -36,6 +39,10 @@ impl MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
+    fn line_id(&self) -> u64 {
+        self.line_id
+    }
+
     async fn arrive(&self, now: Millis) -> Result<Arrival, StoreError> {
         Ok(self.line().arrive(now))
     }

@@ -27,6 +27,10 @@ pub enum StoreError {
 /// The queue state of one waiting room.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Identifies this line: random when the line's state is created, kept as long
+    /// as the state is. Tokens carry it, so a place number from another line (say,
+    /// before a restart that lost the state) is never taken for someone else's.
+    fn line_id(&self) -> u64;
     /// A newcomer arrives: admitted at once or given the next place.
     async fn arrive(&self, now: Millis) -> Result<Arrival, StoreError>;
     /// The holder of place `seq` checks in; renews their deadline.

@@ -30,6 +30,9 @@ pub enum Kind {
 pub struct Claims {
     /// Place in line or admission.
     pub k: Kind,
+    /// The line the place belongs to (see [`crate::store::Store::line_id`]): a place
+    /// number means nothing in another line, such as one started after a restart.
+    pub l: u64,
     /// The place number (for an admission, the session number, which is the same).
     pub n: u64,
     /// Issued at, Unix seconds.
@@ -104,14 +107,15 @@ impl Tokens {
         }
     }
 
-    /// Signs a token of `kind` for place or session `n`.
-    pub fn issue(&self, kind: Kind, n: u64) -> String {
+    /// Signs a token of `kind` for place or session `n` of line `line`.
+    pub fn issue(&self, kind: Kind, line: u64, n: u64) -> String {
         let key = self.keys.signing();
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.kid().to_owned());
         let iat = self.clock.now_secs();
         let claims = Claims {
             k: kind,
+            l: line,
             n,
             iat,
             exp: iat + self.ttl_secs(kind),
@@ -167,7 +171,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn round_trip_and_expiry() {
         let t = tokens();
-        let token = t.issue(Kind::Queue, 42);
+        let token = t.issue(Kind::Queue, 1, 42);
         let claims = t.verify(&token).unwrap();
         assert_eq!((claims.k, claims.n), (Kind::Queue, 42));
         tokio::time::advance(std::time::Duration::from_secs(3601)).await;
@@ -177,7 +181,7 @@ mod tests {
     #[test]
     fn every_altered_byte_is_refused() {
         let t = tokens();
-        let token = t.issue(Kind::Admission, 7);
+        let token = t.issue(Kind::Admission, 1, 7);
         let bytes = token.as_bytes();
         for i in 0..bytes.len() {
             for replacement in [b'A', b'_', b'.', b'x'] {
@@ -195,7 +199,7 @@ mod tests {
     #[test]
     fn none_algorithm_foreign_key_and_garbage_are_refused() {
         let t = tokens();
-        let token = t.issue(Kind::Admission, 7);
+        let token = t.issue(Kind::Admission, 1, 7);
         let payload = token.split('.').nth(1).unwrap();
         let none = format!("{}.{payload}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#));
         assert!(t.verify(&none).is_err());
@@ -206,7 +210,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.verify(&hs), Err(TokenError::Algorithm));
-        let other = tokens().issue(Kind::Admission, 7);
+        let other = tokens().issue(Kind::Admission, 1, 7);
         assert_eq!(t.verify(&other), Err(TokenError::UnknownKey));
         for garbage in ["", ".", "..", "a.b.c", &"x".repeat(5000), "\u{0}\u{1}"] {
             assert!(t.verify(garbage).is_err(), "{garbage:?}");
