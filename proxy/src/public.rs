@@ -63,7 +63,7 @@ impl Public {
         let path = req.uri().path();
         if let Some(endpoint) = path.strip_prefix(RESERVED) {
             return match (req.method(), endpoint) {
-                (&Method::GET | &Method::HEAD, "status") => self.status(&req, peer).await,
+                (&Method::GET | &Method::HEAD, "status") => self.status(&req).await,
                 (&Method::GET | &Method::HEAD, "jwks.json") => {
                     let mut r = h::json(StatusCode::OK, &self.admission.tokens().keys().jwks());
                     r.headers_mut().insert(
@@ -109,7 +109,7 @@ impl Public {
             .present(h::cookie(req.headers(), &self.cookie.name))
     }
 
-    async fn status(&self, req: &Request<Incoming>, _peer: Peer) -> Response<Body> {
+    async fn status(&self, req: &Request<Incoming>) -> Response<Body> {
         self.metrics.request("status");
         let presented = self.presented(req);
         match self.admission.decide(&presented).await {
