@@ -1,84 +1,44 @@
-//! origin-stub: a stand-in for the site waitroom protects, with a finite capacity.
+//! origin-stub: the registration site waitroom protects, with a finite capacity.
 //!
-//! It serves at most `capacity` requests at once, each taking `service_time_ms`.
-//! Beyond that, requests wait in a backlog (the queueing delay an overloaded
-//! server shows); when the backlog is full, or a request has waited longer than
-//! `queue_timeout_ms`, it is refused with `503`. Every response carries
-//! `x-served-by: origin-stub`; `GET /__stats` reports what it saw, `POST /__reset`
-//! clears the counters and `/__echo` answers with the request it received.
+//! # Layout
+//! - [`overload`]: capacity, backlog, refusals and the collapse of throughput.
+//! - [`registry`]: idempotent registrations and the outbox of confirmations.
+//! - [`pages`]: the HTML a person sees.
+//! - [`verify`]: optional check of waitroom admission tokens (JWKS).
+//!
+//! # Endpoints
+//! Pages (`GET /`, `GET /register`, `POST /register`, `GET /check?nrn=`, anything
+//! else) go through the overload model. The `/__*` endpoints do not:
+//! `GET /__stats`, `GET /__outbox`, `POST /__reset`, `PUT /__capacity`, `/__echo`.
+//! Every response carries `x-served-by: origin-stub`.
+
+pub mod overload;
+pub mod pages;
+pub mod registry;
+pub mod verify;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
-/// How the stub behaves.
-#[derive(Clone, Debug)]
-pub struct Options {
-    /// Requests served at once.
-    pub capacity: usize,
-    /// Time to serve one request.
-    pub service_time: Duration,
-    /// Requests that may wait for a free slot; more are refused at once.
-    pub backlog: usize,
-    /// Longest wait for a free slot before a `503`.
-    pub queue_timeout: Duration,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            capacity: 50,
-            service_time: Duration::from_millis(50),
-            backlog: 200,
-            queue_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-#[derive(Default)]
-struct Counters {
-    in_flight: AtomicU64,
-    max_in_flight: AtomicU64,
-    requests: AtomicU64,
-    errors: AtomicU64,
-    waiting: AtomicU64,
-}
-
-struct Stub {
-    options: Options,
-    slots: Semaphore,
-    counters: Counters,
-}
-
-/// Decrements `in_flight` however the request ends.
-struct InFlight<'a>(&'a Counters);
-
-impl<'a> InFlight<'a> {
-    fn enter(c: &'a Counters) -> Self {
-        let now = c.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        c.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        Self(c)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
-}
+pub use overload::Options;
+use overload::Overload;
+use registry::Registry;
+use verify::Verifier;
 
 type Body = Full<Bytes>;
+
+const MAX_BODY: usize = 64 * 1024;
 
 fn respond(
     status: StatusCode,
@@ -94,71 +54,207 @@ fn respond(
     r
 }
 
-impl Stub {
+fn html(status: StatusCode, body: String) -> Response<Body> {
+    respond(status, "text/html; charset=utf-8", body)
+}
+
+fn json(value: serde_json::Value) -> Response<Body> {
+    respond(StatusCode::OK, "application/json", value.to_string())
+}
+
+/// The site: its overload model, its registrations, and an optional token check.
+pub struct Site {
+    overload: Overload,
+    registry: Registry,
+    verifier: Option<Verifier>,
+}
+
+impl Site {
+    /// A site with this overload model.
+    pub fn new(options: Options) -> Self {
+        Self {
+            overload: Overload::new(options),
+            registry: Registry::default(),
+            verifier: None,
+        }
+    }
+
+    /// Refuses (403) page requests without a valid waitroom admission token.
+    pub fn verifying(mut self, verifier: Verifier) -> Self {
+        self.verifier = Some(verifier);
+        self
+    }
+
+    /// Serves on `listener` until `shutdown` resolves.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) {
+        let site = Arc::new(self);
+        tokio::pin!(shutdown);
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => return,
+            };
+            let _ = stream.set_nodelay(true);
+            let site = site.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let site = site.clone();
+                    async move { Ok::<_, std::convert::Infallible>(site.handle(req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
-        if req.uri().path() == "/__stats" {
-            return self.stats();
-        }
-        if req.uri().path() == "/__reset" && req.method() == Method::POST {
-            self.counters.max_in_flight.store(0, Ordering::SeqCst);
-            self.counters.requests.store(0, Ordering::SeqCst);
-            self.counters.errors.store(0, Ordering::SeqCst);
-            return self.stats();
-        }
-        if req.uri().path() == "/__echo" {
-            return echo(req).await;
-        }
-        let _in_flight = InFlight::enter(&self.counters);
-        self.counters.requests.fetch_add(1, Ordering::SeqCst);
         let path = req.uri().path().to_owned();
-        // Read the whole request, as a real application would before answering.
-        if req.into_body().collect().await.is_err() {
-            return self.refuse(StatusCode::BAD_REQUEST, "broken request body");
+        if path.starts_with("/__") {
+            return self.control(req, &path).await;
         }
-        if self.counters.waiting.fetch_add(1, Ordering::SeqCst) >= self.options.backlog as u64 {
-            self.counters.waiting.fetch_sub(1, Ordering::SeqCst);
-            return self.refuse(StatusCode::SERVICE_UNAVAILABLE, "overloaded: backlog full");
+        if let Some(v) = &self.verifier {
+            if !v.admitted(req.headers()).await {
+                return html(
+                    StatusCode::FORBIDDEN,
+                    pages::invalid("Please enter through the waiting room."),
+                );
+            }
         }
-        let permit = tokio::time::timeout(self.options.queue_timeout, self.slots.acquire()).await;
-        self.counters.waiting.fetch_sub(1, Ordering::SeqCst);
-        let Ok(Ok(_permit)) = permit else {
-            return self.refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded: waited too long",
+        let since = Instant::now();
+        let _inside = self.overload.enter();
+        let (parts, body) = req.into_parts();
+        // Read the whole request, as a real application does before answering.
+        let Ok(body) = Limited::new(body, MAX_BODY)
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+        else {
+            self.overload.counters.errors.fetch_add(1, Ordering::SeqCst);
+            return html(
+                StatusCode::BAD_REQUEST,
+                pages::invalid("The request could not be read."),
             );
         };
-        tokio::time::sleep(self.options.service_time).await;
-        respond(
-            StatusCode::OK,
-            "text/html; charset=utf-8",
-            format!(
-                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Registration</title></head>\
-                 <body><h1>Registration site</h1><p id=\"origin\">You reached {}</p></body></html>\n",
-                html_escape(&path)
+        let slot = match self.overload.slot().await {
+            Ok(s) => s,
+            Err(_) => {
+                return respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain; charset=utf-8",
+                    "Service unavailable: the site is overloaded. Please try again later.",
+                )
+            }
+        };
+        tokio::time::sleep(slot.service_time).await;
+        let response = self.page(&parts.method, &path, parts.uri.query(), &body);
+        self.overload.served(since);
+        response
+    }
+
+    fn page(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        body: &[u8],
+    ) -> Response<Body> {
+        let field = |bytes: &[u8], name: &str| {
+            form_urlencoded::parse(bytes)
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        match (method, path) {
+            (&Method::GET, "/") => html(StatusCode::OK, pages::landing()),
+            (&Method::GET, "/register") => html(StatusCode::OK, pages::form()),
+            (&Method::POST, "/register") => {
+                let nrn = field(body, "nrn");
+                match self.registry.submit(&nrn, &field(body, "email")) {
+                    Ok(s) => html(
+                        StatusCode::OK,
+                        pages::confirmed(&nrn, &s.confirmation, s.new),
+                    ),
+                    Err(e) => html(StatusCode::BAD_REQUEST, pages::invalid(e.message())),
+                }
+            }
+            (&Method::GET, "/check") => {
+                let nrn = field(query.unwrap_or("").as_bytes(), "nrn");
+                let found = self.registry.lookup(&nrn);
+                html(StatusCode::OK, pages::check(&nrn, found.as_deref()))
+            }
+            _ => html(StatusCode::OK, pages::other(path)),
+        }
+    }
+
+    async fn control(&self, req: Request<Incoming>, path: &str) -> Response<Body> {
+        match (req.method(), path) {
+            (&Method::GET, "/__stats") => json(self.stats()),
+            (&Method::GET, "/__outbox") => {
+                json(serde_json::to_value(self.registry.outbox()).unwrap_or_default())
+            }
+            (&Method::POST, "/__reset") => {
+                self.overload.reset();
+                self.registry.clear();
+                json(self.stats())
+            }
+            (&Method::PUT | &Method::POST, "/__capacity") => {
+                let body = Limited::new(req.into_body(), MAX_BODY)
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes());
+                let capacity = body
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                    .and_then(|v| v["capacity"].as_u64())
+                    .filter(|c| *c >= 1);
+                match capacity {
+                    Some(c) => {
+                        self.overload.set_capacity(c as usize);
+                        json(self.stats())
+                    }
+                    None => respond(
+                        StatusCode::BAD_REQUEST,
+                        "application/json",
+                        r#"{"error":"body must be {\"capacity\": N} with N >= 1"}"#,
+                    ),
+                }
+            }
+            (_, "/__echo") => echo(req).await,
+            _ => respond(
+                StatusCode::NOT_FOUND,
+                "application/json",
+                r#"{"error":"no such endpoint"}"#,
             ),
-        )
+        }
     }
 
-    fn refuse(&self, status: StatusCode, why: &'static str) -> Response<Body> {
-        self.counters.errors.fetch_add(1, Ordering::SeqCst);
-        respond(status, "text/plain", why)
-    }
-
-    fn stats(&self) -> Response<Body> {
-        let c = &self.counters;
-        let body = serde_json::json!({
+    fn stats(&self) -> serde_json::Value {
+        let c = &self.overload.counters;
+        let (registrations, confirmations, resubmits) = self.registry.counts();
+        serde_json::json!({
             "in_flight": c.in_flight.load(Ordering::SeqCst),
             "max_in_flight": c.max_in_flight.load(Ordering::SeqCst),
             "requests": c.requests.load(Ordering::SeqCst),
             "errors": c.errors.load(Ordering::SeqCst),
             "waiting": c.waiting.load(Ordering::SeqCst),
-            "capacity": self.options.capacity,
-        });
-        respond(StatusCode::OK, "application/json", body.to_string())
+            "capacity": self.overload.capacity(),
+            "latency_ms": self.overload.latency_ms(),
+            "registrations": registrations,
+            "confirmations": confirmations,
+            "resubmits": resubmits,
+        })
     }
 }
 
-/// `/__echo`: the request as the stub received it (method, path, headers, body size).
+/// `/__echo`: the request as the stub received it (method, URI, headers, body size).
 async fn echo(req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let headers: serde_json::Map<String, serde_json::Value> = parts
@@ -167,56 +263,19 @@ async fn echo(req: Request<Incoming>) -> Response<Body> {
         .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
         .collect();
     let size = body.collect().await.map(|b| b.to_bytes().len()).ok();
-    let answer = serde_json::json!({
+    json(serde_json::json!({
         "method": parts.method.as_str(),
         "uri": parts.uri.to_string(),
         "headers": headers,
         "body_bytes": size,
-    });
-    respond(StatusCode::OK, "application/json", answer.to_string())
+    }))
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// Serves the stub on `listener` until `shutdown` resolves.
+/// Serves a site with `options` on `listener` until `shutdown` resolves.
 pub async fn run(
     listener: TcpListener,
     options: Options,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let stub = Arc::new(Stub {
-        slots: Semaphore::new(options.capacity),
-        options,
-        counters: Counters::default(),
-    });
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => return,
-        };
-        let _ = stream.set_nodelay(true);
-        let stub = stub.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let stub = stub.clone();
-                async move { Ok::<_, std::convert::Infallible>(stub.handle(req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    Site::new(options).serve(listener, shutdown).await
 }

@@ -12,10 +12,10 @@ struct Cli {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8081")]
     listen: String,
-    /// Requests served at once.
+    /// Requests served at once (change it at run time with PUT /__capacity).
     #[arg(long, default_value_t = 50)]
     capacity: usize,
-    /// Time to serve one request, in milliseconds.
+    /// Time to serve one request when not overloaded, in milliseconds.
     #[arg(long, default_value_t = 50)]
     service_time_ms: u64,
     /// Requests that may wait for a free slot; more get 503 at once.
@@ -24,6 +24,16 @@ struct Cli {
     /// Longest wait for a free slot before a 503, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     queue_timeout_ms: u64,
+    /// How much service slows per capacity's worth of waiting requests (0: flat).
+    #[arg(long, default_value_t = 1.0)]
+    collapse: f64,
+    /// Refuse page requests without a valid waitroom admission token, verified with
+    /// the keys at this URL (e.g. http://127.0.0.1:8080/_waitroom/jwks.json).
+    #[arg(long, value_name = "URL")]
+    verify_jwks: Option<String>,
+    /// The cookie holding the admission token (with --verify-jwks).
+    #[arg(long, default_value = "waitroom")]
+    cookie_name: String,
 }
 
 #[tokio::main]
@@ -34,6 +44,8 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
+    anyhow::ensure!(cli.capacity >= 1, "--capacity must be at least 1");
+    anyhow::ensure!(cli.collapse >= 0.0, "--collapse must not be negative");
     let listener = tokio::net::TcpListener::bind(&cli.listen)
         .await
         .with_context(|| format!("binding {}", cli.listen))?;
@@ -42,9 +54,17 @@ async fn main() -> anyhow::Result<()> {
         service_time: Duration::from_millis(cli.service_time_ms),
         backlog: cli.backlog,
         queue_timeout: Duration::from_millis(cli.queue_timeout_ms),
+        collapse: cli.collapse,
     };
     tracing::info!(listen = %listener.local_addr()?, ?options, "origin-stub serving");
-    origin_stub::run(listener, options, async {
+    let mut site = origin_stub::Site::new(options);
+    if let Some(url) = cli.verify_jwks {
+        let url = url
+            .parse()
+            .with_context(|| format!("--verify-jwks {url}"))?;
+        site = site.verifying(origin_stub::verify::Verifier::new(url, cli.cookie_name));
+    }
+    site.serve(listener, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await;

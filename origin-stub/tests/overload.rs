@@ -23,6 +23,7 @@ async fn serves_capacity_queues_the_backlog_and_refuses_the_rest() {
         service_time: Duration::from_millis(300),
         backlog: 2,
         queue_timeout: Duration::from_secs(30),
+        collapse: 0.0,
     };
     tokio::spawn(origin_stub::run(listener, options, std::future::pending()));
 

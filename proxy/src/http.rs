@@ -56,6 +56,25 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim_matches('"'))
 }
 
+/// Sets cookie `name` to `value` in the request's `Cookie` header, replacing any
+/// earlier value, so that the origin sees the token the visitor is about to get.
+pub fn replace_cookie(headers: &mut HeaderMap, name: &str, value: &str) {
+    let mut pairs: Vec<String> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split_once('=').map_or(true, |(k, _)| k != name))
+        .map(str::to_owned)
+        .collect();
+    pairs.push(format!("{name}={value}"));
+    if let Ok(v) = HeaderValue::from_str(&pairs.join("; ")) {
+        headers.remove(COOKIE);
+        headers.insert(COOKIE, v);
+    }
+}
+
 /// A `Set-Cookie` value: HttpOnly, SameSite=Lax, path `/`.
 pub fn set_cookie(name: &str, value: &str, max_age_secs: u64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
@@ -120,6 +139,9 @@ mod tests {
         assert_eq!(cookie(&h, "waitroom"), Some("tok.en.x"));
         assert_eq!(cookie(&h, "b"), Some("2"));
         assert_eq!(cookie(&h, "wait"), None);
+        replace_cookie(&mut h, "waitroom", "new");
+        assert_eq!(h.get_all(COOKIE).iter().count(), 1);
+        assert_eq!(h[COOKIE], "a=1; b=2; waitroom=new");
     }
 
     #[test]

@@ -89,7 +89,12 @@ impl Public {
                 set_token,
             }) => {
                 self.metrics.request("forwarded");
-                let cookie = set_token.map(|t| self.cookie_header(&req, t));
+                let mut req = req;
+                let cookie = set_token.map(|t| {
+                    // The origin sees the new token already (origins may verify it).
+                    h::replace_cookie(req.headers_mut(), &self.cookie.name, &t.1);
+                    self.cookie_header(&req, t)
+                });
                 self.forward(req, peer, cookie).await
             }
             Ok(Decision {

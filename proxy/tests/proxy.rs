@@ -200,3 +200,44 @@ async fn admin_api_needs_the_token_and_validates_settings() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn an_origin_verifying_tokens_refuses_traffic_that_bypasses_the_proxy() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin_addr = listener.local_addr().unwrap();
+    let proxy = support::ProxyBuilder::to(origin_addr)
+        .admission(600, 100, "10m")
+        .start()
+        .await;
+    let jwks = proxy.url("/_waitroom/jwks.json").parse().unwrap();
+    let site = origin_stub::Site::new(origin_stub::Options::default())
+        .verifying(origin_stub::verify::Verifier::new(jwks, "waitroom".into()));
+    tokio::spawn(site.serve(listener, std::future::pending()));
+
+    let http = Http::new();
+    let mut v = proxy.visitor(&http);
+    let through = v.get("/register").await.unwrap();
+    assert_eq!(through.status, 200, "{}", through.text());
+    assert!(through.is_from_origin());
+
+    let direct = format!("http://{origin_addr}/register");
+    let bypass = http.send(Method::GET, &direct, None, &[]).await.unwrap();
+    assert_eq!(bypass.status, 403);
+    // A place token is not an admission.
+    proxy.patch(serde_json::json!({"paused": true})).await;
+    let mut queued = proxy.visitor(&http);
+    queued.get("/").await.unwrap();
+    let cookie = format!("waitroom={}", queued.cookie.unwrap());
+    let r = http
+        .send(Method::GET, &direct, None, &[("cookie", &cookie)])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
+    // The admitted visitor's cookie works straight at the origin too (it is the real token).
+    let cookie = format!("waitroom={}", v.cookie.unwrap());
+    let r = http
+        .send(Method::GET, &direct, None, &[("cookie", &cookie)])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+}
