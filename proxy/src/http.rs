@@ -65,7 +65,7 @@ pub fn replace_cookie(headers: &mut HeaderMap, name: &str, value: &str) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .map(str::trim)
-        .filter(|pair| !pair.is_empty() && pair.split_once('=').map_or(true, |(k, _)| k != name))
+        .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(k, _)| k != name))
         .map(str::to_owned)
         .collect();
     pairs.push(format!("{name}={value}"));
