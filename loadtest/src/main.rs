@@ -1,6 +1,13 @@
-//! The `loadtest` binary: replays arrival spikes against a target (being built).
+//! The `loadtest` binary: flags; the work is in the library.
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use loadtest::profile::Profile;
+use loadtest::run::{self, Spike};
+use loadtest::visitor::Behaviour;
 
 /// loadtest: replays arrival spikes against a target and reports what users and the origin saw.
 #[derive(Parser)]
@@ -12,25 +19,195 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Replay a spike of visitors against a target.
+    /// Replay a spike of visitors against one target.
     Spike {
-        /// The URL visitors open.
+        /// The URL visitors open (waitroom's public URL, or the origin itself).
         #[arg(long)]
         target: String,
-        /// How many visitors arrive.
+        /// The origin-stub's URL, for its counters (default: the target when it is the origin).
         #[arg(long)]
-        users: u32,
-        /// Over how many seconds they arrive.
+        origin: Option<String>,
+        #[command(flatten)]
+        crowd: Crowd,
+    },
+    /// Run the same spike twice, straight at the origin and through waitroom, side by side.
+    Compare {
+        /// The origin-stub's URL.
         #[arg(long)]
-        over: f64,
-        /// Write summary.json and report.html here.
+        origin: String,
+        /// waitroom's public URL (in front of that origin).
         #[arg(long)]
-        report: Option<std::path::PathBuf>,
+        proxy: String,
+        #[command(flatten)]
+        crowd: Crowd,
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Spike { .. } => anyhow::bail!("loadtest spike is not implemented yet (issue 3)"),
+#[derive(Clone, Copy, ValueEnum)]
+enum ProfileArg {
+    /// Evenly over the window.
+    Uniform,
+    /// Front-loaded: the opening minute's rush, decaying.
+    Spike,
+}
+
+#[derive(Args)]
+struct Crowd {
+    /// How many visitors arrive.
+    #[arg(long, default_value_t = 1000)]
+    users: usize,
+    /// Over how many seconds they arrive.
+    #[arg(long, default_value_t = 60.0)]
+    over: f64,
+    /// How arrivals are spread.
+    #[arg(long, value_enum, default_value_t = ProfileArg::Uniform)]
+    profile: ProfileArg,
+    /// Replay arrival times from a CSV file (seconds from the start, first column).
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    /// Write summary.json and report.html into this directory.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
+    /// waitroom's admin URL, for the configured rate and the queue length over time.
+    #[arg(long)]
+    admin: Option<String>,
+    /// The admin bearer token (or WAITROOM_ADMIN_TOKEN).
+    #[arg(long, env = "WAITROOM_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Share of visitors who walk away while waiting (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    abandon: f64,
+    /// A walking-away visitor leaves after this many status polls.
+    #[arg(long, default_value_t = 2)]
+    abandon_after_polls: u32,
+    /// Share of waiting visitors who also reload the page now and then.
+    #[arg(long, default_value_t = 0.1)]
+    reload: f64,
+    /// Share of visitors who retry a failed step.
+    #[arg(long, default_value_t = 0.8)]
+    retry: f64,
+    /// How many times a retrying visitor tries a failed step again.
+    #[arg(long, default_value_t = 3)]
+    retries: u32,
+    /// Think time between pages, milliseconds, low end.
+    #[arg(long, default_value_t = 500)]
+    think_min_ms: u64,
+    /// Think time between pages, milliseconds, high end.
+    #[arg(long, default_value_t = 2000)]
+    think_max_ms: u64,
+    /// A request gives up after this many seconds.
+    #[arg(long, default_value_t = 15.0)]
+    request_timeout: f64,
+    /// Keep the origin's counters and registrations from earlier runs.
+    #[arg(long)]
+    no_reset: bool,
+}
+
+impl Crowd {
+    fn spike(&self, label: &str, target: &str, origin: Option<String>) -> anyhow::Result<Spike> {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.abandon),
+            "--abandon must be between 0 and 1"
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.reload),
+            "--reload must be between 0 and 1"
+        );
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.retry),
+            "--retry must be between 0 and 1"
+        );
+        anyhow::ensure!(
+            self.over > 0.0 || self.trace.is_some(),
+            "--over must be positive"
+        );
+        anyhow::ensure!(
+            self.think_min_ms <= self.think_max_ms,
+            "--think-min-ms must not exceed --think-max-ms"
+        );
+        let profile = match (&self.trace, self.profile) {
+            (Some(path), _) => Profile::read_trace(path)?,
+            (None, ProfileArg::Uniform) => Profile::Uniform,
+            (None, ProfileArg::Spike) => Profile::Spike,
+        };
+        let admin = match (&self.admin, &self.admin_token) {
+            (Some(a), Some(t)) => Some((a.trim_end_matches('/').to_owned(), t.clone())),
+            (Some(_), None) => {
+                anyhow::bail!("--admin needs --admin-token (or WAITROOM_ADMIN_TOKEN)")
+            }
+            _ => None,
+        };
+        Ok(Spike {
+            label: label.to_owned(),
+            target: target.trim_end_matches('/').to_owned(),
+            profile,
+            users: self.users,
+            over: self.over,
+            behaviour: Behaviour {
+                abandon_share: self.abandon,
+                abandon_after_polls: self.abandon_after_polls,
+                reload_share: self.reload,
+                retry_share: self.retry,
+                retries: self.retries,
+                think: (
+                    Duration::from_millis(self.think_min_ms),
+                    Duration::from_millis(self.think_max_ms),
+                ),
+                ..Behaviour::default()
+            },
+            origin: origin.map(|o| o.trim_end_matches('/').to_owned()),
+            admin,
+            reset_origin: !self.no_reset,
+            request_timeout: Duration::from_secs_f64(self.request_timeout),
+            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        })
     }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Spike {
+            target,
+            origin,
+            crowd,
+        } => {
+            let origin = origin.or_else(|| Some(target.clone()));
+            let spike = crowd.spike("run", &target, origin)?;
+            let outcome = run::run(&spike).await?;
+            print!("{}", loadtest::report::table(&[&outcome.summary]));
+            if let Some(dir) = &crowd.report {
+                run::write_report(dir, "loadtest spike", &[&outcome])
+                    .context("writing the report")?;
+                eprintln!("report: {}", dir.join("report.html").display());
+            }
+        }
+        Command::Compare {
+            origin,
+            proxy,
+            crowd,
+        } => {
+            let direct = crowd.spike("direct", &origin, Some(origin.clone()))?;
+            let mut through = crowd.spike("waitroom", &proxy, Some(origin.clone()))?;
+            eprintln!(
+                "1/2: {} visitors straight at the origin {origin}",
+                direct.users
+            );
+            let a = run::run(&direct).await?;
+            eprintln!("2/2: the same through waitroom {proxy}");
+            through.label = "waitroom".into();
+            let b = run::run(&through).await?;
+            print!("{}", loadtest::report::table(&[&a.summary, &b.summary]));
+            if let Some(dir) = &crowd.report {
+                run::write_report(
+                    dir,
+                    "loadtest compare: straight at the origin vs through waitroom",
+                    &[&a, &b],
+                )
+                .context("writing the report")?;
+                eprintln!("report: {}", dir.join("report.html").display());
+            }
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,522 @@
+//! The run's summary: computed from the journeys (what visitors saw), printed as
+//! a table, written as `summary.json` and a self-contained `report.html`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use crate::analysis::{self, quantile};
+use crate::chart::{self, Series, COLORS};
+use crate::client::ErrorKind;
+use crate::sampler::Sample;
+use crate::visitor::Journey;
+
+/// Percentiles of a distribution.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: Option<f64>,
+    /// 90th percentile.
+    pub p90: Option<f64>,
+    /// 95th percentile.
+    pub p95: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+    /// Largest.
+    pub max: Option<f64>,
+    /// How many values.
+    pub count: usize,
+}
+
+impl Percentiles {
+    /// Of these values.
+    pub fn of(v: &[f64]) -> Self {
+        Self {
+            p50: quantile(v, 0.5),
+            p90: quantile(v, 0.9),
+            p95: quantile(v, 0.95),
+            p99: quantile(v, 0.99),
+            max: quantile(v, 1.0),
+            count: v.len(),
+        }
+    }
+}
+
+/// Failed requests by kind.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Errors {
+    /// Connections refused or broken.
+    pub connect: u64,
+    /// No answer in time.
+    pub timeout: u64,
+    /// 4xx answers.
+    pub client_4xx: u64,
+    /// 5xx answers.
+    pub server_5xx: u64,
+}
+
+/// What the origin reported (`/__stats` and `/__outbox` at the end).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct OriginReport {
+    /// Most requests inside the origin at once.
+    pub max_in_flight: Option<u64>,
+    /// Its capacity.
+    pub capacity: Option<u64>,
+    /// Its latency percentiles (ms).
+    pub latency_ms: serde_json::Value,
+    /// Registrations on its list.
+    pub registrations: Option<u64>,
+    /// Confirmation e-mails in its outbox.
+    pub confirmations: Option<u64>,
+    /// Registration numbers with more than one e-mail.
+    pub duplicate_mails: Option<u64>,
+}
+
+/// The run's summary (`summary.json`).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Summary {
+    /// What this run was (e.g. "direct", "waitroom").
+    pub label: String,
+    /// The URL visitors opened.
+    pub target: String,
+    /// Visitors who arrived.
+    pub arrivals: usize,
+    /// Visitors a waiting room queued.
+    pub queued: usize,
+    /// Visitors let through to the site.
+    pub admitted: usize,
+    /// Visitors who ended with a confirmation number.
+    pub registrations_completed: usize,
+    /// Visitors who wanted to register and ended without a confirmation.
+    pub lost: usize,
+    /// Visitors who walked away on purpose while waiting.
+    pub abandoned: usize,
+    /// Duplicate confirmation e-mails at the origin plus visitors shown two numbers.
+    pub duplicated_confirmations: u64,
+    /// Failed requests by kind.
+    pub errors: Errors,
+    /// Visitors who saw at least one 5xx.
+    pub visitors_seeing_5xx: usize,
+    /// Seconds from arrival to admission, for visitors who were queued.
+    pub queue_wait_s: Percentiles,
+    /// `|ETA shown at arrival − real wait| / real wait`, for visitors who were queued.
+    pub eta_relative_error: Percentiles,
+    /// Pairs where a visitor who arrived ≥ 1 s earlier was admitted > 2 s later.
+    pub fifo_inversions: u64,
+    /// Admissions per second after the line formed (10th–90th percentile span).
+    pub admission_rate_per_s: Option<f64>,
+    /// The configured outflow per second, when waitroom's admin API was given.
+    pub configured_rate_per_s: Option<f64>,
+    /// Latency of the site's own answers as visitors measured them (seconds).
+    pub site_latency_s: Percentiles,
+    /// The origin's view.
+    pub origin: OriginReport,
+    /// How late each arrival left against its schedule (milliseconds).
+    pub arrival_lag_ms: Percentiles,
+    /// Wall-clock length of the run.
+    pub duration_s: f64,
+    /// CPU the load generator itself used (user + system seconds).
+    pub loadtest_cpu_s: Option<f64>,
+}
+
+/// Builds the summary from the journeys and what the origin said.
+pub fn summarize(label: &str, target: &str, journeys: &[Journey], origin: OriginReport) -> Summary {
+    let mut errors = Errors::default();
+    for e in journeys.iter().flat_map(|j| &j.errors) {
+        match e {
+            ErrorKind::Connect => errors.connect += 1,
+            ErrorKind::Timeout => errors.timeout += 1,
+            ErrorKind::Client4xx => errors.client_4xx += 1,
+            ErrorKind::Server5xx => errors.server_5xx += 1,
+        }
+    }
+    let queued: Vec<&Journey> = journeys
+        .iter()
+        .filter(|j| j.queued && j.admitted.is_some())
+        .collect();
+    let waits: Vec<f64> = queued
+        .iter()
+        .map(|j| j.admitted.unwrap_or(0.0) - j.arrived)
+        .collect();
+    let eta_pairs: Vec<(f64, f64)> = queued
+        .iter()
+        .filter_map(|j| Some((j.first_eta?, j.admitted? - j.arrived)))
+        .collect();
+    let visits: Vec<(f64, f64)> = journeys
+        .iter()
+        .filter_map(|j| Some((j.arrived, j.admitted?)))
+        .collect();
+    let latencies: Vec<f64> = journeys
+        .iter()
+        .flat_map(|j| j.site_latencies.iter().map(|l| l.1))
+        .collect();
+    let lags: Vec<f64> = journeys
+        .iter()
+        .map(|j| (j.arrived - j.scheduled) * 1000.0)
+        .collect();
+    let inconsistent = journeys.iter().filter(|j| j.inconsistent).count() as u64;
+    Summary {
+        label: label.to_owned(),
+        target: target.to_owned(),
+        arrivals: journeys.len(),
+        queued: journeys.iter().filter(|j| j.queued).count(),
+        admitted: journeys.iter().filter(|j| j.admitted.is_some()).count(),
+        registrations_completed: journeys.iter().filter(|j| j.confirmation.is_some()).count(),
+        lost: journeys
+            .iter()
+            .filter(|j| !j.abandoned && j.confirmation.is_none())
+            .count(),
+        abandoned: journeys.iter().filter(|j| j.abandoned).count(),
+        duplicated_confirmations: origin.duplicate_mails.unwrap_or(0) + inconsistent,
+        errors,
+        visitors_seeing_5xx: journeys
+            .iter()
+            .filter(|j| j.errors.contains(&ErrorKind::Server5xx))
+            .count(),
+        queue_wait_s: Percentiles::of(&waits),
+        eta_relative_error: Percentiles::of(&analysis::eta_errors(&eta_pairs)),
+        fifo_inversions: analysis::fifo_inversions(&visits, 1.0, 2.0),
+        admission_rate_per_s: analysis::admission_rate(
+            &queued.iter().filter_map(|j| j.admitted).collect::<Vec<_>>(),
+        ),
+        configured_rate_per_s: None,
+        site_latency_s: Percentiles::of(&latencies),
+        origin,
+        arrival_lag_ms: Percentiles::of(&lags),
+        duration_s: journeys.iter().map(|j| j.done).fold(0.0, f64::max),
+        loadtest_cpu_s: None,
+    }
+}
+
+/// Counts registration numbers with more than one mail in an outbox listing.
+pub fn duplicate_mails(outbox: &serde_json::Value) -> Option<u64> {
+    let mut per: HashMap<&str, u64> = HashMap::new();
+    for mail in outbox.as_array()? {
+        *per.entry(mail["nrn"].as_str()?).or_default() += 1;
+    }
+    Some(per.values().filter(|n| **n > 1).map(|n| n - 1).sum())
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
+}
+
+fn pct(p: &Percentiles, digits: usize) -> String {
+    format!(
+        "{} / {} / {} / {}",
+        opt(p.p50, digits),
+        opt(p.p95, digits),
+        opt(p.p99, digits),
+        opt(p.max, digits)
+    )
+}
+
+/// The rows of the terminal table: `(label, value)`.
+pub fn rows(s: &Summary) -> Vec<(&'static str, String)> {
+    let o = &s.origin;
+    vec![
+        ("arrivals", s.arrivals.to_string()),
+        ("queued", s.queued.to_string()),
+        ("admitted", s.admitted.to_string()),
+        (
+            "registrations completed",
+            s.registrations_completed.to_string(),
+        ),
+        ("lost", s.lost.to_string()),
+        ("abandoned (on purpose)", s.abandoned.to_string()),
+        (
+            "duplicated confirmations",
+            s.duplicated_confirmations.to_string(),
+        ),
+        (
+            "errors connect/timeout/4xx/5xx",
+            format!(
+                "{}/{}/{}/{}",
+                s.errors.connect, s.errors.timeout, s.errors.client_4xx, s.errors.server_5xx
+            ),
+        ),
+        ("visitors seeing a 5xx", s.visitors_seeing_5xx.to_string()),
+        ("queue wait s p50/p95/p99/max", pct(&s.queue_wait_s, 1)),
+        (
+            "ETA error median / p90",
+            format!(
+                "{} / {}",
+                opt(s.eta_relative_error.p50.map(|v| v * 100.0), 0) + "%",
+                opt(s.eta_relative_error.p90.map(|v| v * 100.0), 0) + "%"
+            ),
+        ),
+        ("FIFO inversions", s.fifo_inversions.to_string()),
+        (
+            "admission rate / configured (/s)",
+            format!(
+                "{} / {}",
+                opt(s.admission_rate_per_s, 1),
+                opt(s.configured_rate_per_s, 1)
+            ),
+        ),
+        ("site latency s p50/p95/p99/max", pct(&s.site_latency_s, 3)),
+        (
+            "origin in flight max / capacity",
+            format!(
+                "{} / {}",
+                o.max_in_flight.map_or("-".into(), |v| v.to_string()),
+                o.capacity.map_or("-".into(), |v| v.to_string())
+            ),
+        ),
+        (
+            "origin latency ms p50/p99/max",
+            format!(
+                "{} / {} / {}",
+                opt(o.latency_ms["p50"].as_f64(), 1),
+                opt(o.latency_ms["p99"].as_f64(), 1),
+                opt(o.latency_ms["max"].as_f64(), 1)
+            ),
+        ),
+        ("arrival lag ms p50/p95/p99/max", pct(&s.arrival_lag_ms, 1)),
+        ("duration s", format!("{:.1}", s.duration_s)),
+        ("loadtest CPU s", opt(s.loadtest_cpu_s, 1)),
+    ]
+}
+
+/// A table of one or more summaries side by side.
+pub fn table(summaries: &[&Summary]) -> String {
+    let all: Vec<Vec<(&str, String)>> = summaries.iter().map(|s| rows(s)).collect();
+    let width = all[0].iter().map(|(l, _)| l.len()).max().unwrap_or(0);
+    let col = all
+        .iter()
+        .flat_map(|r| r.iter().map(|(_, v)| v.len()))
+        .chain(summaries.iter().map(|s| s.label.len()))
+        .max()
+        .unwrap_or(0);
+    let mut out = format!("{:width$}", "");
+    for s in summaries {
+        let _ = write!(out, "  {:>col$}", s.label);
+    }
+    out.push('\n');
+    for (i, (label, _)) in all[0].iter().enumerate() {
+        let _ = write!(out, "{label:width$}");
+        for r in &all {
+            let _ = write!(out, "  {:>col$}", r[i].1);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The charts of one run, as SVG strings with their titles.
+pub fn charts(journeys: &[Journey], samples: &[Sample], capacity: Option<u64>) -> Vec<String> {
+    let seconds = journeys.iter().map(|j| j.done).fold(1.0, f64::max).ceil() as usize + 1;
+    let series = |v: Vec<u32>| {
+        v.into_iter()
+            .enumerate()
+            .map(|(i, c)| (i as f64, f64::from(c)))
+            .collect()
+    };
+    let arrivals = analysis::per_second(journeys.iter().map(|j| j.arrived), seconds);
+    let admissions = analysis::per_second(journeys.iter().filter_map(|j| j.admitted), seconds);
+    let waiting = analysis::occupancy(
+        journeys
+            .iter()
+            .filter(|j| j.queued)
+            .map(|j| (j.arrived, j.admitted.unwrap_or(j.done))),
+        seconds,
+    );
+    let mut out = vec![
+        chart::lines(
+            "Arrivals and admissions",
+            "seconds",
+            "visitors per second",
+            &[
+                Series {
+                    label: "arrivals",
+                    points: series(arrivals),
+                    color: COLORS[0],
+                },
+                Series {
+                    label: "admissions",
+                    points: series(admissions),
+                    color: COLORS[1],
+                },
+            ],
+        ),
+        chart::lines(
+            "Queue length (visitors waiting)",
+            "seconds",
+            "visitors",
+            &[Series {
+                label: "waiting",
+                points: series(waiting),
+                color: COLORS[0],
+            }],
+        ),
+    ];
+    let in_flight: Vec<(f64, f64)> = samples
+        .iter()
+        .filter_map(|s| Some((s.t, s.origin_in_flight? as f64)))
+        .collect();
+    let mut origin = vec![Series {
+        label: "origin in flight",
+        points: in_flight,
+        color: COLORS[0],
+    }];
+    if let Some(c) = capacity {
+        origin.push(Series {
+            label: "capacity",
+            points: vec![(0.0, c as f64), (seconds as f64, c as f64)],
+            color: COLORS[3],
+        });
+    }
+    out.push(chart::lines(
+        "Origin: requests in flight",
+        "seconds",
+        "requests",
+        &origin,
+    ));
+    let mut per_second: Vec<Vec<f64>> = vec![Vec::new(); seconds];
+    for (sent, latency) in journeys.iter().flat_map(|j| j.site_latencies.iter()) {
+        if let Some(bucket) = per_second.get_mut(*sent as usize) {
+            bucket.push(*latency * 1000.0);
+        }
+    }
+    let latency = |q: f64| {
+        per_second
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| Some((i as f64, quantile(v, q)?)))
+            .collect::<Vec<_>>()
+    };
+    out.push(chart::lines(
+        "Site latency seen by visitors",
+        "seconds",
+        "milliseconds",
+        &[
+            Series {
+                label: "p50",
+                points: latency(0.5),
+                color: COLORS[0],
+            },
+            Series {
+                label: "p99",
+                points: latency(0.99),
+                color: COLORS[3],
+            },
+        ],
+    ));
+    let waits: Vec<f64> = journeys
+        .iter()
+        .filter(|j| j.queued)
+        .filter_map(|j| Some(j.admitted? - j.arrived))
+        .collect();
+    out.push(chart::histogram(
+        "Distribution of waits in line",
+        "seconds waited",
+        &waits,
+        40,
+    ));
+    out
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A self-contained HTML page: the table and the charts of each run, side by side.
+pub fn html(title: &str, runs: &[(&Summary, Vec<String>)]) -> String {
+    let summaries: Vec<&Summary> = runs.iter().map(|(s, _)| *s).collect();
+    let mut page = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <style>body{{font:15px/1.4 system-ui,sans-serif;margin:1.5rem;color:#111}}\
+         table{{border-collapse:collapse}}td,th{{padding:.2rem .8rem;border-bottom:1px solid #ddd;text-align:right}}\
+         td:first-child,th:first-child{{text-align:left}}.runs{{display:flex;flex-wrap:wrap;gap:1rem}}\
+         .run{{flex:1 1 780px}}svg{{max-width:100%;height:auto;display:block;margin:.5rem 0}}</style></head>\
+         <body><h1>{t}</h1><table><tr><th></th>",
+        t = escape(title)
+    );
+    for s in &summaries {
+        let _ = write!(page, "<th>{}</th>", escape(&s.label));
+    }
+    page.push_str("</tr>");
+    let all: Vec<_> = summaries.iter().map(|s| rows(s)).collect();
+    for (i, (label, _)) in all[0].iter().enumerate() {
+        let _ = write!(page, "<tr><td>{}</td>", escape(label));
+        for r in &all {
+            let _ = write!(page, "<td>{}</td>", escape(&r[i].1));
+        }
+        page.push_str("</tr>");
+    }
+    page.push_str("</table><div class=\"runs\">");
+    for (s, svgs) in runs {
+        let _ = write!(
+            page,
+            "<section class=\"run\"><h2>{} — {}</h2>",
+            escape(&s.label),
+            escape(&s.target)
+        );
+        for svg in svgs {
+            let _ = write!(page, "<figure class=\"chart\">{svg}</figure>");
+        }
+        page.push_str("</section>");
+    }
+    page.push_str("</div></body></html>\n");
+    page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_counts_what_visitors_saw() {
+        let j = |id, arrived: f64, admitted: Option<f64>, confirmation: Option<&str>| Journey {
+            id,
+            scheduled: arrived,
+            arrived,
+            queued: true,
+            first_eta: Some(10.0),
+            admitted,
+            confirmation: confirmation.map(str::to_owned),
+            done: admitted.unwrap_or(arrived) + 1.0,
+            ..Default::default()
+        };
+        let mut lost = j(3, 2.0, Some(12.0), None);
+        lost.errors = vec![ErrorKind::Server5xx, ErrorKind::Timeout];
+        let mut left = j(4, 3.0, None, None);
+        left.abandoned = true;
+        let journeys = vec![
+            j(1, 0.0, Some(10.0), Some("A")),
+            j(2, 1.0, Some(21.0), Some("B")),
+            lost,
+            left,
+        ];
+        let s = summarize("t", "http://x", &journeys, OriginReport::default());
+        assert_eq!(
+            (
+                s.arrivals,
+                s.admitted,
+                s.registrations_completed,
+                s.lost,
+                s.abandoned
+            ),
+            (4, 3, 2, 1, 1)
+        );
+        assert_eq!(
+            (s.errors.server_5xx, s.errors.timeout, s.visitors_seeing_5xx),
+            (1, 1, 1)
+        );
+        // Waits 10, 20, 10; ETA 10 shown each time: errors 0, 0.5, 0.
+        assert_eq!(s.queue_wait_s.max, Some(20.0));
+        assert_eq!(s.eta_relative_error.p50, Some(0.0));
+        assert_eq!(s.eta_relative_error.max, Some(0.5));
+        assert!(table(&[&s, &s]).contains("registrations completed"));
+        let page = html("report", &[(&s, charts(&journeys, &[], Some(5)))]);
+        assert_eq!(page.matches("<svg").count(), 5);
+    }
+
+    #[test]
+    fn duplicate_mails_in_an_outbox() {
+        let outbox = serde_json::json!([{"nrn": "1"}, {"nrn": "2"}, {"nrn": "1"}, {"nrn": "1"}]);
+        assert_eq!(duplicate_mails(&outbox), Some(2));
+    }
+}
