@@ -5,9 +5,11 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if ((${#need_apt[@]})); then
   echo "test.sh: installing ${need_apt[*]} (needed by the tests)"
-  if ! { apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"; } >/dev/null; then
+  if ! { apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"; } >/dev/null 2>&1; then
     echo "test.sh: could not install ${need_apt[*]}; install it and run again" >&2
     exit 1
   fi

@@ -32,6 +32,9 @@ fn bounds<'a>(points: impl Iterator<Item = &'a (f64, f64)>) -> (f64, f64) {
 
 /// A line chart over time.
 pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[Series<'_>]) -> String {
+    if series.iter().all(|s| s.points.is_empty()) {
+        return svg_error(title);
+    }
     let mut svg = String::new();
     {
         let (x_max, y_max) = bounds(series.iter().flat_map(|s| s.points.iter()));
@@ -76,6 +79,9 @@ pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[Series<'_>]) -
 
 /// A histogram of `values` in `bins` equal bins.
 pub fn histogram(title: &str, x_label: &str, values: &[f64], bins: usize) -> String {
+    if values.is_empty() {
+        return svg_error(title);
+    }
     let mut svg = String::new();
     {
         let max = values.iter().copied().fold(0.0f64, f64::max).max(1.0);
@@ -111,7 +117,9 @@ pub fn histogram(title: &str, x_label: &str, values: &[f64], bins: usize) -> Str
 }
 
 fn svg_error(title: &str) -> String {
-    format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"40\"><text x=\"10\" y=\"25\">{title}: no data</text></svg>")
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"40\"><text x=\"10\" y=\"25\">{title}: no data</text></svg>"
+    )
 }
 
 #[cfg(test)]
@@ -137,5 +145,6 @@ mod tests {
         assert!(svg.contains("arrivals"));
         let h = histogram("waits", "s", &[1.0, 2.0, 2.5, 9.0], 10);
         assert!(h.matches("<rect").count() >= 10, "{h}");
+        assert!(histogram("waits", "s", &[], 10).contains("no data"));
     }
 }

@@ -187,7 +187,8 @@ async fn main() -> anyhow::Result<()> {
             proxy,
             crowd,
         } => {
-            let direct = crowd.spike("direct", &origin, Some(origin.clone()))?;
+            let mut direct = crowd.spike("direct", &origin, Some(origin.clone()))?;
+            direct.admin = None; // no waiting room in this run
             let mut through = crowd.spike("waitroom", &proxy, Some(origin.clone()))?;
             eprintln!(
                 "1/2: {} visitors straight at the origin {origin}",

@@ -1,0 +1,220 @@
+//! loadtest end to end: the same crowd straight at a small origin and through
+//! waitroom, a trace replay, and the HTML report in headless Chromium.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use loadtest::profile::Profile;
+use loadtest::run::{self, Spike};
+use loadtest::visitor::Behaviour;
+use tokio::net::TcpListener;
+
+async fn origin(capacity: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let options = origin_stub::Options {
+        capacity,
+        service_time: Duration::from_millis(50),
+        backlog: capacity / 2,
+        queue_timeout: Duration::from_secs(2),
+        collapse: 1.0,
+    };
+    tokio::spawn(origin_stub::run(listener, options, std::future::pending()));
+    addr
+}
+
+async fn waitroom(origin: SocketAddr, max_active: u32) -> (SocketAddr, SocketAddr) {
+    let text = format!(
+        "[listen]\npublic = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[origin]\nurl = \"http://{origin}\"\n\
+         [admission]\nnew_users_per_minute = 6000\nmax_active_users = {max_active}\nsession_duration = \"1s\"\n\
+         [queue]\npoll_min = \"250ms\"\n[admin]\ntoken = \"loadtest-token\"\n"
+    );
+    let config = waitroom::config::Config::from_toml(&text, None).unwrap();
+    let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addrs = (public.local_addr().unwrap(), admin.local_addr().unwrap());
+    let (trigger, shutdown) = waitroom::shutdown::channel();
+    std::mem::forget(trigger); // runs until the test process ends
+    let keys = waitroom::token::Keyring::new(waitroom::token::KeyPair::generate(), Vec::new());
+    tokio::spawn(waitroom::app::run(config, public, admin, keys, shutdown));
+    addrs
+}
+
+fn spike(
+    label: &str,
+    target: SocketAddr,
+    origin: SocketAddr,
+    profile: Profile,
+    users: usize,
+) -> Spike {
+    Spike {
+        label: label.into(),
+        target: format!("http://{target}"),
+        profile,
+        users,
+        over: 1.0,
+        behaviour: Behaviour {
+            think: (Duration::from_millis(20), Duration::from_millis(60)),
+            retries: 2,
+            ..Behaviour::default()
+        },
+        origin: Some(format!("http://{origin}")),
+        admin: None,
+        reset_origin: true,
+        request_timeout: Duration::from_secs(5),
+        progress: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crowd_collapses_the_origin_but_not_the_waiting_room() {
+    let origin = origin(20).await;
+    let (proxy, admin) = waitroom(origin, 20).await;
+
+    let direct = run::run(&spike("direct", origin, origin, Profile::Uniform, 200))
+        .await
+        .unwrap();
+    let d = &direct.summary;
+    assert_eq!(d.arrivals, 200);
+    assert!(d.errors.server_5xx > 0, "the origin never refused: {d:?}");
+    assert!(
+        d.lost > 0,
+        "nobody lost a registration straight at the origin: {d:?}"
+    );
+
+    let mut through = spike("waitroom", proxy, origin, Profile::Uniform, 200);
+    through.admin = Some((format!("http://{admin}"), "loadtest-token".into()));
+    let through = run::run(&through).await.unwrap();
+    let w = &through.summary;
+    assert_eq!(
+        (w.arrivals, w.admitted, w.registrations_completed),
+        (200, 200, 200),
+        "{w:?}"
+    );
+    assert_eq!(
+        (w.lost, w.duplicated_confirmations, w.errors.server_5xx),
+        (0, 0, 0),
+        "{w:?}"
+    );
+    assert!(w.queued > 100, "{w:?}");
+    assert!(w.origin.max_in_flight.unwrap() <= 20, "{w:?}");
+    assert_eq!(w.origin.registrations, Some(200));
+    assert_eq!(w.origin.confirmations, Some(200));
+    assert_eq!(w.configured_rate_per_s, Some(100.0));
+    assert!(
+        w.eta_relative_error.count > 100 && w.queue_wait_s.p50.is_some(),
+        "{w:?}"
+    );
+
+    // The report: written, self-contained, and rendered by a real browser.
+    let dir = std::env::temp_dir().join(format!("loadtest-report-{}", std::process::id()));
+    run::write_report(&dir, "compare", &[&direct, &through]).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["waitroom"]["lost"], 0);
+    assert_eq!(summary["direct"]["arrivals"], 200);
+    let dom = chromium(&dir.join("report.html"), &dir.join("report.png"));
+    let svgs = dom.matches("<svg").count();
+    assert_eq!(svgs, 10, "five charts per run");
+    // Straight at the origin nobody waited: the wait histogram says so. Every other
+    // chart has drawn data: a line with points, or the histogram's bars.
+    let charts: Vec<&str> = dom
+        .split("<figure class=\"chart\">")
+        .skip(1)
+        .map(|c| c.split("</figure>").next().unwrap())
+        .collect();
+    assert_eq!(charts.len(), 10);
+    let no_data: Vec<usize> = (0..10).filter(|i| charts[*i].contains("no data")).collect();
+    assert_eq!(
+        no_data,
+        vec![4],
+        "only the direct run's wait histogram is empty"
+    );
+    for (i, chart) in charts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !no_data.contains(i))
+    {
+        let drawn = chart.split("<polyline").skip(1).any(|l| {
+            l.split("points=\"")
+                .nth(1)
+                .is_some_and(|p| p.split('"').next().unwrap().split(' ').count() > 2)
+        }) || chart.matches("<rect").count() > 40;
+        assert!(
+            drawn,
+            "chart {i} is empty: {}",
+            &chart[..chart.len().min(300)]
+        );
+    }
+    assert!(std::fs::metadata(dir.join("report.png")).unwrap().len() > 10_000);
+}
+
+/// Opens `page` in headless Chromium: returns the rendered DOM, writes a screenshot.
+fn chromium(page: &Path, screenshot: &Path) -> String {
+    let browser = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("--version").output().is_ok())
+        .expect("headless Chromium is needed: run scripts/test.sh, which installs it");
+    let profile = std::env::temp_dir().join(format!("loadtest-chromium-{}", std::process::id()));
+    let common = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+    ];
+    let url = format!("file://{}", page.display());
+    let dom = Command::new(browser)
+        .args(common)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--dump-dom", &url])
+        .output()
+        .unwrap();
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let shot = Command::new(browser)
+        .args(common)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", screenshot.display()))
+        .args(["--window-size=1600,2400", &url])
+        .output()
+        .unwrap();
+    assert!(
+        shot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
+    String::from_utf8(dom.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_replays_on_time() {
+    let origin = origin(100).await;
+    // Bursts and gaps: 400 arrivals in 2 s, a quarter of them in the same 10 ms.
+    let mut text = String::from("arrival_s\n");
+    for i in 0..300 {
+        text.push_str(&format!("{:.4}\n", 0.5 + i as f64 * 0.005));
+    }
+    for i in 0..100 {
+        text.push_str(&format!("{:.4}\n", 2.0 + i as f64 * 0.0001));
+    }
+    let profile = Profile::parse_trace(&text, "trace.csv").unwrap();
+    let mut s = spike("trace", origin, origin, profile.clone(), 0);
+    s.behaviour.think = (Duration::ZERO, Duration::ZERO);
+    let outcome = run::run(&s).await.unwrap();
+    let expected = profile.schedule(0, 0.0);
+    assert_eq!(outcome.journeys.len(), 400);
+    for (j, t) in outcome.journeys.iter().zip(&expected) {
+        assert_eq!(j.scheduled, *t, "visitor {} scheduled off the trace", j.id);
+    }
+    let lag = outcome.summary.arrival_lag_ms.p99.unwrap();
+    assert!(lag < 50.0, "arrivals {lag:.1} ms late (p99)");
+}
