@@ -95,6 +95,9 @@ struct Crowd {
     /// Think time between pages, milliseconds, high end.
     #[arg(long, default_value_t = 2000)]
     think_max_ms: u64,
+    /// Poll every this many milliseconds, ignoring the waiting room's poll_after_ms.
+    #[arg(long)]
+    poll_ms: Option<u64>,
     /// A request gives up after this many seconds.
     #[arg(long, default_value_t = 15.0)]
     request_timeout: f64,
@@ -153,6 +156,7 @@ impl Crowd {
                     Duration::from_millis(self.think_min_ms),
                     Duration::from_millis(self.think_max_ms),
                 ),
+                fixed_poll: self.poll_ms.map(Duration::from_millis),
                 ..Behaviour::default()
             },
             origin: origin.map(|o| o.trim_end_matches('/').to_owned()),

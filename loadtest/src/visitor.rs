@@ -27,6 +27,9 @@ pub struct Behaviour {
     pub think: (Duration, Duration),
     /// Poll interval when the waiting room does not say (or on errors).
     pub default_poll: Duration,
+    /// Poll at this interval whatever the waiting room says (a client that ignores
+    /// `poll_after_ms`); `None` follows it, as the queue page does.
+    pub fixed_poll: Option<Duration>,
 }
 
 impl Default for Behaviour {
@@ -39,6 +42,7 @@ impl Default for Behaviour {
             retries: 3,
             think: (Duration::from_millis(500), Duration::from_millis(2_000)),
             default_poll: Duration::from_secs(2),
+            fixed_poll: None,
         }
     }
 }
@@ -281,7 +285,7 @@ impl Visitor {
                 Err(kind) => j.errors.push(kind),
             }
             j.polls += 1;
-            tokio::time::sleep(poll_after).await;
+            tokio::time::sleep(b.fixed_poll.unwrap_or(poll_after)).await;
             if reloads && j.polls.is_multiple_of(3) {
                 // An impatient visitor reloads the page: they keep their place.
                 let sent = secs(self.start);
