@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus::Registry;
 use tokio::net::TcpListener;
@@ -14,14 +15,14 @@ use crate::forward::{Forwarder, Peer};
 use crate::metrics::Metrics;
 use crate::public::{CookiePolicy, Public};
 use crate::shutdown::Shutdown;
-use crate::store::memory::MemoryStore;
+use crate::store::memory::{MemoryStore, StateError};
 use crate::token::{Keyring, Tokens};
 
 /// The built-in demo configuration (`config/demo.toml`).
 pub const DEMO_TOML: &str = include_str!("../../config/demo.toml");
 
 /// The demo configuration with the public port `port`, admin on `port + 1` and
-/// the origin on `port + 2`.
+/// the origin on `port + 2`; its state lives in the temporary directory, per port.
 pub fn demo_config(port: u16) -> Config {
     let mut c = Config::from_toml(DEMO_TOML, None).expect("the demo configuration is valid");
     let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
@@ -30,21 +31,34 @@ pub fn demo_config(port: u16) -> Config {
     c.origin = format!("http://{}", at(port.wrapping_add(2)))
         .parse()
         .expect("a valid URL");
+    c.state_dir = std::env::temp_dir().join(format!("waitroom-demo-{port}"));
     c
 }
 
+/// How often the memory store's line is written to the state directory.
+pub const SAVE_EVERY: Duration = Duration::from_secs(5);
+
 /// Runs the proxy on already-bound listeners until `shutdown` fires.
+///
+/// The line continues from `state_dir` when a saved one is there; it is saved
+/// every [`SAVE_EVERY`] and once more after the listeners have drained.
 pub async fn run(
     config: Config,
     public: TcpListener,
     admin: TcpListener,
     keys: Keyring,
     shutdown: Shutdown,
-) {
+) -> Result<(), StateError> {
     let clock = Clock::system();
     let registry = Registry::new();
     let metrics = Metrics::new(&registry);
-    let store = Arc::new(MemoryStore::new(config.timing, config.settings));
+    let memory = MemoryStore::load_or_new(&config.state_dir, config.timing, config.settings)?;
+    let saver = tokio::spawn(save_periodically(
+        memory.clone(),
+        config.state_dir.clone(),
+        shutdown.clone(),
+    ));
+    let store = Arc::new(memory.clone());
     let tokens = Tokens::new(
         keys,
         clock.clone(),
@@ -90,4 +104,26 @@ pub async fn run(
         shutdown,
     );
     tokio::join!(public_task, admin_task);
+    let _ = saver.await;
+    save(memory, config.state_dir).await
+}
+
+async fn save(store: MemoryStore, dir: std::path::PathBuf) -> Result<(), StateError> {
+    tokio::task::spawn_blocking(move || store.save(&dir))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+async fn save_periodically(store: MemoryStore, dir: std::path::PathBuf, mut shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(SAVE_EVERY);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait() => return,
+        }
+        if let Err(e) = save(store.clone(), dir.clone()).await {
+            tracing::warn!(error = %e, "could not save the line; will retry");
+        }
+    }
 }

@@ -61,7 +61,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         trigger.fire();
     });
-    waitroom::app::run(config, public, admin, keys, shutdown).await;
+    waitroom::app::run(config, public, admin, keys, shutdown).await?;
+    tracing::info!("stopped; the line is saved");
     Ok(())
 }
 

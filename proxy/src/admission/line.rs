@@ -79,6 +79,20 @@ pub struct Timing {
     pub abandon_min_ms: Millis,
 }
 
+impl Default for Timing {
+    /// The configuration's defaults.
+    fn default() -> Self {
+        Self {
+            session_ms: 600_000,
+            burst: None,
+            poll_min_ms: 1_000,
+            poll_max_ms: 20_000,
+            abandon_polls: 3,
+            abandon_min_ms: 5_000,
+        }
+    }
+}
+
 /// What a waiting holder is told.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Wait {
@@ -155,7 +169,7 @@ const DEPARTED: u64 = 1 << 63;
 const SCAN_EVERY_MS: Millis = 100;
 
 /// Membership bits over place numbers: who has claimed an admission.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Bits(Vec<u64>);
 
 impl Bits {
@@ -174,8 +188,13 @@ impl Bits {
 }
 
 /// The queue state of one waiting room. See the module docs for the vocabulary.
-#[derive(Clone, Debug)]
+///
+/// It serializes (for the memory store's state file) without what is derived or
+/// set at start-up: the timings come from the configuration, the rank is rebuilt
+/// ([`Line::restored`]) and the outflow is measured afresh.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Line {
+    #[serde(skip)]
     timing: Timing,
     settings: Settings,
     next_seq: u64,
@@ -183,6 +202,7 @@ pub struct Line {
     /// Deadline of each waiting place `head + i`, with [`DEPARTED`] set once noticed.
     records: VecDeque<u64>,
     /// Counts waiting places that have not departed, for positions.
+    #[serde(skip)]
     rank: Rank,
     live: u64,
     /// Places to check for departure, by the second their deadline falls in.
@@ -195,7 +215,9 @@ pub struct Line {
     sessions: HashMap<u64, Millis>,
     claimed: Bits,
     gcra: Gcra,
+    #[serde(skip)]
     outflow: Outflow,
+    #[serde(skip)]
     next_scan: Millis,
 }
 
@@ -273,16 +295,7 @@ impl Line {
             return Arrival::Admitted { sid: seq };
         }
         if !self.rank.covers(seq) {
-            let capacity = (2 * (self.next_seq - self.head) as usize).max(1024);
-            let live = self
-                .records
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| **r & DEPARTED == 0)
-                .map(|(i, _)| self.head + i as u64);
-            let mut rank = Rank::default();
-            rank.rebuild(self.head, capacity, live);
-            self.rank = rank;
+            self.rebuild_rank();
         }
         self.records.push_back(0);
         self.rank.add(seq, 1);
@@ -290,6 +303,27 @@ impl Line {
         self.outflow.line_present(true, now);
         let wait = self.check_in(seq, now);
         Arrival::Queued { seq, wait }
+    }
+
+    /// Rebuilds the position index over `[head, head + 2 × line)`.
+    fn rebuild_rank(&mut self) {
+        let capacity = (2 * (self.next_seq - self.head) as usize).max(1024);
+        let live = self
+            .records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| **r & DEPARTED == 0)
+            .map(|(i, _)| self.head + i as u64);
+        let mut rank = Rank::default();
+        rank.rebuild(self.head, capacity, live);
+        self.rank = rank;
+    }
+
+    /// A line read back from a state file, made ready with today's timings.
+    pub fn restored(mut self, timing: Timing) -> Self {
+        self.timing = timing;
+        self.rebuild_rank();
+        self
     }
 
     /// The holder of place `seq` checks in (a status poll, a reload, any request).

@@ -96,9 +96,12 @@ impl ProxyBuilder {
 
     /// Starts the proxy on port 0.
     pub async fn start(self) -> Proxy {
+        let state = std::env::temp_dir().join(format!("waitroom-test-{}", rand::random::<u64>()));
         let text = format!(
-            "[listen]\npublic = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[origin]\nurl = \"http://{}\"\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[cookie]\nsecure = \"never\"\n{}",
-            self.origin, self.sections
+            "[listen]\npublic = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[origin]\nurl = \"http://{}\"\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[cookie]\nsecure = \"never\"\n[store]\nstate_dir = \"{}\"\n{}",
+            self.origin,
+            state.display(),
+            self.sections
         );
         let config = Config::from_toml(&text, None).unwrap();
         let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -277,6 +280,15 @@ pub struct Visitor {
 }
 
 impl Visitor {
+    /// A visitor of the site at `base` (`http://host:port`) with an empty jar.
+    pub fn new(base: &str, http: &Http) -> Self {
+        Self {
+            base: base.to_owned(),
+            cookie: None,
+            http: http.clone(),
+        }
+    }
+
     /// A GET as a browser sends it (asking for HTML), keeping the cookie.
     pub async fn get(&mut self, path: &str) -> Result<Reply, String> {
         self.request(Method::GET, path, "text/html,*/*;q=0.8").await
