@@ -93,6 +93,50 @@ impl Default for Timing {
     }
 }
 
+impl Timing {
+    /// What a holder at `position` is told: the ETA from the measured outflow
+    /// (admissions per second while a line existed) or, without enough history, the
+    /// configured one; the poll interval an eighth of it, within the bounds.
+    pub fn wait(&self, position: u64, measured_per_sec: Option<f64>, settings: &Settings) -> Wait {
+        let configured = f64::from(settings.new_users_per_minute) / 60.0;
+        let per_sec = measured_per_sec.filter(|r| *r > 0.0).unwrap_or(configured);
+        let eta_ms = if per_sec > 0.0 {
+            (position as f64 * 1000.0 / per_sec) as u64
+        } else {
+            u64::MAX / 4
+        };
+        let poll_after_ms = if settings.paused {
+            self.poll_max_ms
+        } else {
+            (eta_ms / 8).clamp(self.poll_min_ms, self.poll_max_ms)
+        };
+        Wait {
+            position,
+            eta_ms,
+            poll_after_ms,
+            paused: settings.paused,
+        }
+    }
+
+    /// When a holder told `wait` at `now` has departed if they do not check in again.
+    pub fn deadline(&self, now: Millis, wait: &Wait) -> Millis {
+        now + (u64::from(self.abandon_polls) * wait.poll_after_ms).max(self.abandon_min_ms)
+    }
+
+    /// The outflow limit for `settings`: the burst defaults to a tenth of a second's
+    /// worth, at least 2 (so the 20 ms pump never loses throughput).
+    pub fn rate(&self, settings: &Settings) -> Rate {
+        let per_minute = settings.new_users_per_minute;
+        Rate {
+            per_minute,
+            burst: self
+                .burst
+                .unwrap_or_else(|| per_minute.div_ceil(600).max(2))
+                .max(1),
+        }
+    }
+}
+
 /// What a waiting holder is told.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Wait {
@@ -256,15 +300,7 @@ impl Line {
     }
 
     fn rate(&self) -> Rate {
-        let per_minute = self.settings.new_users_per_minute;
-        Rate {
-            per_minute,
-            burst: self
-                .timing
-                .burst
-                .unwrap_or_else(|| per_minute.div_ceil(600).max(2))
-                .max(1),
-        }
+        self.timing.rate(&self.settings)
     }
 
     fn queue_length(&self) -> u64 {
@@ -366,9 +402,7 @@ impl Line {
             self.returned.iter().position(|s| *s == seq).unwrap_or(0) as u64 + 1
         };
         let wait = self.wait_for(position, now);
-        let deadline = now
-            + (u64::from(self.timing.abandon_polls) * wait.poll_after_ms)
-                .max(self.timing.abandon_min_ms);
+        let deadline = self.timing.deadline(now, &wait);
         if seq >= self.head {
             self.records[(seq - self.head) as usize] = deadline;
             self.deadlines
@@ -382,28 +416,8 @@ impl Line {
     }
 
     fn wait_for(&self, position: u64, now: Millis) -> Wait {
-        let configured = f64::from(self.settings.new_users_per_minute) / 60.0;
-        let per_sec = self
-            .outflow
-            .per_second(now)
-            .filter(|r| *r > 0.0)
-            .unwrap_or(configured);
-        let eta_ms = if per_sec > 0.0 {
-            (position as f64 * 1000.0 / per_sec) as u64
-        } else {
-            u64::MAX / 4
-        };
-        let poll_after_ms = if self.settings.paused {
-            self.timing.poll_max_ms
-        } else {
-            (eta_ms / 8).clamp(self.timing.poll_min_ms, self.timing.poll_max_ms)
-        };
-        Wait {
-            position,
-            eta_ms,
-            poll_after_ms,
-            paused: self.settings.paused,
-        }
+        self.timing
+            .wait(position, self.outflow.per_second(now), &self.settings)
     }
 
     fn open_session(&mut self, sid: u64, now: Millis) {

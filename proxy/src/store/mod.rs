@@ -10,6 +10,7 @@
 //! decides what the visitor sees (never a 5xx for it).
 
 pub mod memory;
+pub mod redis;
 
 use async_trait::async_trait;
 

@@ -2,6 +2,8 @@
 //! that keep their cookie as a browser does. Everything binds 127.0.0.1:0.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -1,0 +1,254 @@
+-- The line of one waiting room in Redis: the semantics of admission/line.rs, each
+-- operation one atomic script. Every key shares the room's hash tag (Redis Cluster).
+--
+-- KEYS: 1 meta (hash: next, head, tat, since, retn, line_id), 2 settings (hash: rate,
+-- max, paused), 3 live (zset seq→seq: waiting, not departed), 4 dl (zset: deadline of
+-- each waiting place), 5 called (zset: claim-by of called places), 6 sess (zset:
+-- lapse time of sessions), 7 claimed (bitmap), 8 ret (zset: returned lane, by order),
+-- 9 retdl (zset: deadlines in the returned lane), 10 out (hash: second → admissions).
+-- ARGV: 1 op, 2 now (ms), 3 session_ms, 4 abandon_min_ms, 5 burst (0: default), then
+-- the operation's own. Numbers go back as strings (Lua numbers would be truncated).
+
+local meta, set, live, dl, called, sess, claimed, ret, retdl, out =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local op = ARGV[1]
+local now = tonumber(ARGV[2])
+local session_ms = tonumber(ARGV[3])
+local abandon_min = tonumber(ARGV[4])
+local burst_cfg = tonumber(ARGV[5])
+
+local function num(v, default)
+  if v then return tonumber(v) end
+  return default
+end
+
+local function m(field, default)
+  return num(redis.call('HGET', meta, field), default)
+end
+
+local function fmt(x) return string.format('%.0f', x) end
+
+local function settings()
+  local s = redis.call('HMGET', set, 'rate', 'max', 'paused')
+  return tonumber(s[1]) or 0, tonumber(s[2]) or 0, s[3] == '1'
+end
+
+local function active()
+  return redis.call('ZCARD', sess) + redis.call('ZCARD', called)
+end
+
+local function queue_length()
+  return redis.call('ZCARD', live) + redis.call('ZCARD', ret)
+end
+
+-- GCRA in microseconds, as admission/gcra.rs.
+local function gcra(rate)
+  if rate <= 0 then return nil, nil end
+  local t = math.floor(60000000 / rate)
+  local burst = burst_cfg
+  if burst <= 0 then burst = math.max(2, math.ceil(rate / 600)) end
+  return t, t * (burst - 1)
+end
+
+local function conforms(rate)
+  local t, tau = gcra(rate)
+  if not t then return false end
+  return m('tat', 0) <= now * 1000 + tau
+end
+
+local function consume(rate)
+  local t = gcra(rate)
+  if t then redis.call('HSET', meta, 'tat', fmt(math.max(m('tat', 0), now * 1000) + t)) end
+end
+
+local function may_admit()
+  local rate, max, paused = settings()
+  return (not paused) and active() < max and conforms(rate), rate
+end
+
+-- The measured outflow, as admission/outflow.rs: admissions per second over the
+-- whole seconds (at most 60) since the line formed; nil below 5 s of history.
+local function record()
+  local sec = math.floor(now / 1000)
+  redis.call('HINCRBY', out, sec, 1)
+  local old = {}
+  for s = sec - 70, sec - 61 do old[#old + 1] = s end
+  redis.call('HDEL', out, unpack(old))
+end
+
+local function line_present(present)
+  local since = redis.call('HGET', meta, 'since')
+  if present and not since then
+    redis.call('HSET', meta, 'since', math.floor(now / 1000))
+  elseif (not present) and since then
+    redis.call('HDEL', meta, 'since')
+  end
+end
+
+local function measured()
+  local since = m('since', nil)
+  if not since then return '' end
+  local sec = math.floor(now / 1000)
+  local span = math.min(sec - since, 60)
+  if span < 5 then return '' end
+  local fields = {}
+  for s = sec - span, sec - 1 do fields[#fields + 1] = s end
+  local total = 0
+  for _, c in ipairs(redis.call('HMGET', out, unpack(fields))) do total = total + num(c, 0) end
+  return tostring(total / span)
+end
+
+local function touch(sid)
+  local lapses = redis.call('ZSCORE', sess, sid)
+  if lapses and tonumber(lapses) > now then
+    redis.call('ZADD', sess, now + session_ms, sid)
+    return true
+  end
+  if lapses then redis.call('ZREM', sess, sid) end
+  return false
+end
+
+local function open_session(sid)
+  redis.call('SETBIT', claimed, sid, 1)
+  redis.call('ZADD', sess, now + session_ms, sid)
+end
+
+-- Notices departures, drops lapsed sessions and unclaimed calls.
+local function sweep()
+  local gone = redis.call('ZRANGEBYSCORE', dl, '-inf', now, 'LIMIT', 0, 5000)
+  for _, seq in ipairs(gone) do
+    redis.call('ZREM', live, seq)
+    redis.call('ZREM', dl, seq)
+  end
+  redis.call('ZREMRANGEBYSCORE', sess, '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', called, '-inf', now)
+  for _, seq in ipairs(redis.call('ZRANGEBYSCORE', retdl, '-inf', now, 'LIMIT', 0, 5000)) do
+    redis.call('ZREM', ret, seq)
+    redis.call('ZREM', retdl, seq)
+  end
+end
+
+local function pump()
+  sweep()
+  local head = m('head', 1)
+  local called_n, passed = 0, 0
+  while true do
+    local ok, rate = may_admit()
+    if not ok then break end
+    local seq, deadline
+    local r = redis.call('ZRANGE', ret, 0, 0)
+    if #r > 0 then
+      seq = r[1]
+      deadline = num(redis.call('ZSCORE', retdl, seq), now)
+      redis.call('ZREM', ret, seq)
+      redis.call('ZREM', retdl, seq)
+    else
+      local l = redis.call('ZRANGE', live, 0, 0)
+      if #l == 0 then break end
+      seq = l[1]
+      deadline = num(redis.call('ZSCORE', dl, seq), now)
+      redis.call('ZREM', live, seq)
+      redis.call('ZREM', dl, seq)
+      local s = tonumber(seq)
+      passed = passed + (s - head)
+      head = s + 1
+    end
+    consume(rate)
+    record()
+    redis.call('ZADD', called, math.max(deadline, now + abandon_min), seq)
+    called_n = called_n + 1
+  end
+  -- Departed places at the head are passed over.
+  local l = redis.call('ZRANGE', live, 0, 0)
+  local new_head = m('next', 1)
+  if #l > 0 then new_head = tonumber(l[1]) end
+  if new_head > head then
+    passed = passed + (new_head - head)
+    head = new_head
+  end
+  redis.call('HSET', meta, 'head', fmt(head))
+  line_present(queue_length() > 0)
+  return { tostring(called_n), tostring(passed) }
+end
+
+local function waiting(position)
+  local rate, _, paused = settings()
+  return { 'waiting', tostring(position), measured(), paused and '1' or '0', tostring(rate) }
+end
+
+local function main_position(seq)
+  return redis.call('ZCARD', ret) + redis.call('ZCOUNT', live, '-inf', '(' .. seq) + 1
+end
+
+if op == 'init' then
+  redis.call('HSETNX', meta, 'next', 1)
+  redis.call('HSETNX', meta, 'head', 1)
+  redis.call('HSETNX', meta, 'line_id', ARGV[6])
+  redis.call('HSETNX', set, 'rate', ARGV[7])
+  redis.call('HSETNX', set, 'max', ARGV[8])
+  redis.call('HSETNX', set, 'paused', ARGV[9])
+  return { redis.call('HGET', meta, 'line_id') }
+elseif op == 'pump' then
+  return pump()
+elseif op == 'arrive' then
+  pump()
+  local seq = redis.call('HINCRBY', meta, 'next', 1) - 1
+  if queue_length() == 0 and m('head', 1) == seq and may_admit() then
+    local _, rate = may_admit()
+    redis.call('HSET', meta, 'head', fmt(seq + 1))
+    consume(rate)
+    open_session(seq)
+    return { 'admitted', tostring(seq) }
+  end
+  redis.call('ZADD', live, seq, seq)
+  redis.call('ZADD', dl, now + abandon_min, seq)
+  line_present(true)
+  local w = waiting(main_position(seq))
+  return { 'queued', tostring(seq), w[2], w[3], w[4], w[5] }
+elseif op == 'poll' then
+  local seq = tonumber(ARGV[6])
+  if seq == 0 or seq >= m('next', 1) then return { 'unknown' } end
+  if redis.call('GETBIT', claimed, seq) == 1 then
+    if touch(seq) then return { 'admitted' } end
+    return { 'ended' }
+  end
+  if redis.call('ZREM', called, seq) == 1 then
+    open_session(seq)
+    return { 'admitted' }
+  end
+  if seq >= m('head', 1) then
+    if not redis.call('ZSCORE', live, seq) then redis.call('ZADD', live, seq, seq) end
+    redis.call('ZADD', dl, 'GT', now + abandon_min, seq)
+    return waiting(main_position(seq))
+  end
+  if not redis.call('ZSCORE', ret, seq) then
+    redis.call('ZADD', ret, redis.call('HINCRBY', meta, 'retn', 1), seq)
+  end
+  redis.call('ZADD', retdl, 'GT', now + abandon_min, seq)
+  return waiting(redis.call('ZRANK', ret, seq) + 1)
+elseif op == 'deadlines' then
+  -- Pairs of (seq, deadline) from status polls, batched: only places still waiting.
+  for i = 6, #ARGV, 2 do
+    local seq, deadline = ARGV[i], ARGV[i + 1]
+    if redis.call('ZSCORE', live, seq) then
+      redis.call('ZADD', dl, deadline, seq)
+    elseif redis.call('ZSCORE', ret, seq) then
+      redis.call('ZADD', retdl, deadline, seq)
+    end
+  end
+  return { 'ok' }
+elseif op == 'touch' then
+  return { touch(ARGV[6]) and '1' or '0' }
+elseif op == 'snapshot' then
+  sweep()
+  local rate, max, paused = settings()
+  return { tostring(queue_length()), tostring(active()), tostring(redis.call('ZCARD', called)),
+           tostring(m('next', 1) - 1), measured(), tostring(rate), tostring(max), paused and '1' or '0' }
+elseif op == 'settings' then
+  if ARGV[6] ~= '' then redis.call('HSET', set, 'rate', ARGV[6]) end
+  if ARGV[7] ~= '' then redis.call('HSET', set, 'max', ARGV[7]) end
+  if ARGV[8] ~= '' then redis.call('HSET', set, 'paused', ARGV[8]) end
+  local rate, max, paused = settings()
+  return { tostring(rate), tostring(max), paused and '1' or '0' }
+end
+return redis.error_reply('unknown operation ' .. tostring(op))

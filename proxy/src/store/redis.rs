@@ -1,0 +1,269 @@
+//! The shared store: the line in Redis, for several waitroom instances.
+//!
+//! Every operation is one run of `line.lua` (EVALSHA, loaded on first use), so it is
+//! atomic however many instances share the line. All keys carry the room's hash tag
+//! (`{waitroom:ROOM}:…`) and land in one slot, so the same scripts run on a Redis
+//! Cluster. Status polls renew their place's deadline in batches: the poll itself
+//! sets a provisional deadline (`queue.abandon_min` ahead), and the precise one,
+//! which depends on the ETA computed here, is written with the next pump round
+//! (every 20 ms), many places per call.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+
+use super::{Store, StoreError};
+use crate::admission::line::{
+    Arrival, Poll, PumpReport, Settings, SettingsPatch, Snapshot, Timing, Wait,
+};
+use crate::clock::Millis;
+
+/// Longest wait for Redis before an operation counts as failed.
+const OP_TIMEOUT: Duration = Duration::from_secs(2);
+
+const KEY_NAMES: [&str; 10] = [
+    "meta", "settings", "live", "dl", "called", "sess", "claimed", "ret", "retdl", "out",
+];
+
+/// A [`Store`] in Redis.
+pub struct RedisStore {
+    conn: ConnectionManager,
+    script: redis::Script,
+    keys: Vec<String>,
+    prefix: String,
+    timing: Timing,
+    line_id: u64,
+    /// Deadlines from status polls, written with the next pump round.
+    pending: Mutex<HashMap<u64, Millis>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn field<T: std::str::FromStr>(v: &[String], i: usize) -> Result<T, StoreError> {
+    v.get(i)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| unavailable(format!("unexpected answer from the line script: {v:?}")))
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://[:password@]host:port[/db]`) and prepares the line
+    /// of waiting room `room`, with `settings` as its initial settings when the line
+    /// is new (settings already in Redis win: they may have been changed at run time).
+    pub async fn connect(
+        url: &str,
+        room: &str,
+        timing: Timing,
+        settings: Settings,
+    ) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(OP_TIMEOUT))
+            .set_response_timeout(Some(OP_TIMEOUT))
+            .set_number_of_retries(1);
+        let conn = tokio::time::timeout(
+            OP_TIMEOUT * 2,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| unavailable("timed out connecting to Redis"))?
+        .map_err(unavailable)?;
+        let prefix = format!("{{waitroom:{room}}}:");
+        let mut store = Self {
+            conn,
+            script: redis::Script::new(include_str!("line.lua")),
+            keys: KEY_NAMES.iter().map(|k| format!("{prefix}{k}")).collect(),
+            prefix,
+            timing,
+            line_id: 0,
+            pending: Mutex::new(HashMap::new()),
+        };
+        let fresh_id = (rand::random::<u64>() >> 11).to_string();
+        let id = store
+            .call(
+                "init",
+                0,
+                &[
+                    fresh_id,
+                    settings.new_users_per_minute.to_string(),
+                    settings.max_active_users.to_string(),
+                    u8::from(settings.paused).to_string(),
+                ],
+            )
+            .await?;
+        store.line_id = field(&id, 0)?;
+        Ok(store)
+    }
+
+    /// The key prefix of this room (for keys kept beside the line, like signing keys).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A connection for other commands.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    async fn call(
+        &self,
+        op: &str,
+        now: Millis,
+        args: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut invocation = self.script.prepare_invoke();
+        for k in &self.keys {
+            invocation.key(k);
+        }
+        invocation
+            .arg(op)
+            .arg(now)
+            .arg(self.timing.session_ms)
+            .arg(self.timing.abandon_min_ms)
+            .arg(self.timing.burst.unwrap_or(0));
+        for a in args {
+            invocation.arg(a);
+        }
+        let mut conn = self.conn.clone();
+        tokio::time::timeout(OP_TIMEOUT, invocation.invoke_async(&mut conn))
+            .await
+            .map_err(|_| unavailable("Redis did not answer in time"))?
+            .map_err(unavailable)
+    }
+
+    /// Turns a waiting answer (position, measured rate, paused, configured rate from
+    /// index `at`) into a wait, and queues the precise deadline for the next pump.
+    fn waiting(
+        &self,
+        seq: u64,
+        answer: &[String],
+        at: usize,
+        now: Millis,
+    ) -> Result<Wait, StoreError> {
+        let position: u64 = field(answer, at)?;
+        let measured: Option<f64> = answer.get(at + 1).and_then(|s| s.parse().ok());
+        let settings = Settings {
+            new_users_per_minute: field(answer, at + 3)?,
+            max_active_users: 0, // not used for a wait
+            paused: answer.get(at + 2).is_some_and(|p| p == "1"),
+        };
+        let wait = self.timing.wait(position, measured, &settings);
+        let deadline = self.timing.deadline(now, &wait);
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(seq, deadline);
+        Ok(wait)
+    }
+
+    /// Writes the deadlines queued by status polls, in one call.
+    async fn flush_deadlines(&self, now: Millis) -> Result<(), StoreError> {
+        let batch: Vec<(u64, Millis)> = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.drain().collect()
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let args: Vec<String> = batch
+            .iter()
+            .flat_map(|(seq, deadline)| [seq.to_string(), deadline.to_string()])
+            .collect();
+        if let Err(e) = self.call("deadlines", now, &args).await {
+            // Keep them for the next round; newer deadlines of the same place win.
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            for (seq, deadline) in batch {
+                pending.entry(seq).or_insert(deadline);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn line_id(&self) -> u64 {
+        self.line_id
+    }
+
+    async fn arrive(&self, now: Millis) -> Result<Arrival, StoreError> {
+        let a = self.call("arrive", now, &[]).await?;
+        let seq: u64 = field(&a, 1)?;
+        match a.first().map(String::as_str) {
+            Some("admitted") => Ok(Arrival::Admitted { sid: seq }),
+            _ => Ok(Arrival::Queued {
+                seq,
+                wait: self.waiting(seq, &a, 2, now)?,
+            }),
+        }
+    }
+
+    async fn poll(&self, seq: u64, now: Millis) -> Result<Poll, StoreError> {
+        let a = self.call("poll", now, &[seq.to_string()]).await?;
+        match a.first().map(String::as_str) {
+            Some("admitted") => Ok(Poll::Admitted { sid: seq }),
+            Some("ended") => Ok(Poll::Ended),
+            Some("unknown") => Ok(Poll::Unknown),
+            _ => Ok(Poll::Waiting(self.waiting(seq, &a, 1, now)?)),
+        }
+    }
+
+    async fn touch_session(&self, sid: u64, now: Millis) -> Result<bool, StoreError> {
+        let a = self.call("touch", now, &[sid.to_string()]).await?;
+        Ok(a.first().is_some_and(|v| v == "1"))
+    }
+
+    async fn pump(&self, now: Millis) -> Result<PumpReport, StoreError> {
+        self.flush_deadlines(now).await?;
+        let a = self.call("pump", now, &[]).await?;
+        Ok(PumpReport {
+            called: field(&a, 0)?,
+            passed_over: field(&a, 1)?,
+        })
+    }
+
+    async fn snapshot(&self, now: Millis) -> Result<Snapshot, StoreError> {
+        self.flush_deadlines(now).await?;
+        let a = self.call("snapshot", now, &[]).await?;
+        Ok(Snapshot {
+            queue_length: field(&a, 0)?,
+            active_users: field(&a, 1)?,
+            called_pending: field(&a, 2)?,
+            places_issued: field(&a, 3)?,
+            measured_per_minute: a
+                .get(4)
+                .and_then(|s| s.parse::<f64>().ok())
+                .map(|r| r * 60.0),
+            settings: Settings {
+                new_users_per_minute: field(&a, 5)?,
+                max_active_users: field(&a, 6)?,
+                paused: a.get(7).is_some_and(|p| p == "1"),
+            },
+        })
+    }
+
+    async fn update_settings(&self, patch: SettingsPatch) -> Result<Settings, StoreError> {
+        let opt = |v: Option<String>| v.unwrap_or_default();
+        let a = self
+            .call(
+                "settings",
+                0,
+                &[
+                    opt(patch.new_users_per_minute.map(|v| v.to_string())),
+                    opt(patch.max_active_users.map(|v| v.to_string())),
+                    opt(patch.paused.map(|p| u8::from(p).to_string())),
+                ],
+            )
+            .await?;
+        Ok(Settings {
+            new_users_per_minute: field(&a, 0)?,
+            max_active_users: field(&a, 1)?,
+            paused: a.get(2).is_some_and(|p| p == "1"),
+        })
+    }
+}

@@ -1,0 +1,187 @@
+//! One suite for the store trait, run against every backend: the memory store and a
+//! real Redis. Time is passed explicitly, so both see exactly the same story.
+
+mod support;
+
+use std::sync::Arc;
+
+use support::redis::RedisServer;
+use waitroom::admission::line::{Arrival, Poll, Settings, SettingsPatch, Timing};
+use waitroom::store::memory::MemoryStore;
+use waitroom::store::redis::RedisStore;
+use waitroom::store::Store;
+
+const TIMING: Timing = Timing {
+    session_ms: 10_000,
+    burst: None,
+    poll_min_ms: 1_000,
+    poll_max_ms: 20_000,
+    abandon_polls: 3,
+    abandon_min_ms: 5_000,
+};
+
+const SETTINGS: Settings = Settings {
+    new_users_per_minute: 60,
+    max_active_users: 3,
+    paused: false,
+};
+
+const T: u64 = 1_800_000_000_000;
+
+fn queued(a: Arrival) -> (u64, u64) {
+    match a {
+        Arrival::Queued { seq, wait } => (seq, wait.position),
+        other => panic!("expected a place, got {other:?}"),
+    }
+}
+
+fn position(p: Poll) -> u64 {
+    match p {
+        Poll::Waiting(w) => w.position,
+        other => panic!("expected waiting, got {other:?}"),
+    }
+}
+
+/// The story every store must tell the same way.
+async fn contract(store: Arc<dyn Store>) {
+    // An empty room: the burst (2 at 60/min) goes straight in, then a line forms.
+    let Arrival::Admitted { sid: s1 } = store.arrive(T).await.unwrap() else {
+        panic!("not admitted")
+    };
+    let Arrival::Admitted { sid: s2 } = store.arrive(T).await.unwrap() else {
+        panic!("not admitted")
+    };
+    let (p3, pos3) = queued(store.arrive(T).await.unwrap());
+    let (p4, pos4) = queued(store.arrive(T).await.unwrap());
+    let (p5, pos5) = queued(store.arrive(T).await.unwrap());
+    assert_eq!((pos3, pos4, pos5), (1, 2, 3));
+    assert!(s1 < s2 && s2 < p3 && p3 < p4 && p4 < p5);
+    assert_eq!(position(store.poll(p4, T + 100).await.unwrap()), 2);
+    assert_eq!(store.poll(p5 + 100, T + 100).await.unwrap(), Poll::Unknown);
+    assert_eq!(store.poll(0, T + 100).await.unwrap(), Poll::Unknown);
+
+    // One per second: the head is called at T + 1 s, then capacity (3) is full.
+    let r = store.pump(T + 999).await.unwrap();
+    assert_eq!(r.called, 0);
+    let r = store.pump(T + 1_000).await.unwrap();
+    assert_eq!((r.called, r.passed_over), (1, 0));
+    assert_eq!(
+        store.poll(p3, T + 1_100).await.unwrap(),
+        Poll::Admitted { sid: p3 }
+    );
+    assert_eq!(position(store.poll(p4, T + 1_100).await.unwrap()), 1);
+    assert_eq!(
+        store.pump(T + 3_000).await.unwrap().called,
+        0,
+        "capacity is full"
+    );
+    let s = store.snapshot(T + 3_000).await.unwrap();
+    assert_eq!((s.queue_length, s.active_users, s.places_issued), (2, 3, 5));
+
+    // Sessions slide with requests and lapse when idle.
+    assert!(store.touch_session(s1, T + 5_000).await.unwrap());
+    // p5 keeps polling; p4 stops (last poll at T + 1.1 s, deadline 5 s later).
+    store.poll(p5, T + 4_000).await.unwrap();
+    store.poll(p5, T + 8_000).await.unwrap();
+    // p4 departed at the head: passed over without an admission (capacity is full anyway).
+    let r = store.pump(T + 8_000).await.unwrap();
+    assert_eq!((r.called, r.passed_over), (0, 1));
+    assert_eq!(
+        position(store.poll(p5, T + 9_000).await.unwrap()),
+        1,
+        "the departed do not count"
+    );
+    assert!(
+        !store.touch_session(s2, T + 10_000).await.unwrap(),
+        "s2 lapsed at T + 10 s"
+    );
+    assert_eq!(store.poll(s2, T + 10_000).await.unwrap(), Poll::Ended);
+
+    // s2's slot is free: p5 is called.
+    let r = store.pump(T + 10_500).await.unwrap();
+    assert_eq!((r.called, r.passed_over), (1, 0));
+    assert_eq!(
+        store.poll(p5, T + 10_600).await.unwrap(),
+        Poll::Admitted { sid: p5 }
+    );
+
+    // p4 comes back: their turn has passed, so they go first, before a newcomer.
+    assert_eq!(position(store.poll(p4, T + 10_700).await.unwrap()), 1);
+    let (p6, pos6) = queued(store.arrive(T + 10_700).await.unwrap());
+    assert_eq!(pos6, 2);
+    // p3's session lapses at T + 11.1 s: p4 is called first.
+    let r = store.pump(T + 11_200).await.unwrap();
+    assert_eq!(r.called, 1);
+    assert_eq!(
+        store.poll(p4, T + 11_300).await.unwrap(),
+        Poll::Admitted { sid: p4 }
+    );
+    assert_eq!(position(store.poll(p6, T + 11_300).await.unwrap()), 1);
+
+    // Settings change for everybody; paused, nobody is called.
+    let s = store
+        .update_settings(SettingsPatch {
+            paused: Some(true),
+            max_active_users: Some(10),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.paused, s.max_active_users, s.new_users_per_minute),
+        (true, 10, 60)
+    );
+    assert_eq!(store.pump(T + 20_000).await.unwrap().called, 0);
+    let Poll::Waiting(w) = store.poll(p6, T + 20_000).await.unwrap() else {
+        panic!()
+    };
+    assert!(w.paused);
+    let s = store.snapshot(T + 20_000).await.unwrap();
+    assert!(s.settings.paused);
+    assert_eq!(s.queue_length, 1);
+}
+
+#[tokio::test]
+async fn memory_store_keeps_the_contract() {
+    contract(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
+}
+
+#[tokio::test]
+async fn redis_store_keeps_the_contract() {
+    let redis = RedisServer::start();
+    let store = RedisStore::connect(&redis.url(), "contract", TIMING, SETTINGS)
+        .await
+        .unwrap();
+    contract(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn two_redis_stores_share_one_line() {
+    let redis = RedisServer::start();
+    let a = RedisStore::connect(&redis.url(), "shared", TIMING, SETTINGS)
+        .await
+        .unwrap();
+    let b = RedisStore::connect(&redis.url(), "shared", TIMING, SETTINGS)
+        .await
+        .unwrap();
+    assert_eq!(a.line_id(), b.line_id());
+    let other = RedisStore::connect(&redis.url(), "other-room", TIMING, SETTINGS)
+        .await
+        .unwrap();
+    assert_ne!(a.line_id(), other.line_id());
+    a.arrive(T).await.unwrap();
+    b.arrive(T).await.unwrap();
+    let (p3, _) = queued(a.arrive(T).await.unwrap());
+    let (p4, pos4) = queued(b.arrive(T).await.unwrap());
+    assert_eq!((p4, pos4), (p3 + 1, 2));
+    b.update_settings(SettingsPatch {
+        new_users_per_minute: Some(120),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        a.snapshot(T).await.unwrap().settings.new_users_per_minute,
+        120
+    );
+}
