@@ -40,7 +40,13 @@ async fn waitroom(origin: SocketAddr, max_active: u32) -> (SocketAddr, SocketAdd
     let (trigger, shutdown) = waitroom::shutdown::channel();
     std::mem::forget(trigger); // runs until the test process ends
     let keys = waitroom::token::Keyring::new(waitroom::token::KeyPair::generate(), Vec::new());
-    tokio::spawn(waitroom::app::run(config, public, admin, keys, shutdown));
+    tokio::spawn(waitroom::app::run(
+        config,
+        public,
+        admin,
+        Some(keys),
+        shutdown,
+    ));
     addrs
 }
 

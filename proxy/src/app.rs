@@ -11,12 +11,15 @@ use crate::admin::Admin;
 use crate::admission::Admission;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::config::StoreKind;
 use crate::forward::{Forwarder, Peer};
 use crate::metrics::Metrics;
 use crate::public::{CookiePolicy, Public};
 use crate::shutdown::Shutdown;
 use crate::store::memory::{MemoryStore, StateError};
-use crate::token::{Keyring, Tokens};
+use crate::store::redis::RedisStore;
+use crate::store::{Store, StoreError};
+use crate::token::{KeyError, Keyring, Tokens};
 
 /// The built-in demo configuration (`config/demo.toml`).
 pub const DEMO_TOML: &str = include_str!("../../config/demo.toml");
@@ -38,27 +41,65 @@ pub fn demo_config(port: u16) -> Config {
 /// How often the memory store's line is written to the state directory.
 pub const SAVE_EVERY: Duration = Duration::from_secs(5);
 
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The memory store's state file.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The signing keys.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    /// The shared store.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
 /// Runs the proxy on already-bound listeners until `shutdown` fires.
 ///
-/// The line continues from `state_dir` when a saved one is there; it is saved
-/// every [`SAVE_EVERY`] and once more after the listeners have drained.
+/// `keys` signs and verifies tokens; when `None` they come from the store: the
+/// state directory in memory mode (created on first start), or Redis, shared by
+/// every instance (created by the first). In memory mode the line continues from
+/// `state_dir` when a saved one is there; it is saved every [`SAVE_EVERY`] and once
+/// more after the listeners have drained.
 pub async fn run(
     config: Config,
     public: TcpListener,
     admin: TcpListener,
-    keys: Keyring,
+    keys: Option<Keyring>,
     shutdown: Shutdown,
-) -> Result<(), StateError> {
+) -> Result<(), AppError> {
     let clock = Clock::system();
     let registry = Registry::new();
     let metrics = Metrics::new(&registry);
-    let memory = MemoryStore::load_or_new(&config.state_dir, config.timing, config.settings)?;
-    let saver = tokio::spawn(save_periodically(
-        memory.clone(),
-        config.state_dir.clone(),
-        shutdown.clone(),
-    ));
-    let store = Arc::new(memory.clone());
+    let (store, keys, memory): (Arc<dyn Store>, Keyring, Option<MemoryStore>) = match &config.store
+    {
+        StoreKind::Memory => {
+            let memory =
+                MemoryStore::load_or_new(&config.state_dir, config.timing, config.settings)?;
+            let keys = match keys {
+                Some(k) => k,
+                None => Keyring::load_or_create(&config.state_dir)?,
+            };
+            (Arc::new(memory.clone()), keys, Some(memory))
+        }
+        StoreKind::Redis { url } => {
+            let redis =
+                RedisStore::connect(url, &config.room, config.timing, config.settings).await?;
+            let keys = match keys {
+                Some(k) => k,
+                None => redis.shared_keys().await?,
+            };
+            (Arc::new(redis), keys, None)
+        }
+    };
+    let saver = memory.clone().map(|m| {
+        tokio::spawn(save_periodically(
+            m,
+            config.state_dir.clone(),
+            shutdown.clone(),
+        ))
+    });
     let tokens = Tokens::new(
         keys,
         clock.clone(),
@@ -104,8 +145,11 @@ pub async fn run(
         shutdown,
     );
     tokio::join!(public_task, admin_task);
-    let _ = saver.await;
-    save(memory, config.state_dir).await
+    if let (Some(saver), Some(memory)) = (saver, memory) {
+        let _ = saver.await;
+        save(memory, config.state_dir).await?;
+    }
+    Ok(())
 }
 
 async fn save(store: MemoryStore, dir: std::path::PathBuf) -> Result<(), StateError> {

@@ -127,6 +127,7 @@ struct RoutesFile {
 struct StoreFile {
     kind: String,
     url: Option<String>,
+    room: String,
     state_dir: String,
 }
 
@@ -135,9 +136,22 @@ impl Default for StoreFile {
         Self {
             kind: "memory".into(),
             url: None,
+            room: "default".into(),
             state_dir: "waitroom-state".into(),
         }
     }
+}
+
+/// Where the line lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    /// In this process, saved to `state_dir`.
+    Memory,
+    /// In Redis, shared by every instance configured with the same URL and room.
+    Redis {
+        /// `redis://[user:password@]host:port[/db]`.
+        url: String,
+    },
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,7 +206,11 @@ pub struct Config {
     pub queue_token_ttl: Duration,
     /// Path prefixes forwarded without admission.
     pub bypass: Vec<String>,
-    /// Where the keys (and, later, the line) are kept in memory mode.
+    /// Where the line lives.
+    pub store: StoreKind,
+    /// The waiting room's name in a shared store (several rooms can share a Redis).
+    pub room: String,
+    /// Where memory mode keeps the signing keys and the line.
     pub state_dir: PathBuf,
     /// The admin bearer token.
     pub admin_token: String,
@@ -302,25 +320,46 @@ impl Config {
                 ));
             }
         }
-        match f.store.kind.as_str() {
-            "memory" => {}
-            "redis" => {
+        let store = match (f.store.kind.as_str(), f.store.url) {
+            ("memory", None) => StoreKind::Memory,
+            ("memory", Some(_)) => {
                 return Err(invalid(
-                    "store.kind",
-                    "\"redis\" is not available in this version yet; use \"memory\"",
+                    "store.url",
+                    "only used with store.kind = \"redis\"",
                 ))
             }
-            other => {
+            ("redis", Some(url)) => {
+                if !url.starts_with("redis://") {
+                    return Err(invalid(
+                        "store.url",
+                        format!("{url:?} is not a redis:// URL like \"redis://127.0.0.1:6379\""),
+                    ));
+                }
+                StoreKind::Redis { url }
+            }
+            ("redis", None) => {
+                return Err(invalid(
+                    "store.url",
+                    "missing: store.kind = \"redis\" needs a URL",
+                ))
+            }
+            (other, _) => {
                 return Err(invalid(
                     "store.kind",
                     format!("{other:?} is not one of \"memory\", \"redis\""),
                 ))
             }
-        }
-        if f.store.url.is_some() && f.store.kind == "memory" {
+        };
+        let room_ok = !f.store.room.is_empty()
+            && f.store.room.len() <= 64
+            && f.store
+                .room
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !room_ok {
             return Err(invalid(
-                "store.url",
-                "only used with store.kind = \"redis\"",
+                "store.room",
+                "must be 1 to 64 letters, digits, '_' or '-'",
             ));
         }
         let admin_token = admin_token_env.or(f.admin.token).ok_or_else(|| {
@@ -374,6 +413,8 @@ impl Config {
             },
             queue_token_ttl,
             bypass: f.routes.bypass,
+            store,
+            room: f.store.room,
             state_dir: PathBuf::from(f.store.state_dir),
             admin_token,
             cookie_name: f.cookie.name,
@@ -433,6 +474,18 @@ token = "change-me"
         assert!(err("[routes]\nbypass = [\"/_waitroom/x\"]\n").starts_with("routes.bypass:"));
         assert!(err("[routes]\nbypass = [\"/\"]\n").starts_with("routes.bypass:"));
         assert!(err("[store]\nkind = \"disk\"\n").starts_with("store.kind:"));
+        assert!(err("[store]\nkind = \"redis\"\n").starts_with("store.url: missing"));
+        assert!(err("[store]\nkind = \"redis\"\nurl = \"http://x\"\n").starts_with("store.url:"));
+        assert!(err("[store]\nroom = \"a b\"\n").starts_with("store.room:"));
+        let redis = format!("{MINIMAL}[store]\nkind = \"redis\"\nurl = \"redis://:pw@127.0.0.1:6380/2\"\nroom = \"vaccines\"\n");
+        let c = Config::from_toml(&redis, None).unwrap();
+        assert_eq!(
+            c.store,
+            StoreKind::Redis {
+                url: "redis://:pw@127.0.0.1:6380/2".into()
+            }
+        );
+        assert_eq!(c.room, "vaccines");
         assert!(
             err("[queue]\npoll_min = \"5s\"\npoll_max = \"1s\"\n").starts_with("queue.poll_max:")
         );

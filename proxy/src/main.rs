@@ -6,7 +6,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 use waitroom::config::Config;
-use waitroom::token::Keyring;
 
 /// waitroom: a virtual waiting room in front of your site.
 #[derive(Parser)]
@@ -51,7 +50,6 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListe
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let keys = Keyring::load_or_create(&config.state_dir)?;
     let public = bind(config.public, "public").await?;
     let admin = bind(config.admin, "admin").await?;
     tracing::info!(public = %config.public, admin = %config.admin, origin = %config.origin, "waitroom serving");
@@ -61,7 +59,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         trigger.fire();
     });
-    waitroom::app::run(config, public, admin, keys, shutdown).await?;
+    waitroom::app::run(config, public, admin, None, shutdown).await?;
     tracing::info!("stopped; the line is saved");
     Ok(())
 }

@@ -20,6 +20,7 @@ use crate::admission::line::{
     Arrival, Poll, PumpReport, Settings, SettingsPatch, Snapshot, Timing, Wait,
 };
 use crate::clock::Millis;
+use crate::token::{KeyPair, Keyring};
 
 /// Longest wait for Redis before an operation counts as failed.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -99,14 +100,25 @@ impl RedisStore {
         Ok(store)
     }
 
-    /// The key prefix of this room (for keys kept beside the line, like signing keys).
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// A connection for other commands.
-    pub fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
+    /// The room's signing keys, shared by every instance: the first instance to
+    /// start stores a new keyring (`SET NX`), the others read it.
+    pub async fn shared_keys(&self) -> Result<Keyring, StoreError> {
+        let key = format!("{}keys", self.prefix);
+        let mut conn = self.conn.clone();
+        let fresh = Keyring::new(KeyPair::generate(), Vec::new()).to_json();
+        let stored: Vec<u8> = tokio::time::timeout(OP_TIMEOUT, async {
+            let _: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg(&fresh)
+                .arg("NX")
+                .query_async(&mut conn)
+                .await?;
+            redis::cmd("GET").arg(&key).query_async(&mut conn).await
+        })
+        .await
+        .map_err(|_| unavailable("Redis did not answer in time"))?
+        .map_err(unavailable)?;
+        Keyring::from_json(&stored).map_err(|e| unavailable(format!("{key} holds no keyring: {e}")))
     }
 
     async fn call(

@@ -138,6 +138,16 @@ impl Keyring {
         }
     }
 
+    /// Reads keys written by [`Keyring::to_json`].
+    pub fn from_json(bytes: &[u8]) -> Result<Self, String> {
+        Self::parse(bytes)
+    }
+
+    /// The keys, private halves included, as stored in `keys.json` or a shared store.
+    pub fn to_json(&self) -> Vec<u8> {
+        self.serialize()
+    }
+
     fn parse(bytes: &[u8]) -> Result<Self, String> {
         let stored: Vec<StoredKey> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         let mut keys = stored.iter().map(|k| {

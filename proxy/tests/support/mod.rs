@@ -62,6 +62,7 @@ impl Origin {
 pub struct ProxyBuilder {
     origin: SocketAddr,
     sections: String,
+    redis: Option<(String, String)>,
 }
 
 /// A proxy in front of `origin`.
@@ -69,6 +70,7 @@ pub fn proxy(origin: &Origin) -> ProxyBuilder {
     ProxyBuilder {
         origin: origin.addr,
         sections: String::new(),
+        redis: None,
     }
 }
 
@@ -78,7 +80,14 @@ impl ProxyBuilder {
         Self {
             origin,
             sections: String::new(),
+            redis: None,
         }
+    }
+
+    /// Keeps the line in Redis at `url`, as room `room` (keys shared there too).
+    pub fn redis(mut self, url: &str, room: &str) -> Self {
+        self.redis = Some((url.to_owned(), room.to_owned()));
+        self
     }
 
     /// Sets the `[admission]` section.
@@ -99,10 +108,13 @@ impl ProxyBuilder {
     /// Starts the proxy on port 0.
     pub async fn start(self) -> Proxy {
         let state = std::env::temp_dir().join(format!("waitroom-test-{}", rand::random::<u64>()));
+        let store = match &self.redis {
+            Some((url, room)) => format!("kind = \"redis\"\nurl = \"{url}\"\nroom = \"{room}\""),
+            None => format!("state_dir = \"{}\"", state.display()),
+        };
         let text = format!(
-            "[listen]\npublic = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[origin]\nurl = \"http://{}\"\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[cookie]\nsecure = \"never\"\n[store]\nstate_dir = \"{}\"\n{}",
+            "[listen]\npublic = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[origin]\nurl = \"http://{}\"\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[cookie]\nsecure = \"never\"\n[store]\n{store}\n{}",
             self.origin,
-            state.display(),
             self.sections
         );
         let config = Config::from_toml(&text, None).unwrap();
@@ -110,14 +122,34 @@ impl ProxyBuilder {
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (public_addr, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
         let (trigger, shutdown) = waitroom::shutdown::channel();
-        let keys = Keyring::new(KeyPair::generate(), Vec::new());
-        tokio::spawn(waitroom::app::run(
-            config,
-            public,
-            admin,
-            keys.clone(),
-            shutdown,
-        ));
+        let keys = match &self.redis {
+            Some((url, room)) => {
+                let (timing, settings) = (config.timing, config.settings);
+                tokio::spawn(async move {
+                    if let Err(e) = waitroom::app::run(config, public, admin, None, shutdown).await
+                    {
+                        panic!("proxy failed: {e}");
+                    }
+                });
+                // The same initial settings as the proxy's (the first to arrive sets them).
+                let store =
+                    waitroom::store::redis::RedisStore::connect(url, room, timing, settings)
+                        .await
+                        .unwrap();
+                store.shared_keys().await.unwrap()
+            }
+            None => {
+                let keys = Keyring::new(KeyPair::generate(), Vec::new());
+                tokio::spawn(waitroom::app::run(
+                    config,
+                    public,
+                    admin,
+                    Some(keys.clone()),
+                    shutdown,
+                ));
+                keys
+            }
+        };
         Proxy {
             public: public_addr,
             admin: admin_addr,
