@@ -84,13 +84,19 @@ pub async fn run(
             (Arc::new(memory.clone()), keys, Some(memory))
         }
         StoreKind::Redis { url } => {
-            let redis =
-                RedisStore::connect(url, &config.room, config.timing, config.settings).await?;
+            let redis = Arc::new(
+                RedisStore::connect(url, &config.room, config.timing, config.settings).await?,
+            );
             let keys = match keys {
                 Some(k) => k,
                 None => redis.shared_keys().await?,
             };
-            (Arc::new(redis), keys, None)
+            tokio::spawn(keep_keys_published(
+                redis.clone(),
+                keys.clone(),
+                shutdown.clone(),
+            ));
+            (redis, keys, None)
         }
     };
     let saver = memory.clone().map(|m| {
@@ -150,6 +156,20 @@ pub async fn run(
         save(memory, config.state_dir).await?;
     }
     Ok(())
+}
+
+/// Puts the room's keys back into Redis if it lost them (see [`RedisStore::publish_keys`]).
+async fn keep_keys_published(store: Arc<RedisStore>, keys: Keyring, mut shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(SAVE_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait() => return,
+        }
+        if let Err(e) = store.publish_keys(&keys).await {
+            tracing::debug!(error = %e, "could not check the shared keys");
+        }
+    }
 }
 
 async fn save(store: MemoryStore, dir: std::path::PathBuf) -> Result<(), StateError> {

@@ -91,3 +91,112 @@ async fn two_instances_share_one_line_one_rate_and_one_set_of_settings() {
         "admitted {rate:.1}/s together, want 20/s ±10%"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_costs_nobody_their_place() {
+    let mut redis = RedisServer::start();
+    let origin = origin(50, 1).await;
+    let a = proxy(&origin)
+        .admission(600, 2, "10m")
+        .redis(&redis.url(), "fault")
+        .start()
+        .await;
+    let b = proxy(&origin)
+        .admission(600, 2, "10m")
+        .redis(&redis.url(), "fault")
+        .start()
+        .await;
+    let http = Http::new();
+
+    // Two get in (capacity 2), twelve wait, half of them at each instance.
+    let mut admitted = Vec::new();
+    let mut queued = Vec::new();
+    for i in 0..14 {
+        let mut v = if i % 2 == 0 {
+            a.visitor(&http)
+        } else {
+            b.visitor(&http)
+        };
+        let r = v.get("/").await.unwrap();
+        if r.is_from_origin() {
+            admitted.push(v);
+        } else {
+            queued.push(v);
+        }
+    }
+    assert_eq!((admitted.len(), queued.len()), (2, 12));
+    let mut before = Vec::new();
+    for v in &mut queued {
+        before.push(
+            v.status().await.unwrap().json()["position"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    assert_eq!(before, (1..=12).collect::<Vec<_>>());
+
+    // Redis dies. Every request to either instance still gets an answer, never a 5xx:
+    // the admitted keep using the site, the queued see the line held, newcomers wait.
+    redis.kill();
+    for v in &mut admitted {
+        let r = v.get("/register").await.unwrap();
+        assert!(
+            r.is_from_origin(),
+            "an admitted visitor was stopped: {}",
+            r.status
+        );
+    }
+    for v in &mut queued {
+        let r = v.status().await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["state"], "paused", "{}", r.text());
+        let page = v.get("/register").await.unwrap();
+        assert_eq!(page.status, 200);
+        assert!(!page.is_from_origin());
+    }
+    for p in [&a, &b] {
+        let r = p.get("/", &[]).await.unwrap();
+        assert!(!r.status.is_server_error(), "{}", r.status);
+        let ready = Http::new()
+            .send(
+                http::Method::GET,
+                &format!("http://{}/readyz", p.admin),
+                None,
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(ready.status, 503, "readyz tells the load balancer");
+    }
+
+    // Redis comes back empty. Places are the same or better, admitted stay admitted.
+    redis.restart();
+    let mut recovered = false;
+    for _ in 0..200 {
+        if a.state_status().await == 200 && b.state_status().await == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(recovered, "the instances never reconnected");
+    for (v, was) in queued.iter_mut().zip(&before) {
+        let s = v.status().await.unwrap().json();
+        let now = s["position"].as_u64().unwrap();
+        assert!(
+            s["state"] == "admitted" || (s["state"] == "queued" && now <= *was),
+            "was {was}, now {s}"
+        );
+    }
+    for v in &mut admitted {
+        assert!(
+            v.get("/register").await.unwrap().is_from_origin(),
+            "an admitted visitor lost the session"
+        );
+    }
+    // A newcomer now goes behind everybody who was there before.
+    let mut late = a.visitor(&http);
+    late.get("/").await.unwrap();
+    let s = late.status().await.unwrap().json();
+    assert!(s["state"] == "queued" || s["state"] == "admitted", "{s}");
+}

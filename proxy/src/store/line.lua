@@ -6,8 +6,14 @@
 -- each waiting place), 5 called (zset: claim-by of called places), 6 sess (zset:
 -- lapse time of sessions), 7 claimed (bitmap), 8 ret (zset: returned lane, by order),
 -- 9 retdl (zset: deadlines in the returned lane), 10 out (hash: second → admissions).
--- ARGV: 1 op, 2 now (ms), 3 session_ms, 4 abandon_min_ms, 5 burst (0: default), then
--- the operation's own. Numbers go back as strings (Lua numbers would be truncated).
+-- ARGV: 1 op, 2 now (ms), 3 session_ms, 4 abandon_min_ms, 5 burst (0: default),
+-- 6 line id, 7-9 initial rate, max, paused, 10 the highest place the caller has seen;
+-- from 11 the operation's own. Numbers go back as strings (Lua would truncate them).
+--
+-- A line that vanished (Redis restarted empty) is started again with the same id and
+-- its numbering moved past every place handed out (the caller's high-water mark plus
+-- a margin for places other instances handed out): visitors coming back with their
+-- tokens find their places again, in their old order, ahead of every newcomer.
 
 local meta, set, live, dl, called, sess, claimed, ret, retdl, out =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
@@ -16,6 +22,7 @@ local now = tonumber(ARGV[2])
 local session_ms = tonumber(ARGV[3])
 local abandon_min = tonumber(ARGV[4])
 local burst_cfg = tonumber(ARGV[5])
+local RESTART_MARGIN = 1000000
 
 local function num(v, default)
   if v then return tonumber(v) end
@@ -104,7 +111,16 @@ local function touch(sid)
     redis.call('ZADD', sess, now + session_ms, sid)
     return true
   end
-  if lapses then redis.call('ZREM', sess, sid) end
+  if lapses then
+    redis.call('ZREM', sess, sid)
+    return false
+  end
+  -- A session from before the line was lost: it was admitted, it stays admitted.
+  if redis.call('GETBIT', claimed, sid) == 0 and tonumber(sid) < m('restored_below', 0) then
+    redis.call('SETBIT', claimed, sid, 1)
+    redis.call('ZADD', sess, now + session_ms, sid)
+    return true
+  end
   return false
 end
 
@@ -180,13 +196,20 @@ local function main_position(seq)
   return redis.call('ZCARD', ret) + redis.call('ZCOUNT', live, '-inf', '(' .. seq) + 1
 end
 
+redis.call('HSETNX', set, 'rate', ARGV[7])
+redis.call('HSETNX', set, 'max', ARGV[8])
+redis.call('HSETNX', set, 'paused', ARGV[9])
+if redis.call('EXISTS', meta) == 0 then
+  local hwm = tonumber(ARGV[10])
+  if op == 'init' or hwm == 0 then
+    redis.call('HSET', meta, 'next', 1, 'head', 1, 'line_id', ARGV[6])
+  else
+    local next = hwm + 1 + RESTART_MARGIN
+    redis.call('HSET', meta, 'next', fmt(next), 'head', 1, 'line_id', ARGV[6], 'restored_below', fmt(next))
+  end
+end
+
 if op == 'init' then
-  redis.call('HSETNX', meta, 'next', 1)
-  redis.call('HSETNX', meta, 'head', 1)
-  redis.call('HSETNX', meta, 'line_id', ARGV[6])
-  redis.call('HSETNX', set, 'rate', ARGV[7])
-  redis.call('HSETNX', set, 'max', ARGV[8])
-  redis.call('HSETNX', set, 'paused', ARGV[9])
   return { redis.call('HGET', meta, 'line_id') }
 elseif op == 'pump' then
   return pump()
@@ -206,7 +229,7 @@ elseif op == 'arrive' then
   local w = waiting(main_position(seq))
   return { 'queued', tostring(seq), w[2], w[3], w[4], w[5] }
 elseif op == 'poll' then
-  local seq = tonumber(ARGV[6])
+  local seq = tonumber(ARGV[11])
   if seq == 0 or seq >= m('next', 1) then return { 'unknown' } end
   if redis.call('GETBIT', claimed, seq) == 1 then
     if touch(seq) then return { 'admitted' } end
@@ -228,7 +251,7 @@ elseif op == 'poll' then
   return waiting(redis.call('ZRANK', ret, seq) + 1)
 elseif op == 'deadlines' then
   -- Pairs of (seq, deadline) from status polls, batched: only places still waiting.
-  for i = 6, #ARGV, 2 do
+  for i = 11, #ARGV, 2 do
     local seq, deadline = ARGV[i], ARGV[i + 1]
     if redis.call('ZSCORE', live, seq) then
       redis.call('ZADD', dl, deadline, seq)
@@ -238,16 +261,16 @@ elseif op == 'deadlines' then
   end
   return { 'ok' }
 elseif op == 'touch' then
-  return { touch(ARGV[6]) and '1' or '0' }
+  return { touch(ARGV[11]) and '1' or '0' }
 elseif op == 'snapshot' then
   sweep()
   local rate, max, paused = settings()
   return { tostring(queue_length()), tostring(active()), tostring(redis.call('ZCARD', called)),
            tostring(m('next', 1) - 1), measured(), tostring(rate), tostring(max), paused and '1' or '0' }
 elseif op == 'settings' then
-  if ARGV[6] ~= '' then redis.call('HSET', set, 'rate', ARGV[6]) end
-  if ARGV[7] ~= '' then redis.call('HSET', set, 'max', ARGV[7]) end
-  if ARGV[8] ~= '' then redis.call('HSET', set, 'paused', ARGV[8]) end
+  if ARGV[11] ~= '' then redis.call('HSET', set, 'rate', ARGV[11]) end
+  if ARGV[12] ~= '' then redis.call('HSET', set, 'max', ARGV[12]) end
+  if ARGV[13] ~= '' then redis.call('HSET', set, 'paused', ARGV[13]) end
   local rate, max, paused = settings()
   return { tostring(rate), tostring(max), paused and '1' or '0' }
 end

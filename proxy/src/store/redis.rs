@@ -9,6 +9,7 @@
 //! (every 20 ms), many places per call.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -39,6 +40,10 @@ pub struct RedisStore {
     line_id: u64,
     /// Deadlines from status polls, written with the next pump round.
     pending: Mutex<HashMap<u64, Millis>>,
+    /// The initial settings (used again if the line must be started anew).
+    initial: Settings,
+    /// The highest place this instance has seen, to number past it after a loss.
+    high_water: AtomicU64,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -82,22 +87,33 @@ impl RedisStore {
             timing,
             line_id: 0,
             pending: Mutex::new(HashMap::new()),
+            initial: settings,
+            high_water: AtomicU64::new(0),
         };
-        let fresh_id = (rand::random::<u64>() >> 11).to_string();
-        let id = store
-            .call(
-                "init",
-                0,
-                &[
-                    fresh_id,
-                    settings.new_users_per_minute.to_string(),
-                    settings.max_active_users.to_string(),
-                    u8::from(settings.paused).to_string(),
-                ],
-            )
-            .await?;
+        // A fresh id, used only if this instance is the one creating the line.
+        store.line_id = rand::random::<u64>() >> 11;
+        let id = store.call("init", 0, &[]).await?;
         store.line_id = field(&id, 0)?;
         Ok(store)
+    }
+
+    /// Publishes `keys` as the room's keys unless some are already there: after
+    /// Redis lost its data, the instances still running put theirs back, so an
+    /// instance starting later signs with the same keys.
+    pub async fn publish_keys(&self, keys: &Keyring) -> Result<(), StoreError> {
+        let key = format!("{}keys", self.prefix);
+        let mut conn = self.conn.clone();
+        let set: Result<Option<String>, _> = tokio::time::timeout(
+            OP_TIMEOUT,
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(keys.to_json())
+                .arg("NX")
+                .query_async(&mut conn),
+        )
+        .await
+        .map_err(|_| unavailable("Redis did not answer in time"))?;
+        set.map(|_| ()).map_err(unavailable)
     }
 
     /// The room's signing keys, shared by every instance: the first instance to
@@ -136,7 +152,12 @@ impl RedisStore {
             .arg(now)
             .arg(self.timing.session_ms)
             .arg(self.timing.abandon_min_ms)
-            .arg(self.timing.burst.unwrap_or(0));
+            .arg(self.timing.burst.unwrap_or(0))
+            .arg(self.line_id)
+            .arg(self.initial.new_users_per_minute)
+            .arg(self.initial.max_active_users)
+            .arg(u8::from(self.initial.paused))
+            .arg(self.high_water.load(Ordering::Relaxed));
         for a in args {
             invocation.arg(a);
         }
@@ -206,6 +227,7 @@ impl Store for RedisStore {
     async fn arrive(&self, now: Millis) -> Result<Arrival, StoreError> {
         let a = self.call("arrive", now, &[]).await?;
         let seq: u64 = field(&a, 1)?;
+        self.high_water.fetch_max(seq, Ordering::Relaxed);
         match a.first().map(String::as_str) {
             Some("admitted") => Ok(Arrival::Admitted { sid: seq }),
             _ => Ok(Arrival::Queued {
@@ -217,6 +239,7 @@ impl Store for RedisStore {
 
     async fn poll(&self, seq: u64, now: Millis) -> Result<Poll, StoreError> {
         let a = self.call("poll", now, &[seq.to_string()]).await?;
+        self.high_water.fetch_max(seq, Ordering::Relaxed);
         match a.first().map(String::as_str) {
             Some("admitted") => Ok(Poll::Admitted { sid: seq }),
             Some("ended") => Ok(Poll::Ended),

@@ -197,6 +197,14 @@ impl Proxy {
             .json()
     }
 
+    /// The status code of `GET /admin/state` (503 while the store is away).
+    pub async fn state_status(&self) -> u16 {
+        self.admin_call(Method::GET, "/admin/state", None)
+            .await
+            .status
+            .as_u16()
+    }
+
     /// `PATCH /admin/settings`.
     pub async fn patch(&self, body: serde_json::Value) -> Reply {
         self.admin_call(Method::PATCH, "/admin/settings", Some(body.to_string()))
