@@ -83,9 +83,10 @@ pub async fn run(
             };
             (Arc::new(memory.clone()), keys, Some(memory))
         }
-        StoreKind::Redis { url } => {
+        StoreKind::Redis { url, cluster } => {
             let redis = Arc::new(
-                RedisStore::connect(url, &config.room, config.timing, config.settings).await?,
+                RedisStore::connect(url, *cluster, &config.room, config.timing, config.settings)
+                    .await?,
             );
             let keys = match keys {
                 Some(k) => k,

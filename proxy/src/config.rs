@@ -127,6 +127,7 @@ struct RoutesFile {
 struct StoreFile {
     kind: String,
     url: Option<String>,
+    cluster: bool,
     room: String,
     state_dir: String,
 }
@@ -136,6 +137,7 @@ impl Default for StoreFile {
         Self {
             kind: "memory".into(),
             url: None,
+            cluster: false,
             room: "default".into(),
             state_dir: "waitroom-state".into(),
         }
@@ -151,6 +153,8 @@ pub enum StoreKind {
     Redis {
         /// `redis://[user:password@]host:port[/db]`.
         url: String,
+        /// Whether `url` is a node of a Redis Cluster.
+        cluster: bool,
     },
 }
 
@@ -320,6 +324,12 @@ impl Config {
                 ));
             }
         }
+        if f.store.cluster && f.store.kind != "redis" {
+            return Err(invalid(
+                "store.cluster",
+                "only used with store.kind = \"redis\"",
+            ));
+        }
         let store = match (f.store.kind.as_str(), f.store.url) {
             ("memory", None) => StoreKind::Memory,
             ("memory", Some(_)) => {
@@ -335,7 +345,10 @@ impl Config {
                         format!("{url:?} is not a redis:// URL like \"redis://127.0.0.1:6379\""),
                     ));
                 }
-                StoreKind::Redis { url }
+                StoreKind::Redis {
+                    url,
+                    cluster: f.store.cluster,
+                }
             }
             ("redis", None) => {
                 return Err(invalid(
@@ -482,10 +495,12 @@ token = "change-me"
         assert_eq!(
             c.store,
             StoreKind::Redis {
-                url: "redis://:pw@127.0.0.1:6380/2".into()
+                url: "redis://:pw@127.0.0.1:6380/2".into(),
+                cluster: false,
             }
         );
         assert_eq!(c.room, "vaccines");
+        assert!(err("[store]\ncluster = true\n").starts_with("store.cluster:"));
         assert!(
             err("[queue]\npoll_min = \"5s\"\npoll_max = \"1s\"\n").starts_with("queue.poll_max:")
         );

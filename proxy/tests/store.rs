@@ -5,7 +5,7 @@ mod support;
 
 use std::sync::Arc;
 
-use support::redis::RedisServer;
+use support::redis::{RedisCluster, RedisServer};
 use waitroom::admission::line::{Arrival, Poll, Settings, SettingsPatch, Timing};
 use waitroom::store::memory::MemoryStore;
 use waitroom::store::redis::RedisStore;
@@ -149,23 +149,43 @@ async fn memory_store_keeps_the_contract() {
 #[tokio::test]
 async fn redis_store_keeps_the_contract() {
     let redis = RedisServer::start();
-    let store = RedisStore::connect(&redis.url(), "contract", TIMING, SETTINGS)
+    let store = RedisStore::connect(&redis.url(), false, "contract", TIMING, SETTINGS)
         .await
         .unwrap();
     contract(Arc::new(store)).await;
 }
 
 #[tokio::test]
-async fn two_redis_stores_share_one_line() {
-    let redis = RedisServer::start();
-    let a = RedisStore::connect(&redis.url(), "shared", TIMING, SETTINGS)
+async fn redis_cluster_store_keeps_the_contract() {
+    let cluster = RedisCluster::start();
+    let store = RedisStore::connect(&cluster.url(), true, "contract", TIMING, SETTINGS)
         .await
         .unwrap();
-    let b = RedisStore::connect(&redis.url(), "shared", TIMING, SETTINGS)
+    contract(Arc::new(store)).await;
+    // Rooms hash to different slots, so different nodes, and still each is whole.
+    for room in ["a", "b", "c", "d"] {
+        let s = RedisStore::connect(&cluster.url(), true, room, TIMING, SETTINGS)
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.arrive(T).await.unwrap(),
+            Arrival::Admitted { .. }
+        ));
+        assert_eq!(s.snapshot(T).await.unwrap().places_issued, 1);
+    }
+}
+
+#[tokio::test]
+async fn two_redis_stores_share_one_line() {
+    let redis = RedisServer::start();
+    let a = RedisStore::connect(&redis.url(), false, "shared", TIMING, SETTINGS)
+        .await
+        .unwrap();
+    let b = RedisStore::connect(&redis.url(), false, "shared", TIMING, SETTINGS)
         .await
         .unwrap();
     assert_eq!(a.line_id(), b.line_id());
-    let other = RedisStore::connect(&redis.url(), "other-room", TIMING, SETTINGS)
+    let other = RedisStore::connect(&redis.url(), false, "other-room", TIMING, SETTINGS)
         .await
         .unwrap();
     assert_ne!(a.line_id(), other.line_id());

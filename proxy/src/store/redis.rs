@@ -30,9 +30,47 @@ const KEY_NAMES: [&str; 10] = [
     "meta", "settings", "live", "dl", "called", "sess", "claimed", "ret", "retdl", "out",
 ];
 
+/// A connection to a single Redis (reconnecting) or to a Redis Cluster.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 /// A [`Store`] in Redis.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     script: redis::Script,
     keys: Vec<String>,
     prefix: String,
@@ -57,27 +95,40 @@ fn field<T: std::str::FromStr>(v: &[String], i: usize) -> Result<T, StoreError> 
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://[:password@]host:port[/db]`) and prepares the line
-    /// of waiting room `room`, with `settings` as its initial settings when the line
-    /// is new (settings already in Redis win: they may have been changed at run time).
+    /// Connects to `url` (`redis://[:password@]host:port[/db]`; with `cluster`, any
+    /// node of a Redis Cluster) and prepares the line of waiting room `room`, with
+    /// `settings` as its initial settings when the line is new (settings already in
+    /// Redis win: they may have been changed at run time).
     pub async fn connect(
         url: &str,
+        cluster: bool,
         room: &str,
         timing: Timing,
         settings: Settings,
     ) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(OP_TIMEOUT))
-            .set_response_timeout(Some(OP_TIMEOUT))
-            .set_number_of_retries(1);
-        let conn = tokio::time::timeout(
-            OP_TIMEOUT * 2,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| unavailable("timed out connecting to Redis"))?
-        .map_err(unavailable)?;
+        let connecting = async {
+            if cluster {
+                let client = redis::cluster::ClusterClient::builder([url])
+                    .connection_timeout(OP_TIMEOUT)
+                    .response_timeout(OP_TIMEOUT)
+                    .retries(2)
+                    .build()?;
+                Ok(Conn::Cluster(client.get_async_connection().await?))
+            } else {
+                let client = redis::Client::open(url)?;
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(OP_TIMEOUT))
+                    .set_response_timeout(Some(OP_TIMEOUT))
+                    .set_number_of_retries(1);
+                Ok::<_, redis::RedisError>(Conn::Single(
+                    ConnectionManager::new_with_config(client, config).await?,
+                ))
+            }
+        };
+        let conn = tokio::time::timeout(OP_TIMEOUT * 2, connecting)
+            .await
+            .map_err(|_| unavailable("timed out connecting to Redis"))?
+            .map_err(unavailable)?;
         let prefix = format!("{{waitroom:{room}}}:");
         let mut store = Self {
             conn,

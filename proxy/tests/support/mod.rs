@@ -133,7 +133,7 @@ impl ProxyBuilder {
                 });
                 // The same initial settings as the proxy's (the first to arrive sets them).
                 let store =
-                    waitroom::store::redis::RedisStore::connect(url, room, timing, settings)
+                    waitroom::store::redis::RedisStore::connect(url, false, room, timing, settings)
                         .await
                         .unwrap();
                 store.shared_keys().await.unwrap()

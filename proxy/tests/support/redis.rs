@@ -9,6 +9,7 @@ pub struct RedisServer {
     pub port: u16,
     dir: std::path::PathBuf,
     child: Option<Child>,
+    extra: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -22,6 +23,11 @@ fn free_port() -> u16 {
 impl RedisServer {
     /// Starts a server (fails the test with a clear message if `redis-server` is missing).
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra `redis-server` arguments.
+    pub fn start_with(extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!("waitroom-redis-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         for _ in 0..20 {
@@ -29,6 +35,7 @@ impl RedisServer {
                 port: free_port(),
                 dir: dir.clone(),
                 child: None,
+                extra: extra.iter().map(|a| a.to_string()).collect(),
             };
             if server.spawn() {
                 return server;
@@ -51,6 +58,9 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(&self.dir)
+            .arg("--cluster-config-file")
+            .arg(format!("nodes-{}.conf", self.port))
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -108,4 +118,59 @@ fn ping(port: u16) -> bool {
     let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
     let mut buf = [0u8; 7];
     s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+/// A three-node Redis Cluster (three primaries, no replicas) of this test's own.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts three cluster-enabled servers and joins them into one cluster.
+    pub fn start() -> Self {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "2000",
+                ])
+            })
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli is needed (it comes with redis-server)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        // Ready when every node says the cluster is ok.
+        for _ in 0..500 {
+            let ok = nodes.iter().all(|n| {
+                Command::new("redis-cli")
+                    .args(["-p", &n.port.to_string(), "cluster", "info"])
+                    .output()
+                    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+            });
+            if ok {
+                return Self { nodes };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the cluster never reached cluster_state:ok");
+    }
+
+    /// The URL of one node (clients discover the others).
+    pub fn url(&self) -> String {
+        self.nodes[0].url()
+    }
 }
