@@ -148,6 +148,7 @@ local function pump()
   sweep()
   local head = m('head', 1)
   local called_n, passed = 0, 0
+  local called_list = {}
   while true do
     local ok, rate = may_admit()
     if not ok then break end
@@ -173,6 +174,7 @@ local function pump()
     record()
     redis.call('ZADD', called, math.max(deadline, now + abandon_min), seq)
     called_n = called_n + 1
+    called_list[#called_list + 1] = seq
   end
   -- Departed places at the head are passed over.
   local l = redis.call('ZRANGE', live, 0, 0)
@@ -184,7 +186,7 @@ local function pump()
   end
   redis.call('HSET', meta, 'head', fmt(head))
   line_present(queue_length() > 0)
-  return { tostring(called_n), tostring(passed) }
+  return { tostring(called_n), tostring(passed), table.concat(called_list, ',') }
 end
 
 local function waiting(position)
@@ -249,17 +251,46 @@ elseif op == 'poll' then
   end
   redis.call('ZADD', retdl, 'GT', now + abandon_min, seq)
   return waiting(redis.call('ZRANK', ret, seq) + 1)
-elseif op == 'deadlines' then
-  -- Pairs of (seq, deadline) from status polls, batched: only places still waiting.
-  for i = 11, #ARGV, 2 do
+elseif op == 'flush' then
+  -- Batched from polls and requests answered locally: ARGV[11] = n deadline pairs
+  -- (seq, deadline), then session renewal pairs (sid, lapses).
+  local n = tonumber(ARGV[11])
+  local head = m('head', 1)
+  for i = 12, 11 + 2 * n, 2 do
     local seq, deadline = ARGV[i], ARGV[i + 1]
     if redis.call('ZSCORE', live, seq) then
       redis.call('ZADD', dl, deadline, seq)
     elseif redis.call('ZSCORE', ret, seq) then
       redis.call('ZADD', retdl, deadline, seq)
+    elseif tonumber(seq) >= head and not redis.call('ZSCORE', called, seq)
+        and redis.call('GETBIT', claimed, seq) == 0 then
+      -- Departed and back before their place was reached: it is theirs again.
+      redis.call('ZADD', live, seq, seq)
+      redis.call('ZADD', dl, deadline, seq)
     end
   end
+  for i = 12 + 2 * n, #ARGV, 2 do
+    redis.call('ZADD', sess, 'XX', 'GT', ARGV[i + 1], ARGV[i])
+  end
   return { 'ok' }
+elseif op == 'view' then
+  -- What an instance needs to answer polls by itself for a moment: the head, the
+  -- settings, the outflow, the called places, the returned lane, and the live
+  -- places (all of them, or every `stride`-th when there are more than 4096).
+  local rate, max, paused = settings()
+  local card = redis.call('ZCARD', live)
+  local stride = math.max(1, math.ceil(card / 4096))
+  local sample
+  if stride == 1 then
+    sample = redis.call('ZRANGE', live, 0, -1)
+  else
+    sample = {}
+    for i = 0, card - 1, stride do sample[#sample + 1] = redis.call('ZRANGE', live, i, i)[1] end
+  end
+  return { tostring(m('head', 1)), tostring(m('next', 1)), tostring(rate), tostring(max),
+           paused and '1' or '0', measured(), tostring(card), tostring(stride),
+           table.concat(sample, ','), table.concat(redis.call('ZRANGE', called, 0, -1), ','),
+           table.concat(redis.call('ZRANGE', ret, 0, 999), ',') }
 elseif op == 'touch' then
   return { touch(ARGV[11]) and '1' or '0' }
 elseif op == 'snapshot' then

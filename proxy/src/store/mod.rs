@@ -11,6 +11,7 @@
 
 pub mod memory;
 pub mod redis;
+pub mod view;
 
 use async_trait::async_trait;
 

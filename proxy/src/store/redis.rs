@@ -16,12 +16,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 
+use super::view::{View, VIEW_EVERY};
 use super::{Store, StoreError};
 use crate::admission::line::{
     Arrival, Poll, PumpReport, Settings, SettingsPatch, Snapshot, Timing, Wait,
 };
 use crate::clock::Millis;
 use crate::token::{KeyPair, Keyring};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Longest wait for Redis before an operation counts as failed.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -78,6 +83,12 @@ pub struct RedisStore {
     line_id: u64,
     /// Deadlines from status polls, written with the next pump round.
     pending: Mutex<HashMap<u64, Millis>>,
+    /// Session renewals answered locally, written with the next pump round.
+    renewals: Mutex<HashMap<u64, Millis>>,
+    /// Sessions this instance knows to be alive, and until when.
+    sessions: Mutex<HashMap<u64, Millis>>,
+    /// The local view that answers status polls.
+    view: Mutex<Option<View>>,
     /// The initial settings (used again if the line must be started anew).
     initial: Settings,
     /// The highest place this instance has seen, to number past it after a loss.
@@ -138,6 +149,9 @@ impl RedisStore {
             timing,
             line_id: 0,
             pending: Mutex::new(HashMap::new()),
+            renewals: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            view: Mutex::new(None),
             initial: settings,
             high_water: AtomicU64::new(0),
         };
@@ -235,36 +249,75 @@ impl RedisStore {
             max_active_users: 0, // not used for a wait
             paused: answer.get(at + 2).is_some_and(|p| p == "1"),
         };
-        let wait = self.timing.wait(position, measured, &settings);
-        let deadline = self.timing.deadline(now, &wait);
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(seq, deadline);
-        Ok(wait)
+        Ok(self.wait(seq, position, measured, &settings, now))
     }
 
-    /// Writes the deadlines queued by status polls, in one call.
-    async fn flush_deadlines(&self, now: Millis) -> Result<(), StoreError> {
-        let batch: Vec<(u64, Millis)> = {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            pending.drain().collect()
-        };
-        if batch.is_empty() {
+    fn wait(
+        &self,
+        seq: u64,
+        position: u64,
+        measured: Option<f64>,
+        settings: &Settings,
+        now: Millis,
+    ) -> Wait {
+        let wait = self.timing.wait(position, measured, settings);
+        lock(&self.pending).insert(seq, self.timing.deadline(now, &wait));
+        wait
+    }
+
+    /// Answers a poll from the local view, when it can (see [`super::view`]).
+    fn poll_locally(&self, seq: u64, now: Millis) -> Option<Wait> {
+        let view = lock(&self.view);
+        let v = view.as_ref().filter(|v| v.fresh(now))?;
+        let position = v.position(seq)?;
+        let (measured, settings) = (v.measured, v.settings);
+        drop(view);
+        Some(self.wait(seq, position, measured, &settings, now))
+    }
+
+    fn remember_session(&self, sid: u64, now: Millis) {
+        let mut sessions = lock(&self.sessions);
+        sessions.insert(sid, now + self.timing.session_ms);
+    }
+
+    /// Writes the deadlines and session renewals answered locally, in one call.
+    async fn flush(&self, now: Millis) -> Result<(), StoreError> {
+        let deadlines: Vec<(u64, Millis)> = lock(&self.pending).drain().collect();
+        let renewals: Vec<(u64, Millis)> = lock(&self.renewals).drain().collect();
+        if deadlines.is_empty() && renewals.is_empty() {
             return Ok(());
         }
-        let args: Vec<String> = batch
-            .iter()
-            .flat_map(|(seq, deadline)| [seq.to_string(), deadline.to_string()])
-            .collect();
-        if let Err(e) = self.call("deadlines", now, &args).await {
-            // Keep them for the next round; newer deadlines of the same place win.
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            for (seq, deadline) in batch {
-                pending.entry(seq).or_insert(deadline);
+        let mut args = vec![deadlines.len().to_string()];
+        for (a, b) in deadlines.iter().chain(&renewals) {
+            args.push(a.to_string());
+            args.push(b.to_string());
+        }
+        if let Err(e) = self.call("flush", now, &args).await {
+            // Keep them for the next round; newer values of the same place win.
+            for (into, batch) in [(&self.pending, deadlines), (&self.renewals, renewals)] {
+                let mut into = lock(into);
+                for (k, v) in batch {
+                    into.entry(k).or_insert(v);
+                }
             }
             return Err(e);
         }
+        Ok(())
+    }
+
+    async fn refresh_view(&self, now: Millis) -> Result<(), StoreError> {
+        let due = lock(&self.view)
+            .as_ref()
+            .is_none_or(|v| now.saturating_sub(v.fetched_at) >= VIEW_EVERY || now < v.fetched_at);
+        if !due {
+            return Ok(());
+        }
+        let a = self.call("view", now, &[]).await?;
+        let view =
+            View::parse(&a, now).ok_or_else(|| unavailable(format!("unexpected view: {a:?}")))?;
+        *lock(&self.view) = Some(view);
+        // Forget sessions that have lapsed locally; Redis is asked about them again.
+        lock(&self.sessions).retain(|_, lapses| *lapses > now);
         Ok(())
     }
 }
@@ -280,7 +333,10 @@ impl Store for RedisStore {
         let seq: u64 = field(&a, 1)?;
         self.high_water.fetch_max(seq, Ordering::Relaxed);
         match a.first().map(String::as_str) {
-            Some("admitted") => Ok(Arrival::Admitted { sid: seq }),
+            Some("admitted") => {
+                self.remember_session(seq, now);
+                Ok(Arrival::Admitted { sid: seq })
+            }
             _ => Ok(Arrival::Queued {
                 seq,
                 wait: self.waiting(seq, &a, 2, now)?,
@@ -289,10 +345,16 @@ impl Store for RedisStore {
     }
 
     async fn poll(&self, seq: u64, now: Millis) -> Result<Poll, StoreError> {
+        if let Some(wait) = self.poll_locally(seq, now) {
+            return Ok(Poll::Waiting(wait));
+        }
         let a = self.call("poll", now, &[seq.to_string()]).await?;
         self.high_water.fetch_max(seq, Ordering::Relaxed);
         match a.first().map(String::as_str) {
-            Some("admitted") => Ok(Poll::Admitted { sid: seq }),
+            Some("admitted") => {
+                self.remember_session(seq, now);
+                Ok(Poll::Admitted { sid: seq })
+            }
             Some("ended") => Ok(Poll::Ended),
             Some("unknown") => Ok(Poll::Unknown),
             _ => Ok(Poll::Waiting(self.waiting(seq, &a, 1, now)?)),
@@ -300,21 +362,40 @@ impl Store for RedisStore {
     }
 
     async fn touch_session(&self, sid: u64, now: Millis) -> Result<bool, StoreError> {
+        {
+            let mut sessions = lock(&self.sessions);
+            if let Some(lapses) = sessions.get_mut(&sid).filter(|l| **l > now) {
+                // Alive as far as this instance knows: renew here, tell Redis in batch.
+                *lapses = now + self.timing.session_ms;
+                lock(&self.renewals).insert(sid, *lapses);
+                return Ok(true);
+            }
+        }
         let a = self.call("touch", now, &[sid.to_string()]).await?;
-        Ok(a.first().is_some_and(|v| v == "1"))
+        let alive = a.first().is_some_and(|v| v == "1");
+        if alive {
+            self.remember_session(sid, now);
+        }
+        Ok(alive)
     }
 
     async fn pump(&self, now: Millis) -> Result<PumpReport, StoreError> {
-        self.flush_deadlines(now).await?;
+        self.flush(now).await?;
         let a = self.call("pump", now, &[]).await?;
-        Ok(PumpReport {
+        let report = PumpReport {
             called: field(&a, 0)?,
             passed_over: field(&a, 1)?,
-        })
+        };
+        if let Some(v) = lock(&self.view).as_mut() {
+            let called = a.get(2).into_iter().flat_map(|s| s.split(','));
+            v.note_called(called.filter_map(|s| s.parse::<u64>().ok()));
+        }
+        self.refresh_view(now).await?;
+        Ok(report)
     }
 
     async fn snapshot(&self, now: Millis) -> Result<Snapshot, StoreError> {
-        self.flush_deadlines(now).await?;
+        self.flush(now).await?;
         let a = self.call("snapshot", now, &[]).await?;
         Ok(Snapshot {
             queue_length: field(&a, 0)?,

@@ -1,0 +1,193 @@
+//! An instance's short-lived local view of a shared line, so that status polls are
+//! answered without a round trip to Redis.
+//!
+//! Refreshed every [`VIEW_EVERY`] by the pump; used for at most [`VIEW_MAX_AGE`].
+//! Why that staleness is safe: the view only ever answers "still waiting, here is
+//! your position". Everything that changes a visitor's standing — being called,
+//! claiming, having been passed over, coming back after departing — is not answered
+//! from the view but by Redis, atomically. A place called after the view was taken is
+//! told "waiting" once more and learns of its call at its next poll (at most one poll
+//! interval later, well inside the claim window); a position may lag the truth by the
+//! admissions of the last quarter second. Deadlines and session renewals from answers
+//! given locally are written back in batches with the next pump round.
+
+use std::collections::HashSet;
+
+use crate::admission::line::Settings;
+use crate::clock::Millis;
+
+/// How often the pump refreshes the view.
+pub const VIEW_EVERY: Millis = 250;
+/// A view older than this is not used (for example while Redis is away).
+pub const VIEW_MAX_AGE: Millis = 1_000;
+
+/// A snapshot of the line, as far as answering polls needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct View {
+    /// When it was taken (the caller's clock).
+    pub fetched_at: Millis,
+    /// The first place not yet called or passed over.
+    pub head: u64,
+    /// The next place to be handed out.
+    pub next: u64,
+    /// The settings.
+    pub settings: Settings,
+    /// The measured outflow, per second.
+    pub measured: Option<f64>,
+    /// How many places are waiting (not departed).
+    pub live: u64,
+    /// `sample` holds every `stride`-th waiting place.
+    pub stride: u64,
+    /// Waiting places, ascending, every `stride`-th.
+    pub sample: Vec<u64>,
+    /// Places called and not yet claimed.
+    pub called: HashSet<u64>,
+    /// The returned lane, in order.
+    pub returned: Vec<u64>,
+}
+
+fn list(s: Option<&String>) -> Vec<u64> {
+    s.map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+impl View {
+    /// Reads the answer of the script's `view` operation.
+    pub fn parse(a: &[String], fetched_at: Millis) -> Option<Self> {
+        let n = |i: usize| a.get(i)?.parse::<u64>().ok();
+        Some(Self {
+            fetched_at,
+            head: n(0)?,
+            next: n(1)?,
+            settings: Settings {
+                new_users_per_minute: u32::try_from(n(2)?).ok()?,
+                max_active_users: u32::try_from(n(3)?).ok()?,
+                paused: a.get(4)? == "1",
+            },
+            measured: a.get(5).and_then(|s| s.parse().ok()),
+            live: n(6)?,
+            stride: n(7)?.max(1),
+            sample: list(a.get(8)),
+            called: list(a.get(9)).into_iter().collect(),
+            returned: list(a.get(10)),
+        })
+    }
+
+    /// Records places this instance has just called: Redis answers them from now on,
+    /// and (when the view is exact) they no longer count ahead of anybody.
+    pub fn note_called(&mut self, seqs: impl IntoIterator<Item = u64>) {
+        for seq in seqs {
+            self.called.insert(seq);
+            if let Some(i) = self.returned.iter().position(|s| *s == seq) {
+                self.returned.remove(i);
+            } else if self.stride == 1 {
+                if let Ok(i) = self.sample.binary_search(&seq) {
+                    self.sample.remove(i);
+                    self.live -= 1;
+                }
+            }
+            self.head = self.head.max(seq + 1);
+        }
+    }
+
+    /// Whether the view may be used at `now`.
+    pub fn fresh(&self, now: Millis) -> bool {
+        now.saturating_sub(self.fetched_at) <= VIEW_MAX_AGE
+    }
+
+    /// The position of place `seq` if the view can tell it, or `None`: ask Redis.
+    pub fn position(&self, seq: u64) -> Option<u64> {
+        if self.called.contains(&seq) {
+            return None;
+        }
+        if let Some(i) = self.returned.iter().position(|s| *s == seq) {
+            return Some(i as u64 + 1);
+        }
+        if seq < self.head {
+            return None;
+        }
+        if seq >= self.next {
+            // Arrived since the view was taken: Redis knows (once per visitor).
+            return None;
+        }
+        let ahead = self.returned.len() as u64;
+        if self.stride == 1 {
+            // Exact; a place missing here has departed and must be revived by Redis.
+            return self
+                .sample
+                .binary_search(&seq)
+                .ok()
+                .map(|i| ahead + i as u64 + 1);
+        }
+        let k = self.sample.partition_point(|s| *s <= seq);
+        if k == 0 {
+            return Some(ahead + 1);
+        }
+        let before = (k as u64 - 1) * self.stride;
+        let within = (seq - self.sample[k - 1] + 1).min(self.stride);
+        Some(ahead + before + within)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(sample: &str, stride: u64, live: u64, called: &str, returned: &str) -> Vec<String> {
+        [
+            "10",
+            "100",
+            "600",
+            "50",
+            "0",
+            "",
+            &live.to_string(),
+            &stride.to_string(),
+            sample,
+            called,
+            returned,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    #[test]
+    fn exact_positions_and_what_it_leaves_to_redis() {
+        let v = View::parse(&answer("10,12,13,20", 1, 4, "11", "3,5"), 1_000).unwrap();
+        assert_eq!(
+            (v.head, v.next, v.settings.new_users_per_minute, v.measured),
+            (10, 100, 600, None)
+        );
+        assert_eq!(v.position(3), Some(1), "the returned lane first");
+        assert_eq!(v.position(5), Some(2));
+        assert_eq!(v.position(10), Some(3));
+        assert_eq!(v.position(13), Some(5));
+        assert_eq!(v.position(11), None, "called: claim in Redis");
+        assert_eq!(v.position(15), None, "departed: revive in Redis");
+        assert_eq!(v.position(4), None, "passed over: Redis");
+        assert_eq!(v.position(105), None, "arrived since: Redis");
+        assert!(v.fresh(2_000) && !v.fresh(2_001));
+        let mut v = v;
+        v.note_called([10, 3]);
+        assert_eq!(v.position(12), Some(2), "5 in the returned lane, then 12");
+        assert_eq!(v.position(10), None);
+    }
+
+    #[test]
+    fn sampled_positions_are_close() {
+        // 10,000 waiting places 100..10100, every 4th sampled.
+        let sample: Vec<String> = (100..10_100)
+            .step_by(4)
+            .map(|s: u64| s.to_string())
+            .collect();
+        let mut a = answer(&sample.join(","), 4, 10_000, "", "");
+        a[1] = "20000".into(); // next
+        let v = View::parse(&a, 0).unwrap();
+        for seq in [100, 101, 103, 104, 5_000, 10_099] {
+            let exact = seq - 100 + 1;
+            let got = v.position(seq).unwrap();
+            assert!(got.abs_diff(exact) < 4, "{seq}: {got} vs {exact}");
+        }
+    }
+}
