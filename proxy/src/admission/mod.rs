@@ -21,7 +21,7 @@ use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
 use crate::token::{Claims, Kind, TokenError, Tokens};
 
-/// How often the background pump advances the line.
+/// How often the background pump advances the line (a store may ask for less often).
 pub const PUMP_EVERY: Duration = Duration::from_millis(20);
 /// Gauges are refreshed every this many pump rounds.
 const SNAPSHOT_EVERY_ROUNDS: u64 = 10;
@@ -198,9 +198,9 @@ impl Admission {
         })
     }
 
-    /// Advances the line every [`PUMP_EVERY`] until shutdown, keeping gauges current.
+    /// Advances the line every [`Store::pump_every`] until shutdown, keeping gauges current.
     pub async fn run_pump(self, mut shutdown: Shutdown) {
-        let mut tick = tokio::time::interval(PUMP_EVERY);
+        let mut tick = tokio::time::interval(self.store.pump_every());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
         for round in 0u64.. {

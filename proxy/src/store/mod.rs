@@ -33,6 +33,10 @@ pub trait Store: Send + Sync + 'static {
     /// as the state is. Tokens carry it, so a place number from another line (say,
     /// before a restart that lost the state) is never taken for someone else's.
     fn line_id(&self) -> u64;
+    /// How often each instance should pump (each round is one store operation).
+    fn pump_every(&self) -> std::time::Duration {
+        crate::admission::PUMP_EVERY
+    }
     /// A newcomer arrives: admitted at once or given the next place.
     async fn arrive(&self, now: Millis) -> Result<Arrival, StoreError>;
     /// The holder of place `seq` checks in; renews their deadline.

@@ -83,6 +83,8 @@ pub struct RedisStore {
     line_id: u64,
     /// Deadlines from status polls, written with the next pump round.
     pending: Mutex<HashMap<u64, Millis>>,
+    /// The deadline last written for each place, to skip writes that barely move it.
+    written: Mutex<HashMap<u64, Millis>>,
     /// Session renewals answered locally, written with the next pump round.
     renewals: Mutex<HashMap<u64, Millis>>,
     /// Sessions this instance knows to be alive, and until when.
@@ -149,6 +151,7 @@ impl RedisStore {
             timing,
             line_id: 0,
             pending: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
             renewals: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             view: Mutex::new(None),
@@ -261,7 +264,20 @@ impl RedisStore {
         now: Millis,
     ) -> Wait {
         let wait = self.timing.wait(position, measured, settings);
-        lock(&self.pending).insert(seq, self.timing.deadline(now, &wait));
+        let deadline = self.timing.deadline(now, &wait);
+        // The deadline in Redis is a heartbeat: it is rewritten only once it is less
+        // than half a window ahead. A visitor who keeps polling is always well inside
+        // it (their next poll is due a third of a window ahead); one who leaves is
+        // noticed at most half a window early, after two missed polls instead of three.
+        let mut written = lock(&self.written);
+        let window = deadline.saturating_sub(now);
+        if written
+            .get(&seq)
+            .is_none_or(|w| w.saturating_sub(now) < window / 2)
+        {
+            written.insert(seq, deadline);
+            lock(&self.pending).insert(seq, deadline);
+        }
         wait
     }
 
@@ -316,8 +332,10 @@ impl RedisStore {
         let view =
             View::parse(&a, now).ok_or_else(|| unavailable(format!("unexpected view: {a:?}")))?;
         *lock(&self.view) = Some(view);
-        // Forget sessions that have lapsed locally; Redis is asked about them again.
+        // Forget sessions that have lapsed locally (Redis is asked about them again)
+        // and deadlines that have passed.
         lock(&self.sessions).retain(|_, lapses| *lapses > now);
+        lock(&self.written).retain(|_, deadline| *deadline > now);
         Ok(())
     }
 }
@@ -326,6 +344,12 @@ impl RedisStore {
 impl Store for RedisStore {
     fn line_id(&self) -> u64 {
         self.line_id
+    }
+
+    /// Every 50 ms: each round is a script run in the shared Redis (the default
+    /// burst, a tenth of a second's worth, covers the longer interval).
+    fn pump_every(&self) -> Duration {
+        Duration::from_millis(50)
     }
 
     async fn arrive(&self, now: Millis) -> Result<Arrival, StoreError> {
