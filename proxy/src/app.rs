@@ -83,10 +83,9 @@ pub async fn run(
             };
             (Arc::new(memory.clone()), keys, Some(memory))
         }
-        StoreKind::Redis { url, cluster } => {
+        StoreKind::Redis(target) => {
             let redis = Arc::new(
-                RedisStore::connect(url, *cluster, &config.room, config.timing, config.settings)
-                    .await?,
+                RedisStore::connect(target, &config.room, config.timing, config.settings).await?,
             );
             let keys = match keys {
                 Some(k) => k,

@@ -128,6 +128,7 @@ struct StoreFile {
     kind: String,
     url: Option<String>,
     cluster: bool,
+    tls_ca: Option<String>,
     room: String,
     state_dir: String,
 }
@@ -138,6 +139,7 @@ impl Default for StoreFile {
             kind: "memory".into(),
             url: None,
             cluster: false,
+            tls_ca: None,
             room: "default".into(),
             state_dir: "waitroom-state".into(),
         }
@@ -150,12 +152,18 @@ pub enum StoreKind {
     /// In this process, saved to `state_dir`.
     Memory,
     /// In Redis, shared by every instance configured with the same URL and room.
-    Redis {
-        /// `redis://[user:password@]host:port[/db]`.
-        url: String,
-        /// Whether `url` is a node of a Redis Cluster.
-        cluster: bool,
-    },
+    Redis(RedisTarget),
+}
+
+/// How to reach the shared Redis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisTarget {
+    /// `redis://` or, over TLS, `rediss://`, as `[user:password@]host:port[/db]`.
+    pub url: String,
+    /// Whether `url` is a node of a Redis Cluster.
+    pub cluster: bool,
+    /// A CA certificate (PEM) to trust for `rediss://` instead of the system's.
+    pub tls_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -339,16 +347,20 @@ impl Config {
                 ))
             }
             ("redis", Some(url)) => {
-                if !url.starts_with("redis://") {
+                if !url.starts_with("redis://") && !url.starts_with("rediss://") {
                     return Err(invalid(
                         "store.url",
-                        format!("{url:?} is not a redis:// URL like \"redis://127.0.0.1:6379\""),
+                        format!("{url:?} is not a redis:// or rediss:// URL like \"redis://127.0.0.1:6379\""),
                     ));
                 }
-                StoreKind::Redis {
+                if f.store.tls_ca.is_some() && !url.starts_with("rediss://") {
+                    return Err(invalid("store.tls_ca", "only used with a rediss:// URL"));
+                }
+                StoreKind::Redis(RedisTarget {
                     url,
                     cluster: f.store.cluster,
-                }
+                    tls_ca: f.store.tls_ca.map(PathBuf::from),
+                })
             }
             ("redis", None) => {
                 return Err(invalid(
@@ -494,10 +506,15 @@ token = "change-me"
         let c = Config::from_toml(&redis, None).unwrap();
         assert_eq!(
             c.store,
-            StoreKind::Redis {
+            StoreKind::Redis(RedisTarget {
                 url: "redis://:pw@127.0.0.1:6380/2".into(),
                 cluster: false,
-            }
+                tls_ca: None,
+            })
+        );
+        assert!(
+            err("[store]\nkind = \"redis\"\nurl = \"redis://x\"\ntls_ca = \"ca.pem\"\n")
+                .starts_with("store.tls_ca:")
         );
         assert_eq!(c.room, "vaccines");
         assert!(err("[store]\ncluster = true\n").starts_with("store.cluster:"));

@@ -5,7 +5,7 @@ mod support;
 
 use std::sync::Arc;
 
-use support::redis::{RedisCluster, RedisServer};
+use support::redis::{RedisCluster, RedisServer, TlsRedis};
 use waitroom::admission::line::{Arrival, Poll, Settings, SettingsPatch, Timing};
 use waitroom::store::memory::MemoryStore;
 use waitroom::store::redis::RedisStore;
@@ -149,22 +149,39 @@ async fn memory_store_keeps_the_contract() {
 #[tokio::test]
 async fn redis_store_keeps_the_contract() {
     let redis = RedisServer::start();
-    let store = RedisStore::connect(&redis.url(), false, "contract", TIMING, SETTINGS)
+    let store = RedisStore::connect(&redis.target(), "contract", TIMING, SETTINGS)
         .await
         .unwrap();
     contract(Arc::new(store)).await;
 }
 
 #[tokio::test]
+async fn redis_over_tls_with_a_password_keeps_the_contract() {
+    let redis = TlsRedis::start();
+    let store = RedisStore::connect(&redis.target(), "tls", TIMING, SETTINGS)
+        .await
+        .unwrap();
+    contract(Arc::new(store)).await;
+    // The wrong password is refused with a clear error, not a hang.
+    let mut wrong = redis.target();
+    wrong.url = wrong.url.replace(redis.password, "wrong");
+    let e = RedisStore::connect(&wrong, "tls", TIMING, SETTINGS)
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("store unavailable"), "{e}");
+}
+
+#[tokio::test]
 async fn redis_cluster_store_keeps_the_contract() {
     let cluster = RedisCluster::start();
-    let store = RedisStore::connect(&cluster.url(), true, "contract", TIMING, SETTINGS)
+    let store = RedisStore::connect(&cluster.target(), "contract", TIMING, SETTINGS)
         .await
         .unwrap();
     contract(Arc::new(store)).await;
     // Rooms hash to different slots, so different nodes, and still each is whole.
     for room in ["a", "b", "c", "d"] {
-        let s = RedisStore::connect(&cluster.url(), true, room, TIMING, SETTINGS)
+        let s = RedisStore::connect(&cluster.target(), room, TIMING, SETTINGS)
             .await
             .unwrap();
         assert!(matches!(
@@ -178,14 +195,14 @@ async fn redis_cluster_store_keeps_the_contract() {
 #[tokio::test]
 async fn two_redis_stores_share_one_line() {
     let redis = RedisServer::start();
-    let a = RedisStore::connect(&redis.url(), false, "shared", TIMING, SETTINGS)
+    let a = RedisStore::connect(&redis.target(), "shared", TIMING, SETTINGS)
         .await
         .unwrap();
-    let b = RedisStore::connect(&redis.url(), false, "shared", TIMING, SETTINGS)
+    let b = RedisStore::connect(&redis.target(), "shared", TIMING, SETTINGS)
         .await
         .unwrap();
     assert_eq!(a.line_id(), b.line_id());
-    let other = RedisStore::connect(&redis.url(), false, "other-room", TIMING, SETTINGS)
+    let other = RedisStore::connect(&redis.target(), "other-room", TIMING, SETTINGS)
         .await
         .unwrap();
     assert_ne!(a.line_id(), other.line_id());

@@ -22,6 +22,7 @@ use crate::admission::line::{
     Arrival, Poll, PumpReport, Settings, SettingsPatch, Snapshot, Timing, Wait,
 };
 use crate::clock::Millis;
+use crate::config::RedisTarget;
 use crate::token::{KeyPair, Keyring};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -108,27 +109,47 @@ fn field<T: std::str::FromStr>(v: &[String], i: usize) -> Result<T, StoreError> 
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://[:password@]host:port[/db]`; with `cluster`, any
-    /// node of a Redis Cluster) and prepares the line of waiting room `room`, with
+    /// Connects to `target` (a single Redis, or any node of a Redis Cluster; over TLS
+    /// with `rediss://`) and prepares the line of waiting room `room`, with
     /// `settings` as its initial settings when the line is new (settings already in
     /// Redis win: they may have been changed at run time).
     pub async fn connect(
-        url: &str,
-        cluster: bool,
+        target: &RedisTarget,
         room: &str,
         timing: Timing,
         settings: Settings,
     ) -> Result<Self, StoreError> {
+        let url = target.url.as_str();
+        let tls = match &target.tls_ca {
+            Some(path) => Some(redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(path).map_err(|e| {
+                    unavailable(format!("reading store.tls_ca {}: {e}", path.display()))
+                })?),
+            }),
+            None => None,
+        };
+        if url.starts_with("rediss://") {
+            // One process-wide TLS provider; a second install is a no-op.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let connecting = async {
-            if cluster {
-                let client = redis::cluster::ClusterClient::builder([url])
+            if target.cluster {
+                let mut builder = redis::cluster::ClusterClient::builder([url])
                     .connection_timeout(OP_TIMEOUT)
                     .response_timeout(OP_TIMEOUT)
-                    .retries(2)
-                    .build()?;
-                Ok(Conn::Cluster(client.get_async_connection().await?))
+                    .retries(2);
+                if let Some(certs) = tls {
+                    builder = builder.certs(certs);
+                }
+                Ok(Conn::Cluster(
+                    builder.build()?.get_async_connection().await?,
+                ))
             } else {
-                let client = redis::Client::open(url)?;
+                let client = match tls {
+                    Some(certs) => redis::Client::build_with_tls(url, certs)?,
+                    None => redis::Client::open(url)?,
+                };
                 let config = redis::aio::ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(OP_TIMEOUT))
                     .set_response_timeout(Some(OP_TIMEOUT))

@@ -125,6 +125,11 @@ impl ProxyBuilder {
         let keys = match &self.redis {
             Some((url, room)) => {
                 let (timing, settings) = (config.timing, config.settings);
+                let target = waitroom::config::RedisTarget {
+                    url: url.clone(),
+                    cluster: false,
+                    tls_ca: None,
+                };
                 tokio::spawn(async move {
                     if let Err(e) = waitroom::app::run(config, public, admin, None, shutdown).await
                     {
@@ -133,7 +138,7 @@ impl ProxyBuilder {
                 });
                 // The same initial settings as the proxy's (the first to arrive sets them).
                 let store =
-                    waitroom::store::redis::RedisStore::connect(url, false, room, timing, settings)
+                    waitroom::store::redis::RedisStore::connect(&target, room, timing, settings)
                         .await
                         .unwrap();
                 store.shared_keys().await.unwrap()

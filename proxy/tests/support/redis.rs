@@ -10,6 +10,7 @@ pub struct RedisServer {
     dir: std::path::PathBuf,
     child: Option<Child>,
     extra: Vec<String>,
+    tls: bool,
 }
 
 fn free_port() -> u16 {
@@ -36,6 +37,7 @@ impl RedisServer {
                 dir: dir.clone(),
                 child: None,
                 extra: extra.iter().map(|a| a.to_string()).collect(),
+                tls: false,
             };
             if server.spawn() {
                 return server;
@@ -44,10 +46,30 @@ impl RedisServer {
         panic!("could not start redis-server on a free port");
     }
 
+    /// Starts a server whose TLS port is the chosen port (`extra` sets `--port 0`).
+    pub fn start_tls(extra: &[&str]) -> Self {
+        let dir = std::env::temp_dir().join(format!("waitroom-redis-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for _ in 0..20 {
+            let mut server = Self {
+                port: free_port(),
+                dir: dir.clone(),
+                child: None,
+                extra: extra.iter().map(|a| a.to_string()).collect(),
+                tls: true,
+            };
+            if server.spawn() {
+                return server;
+            }
+        }
+        panic!("could not start a TLS redis-server on a free port");
+    }
+
     fn spawn(&mut self) -> bool {
+        let port_flag = if self.tls { "--tls-port" } else { "--port" };
         let child = Command::new("redis-server")
             .args([
-                "--port",
+                port_flag,
                 &self.port.to_string(),
                 "--bind",
                 "127.0.0.1",
@@ -71,7 +93,13 @@ impl RedisServer {
             if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
                 return false;
             }
-            if ping(self.port) {
+            // A TLS port accepts TCP connections; that is enough to know it listens.
+            let ready = if self.tls {
+                std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            } else {
+                ping(self.port)
+            };
+            if ready {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -82,6 +110,15 @@ impl RedisServer {
     /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// How waitroom reaches it.
+    pub fn target(&self) -> waitroom::config::RedisTarget {
+        waitroom::config::RedisTarget {
+            url: self.url(),
+            cluster: false,
+            tls_ca: None,
+        }
     }
 
     /// Kills the server (as a crash would).
@@ -169,8 +206,117 @@ impl RedisCluster {
         panic!("the cluster never reached cluster_state:ok");
     }
 
-    /// The URL of one node (clients discover the others).
-    pub fn url(&self) -> String {
-        self.nodes[0].url()
+    /// How waitroom reaches it: one node (clients discover the others).
+    pub fn target(&self) -> waitroom::config::RedisTarget {
+        waitroom::config::RedisTarget {
+            url: self.nodes[0].url(),
+            cluster: true,
+            tls_ca: None,
+        }
+    }
+}
+
+/// A TLS-only Redis with a password and a CA of its own (made with `openssl`).
+pub struct TlsRedis {
+    pub server: RedisServer,
+    pub ca: std::path::PathBuf,
+    pub password: &'static str,
+}
+
+impl TlsRedis {
+    pub fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("waitroom-tls-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("openssl is needed");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=waitroom test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(
+            dir.join("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ]);
+        let path = |f: &str| dir.join(f).display().to_string();
+        let password = "s3cret-pass";
+        // TLS on the port, plain TCP off; readiness is checked over TLS by the caller.
+        let server = RedisServer::start_tls(&[
+            "--port",
+            "0",
+            "--tls-cert-file",
+            &path("server.pem"),
+            "--tls-key-file",
+            &path("server.key"),
+            "--tls-ca-cert-file",
+            &path("ca.pem"),
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            password,
+        ]);
+        Self {
+            server,
+            ca: dir.join("ca.pem"),
+            password,
+        }
+    }
+
+    pub fn target(&self) -> waitroom::config::RedisTarget {
+        waitroom::config::RedisTarget {
+            url: format!("rediss://:{}@127.0.0.1:{}", self.password, self.server.port),
+            cluster: false,
+            tls_ca: Some(self.ca.clone()),
+        }
     }
 }
