@@ -11,7 +11,6 @@ use crate::forward::{Forwarder, Peer};
 use crate::http::{self as h, Body};
 use crate::metrics::Metrics;
 use crate::queue_page::{self, Status};
-use crate::store::StoreError;
 use crate::token::Kind;
 
 /// Reserved prefix of the waiting room's own endpoints.
@@ -83,11 +82,12 @@ impl Public {
             return self.forward(req, peer, None).await;
         }
         let presented = self.presented(&req);
-        match self.admission.decide(&presented).await {
-            Ok(Decision {
-                standing: Standing::Admitted { .. },
-                set_token,
-            }) => {
+        let Decision {
+            standing,
+            set_token,
+        } = self.admission.decide(&presented).await;
+        match standing {
+            Standing::Admitted { .. } => {
                 self.metrics.request("forwarded");
                 let mut req = req;
                 let cookie = set_token.map(|t| {
@@ -97,15 +97,19 @@ impl Public {
                 });
                 self.forward(req, peer, cookie).await
             }
-            Ok(Decision {
-                standing: Standing::Waiting(wait),
-                set_token,
-            }) => {
+            waiting => {
                 self.metrics.request("queued");
                 let cookie = set_token.map(|t| self.cookie_header(&req, t));
-                self.waiting(&req, Status::waiting(&wait), cookie)
+                self.waiting(&req, self.status_of(waiting), cookie)
             }
-            Err(e) => self.held(&req, e),
+        }
+    }
+
+    fn status_of(&self, standing: Standing) -> Status {
+        match standing {
+            Standing::Admitted { .. } => Status::admitted(),
+            Standing::Waiting(w) => Status::waiting(&w),
+            Standing::Held => Status::held(self.held_poll_ms),
         }
     }
 
@@ -117,32 +121,13 @@ impl Public {
     async fn status(&self, req: &Request<Incoming>) -> Response<Body> {
         self.metrics.request("status");
         let presented = self.presented(req);
-        match self.admission.decide(&presented).await {
-            Ok(d) => {
-                let status = match d.standing {
-                    Standing::Admitted { .. } => Status::admitted(),
-                    Standing::Waiting(w) => Status::waiting(&w),
-                };
-                let mut r = h::json(StatusCode::OK, &status.to_json());
-                if let Some(t) = d.set_token {
-                    r.headers_mut()
-                        .append(SET_COOKIE, self.cookie_header(req, t));
-                }
-                r
-            }
-            Err(e) => {
-                self.metrics.store_error("status");
-                tracing::warn!(error = %e, "store failed during a status poll");
-                h::json(StatusCode::OK, &Status::held(self.held_poll_ms).to_json())
-            }
+        let d = self.admission.decide(&presented).await;
+        let mut r = h::json(StatusCode::OK, &self.status_of(d.standing).to_json());
+        if let Some(t) = d.set_token {
+            r.headers_mut()
+                .append(SET_COOKIE, self.cookie_header(req, t));
         }
-    }
-
-    /// The store failed: the visitor keeps their cookie and sees that the line is held.
-    fn held(&self, req: &Request<Incoming>, e: StoreError) -> Response<Body> {
-        self.metrics.store_error("decide");
-        tracing::warn!(error = %e, "store failed; showing the held line");
-        self.waiting(req, Status::held(self.held_poll_ms), None)
+        r
     }
 
     fn waiting(

@@ -154,6 +154,12 @@ async fn redis_going_away_costs_nobody_their_place() {
         assert_eq!(page.status, 200);
         assert!(!page.is_from_origin());
     }
+    // A newcomer gets a provisional place, numbered when Redis answers again.
+    let mut newcomer = b.visitor(&http);
+    let r = newcomer.get("/").await.unwrap();
+    assert_eq!(r.status, 200);
+    assert!(!r.is_from_origin());
+    assert_eq!(kind(newcomer.cookie.as_deref().unwrap()), "p");
     for p in [&a, &b] {
         let r = p.get("/", &[]).await.unwrap();
         assert!(!r.status.is_server_error(), "{}", r.status);
@@ -194,9 +200,21 @@ async fn redis_going_away_costs_nobody_their_place() {
             "an admitted visitor lost the session"
         );
     }
-    // A newcomer now goes behind everybody who was there before.
-    let mut late = a.visitor(&http);
-    late.get("/").await.unwrap();
-    let s = late.status().await.unwrap().json();
+    // The provisional place is numbered now, behind everybody who was there before.
+    let s = newcomer.status().await.unwrap().json();
     assert!(s["state"] == "queued" || s["state"] == "admitted", "{s}");
+    assert_ne!(kind(newcomer.cookie.as_deref().unwrap()), "p");
+}
+
+/// The kind claim (`q`, `a`, `p`) of a token, read without verifying.
+fn kind(token: &str) -> String {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["k"].as_str().unwrap().to_owned()
 }

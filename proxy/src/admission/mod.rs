@@ -62,6 +62,8 @@ pub enum Standing {
     },
     /// Keep them waiting.
     Waiting(Wait),
+    /// The store cannot be reached: the line is held (shown as paused).
+    Held,
 }
 
 /// The decision, with the token to set (if it changed).
@@ -123,10 +125,31 @@ impl Admission {
         }
     }
 
-    /// Decides where the visitor stands.
-    pub async fn decide(&self, presented: &Presented) -> Result<Decision, StoreError> {
+    /// Decides where the visitor stands. Never fails: when the store cannot be
+    /// reached the line is held — an admitted visitor goes on with their token, a
+    /// waiting one keeps their place, a newcomer gets a provisional place that is
+    /// numbered when the store answers again — and the failure is counted and logged.
+    pub async fn decide(&self, presented: &Presented) -> Decision {
+        match self.try_decide(presented).await {
+            Ok(d) => d,
+            Err((e, set_token)) => {
+                self.metrics.store_error("decide");
+                tracing::warn!(error = %e, "store failed; the line is held");
+                Decision {
+                    standing: Standing::Held,
+                    set_token,
+                }
+            }
+        }
+    }
+
+    async fn try_decide(
+        &self,
+        presented: &Presented,
+    ) -> Result<Decision, (StoreError, Option<(Kind, String)>)> {
         let now = self.clock.now_ms();
         let line = self.store.line_id();
+        let keep = |e| (e, None);
         if let Some(claims) = presented.claims_for(line) {
             match claims.k {
                 Kind::Admission => {
@@ -147,7 +170,7 @@ impl Admission {
                         });
                     }
                 }
-                Kind::Queue => match self.store.poll(claims.n, now).await? {
+                Kind::Queue => match self.store.poll(claims.n, now).await.map_err(keep)? {
                     Poll::Admitted { sid } => {
                         self.metrics.admitted("claimed");
                         return Ok(self.admitted(sid));
@@ -160,21 +183,32 @@ impl Admission {
                     }
                     Poll::Ended | Poll::Unknown => {}
                 },
+                Kind::Provisional => {
+                    // Numbered now that the store answers; until then it stays provisional.
+                    return self.arrive(now, line).await.map_err(keep);
+                }
             }
         }
-        match self.store.arrive(now).await? {
+        self.arrive(now, line).await.map_err(|e| {
+            let provisional = self.tokens.issue(Kind::Provisional, line, 0);
+            (e, Some((Kind::Provisional, provisional)))
+        })
+    }
+
+    async fn arrive(&self, now: crate::clock::Millis, line: u64) -> Result<Decision, StoreError> {
+        Ok(match self.store.arrive(now).await? {
             Arrival::Admitted { sid } => {
                 self.metrics.admitted("direct");
-                Ok(self.admitted(sid))
+                self.admitted(sid)
             }
             Arrival::Queued { seq, wait } => {
                 self.metrics.queued();
-                Ok(Decision {
+                Decision {
                     standing: Standing::Waiting(wait),
                     set_token: Some((Kind::Queue, self.tokens.issue(Kind::Queue, line, seq))),
-                })
+                }
             }
-        }
+        })
     }
 
     fn admitted(&self, sid: u64) -> Decision {

@@ -23,6 +23,10 @@ pub enum Kind {
     /// An admitted session.
     #[serde(rename = "a")]
     Admission,
+    /// A newcomer who arrived while the store was away: numbered at their next
+    /// request once it is back.
+    #[serde(rename = "p")]
+    Provisional,
 }
 
 /// The claims of a waitroom token.
@@ -102,7 +106,7 @@ impl Tokens {
     /// How long a token of this kind lives, in seconds.
     pub fn ttl_secs(&self, kind: Kind) -> u64 {
         match kind {
-            Kind::Queue => self.queue_ttl_secs,
+            Kind::Queue | Kind::Provisional => self.queue_ttl_secs,
             Kind::Admission => self.admission_ttl_secs,
         }
     }
