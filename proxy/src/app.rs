@@ -113,7 +113,8 @@ pub async fn run(
         // Sessions slide server-side; the token only needs to outlive a long visit.
         (config.timing.session_ms / 1000).max(3600) * 4,
     );
-    let admission = Admission::new(store, tokens, clock, metrics.clone());
+    let admission =
+        Admission::new(store, tokens, clock, metrics.clone()).on_failure(config.on_failure);
     tokio::spawn(admission.clone().run_pump(shutdown.clone()));
 
     let forwarder = Forwarder::new(

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::admission::line::{Settings, Timing};
+use crate::admission::OnFailure;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -126,6 +127,8 @@ struct RoutesFile {
 #[serde(deny_unknown_fields, default)]
 struct StoreFile {
     kind: String,
+    on_failure: String,
+    open_share: f64,
     url: Option<String>,
     cluster: bool,
     tls_ca: Option<String>,
@@ -137,6 +140,8 @@ impl Default for StoreFile {
     fn default() -> Self {
         Self {
             kind: "memory".into(),
+            on_failure: "hold".into(),
+            open_share: 0.5,
             url: None,
             cluster: false,
             tls_ca: None,
@@ -220,6 +225,8 @@ pub struct Config {
     pub bypass: Vec<String>,
     /// Where the line lives.
     pub store: StoreKind,
+    /// What happens while the store cannot be reached.
+    pub on_failure: OnFailure,
     /// The waiting room's name in a shared store (several rooms can share a Redis).
     pub room: String,
     /// Where memory mode keeps the signing keys and the line.
@@ -375,6 +382,23 @@ impl Config {
                 ))
             }
         };
+        if !(f.store.open_share > 0.0 && f.store.open_share <= 1.0) {
+            return Err(invalid("store.open_share", "must be above 0 and at most 1"));
+        }
+        let on_failure = match f.store.on_failure.as_str() {
+            "hold" => OnFailure::Hold,
+            "open" => OnFailure::Open {
+                per_minute: ((f64::from(a.new_users_per_minute) * f.store.open_share).ceil()
+                    as u32)
+                    .max(1),
+            },
+            other => {
+                return Err(invalid(
+                    "store.on_failure",
+                    format!("{other:?} is not one of \"hold\", \"open\""),
+                ))
+            }
+        };
         let room_ok = !f.store.room.is_empty()
             && f.store.room.len() <= 64
             && f.store
@@ -439,6 +463,7 @@ impl Config {
             queue_token_ttl,
             bypass: f.routes.bypass,
             store,
+            on_failure,
             room: f.store.room,
             state_dir: PathBuf::from(f.store.state_dir),
             admin_token,
@@ -518,6 +543,11 @@ token = "change-me"
         );
         assert_eq!(c.room, "vaccines");
         assert!(err("[store]\ncluster = true\n").starts_with("store.cluster:"));
+        assert!(err("[store]\non_failure = \"panic\"\n").starts_with("store.on_failure:"));
+        assert!(err("[store]\nopen_share = 0.0\n").starts_with("store.open_share:"));
+        let open = format!("{MINIMAL}[store]\non_failure = \"open\"\nopen_share = 0.25\n");
+        let c = Config::from_toml(&open, None).unwrap();
+        assert_eq!(c.on_failure, OnFailure::Open { per_minute: 150 });
         assert!(
             err("[queue]\npoll_min = \"5s\"\npoll_max = \"1s\"\n").starts_with("queue.poll_max:")
         );

@@ -218,3 +218,49 @@ fn kind(token: &str) -> String {
     .unwrap();
     claims["k"].as_str().unwrap().to_owned()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_mode_keeps_letting_people_in_at_a_local_share() {
+    let mut redis = RedisServer::start();
+    let origin = origin(50, 1).await;
+    let p = proxy(&origin)
+        .admission(600, 1_000, "10m")
+        .store_toml("on_failure = \"open\"\nopen_share = 0.5")
+        .redis(&redis.url(), "open")
+        .start()
+        .await;
+    redis.kill();
+    // 300/min here (5/s), a burst of 2: of twenty newcomers at once, a few go in,
+    // the others wait; never more than the local share allows.
+    let http = Http::new();
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let mut v = p.visitor(&http);
+            tokio::spawn(async move {
+                let r = v.get("/").await.unwrap();
+                assert_eq!(r.status, 200);
+                (r.is_from_origin(), v)
+            })
+        })
+        .collect();
+    let mut visitors = Vec::new();
+    for t in tasks {
+        let (admitted, v) = t.await.unwrap();
+        if admitted {
+            assert_eq!(kind(v.cookie.as_deref().unwrap()), "a");
+            visitors.push(v);
+        }
+    }
+    let allowed = 2 + (started.elapsed().as_secs_f64() * 5.0).ceil() as usize;
+    assert!(!visitors.is_empty(), "open mode let nobody in");
+    assert!(
+        visitors.len() <= allowed.min(19),
+        "{} let in, at most {allowed}",
+        visitors.len()
+    );
+    // Those let in keep going while Redis is away.
+    for v in &mut visitors {
+        assert!(v.get("/register").await.unwrap().is_from_origin());
+    }
+}

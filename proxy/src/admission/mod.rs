@@ -75,6 +75,24 @@ pub struct Decision {
     pub set_token: Option<(Kind, String)>,
 }
 
+/// What to do while the store cannot be reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Hold the line: admitted visitors go on, waiting ones keep their places,
+    /// newcomers get provisional places; nobody new is let in.
+    Hold,
+    /// Keep letting people in at this instance's share of the outflow (per minute),
+    /// as in hold otherwise. Sessions opened this way are not counted against
+    /// `max_active_users` and last as long as their token.
+    Open {
+        /// Admissions per minute this instance may make on its own.
+        per_minute: u32,
+    },
+}
+
+/// Session numbers of admissions made without the store (open mode) carry this bit.
+pub const LOCAL_SESSION: u64 = 1 << 52;
+
 /// The admission controller.
 #[derive(Clone)]
 pub struct Admission {
@@ -82,6 +100,8 @@ pub struct Admission {
     tokens: Tokens,
     clock: Clock,
     metrics: Metrics,
+    on_failure: OnFailure,
+    local: Arc<std::sync::Mutex<gcra::Gcra>>,
 }
 
 impl Admission {
@@ -92,7 +112,35 @@ impl Admission {
             tokens,
             clock,
             metrics,
+            on_failure: OnFailure::Hold,
+            local: Arc::default(),
         }
+    }
+
+    /// Sets what happens while the store cannot be reached (hold by default).
+    pub fn on_failure(mut self, policy: OnFailure) -> Self {
+        self.on_failure = policy;
+        self
+    }
+
+    /// Open mode: whether this instance may let one more in on its own now.
+    fn admit_locally(&self) -> Option<Decision> {
+        let OnFailure::Open { per_minute } = self.on_failure else {
+            return None;
+        };
+        let rate = gcra::Rate {
+            per_minute,
+            burst: per_minute.div_ceil(600).max(2),
+        };
+        let now = self.clock.now_ms();
+        let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        if !local.conforms(rate, now) {
+            return None;
+        }
+        local.consume(rate, now);
+        drop(local);
+        self.metrics.admitted("open");
+        Some(self.admitted(LOCAL_SESSION | (rand::random::<u64>() >> 12)))
     }
 
     /// The store (for the admin API).
@@ -135,10 +183,10 @@ impl Admission {
             Err((e, set_token)) => {
                 self.metrics.store_error("decide");
                 tracing::warn!(error = %e, "store failed; the line is held");
-                Decision {
+                self.admit_locally().unwrap_or(Decision {
                     standing: Standing::Held,
                     set_token,
-                }
+                })
             }
         }
     }
@@ -152,6 +200,13 @@ impl Admission {
         let keep = |e| (e, None);
         if let Some(claims) = presented.claims_for(line) {
             match claims.k {
+                Kind::Admission if claims.n & LOCAL_SESSION != 0 => {
+                    // Let in without the store (open mode): good for the token's life.
+                    return Ok(Decision {
+                        standing: Standing::Admitted { sid: claims.n },
+                        set_token: None,
+                    });
+                }
                 Kind::Admission => {
                     let alive = match self.store.touch_session(claims.n, now).await {
                         Ok(alive) => alive,

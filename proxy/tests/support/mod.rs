@@ -63,6 +63,7 @@ pub struct ProxyBuilder {
     origin: SocketAddr,
     sections: String,
     redis: Option<(String, String)>,
+    store_extra: String,
 }
 
 /// A proxy in front of `origin`.
@@ -71,6 +72,7 @@ pub fn proxy(origin: &Origin) -> ProxyBuilder {
         origin: origin.addr,
         sections: String::new(),
         redis: None,
+        store_extra: String::new(),
     }
 }
 
@@ -81,6 +83,7 @@ impl ProxyBuilder {
             origin,
             sections: String::new(),
             redis: None,
+            store_extra: String::new(),
         }
     }
 
@@ -98,6 +101,13 @@ impl ProxyBuilder {
         self
     }
 
+    /// Adds raw TOML to the `[store]` section.
+    pub fn store_toml(mut self, text: &str) -> Self {
+        self.store_extra.push_str(text);
+        self.store_extra.push('\n');
+        self
+    }
+
     /// Adds raw TOML.
     pub fn toml(mut self, text: &str) -> Self {
         self.sections.push_str(text);
@@ -109,8 +119,11 @@ impl ProxyBuilder {
     pub async fn start(self) -> Proxy {
         let state = std::env::temp_dir().join(format!("waitroom-test-{}", rand::random::<u64>()));
         let store = match &self.redis {
-            Some((url, room)) => format!("kind = \"redis\"\nurl = \"{url}\"\nroom = \"{room}\""),
-            None => format!("state_dir = \"{}\"", state.display()),
+            Some((url, room)) => format!(
+                "kind = \"redis\"\nurl = \"{url}\"\nroom = \"{room}\"\n{}",
+                self.store_extra
+            ),
+            None => format!("state_dir = \"{}\"\n{}", state.display(), self.store_extra),
         };
         let text = format!(
             "[listen]\npublic = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[origin]\nurl = \"http://{}\"\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[cookie]\nsecure = \"never\"\n[store]\n{store}\n{}",
