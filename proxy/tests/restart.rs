@@ -3,19 +3,10 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::{origin, Http};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{free_port, origin, Http};
 
 fn start(config: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_waitroom"))

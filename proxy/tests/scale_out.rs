@@ -63,15 +63,7 @@ async fn two_instances_share_one_line_one_rate_and_one_set_of_settings() {
         assert!(j.admitted.is_some(), "not admitted: {j:?}");
         assert_eq!(j.server_errors, 0, "{j:?}");
         assert!(j.failures.is_empty(), "{j:?}");
-        let token = cookie.unwrap();
-        let payload = token.split('.').nth(1).unwrap();
-        use base64::Engine;
-        let claims: serde_json::Value = serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(payload)
-                .unwrap(),
-        )
-        .unwrap();
+        let claims = support::claims(&cookie.unwrap());
         assert!(
             places.insert(claims["n"].as_u64().unwrap()),
             "two visitors share place {}",
@@ -206,17 +198,9 @@ async fn redis_going_away_costs_nobody_their_place() {
     assert_ne!(kind(newcomer.cookie.as_deref().unwrap()), "p");
 }
 
-/// The kind claim (`q`, `a`, `p`) of a token, read without verifying.
+/// The kind claim (`q`, `a`, `p`) of a token.
 fn kind(token: &str) -> String {
-    use base64::Engine;
-    let payload = token.split('.').nth(1).unwrap();
-    let claims: serde_json::Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
-    claims["k"].as_str().unwrap().to_owned()
+    support::claims(token)["k"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,28 @@ use waitroom::token::{KeyPair, Keyring};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
+/// A loopback port that was free a moment ago (for servers that cannot take `:0`:
+/// a separate process, or one that must come back on the same port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A token's claims, read without verifying (tests look at what they were given).
+pub fn claims(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
 /// A running origin-stub.
 pub struct Origin {
     pub addr: SocketAddr,

@@ -1,6 +1,5 @@
 //! A real `redis-server` per test, on a free loopback port, killed on drop.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -13,14 +12,6 @@ pub struct RedisServer {
     tls: bool,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl RedisServer {
     /// Starts a server (fails the test with a clear message if `redis-server` is missing).
     pub fn start() -> Self {
@@ -29,15 +20,19 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments.
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_on_free_port(extra, false)
+    }
+
+    fn start_on_free_port(extra: &[&str], tls: bool) -> Self {
         let dir = std::env::temp_dir().join(format!("waitroom-redis-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         for _ in 0..20 {
             let mut server = Self {
-                port: free_port(),
+                port: super::free_port(),
                 dir: dir.clone(),
                 child: None,
                 extra: extra.iter().map(|a| a.to_string()).collect(),
-                tls: false,
+                tls,
             };
             if server.spawn() {
                 return server;
@@ -48,21 +43,7 @@ impl RedisServer {
 
     /// Starts a server whose TLS port is the chosen port (`extra` sets `--port 0`).
     pub fn start_tls(extra: &[&str]) -> Self {
-        let dir = std::env::temp_dir().join(format!("waitroom-redis-{}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).unwrap();
-        for _ in 0..20 {
-            let mut server = Self {
-                port: free_port(),
-                dir: dir.clone(),
-                child: None,
-                extra: extra.iter().map(|a| a.to_string()).collect(),
-                tls: true,
-            };
-            if server.spawn() {
-                return server;
-            }
-        }
-        panic!("could not start a TLS redis-server on a free port");
+        Self::start_on_free_port(extra, true)
     }
 
     fn spawn(&mut self) -> bool {
