@@ -3,10 +3,14 @@
 //! Every operation is one run of `line.lua` (EVALSHA, loaded on first use), so it is
 //! atomic however many instances share the line. All keys carry the room's hash tag
 //! (`{waitroom:ROOM}:…`) and land in one slot, so the same scripts run on a Redis
-//! Cluster. Status polls renew their place's deadline in batches: the poll itself
-//! sets a provisional deadline (`queue.abandon_min` ahead), and the precise one,
-//! which depends on the ETA computed here, is written with the next pump round
-//! (every 20 ms), many places per call.
+//! Cluster.
+//!
+//! Status polls mostly cost no round trip: they are answered from a local
+//! [`View`] (see [`super::view`] for why its staleness is safe). What local answers
+//! change is written back in one `flush` call per pump round (every 50 ms): place
+//! deadlines, as heartbeats rewritten only once less than half a window ahead, and
+//! session renewals. A poll that reaches Redis sets a provisional deadline
+//! (`queue.abandon_min` ahead) until the precise one is written.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
