@@ -32,10 +32,13 @@ fn confirmation(page: &str) -> String {
 async fn site(service_ms: u64) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    // Room for every request of the test to wait: this is about idempotency, not overload.
     let options = origin_stub::Options {
         capacity: 20,
         service_time: Duration::from_millis(service_ms),
-        ..Default::default()
+        backlog: 10_000,
+        queue_timeout: Duration::from_secs(60),
+        collapse: 0.0,
     };
     tokio::spawn(origin_stub::run(listener, options, std::future::pending()));
     addr
