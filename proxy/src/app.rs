@@ -15,6 +15,7 @@ use crate::config::StoreKind;
 use crate::forward::{Forwarder, Peer};
 use crate::metrics::Metrics;
 use crate::public::{CookiePolicy, Public};
+use crate::queue_page::{Page, PageError};
 use crate::shutdown::Shutdown;
 use crate::store::memory::{MemoryStore, StateError};
 use crate::store::redis::RedisStore;
@@ -53,6 +54,9 @@ pub enum AppError {
     /// The shared store.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The operator's queue page.
+    #[error(transparent)]
+    Page(#[from] PageError),
 }
 
 /// Runs the proxy on already-bound listeners until `shutdown` fires.
@@ -69,6 +73,10 @@ pub async fn run(
     keys: Option<Keyring>,
     shutdown: Shutdown,
 ) -> Result<(), AppError> {
+    let page = Arc::new(Page::load(
+        config.page_template.as_deref(),
+        config.page_catalogues.as_deref(),
+    )?);
     let clock = Clock::system();
     let registry = Registry::new();
     let metrics = Metrics::new(&registry);
@@ -132,6 +140,7 @@ pub async fn run(
         config.bypass.clone(),
         metrics,
         config.timing.poll_max_ms.min(5_000),
+        page,
     ));
     let admin_service = Arc::new(Admin::new(admission, registry, config.admin_token.clone()));
 

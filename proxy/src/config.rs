@@ -54,6 +54,15 @@ pub struct File {
     admin: AdminFile,
     #[serde(default)]
     cookie: CookieFile,
+    #[serde(default)]
+    page: PageFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct PageFile {
+    template: Option<String>,
+    catalogues: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -237,6 +246,10 @@ pub struct Config {
     pub cookie_name: String,
     /// Cookie `Secure` policy.
     pub cookie_secure: CookieSecure,
+    /// The operator's queue page template, if any.
+    pub page_template: Option<PathBuf>,
+    /// A directory of the operator's catalogues (`de.toml`, `fr.toml`, …), if any.
+    pub page_catalogues: Option<PathBuf>,
 }
 
 fn duration(key: &'static str, text: &str) -> Result<Duration, ConfigError> {
@@ -469,6 +482,8 @@ impl Config {
             admin_token,
             cookie_name: f.cookie.name,
             cookie_secure,
+            page_template: f.page.template.map(PathBuf::from),
+            page_catalogues: f.page.catalogues.map(PathBuf::from),
         })
     }
 }

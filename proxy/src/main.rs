@@ -116,16 +116,25 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match (cli.command, cli.config) {
-        (Some(Command::CheckConfig { file }), _) => load(&file).map(|c| {
-            println!(
-                "{}: ok (public {}, origin {}, {} new users per minute, {} active)",
-                file.display(),
-                c.public,
-                c.origin,
-                c.settings.new_users_per_minute,
-                c.settings.max_active_users
-            );
-        }),
+        (Some(Command::CheckConfig { file }), _) => load(&file)
+            .and_then(|c| {
+                waitroom::queue_page::Page::load(
+                    c.page_template.as_deref(),
+                    c.page_catalogues.as_deref(),
+                )
+                .with_context(|| format!("invalid configuration {}", file.display()))?;
+                Ok(c)
+            })
+            .map(|c| {
+                println!(
+                    "{}: ok (public {}, origin {}, {} new users per minute, {} active)",
+                    file.display(),
+                    c.public,
+                    c.origin,
+                    c.settings.new_users_per_minute,
+                    c.settings.max_active_users
+                );
+            }),
         (Some(Command::Demo { port }), _) => demo(port).await,
         (None, Some(path)) => match load(&path) {
             Ok(config) => serve(config).await,

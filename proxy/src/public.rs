@@ -10,8 +10,9 @@ use crate::config::CookieSecure;
 use crate::forward::{Forwarder, Peer};
 use crate::http::{self as h, Body};
 use crate::metrics::Metrics;
-use crate::queue_page::{self, Status};
+use crate::queue_page::{Page, Status};
 use crate::token::Kind;
+use std::sync::Arc;
 
 /// Reserved prefix of the waiting room's own endpoints.
 pub const RESERVED: &str = "/_waitroom/";
@@ -35,6 +36,7 @@ pub struct Public {
     metrics: Metrics,
     /// Poll interval suggested while the store cannot be reached.
     held_poll_ms: u64,
+    page: Arc<Page>,
 }
 
 impl Public {
@@ -46,6 +48,7 @@ impl Public {
         bypass: Vec<String>,
         metrics: Metrics,
         held_poll_ms: u64,
+        page: Arc<Page>,
     ) -> Self {
         Self {
             admission,
@@ -54,6 +57,7 @@ impl Public {
             bypass,
             metrics,
             held_poll_ms,
+            page,
         }
     }
 
@@ -139,11 +143,31 @@ impl Public {
         let mut r = if h::wants_json(req.headers()) {
             h::json(StatusCode::OK, &status.to_json())
         } else {
-            h::respond(
+            let query_lang = req.uri().query().and_then(|q| {
+                q.split('&')
+                    .filter_map(|pair| pair.split_once('='))
+                    .find(|(k, _)| *k == "lang")
+                    .map(|(_, v)| v)
+            });
+            let accept = req
+                .headers()
+                .get(http::header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok());
+            let lang = self.page.language(query_lang, accept);
+            let mut r = h::respond(
                 StatusCode::OK,
                 "text/html; charset=utf-8",
-                queue_page::render(&status),
-            )
+                self.page.render(&status, lang, req.uri().path()),
+            );
+            r.headers_mut().insert(
+                http::header::CONTENT_LANGUAGE,
+                HeaderValue::from_static(lang),
+            );
+            r.headers_mut().insert(
+                http::header::VARY,
+                HeaderValue::from_static("Accept-Language, Cookie"),
+            );
+            r
         };
         if let Some(c) = cookie {
             r.headers_mut().append(SET_COOKIE, c);

@@ -63,6 +63,13 @@ fn check_config_accepts_the_examples_and_names_key_and_reason() {
     let (ok, text) = check_config(&format!("{example}\n[extra]\nkey = 1\n"));
     assert!(!ok);
     assert!(text.contains("unknown field `extra`"), "{text}");
+    let broken = std::env::temp_dir().join(format!("waitroom-broken-{}.html", std::process::id()));
+    std::fs::write(&broken, "<p>{{ position </p>").unwrap();
+    let with_page = format!("{example}\n[page]\ntemplate = \"{}\"\n", broken.display());
+    let (ok, text) = check_config(&with_page);
+    assert!(!ok);
+    assert!(text.contains("page.template:"), "{text}");
+    let _ = std::fs::remove_file(&broken);
     let (ok, text) = check_config("this is not toml");
     assert!(!ok);
     assert!(text.contains("TOML parse error"), "{text}");

@@ -1,0 +1,368 @@
+//! What a waiting visitor sees: the status JSON and the queue page.
+//!
+//! The page is a template (`page.html`, minijinja; an operator may supply their
+//! own) filled with messages from catalogues in four languages ([`i18n`]). Without
+//! JavaScript it refreshes itself (a meta refresh at the poll interval, inside
+//! `<noscript>`); with JavaScript it polls `/_waitroom/status`, updates the place in
+//! an `aria-live` region, and reloads the page the visitor asked for when their
+//! turn comes.
+
+pub mod i18n;
+
+use std::path::Path;
+
+use minijinja::{context, Environment, UndefinedBehavior};
+
+use i18n::{Catalogues, LANGUAGES};
+
+use crate::admission::line::Wait;
+
+/// The visitor's state as `/_waitroom/status` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Waiting in line.
+    Queued,
+    /// Their turn has come; the next request goes through.
+    Admitted,
+    /// Waiting, and admissions are paused.
+    Paused,
+    /// The waiting room is closed.
+    Closed,
+}
+
+/// The status JSON of the contract (plus nothing the contract forbids).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Status {
+    /// Queued, admitted, paused or closed.
+    pub state: State,
+    /// 1-based among the people still waiting; 0 once admitted.
+    pub position: u64,
+    /// People ahead: `position - 1`.
+    pub ahead: u64,
+    /// Estimated wait from the measured outflow.
+    pub eta_seconds: u64,
+    /// When to poll again.
+    pub poll_after_ms: u64,
+}
+
+impl Status {
+    /// The status of a visitor still waiting.
+    pub fn waiting(w: &Wait) -> Self {
+        Self {
+            state: if w.paused {
+                State::Paused
+            } else {
+                State::Queued
+            },
+            position: w.position,
+            ahead: w.position.saturating_sub(1),
+            eta_seconds: w.eta_ms.div_ceil(1000),
+            poll_after_ms: w.poll_after_ms,
+        }
+    }
+
+    /// The status of an admitted visitor.
+    pub fn admitted() -> Self {
+        Self {
+            state: State::Admitted,
+            position: 0,
+            ahead: 0,
+            eta_seconds: 0,
+            poll_after_ms: 0,
+        }
+    }
+
+    /// The status shown while the store cannot be reached: the line is held.
+    pub fn held(poll_after_ms: u64) -> Self {
+        Self {
+            state: State::Paused,
+            position: 0,
+            ahead: 0,
+            eta_seconds: 0,
+            poll_after_ms,
+        }
+    }
+
+    /// As JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("status serializes")
+    }
+}
+
+/// Why an operator's page could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct PageError {
+    /// The configuration key (`page.template`, `page.catalogues`).
+    pub key: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// The queue page: a template and its catalogues.
+#[derive(Clone, Debug)]
+pub struct Page {
+    env: Environment<'static>,
+    catalogues: Catalogues,
+}
+
+const TEMPLATE: &str = "page.html";
+
+impl Page {
+    /// The page that ships with waitroom.
+    pub fn builtin() -> Self {
+        Self::new(include_str!("page.html").to_owned(), Catalogues::builtin())
+            .expect("the built-in page renders")
+    }
+
+    /// The operator's template and/or catalogue directory, checked by rendering
+    /// every state in every language: a broken page is refused here, never shown.
+    pub fn load(template: Option<&Path>, catalogues: Option<&Path>) -> Result<Self, PageError> {
+        let source = match template {
+            Some(path) => std::fs::read_to_string(path).map_err(|e| PageError {
+                key: "page.template",
+                reason: format!("{}: {e}", path.display()),
+            })?,
+            None => include_str!("page.html").to_owned(),
+        };
+        let catalogues = match catalogues {
+            Some(dir) => Catalogues::with_overrides(dir).map_err(|reason| PageError {
+                key: "page.catalogues",
+                reason,
+            })?,
+            None => Catalogues::builtin(),
+        };
+        Self::new(source, catalogues)
+    }
+
+    fn new(source: String, catalogues: Catalogues) -> Result<Self, PageError> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.add_template_owned(TEMPLATE, source)
+            .map_err(|e| PageError {
+                key: "page.template",
+                reason: e.to_string(),
+            })?;
+        let page = Self { env, catalogues };
+        let samples = [
+            Status::waiting(&Wait {
+                position: 42,
+                eta_ms: 300_000,
+                poll_after_ms: 5_000,
+                paused: false,
+            }),
+            Status::waiting(&Wait {
+                position: 1,
+                eta_ms: 1_000,
+                poll_after_ms: 1_000,
+                paused: true,
+            }),
+            Status::held(5_000),
+        ];
+        for lang in LANGUAGES {
+            for s in &samples {
+                page.try_render(s, lang, "/register")
+                    .map_err(|e| PageError {
+                        key: "page.template",
+                        reason: format!("does not render: {e:#}"),
+                    })?;
+            }
+        }
+        Ok(page)
+    }
+
+    /// The language for a request (see [`Catalogues::negotiate`]).
+    pub fn language(
+        &self,
+        query_lang: Option<&str>,
+        accept_language: Option<&str>,
+    ) -> &'static str {
+        self.catalogues.negotiate(query_lang, accept_language)
+    }
+
+    /// The page for `status` in `lang`, served at `path` (for the language links).
+    pub fn render(&self, status: &Status, lang: &str, path: &str) -> String {
+        self.try_render(status, lang, path).unwrap_or_else(|e| {
+            // Checked at start-up for every state and language; keep serving anyway.
+            tracing::error!(error = %e, "queue page failed to render");
+            render_plain(status)
+        })
+    }
+
+    fn try_render(
+        &self,
+        status: &Status,
+        lang: &str,
+        path: &str,
+    ) -> Result<String, minijinja::Error> {
+        let c = &self.catalogues;
+        let t = |key: &str| c.text(lang, key, &[]);
+        let headline = match status.state {
+            State::Paused => t("paused"),
+            State::Closed => t("closed"),
+            State::Admitted => t("admitted"),
+            State::Queued => c.text(
+                lang,
+                "position",
+                &[("position", status.position.to_string())],
+            ),
+        };
+        let queued = status.state == State::Queued;
+        let ahead = match status.ahead {
+            _ if !queued => String::new(),
+            0 => t("ahead_none"),
+            1 => t("ahead_one"),
+            n => c.text(lang, "ahead_many", &[("ahead", n.to_string())]),
+        };
+        let eta = if queued {
+            eta_text(c, lang, status.eta_seconds)
+        } else {
+            String::new()
+        };
+        let languages: Vec<_> = LANGUAGES
+            .iter()
+            .map(|code| {
+                context! {
+                    code => code,
+                    name => c.text(code, "language_name", &[]),
+                    href => format!("{path}?lang={code}"),
+                    current => *code == lang,
+                }
+            })
+            .collect();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let updated = c.text(
+            lang,
+            "updated",
+            &[(
+                "time",
+                format!(
+                    "{:02}:{:02}:{:02} UTC",
+                    now / 3600 % 24,
+                    now / 60 % 60,
+                    now % 60
+                ),
+            )],
+        );
+        // `</` cannot appear inside the JSON, so it cannot close the script element.
+        let messages_json = serde_json::to_string(c.messages(lang))
+            .unwrap_or_default()
+            .replace("</", "<\\/");
+        self.env.get_template(TEMPLATE)?.render(context! {
+            lang => lang,
+            t => c.messages(lang),
+            headline => headline,
+            ahead => ahead,
+            eta => eta,
+            updated => updated,
+            languages => languages,
+            refresh_secs => status.poll_after_ms.div_ceil(1000).max(1),
+            poll_after_ms => status.poll_after_ms,
+            messages_json => minijinja::Value::from_safe_string(messages_json),
+            state => format!("{:?}", status.state).to_lowercase(),
+            position => status.position,
+            eta_seconds => status.eta_seconds,
+        })
+    }
+}
+
+/// An honest wait: a range of minutes when it is more than a minute away.
+fn eta_text(c: &Catalogues, lang: &str, eta_seconds: u64) -> String {
+    if eta_seconds < 60 {
+        return c.text(lang, "eta_soon", &[]);
+    }
+    let low = (eta_seconds * 4 / 5 / 60).max(1);
+    let high = (eta_seconds * 5).div_ceil(4 * 60);
+    if low == high {
+        c.text(lang, "eta_about", &[("minutes", low.to_string())])
+    } else {
+        c.text(
+            lang,
+            "eta_range",
+            &[("low", low.to_string()), ("high", high.to_string())],
+        )
+    }
+}
+
+/// A minimal page for the case the template fails at run time.
+fn render_plain(status: &Status) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>You are in line</title>\
+         <noscript><meta http-equiv=\"refresh\" content=\"{}\"></noscript></head><body><p>You are number {} in line. \
+         Keep this page open; you keep your place if you reload.</p></body></html>",
+        status.poll_after_ms.div_ceil(1000).max(1),
+        status.position
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(position: u64, eta_seconds: u64) -> Status {
+        Status::waiting(&Wait {
+            position,
+            eta_ms: eta_seconds * 1000,
+            poll_after_ms: 3_000,
+            paused: false,
+        })
+    }
+
+    #[test]
+    fn renders_each_language_with_place_range_and_switcher() {
+        let page = Page::builtin();
+        let html = page.render(&queued(12, 300), "de", "/register");
+        assert!(html.contains("<html lang=\"de\">"), "{html}");
+        assert!(html.contains("Sie sind Nummer 12 in der Warteschlange."));
+        assert!(html.contains("11 Personen sind vor Ihnen."));
+        assert!(html.contains("Geschätzte Wartezeit: 4 bis 7 Minuten."));
+        // Attribute values are HTML-escaped (`/` as `&#x2f;`).
+        assert!(
+            html.contains("register?lang=fr\" lang=\"fr\" hreflang=\"fr\""),
+            "{html}"
+        );
+        assert!(html.contains("lang=de\" lang=\"de\" hreflang=\"de\" aria-current=\"true\""));
+        assert!(html.contains("aria-live=\"polite\""));
+        assert!(html.contains("http-equiv=\"refresh\" content=\"3\""));
+        let lb = page.render(&queued(1, 20), "lb", "/");
+        assert!(
+            lb.contains("Dir sidd als Nächst drun.") && lb.contains("manner wéi eng Minutt"),
+            "{lb}"
+        );
+        let paused = page.render(&Status::held(5_000), "fr", "/");
+        assert!(
+            paused.contains("L&#x27;entrée est suspendue")
+                || paused.contains("L'entrée est suspendue"),
+            "{paused}"
+        );
+    }
+
+    #[test]
+    fn a_broken_template_is_refused_with_the_reason() {
+        let dir = std::env::temp_dir().join(format!("waitroom-page-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let syntax = dir.join("syntax.html");
+        std::fs::write(&syntax, "<p>{{ position </p>").unwrap();
+        let e = Page::load(Some(&syntax), None).unwrap_err().to_string();
+        assert!(e.starts_with("page.template:"), "{e}");
+        let unknown = dir.join("unknown.html");
+        std::fs::write(&unknown, "<p>{{ no_such_variable }}</p>").unwrap();
+        let e = Page::load(Some(&unknown), None).unwrap_err().to_string();
+        assert!(e.starts_with("page.template: does not render"), "{e}");
+        let custom = dir.join("custom.html");
+        std::fs::write(
+            &custom,
+            "<html lang=\"{{ lang }}\"><p id=custom>{{ headline }}</p></html>",
+        )
+        .unwrap();
+        let page = Page::load(Some(&custom), None).unwrap();
+        assert!(page
+            .render(&queued(3, 90), "en", "/")
+            .contains("<p id=custom>You are number 3 in line.</p>"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
