@@ -210,6 +210,12 @@ impl Page {
         };
         let queued = status.state == State::Queued;
         let ahead = match status.ahead {
+            // Paused, the place still stands: say which it is.
+            _ if status.state == State::Paused && status.position > 0 => c.text(
+                lang,
+                "position",
+                &[("position", status.position.to_string())],
+            ),
             _ if !queued => String::new(),
             0 => t("ahead_none"),
             1 => t("ahead_one"),

@@ -1,0 +1,235 @@
+//! The queue page in a real headless Chromium (driven through chromedriver): in each
+//! language the place counts down without a reload and the visitor lands on the page
+//! they asked for; without JavaScript the page refreshes itself to the same end.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use support::{free_port, origin, proxy, Http, Proxy};
+
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn chromedriver() -> Driver {
+    let port = free_port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver is needed: run scripts/test.sh, which installs chromium-driver");
+    let url = format!("http://127.0.0.1:{port}");
+    let http = Http::new();
+    for _ in 0..200 {
+        if http
+            .send(http::Method::GET, &format!("{url}/status"), None, &[])
+            .await
+            .is_ok()
+        {
+            return Driver { child, url };
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("chromedriver did not start");
+}
+
+async fn browser(driver: &Driver, lang: &str, javascript: bool) -> Client {
+    let profile = std::env::temp_dir().join(format!("waitroom-chromium-{}", rand::random::<u64>()));
+    let mut args = vec![
+        "--headless".to_owned(),
+        "--no-sandbox".to_owned(),
+        "--disable-gpu".to_owned(),
+        "--no-first-run".to_owned(),
+        "--disable-background-networking".to_owned(),
+        "--disable-component-update".to_owned(),
+        "--disable-sync".to_owned(),
+        format!("--lang={lang}"),
+        format!("--user-data-dir={}", profile.display()),
+        "--window-size=360,800".to_owned(),
+    ];
+    if !javascript {
+        args.push("--blink-settings=scriptEnabled=false".to_owned());
+    }
+    let caps = serde_json::json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": args,
+            "prefs": { "intl.accept_languages": lang },
+        }
+    });
+    let serde_json::Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session")
+}
+
+async fn text(c: &Client, id: &str) -> String {
+    match c.find(Locator::Id(id)).await {
+        Ok(e) => e.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Two visitors wait ahead (they keep their places: abandon_min is long).
+async fn queue_two(p: &Proxy) {
+    let http = Http::new();
+    for _ in 0..2 {
+        let mut v = p.visitor(&http);
+        v.get("/").await.unwrap();
+    }
+}
+
+async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("gave up waiting for {what}");
+}
+
+fn start_proxy(origin: &support::Origin) -> impl std::future::Future<Output = Proxy> + '_ {
+    proxy(origin)
+        .admission(30, 1_000, "10m")
+        .toml("[queue]\npoll_min = \"500ms\"\npoll_max = \"2s\"\nabandon_min = \"10m\"")
+        .start()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_each_language_the_place_counts_down_and_the_visitor_arrives() {
+    let origin = origin(10, 1).await;
+    let p = start_proxy(&origin).await;
+    let driver = chromedriver().await;
+    // (language, paused, place 3 while paused, place 1 once moving)
+    let expected = [
+        (
+            "de",
+            "Einlass ist kurz angehalten",
+            "Sie sind Nummer 3",
+            "Nummer 1",
+        ),
+        (
+            "fr",
+            "L'entrée est suspendue",
+            "Vous êtes numéro 3",
+            "numéro 1",
+        ),
+        (
+            "lb",
+            "D'Entrée ass fir e Moment gestoppt",
+            "Dir sidd Nummer 3",
+            "Nummer 1",
+        ),
+        ("en", "Entry is paused", "You are number 3", "number 1"),
+    ];
+    for (lang, paused, first, last) in expected {
+        // Paused while two join and then the browser: it is third.
+        p.patch(serde_json::json!({"paused": true})).await;
+        queue_two(&p).await;
+        let c = browser(&driver, lang, true).await;
+        c.goto(&p.url("/register?step=1")).await.unwrap();
+        let html_lang = c
+            .execute("return document.documentElement.lang", vec![])
+            .await
+            .unwrap();
+        assert_eq!(html_lang, lang);
+        assert!(
+            text(&c, "headline").await.contains(paused),
+            "{lang}: {}",
+            text(&c, "headline").await
+        );
+        assert!(
+            text(&c, "ahead").await.contains(first),
+            "{lang}: {}",
+            text(&c, "ahead").await
+        );
+        // A marker that a reload would wipe out.
+        c.execute("window.__notReloaded = true", vec![])
+            .await
+            .unwrap();
+        p.patch(serde_json::json!({"paused": false})).await;
+        wait_until(
+            &format!("{lang}: the place counting down"),
+            Duration::from_secs(20),
+            || async { text(&c, "headline").await.contains(last) },
+        )
+        .await;
+        let marker = c
+            .execute("return window.__notReloaded === true", vec![])
+            .await
+            .unwrap();
+        assert_eq!(
+            marker, true,
+            "{lang}: the page reloaded to update the place"
+        );
+        wait_until(
+            &format!("{lang}: the origin's page"),
+            Duration::from_secs(20),
+            || async {
+                c.source()
+                    .await
+                    .unwrap_or_default()
+                    .contains("id=\"origin\"")
+            },
+        )
+        .await;
+        let url = c.current_url().await.unwrap();
+        assert_eq!(url.path(), "/register");
+        assert_eq!(url.query(), Some("step=1"));
+        c.close().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_javascript_the_page_refreshes_itself_to_the_origin() {
+    let origin = origin(10, 1).await;
+    let p = start_proxy(&origin).await;
+    let driver = chromedriver().await;
+    p.patch(serde_json::json!({"paused": true})).await;
+    queue_two(&p).await;
+    let c = browser(&driver, "fr", false).await;
+    c.goto(&p.url("/register")).await.unwrap();
+    assert!(
+        text(&c, "ahead").await.contains("Vous êtes numéro 3"),
+        "{}",
+        text(&c, "ahead").await
+    );
+    p.patch(serde_json::json!({"paused": false})).await;
+    wait_until(
+        "the refresh to reach the origin",
+        Duration::from_secs(30),
+        || async {
+            c.source()
+                .await
+                .unwrap_or_default()
+                .contains("id=\"origin\"")
+        },
+    )
+    .await;
+    assert_eq!(c.current_url().await.unwrap().path(), "/register");
+    c.close().await.unwrap();
+}
