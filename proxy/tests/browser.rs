@@ -25,21 +25,25 @@ impl Drop for Driver {
 
 async fn chromedriver() -> Driver {
     let port = free_port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver is needed: run scripts/test.sh, which installs chromium-driver");
-    let url = format!("http://127.0.0.1:{port}");
+    // Owned by the guard at once, so that it is stopped on every path.
+    let driver = Driver {
+        child: Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is needed: run scripts/test.sh, which installs chromium-driver"),
+        url: format!("http://127.0.0.1:{port}"),
+    };
     let http = Http::new();
+    let status = format!("{}/status", driver.url);
     for _ in 0..200 {
         if http
-            .send(http::Method::GET, &format!("{url}/status"), None, &[])
+            .send(http::Method::GET, &status, None, &[])
             .await
             .is_ok()
         {
-            return Driver { child, url };
+            return driver;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
