@@ -24,6 +24,15 @@ pub struct Rate {
 }
 
 impl Rate {
+    /// `per_minute` with the default burst: a tenth of a second's worth, at least 2
+    /// (so that a pump every 20–50 ms never loses throughput).
+    pub fn with_default_burst(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            burst: per_minute.div_ceil(600).max(2),
+        }
+    }
+
     fn interval_us(self) -> Option<u64> {
         (self.per_minute > 0).then(|| 60_000_000 / u64::from(self.per_minute))
     }

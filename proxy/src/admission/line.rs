@@ -126,13 +126,13 @@ impl Timing {
     /// The outflow limit for `settings`: the burst defaults to a tenth of a second's
     /// worth, at least 2 (so the 20 ms pump never loses throughput).
     pub fn rate(&self, settings: &Settings) -> Rate {
-        let per_minute = settings.new_users_per_minute;
-        Rate {
-            per_minute,
-            burst: self
-                .burst
-                .unwrap_or_else(|| per_minute.div_ceil(600).max(2))
-                .max(1),
+        let rate = Rate::with_default_burst(settings.new_users_per_minute);
+        match self.burst {
+            Some(burst) => Rate {
+                burst: burst.max(1),
+                ..rate
+            },
+            None => rate,
         }
     }
 }

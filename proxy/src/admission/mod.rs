@@ -128,10 +128,7 @@ impl Admission {
         let OnFailure::Open { per_minute } = self.on_failure else {
             return None;
         };
-        let rate = gcra::Rate {
-            per_minute,
-            burst: per_minute.div_ceil(600).max(2),
-        };
+        let rate = gcra::Rate::with_default_burst(per_minute);
         let now = self.clock.now_ms();
         let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
         if !local.conforms(rate, now) {
