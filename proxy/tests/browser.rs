@@ -92,6 +92,14 @@ async fn text(c: &Client, id: &str) -> String {
     }
 }
 
+/// Whether the browser shows a page of the origin (every origin-stub page has one).
+async fn at_origin(c: &Client) -> bool {
+    c.source()
+        .await
+        .unwrap_or_default()
+        .contains("id=\"origin\"")
+}
+
 /// Two visitors wait ahead (they keep their places: abandon_min is long).
 async fn queue_two(p: &Proxy) {
     let http = Http::new();
@@ -193,12 +201,7 @@ async fn in_each_language_the_place_counts_down_and_the_visitor_arrives() {
         wait_until(
             &format!("{lang}: the origin's page"),
             Duration::from_secs(20),
-            || async {
-                c.source()
-                    .await
-                    .unwrap_or_default()
-                    .contains("id=\"origin\"")
-            },
+            || at_origin(&c),
         )
         .await;
         let url = c.current_url().await.unwrap();
@@ -226,12 +229,7 @@ async fn without_javascript_the_page_refreshes_itself_to_the_origin() {
     wait_until(
         "the refresh to reach the origin",
         Duration::from_secs(30),
-        || async {
-            c.source()
-                .await
-                .unwrap_or_default()
-                .contains("id=\"origin\"")
-        },
+        || at_origin(&c),
     )
     .await;
     assert_eq!(c.current_url().await.unwrap().path(), "/register");
