@@ -30,6 +30,20 @@ fn bounds<'a>(points: impl Iterator<Item = &'a (f64, f64)>) -> (f64, f64) {
     })
 }
 
+/// The frame every chart shares: caption, margins, room for the axis labels.
+fn frame<'a, 'b, 'c>(
+    root: &'a DrawingArea<SVGBackend<'c>, plotters::coord::Shift>,
+    title: &str,
+) -> ChartBuilder<'a, 'b, SVGBackend<'c>> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(36)
+        .y_label_area_size(56);
+    builder
+}
+
 /// A line chart over time.
 pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[Series<'_>]) -> String {
     if series.iter().all(|s| s.points.is_empty()) {
@@ -40,12 +54,7 @@ pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[Series<'_>]) -
         let (x_max, y_max) = bounds(series.iter().flat_map(|s| s.points.iter()));
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
         let _ = root.fill(&WHITE);
-        let chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0.0..x_max.max(1.0), 0.0..y_max * 1.1);
+        let chart = frame(&root, title).build_cartesian_2d(0.0..x_max.max(1.0), 0.0..y_max * 1.1);
         let Ok(mut chart) = chart else {
             return svg_error(title);
         };
@@ -93,12 +102,7 @@ pub fn histogram(title: &str, x_label: &str, values: &[f64], bins: usize) -> Str
         let top = counts.iter().copied().max().unwrap_or(1).max(1);
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
         let _ = root.fill(&WHITE);
-        let chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(36)
-            .y_label_area_size(56)
-            .build_cartesian_2d(0.0..max, 0u32..top + top / 10 + 1);
+        let chart = frame(&root, title).build_cartesian_2d(0.0..max, 0u32..top + top / 10 + 1);
         let Ok(mut chart) = chart else {
             return svg_error(title);
         };
