@@ -169,16 +169,29 @@ pub async fn run(
 }
 
 /// Puts the room's keys back into Redis if it lost them (see [`RedisStore::publish_keys`]).
-async fn keep_keys_published(store: Arc<RedisStore>, keys: Keyring, mut shutdown: Shutdown) {
-    let mut tick = tokio::time::interval(SAVE_EVERY);
+async fn keep_keys_published(store: Arc<RedisStore>, keys: Keyring, shutdown: Shutdown) {
+    every(SAVE_EVERY, shutdown, || async {
+        if let Err(e) = store.publish_keys(&keys).await {
+            tracing::debug!(error = %e, "could not check the shared keys");
+        }
+    })
+    .await
+}
+
+/// Runs `work` every `period` (the first time one period from now) until shutdown.
+async fn every<F, Fut>(period: Duration, mut shutdown: Shutdown, mut work: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(period);
+    tick.tick().await;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.wait() => return,
         }
-        if let Err(e) = store.publish_keys(&keys).await {
-            tracing::debug!(error = %e, "could not check the shared keys");
-        }
+        work().await;
     }
 }
 
@@ -188,16 +201,11 @@ async fn save(store: MemoryStore, dir: std::path::PathBuf) -> Result<(), StateEr
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
-async fn save_periodically(store: MemoryStore, dir: std::path::PathBuf, mut shutdown: Shutdown) {
-    let mut tick = tokio::time::interval(SAVE_EVERY);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.wait() => return,
-        }
+async fn save_periodically(store: MemoryStore, dir: std::path::PathBuf, shutdown: Shutdown) {
+    every(SAVE_EVERY, shutdown, || async {
         if let Err(e) = save(store.clone(), dir.clone()).await {
             tracing::warn!(error = %e, "could not save the line; will retry");
         }
-    }
+    })
+    .await
 }
