@@ -190,12 +190,22 @@ impl ProxyBuilder {
                 keys
             }
         };
-        Proxy {
+        let proxy = Proxy {
             public: public_addr,
             admin: admin_addr,
             keys,
             _trigger: trigger,
+        };
+        // Ready once its store answers (the proxy connects in its own task).
+        let ready = format!("http://{admin_addr}/readyz");
+        for _ in 0..400 {
+            let r = Http::new().send(Method::GET, &ready, None, &[]).await;
+            if r.is_ok_and(|r| r.status == 200) {
+                return proxy;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        panic!("the proxy never became ready");
     }
 }
 
