@@ -146,6 +146,8 @@ fn state_json(s: &Snapshot) -> serde_json::Value {
         "new_users_per_minute": s.settings.new_users_per_minute,
         "max_active_users": s.settings.max_active_users,
         "paused": s.settings.paused,
+        "closed": s.settings.closed,
+        "opens_at": s.settings.opens_at.map(crate::clock::format_rfc3339),
     })
 }
 

@@ -91,6 +91,7 @@ struct AdmissionFile {
     max_active_users: u32,
     session_duration: String,
     burst: Option<u32>,
+    opens_at: Option<String>,
 }
 
 impl Default for AdmissionFile {
@@ -100,6 +101,7 @@ impl Default for AdmissionFile {
             max_active_users: 200,
             session_duration: "10m".into(),
             burst: None,
+            opens_at: None,
         }
     }
 }
@@ -318,6 +320,11 @@ impl Config {
         if session < Duration::from_secs(1) {
             return Err(invalid("admission.session_duration", "must be at least 1s"));
         }
+        let opens_at = a
+            .opens_at
+            .as_deref()
+            .map(|t| crate::clock::parse_rfc3339(t).map_err(|e| invalid("admission.opens_at", e)))
+            .transpose()?;
         let q = &f.queue;
         let poll_min = duration("queue.poll_min", &q.poll_min)?;
         let poll_max = duration("queue.poll_max", &q.poll_max)?;
@@ -464,6 +471,8 @@ impl Config {
                 new_users_per_minute: a.new_users_per_minute,
                 max_active_users: a.max_active_users,
                 paused: false,
+                closed: false,
+                opens_at,
             },
             timing: Timing {
                 session_ms: millis(session),
@@ -522,6 +531,17 @@ token = "change-me"
     fn the_example_file_is_valid() {
         let text = include_str!("../../config/example.toml");
         Config::from_toml(text, None).unwrap();
+    }
+
+    #[test]
+    fn an_opening_can_be_scheduled() {
+        let with = |t: &str| format!("{MINIMAL}[admission]\nopens_at = \"{t}\"\n");
+        let c = Config::from_toml(&with("2026-11-28T09:00:00Z"), None).unwrap();
+        assert_eq!(c.settings.opens_at, Some(1_795_856_400_000));
+        let e = Config::from_toml(&with("9am"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("admission.opens_at:"), "{e}");
     }
 
     #[test]

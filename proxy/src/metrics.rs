@@ -167,6 +167,12 @@ impl Metrics {
         );
         setting("max_active_users", i64::from(s.settings.max_active_users));
         setting("paused", i64::from(s.settings.paused));
+        setting("closed", i64::from(s.settings.closed));
+        // Unix seconds of a scheduled opening, 0 for none.
+        setting(
+            "opens_at",
+            s.settings.opens_at.map_or(0, |ms| (ms / 1000) as i64),
+        );
     }
 }
 

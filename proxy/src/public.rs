@@ -86,10 +86,13 @@ impl Public {
             return self.forward(req, peer, None).await;
         }
         let presented = self.presented(&req);
+        let decision = self.admission.decide(&presented).await;
+        let status = self.status_of(&decision);
         let Decision {
             standing,
             set_token,
-        } = self.admission.decide(&presented).await;
+            ..
+        } = decision;
         match standing {
             Standing::Admitted { .. } => {
                 self.metrics.request("forwarded");
@@ -101,18 +104,20 @@ impl Public {
                 });
                 self.forward(req, peer, cookie).await
             }
-            waiting => {
+            _ => {
                 self.metrics.request("queued");
                 let cookie = set_token.map(|t| self.cookie_header(&req, t));
-                self.waiting(&req, self.status_of(waiting), cookie)
+                self.waiting(&req, status, cookie)
             }
         }
     }
 
-    fn status_of(&self, standing: Standing) -> Status {
-        match standing {
+    fn status_of(&self, d: &Decision) -> Status {
+        match d.standing {
             Standing::Admitted { .. } => Status::admitted(),
-            Standing::Waiting(w) => Status::waiting(&w),
+            Standing::Waiting(w) => {
+                Status::waiting(&w, self.admission.clock().now_ms()).progress_from(d.first_position)
+            }
             Standing::Held => Status::held(self.held_poll_ms),
         }
     }
@@ -126,7 +131,7 @@ impl Public {
         self.metrics.request("status");
         let presented = self.presented(req);
         let d = self.admission.decide(&presented).await;
-        let mut r = h::json(StatusCode::OK, &self.status_of(d.standing).to_json());
+        let mut r = h::json(StatusCode::OK, &self.status_of(&d).to_json());
         if let Some(t) = d.set_token {
             r.headers_mut()
                 .append(SET_COOKIE, self.cookie_header(req, t));

@@ -241,3 +241,88 @@ async fn an_origin_verifying_tokens_refuses_traffic_that_bypasses_the_proxy() {
         .unwrap();
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test]
+async fn a_scheduled_opening_and_a_closed_room_are_told_as_such() {
+    let origin = origin(10, 1).await;
+    let proxy = proxy(&origin).admission(600, 100, "10m").start().await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let opens_at = waitroom::clock::format_rfc3339(now_ms + 3_600_000);
+    let r = proxy
+        .patch(serde_json::json!({ "opens_at": opens_at }))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(proxy.state().await["opens_at"], opens_at.as_str());
+    let r = proxy.patch(serde_json::json!({ "opens_at": "9am" })).await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("expected a UTC time"), "{}", r.text());
+
+    // Before the opening, even the first visitor waits, and is told when it opens.
+    let http = Http::new();
+    let mut v = proxy.visitor(&http);
+    let page = v.get("/register").await.unwrap();
+    assert!(!page.is_from_origin());
+    let html = page.text();
+    assert!(
+        html.contains(&format!("Entry opens at {} UTC.", &opens_at[11..16])),
+        "{html}"
+    );
+    assert!(html.contains("role=\"timer\""), "{html}");
+    assert!(html.contains("Opens in "), "{html}");
+    let s = v.status().await.unwrap().json();
+    assert_eq!(s["state"], "closed", "{s}");
+    assert_eq!(s["opens_at"], opens_at.as_str(), "{s}");
+    let opens_in = s["opens_in_seconds"].as_u64().unwrap();
+    assert!((3_500..=3_600).contains(&opens_in), "{s}");
+    assert!(s["eta_seconds"].as_u64().unwrap() >= opens_in, "{s}");
+    assert_eq!(
+        (s["position"].as_u64(), s["progress_percent"].as_u64()),
+        (Some(1), Some(0))
+    );
+
+    // Closed outranks the schedule: no countdown, no promise.
+    proxy.patch(serde_json::json!({ "closed": true })).await;
+    let s = v.status().await.unwrap().json();
+    assert_eq!(s["state"], "closed", "{s}");
+    assert!(s.get("opens_at").is_none(), "{s}");
+    assert!(v
+        .get("/register")
+        .await
+        .unwrap()
+        .text()
+        .contains("Entry is closed for now"));
+    assert_eq!(proxy.state().await["closed"], true);
+
+    // Three more arrive; then the schedule is cancelled and the room reopened at 60/min:
+    // the line moves and the last one's progress shows it.
+    let mut others: Vec<_> = (0..3).map(|_| proxy.visitor(&http)).collect();
+    for o in &mut others {
+        o.get("/register").await.unwrap();
+    }
+    let mut last = others.pop().unwrap();
+    assert_eq!(last.status().await.unwrap().json()["position"], 4);
+    let r = proxy
+        .patch(serde_json::json!({ "closed": false, "opens_at": null, "new_users_per_minute": 60 }))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(proxy.state().await["opens_at"].is_null());
+    let mut s = serde_json::Value::Null;
+    for _ in 0..400 {
+        s = last.status().await.unwrap().json();
+        if s["position"].as_u64().is_some_and(|p| p <= 2) {
+            break;
+        }
+        // Waiting on the proxy's pump, a real task in real time.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(s["state"], "queued", "{s}");
+    let position = s["position"].as_u64().unwrap();
+    assert_eq!(
+        s["progress_percent"].as_u64(),
+        Some((4 - position) * 100 / 4),
+        "{s}"
+    );
+}

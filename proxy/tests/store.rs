@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 
 use support::redis::{RedisCluster, RedisServer, TlsRedis};
-use waitroom::admission::line::{Arrival, Poll, Settings, SettingsPatch, Timing};
+use waitroom::admission::line::{Arrival, Gate, Poll, Settings, SettingsPatch, Timing};
 use waitroom::store::memory::MemoryStore;
 use waitroom::store::redis::RedisStore;
 use waitroom::store::Store;
@@ -24,6 +24,8 @@ const SETTINGS: Settings = Settings {
     new_users_per_minute: 60,
     max_active_users: 3,
     paused: false,
+    closed: false,
+    opens_at: None,
 };
 
 const T: u64 = 1_800_000_000_000;
@@ -135,10 +137,73 @@ async fn contract(store: Arc<dyn Store>) {
     let Poll::Waiting(w) = store.poll(p6, T + 20_000).await.unwrap() else {
         panic!()
     };
-    assert!(w.paused);
+    assert_eq!(w.gate, Gate::Paused);
     let s = store.snapshot(T + 20_000).await.unwrap();
     assert!(s.settings.paused);
     assert_eq!(s.queue_length, 1);
+
+    // Resumed but closed: still nobody is called; closed outranks paused.
+    let s = store
+        .update_settings(SettingsPatch {
+            paused: Some(false),
+            closed: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(s.closed && !s.paused);
+    assert_eq!(store.pump(T + 21_000).await.unwrap().called, 0);
+    let Poll::Waiting(w) = store.poll(p6, T + 21_000).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(w.gate, Gate::Closed);
+
+    // Reopened with an opening scheduled at T + 40 s: everyone queues until then,
+    // newcomers too, and the wait counts the time to the opening.
+    let opens_at = T + 40_000;
+    let s = store
+        .update_settings(SettingsPatch {
+            closed: Some(false),
+            opens_at: Some(Some(opens_at)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((s.closed, s.opens_at), (false, Some(opens_at)));
+    assert_eq!(store.pump(T + 30_000).await.unwrap().called, 0);
+    let (p7, pos7) = queued(store.arrive(T + 30_000).await.unwrap());
+    assert_eq!(pos7, 2);
+    let Poll::Waiting(w) = store.poll(p7, T + 30_000).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(w.gate, Gate::Scheduled { opens_at });
+    assert_eq!(
+        w.eta_ms,
+        10_000 + 2_000,
+        "10 s to the opening, 2 places at 1/s"
+    );
+    assert_eq!(
+        store.snapshot(T + 30_000).await.unwrap().settings.opens_at,
+        Some(opens_at)
+    );
+    // At the opening the line moves, in order.
+    assert_eq!(store.pump(T + 39_900).await.unwrap().called, 0);
+    store.poll(p6, T + 39_900).await.unwrap();
+    store.poll(p7, T + 39_900).await.unwrap();
+    assert_eq!(store.pump(T + 40_000).await.unwrap().called, 2, "the burst");
+    assert_eq!(
+        store.poll(p6, T + 40_100).await.unwrap(),
+        Poll::Admitted { sid: p6 }
+    );
+    // Cancelling the schedule clears it.
+    let s = store
+        .update_settings(SettingsPatch {
+            opens_at: Some(None),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(s.opens_at, None);
 }
 
 #[tokio::test]

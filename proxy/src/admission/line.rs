@@ -32,6 +32,29 @@ pub struct Settings {
     pub max_active_users: u32,
     /// While paused nobody is admitted; everybody queues.
     pub paused: bool,
+    /// While closed nobody is admitted either; the page says the room is closed.
+    #[serde(default)]
+    pub closed: bool,
+    /// A scheduled opening (Unix ms): before it nobody is admitted, everybody who
+    /// arrives takes a place, and the page counts down.
+    #[serde(default, with = "crate::clock::rfc3339")]
+    pub opens_at: Option<Millis>,
+}
+
+/// Whether the line moves, as the settings say at a given time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Admissions run.
+    Open,
+    /// Paused for a moment by the operator.
+    Paused,
+    /// Closed by the operator.
+    Closed,
+    /// Opens at this time (Unix ms).
+    Scheduled {
+        /// When the first admissions happen.
+        opens_at: Millis,
+    },
 }
 
 /// A partial update of [`Settings`]; absent fields stay as they are.
@@ -44,6 +67,14 @@ pub struct SettingsPatch {
     pub max_active_users: Option<u32>,
     /// Pause or resume, if given.
     pub paused: Option<bool>,
+    /// Close or reopen, if given.
+    pub closed: Option<bool>,
+    /// Schedule an opening (RFC 3339 text), or cancel it (`null`), if given.
+    #[serde(
+        default,
+        deserialize_with = "crate::clock::rfc3339::deserialize_change"
+    )]
+    pub opens_at: Option<Option<Millis>>,
 }
 
 impl Settings {
@@ -57,6 +88,22 @@ impl Settings {
         }
         if let Some(v) = patch.paused {
             self.paused = v;
+        }
+        if let Some(v) = patch.closed {
+            self.closed = v;
+        }
+        if let Some(v) = patch.opens_at {
+            self.opens_at = v;
+        }
+    }
+
+    /// The gate at `now`: closed before paused before a scheduled opening.
+    pub fn gate(&self, now: Millis) -> Gate {
+        match self.opens_at {
+            _ if self.closed => Gate::Closed,
+            _ if self.paused => Gate::Paused,
+            Some(opens_at) if now < opens_at => Gate::Scheduled { opens_at },
+            _ => Gate::Open,
         }
     }
 }
@@ -94,27 +141,39 @@ impl Default for Timing {
 }
 
 impl Timing {
-    /// What a holder at `position` is told: the ETA from the measured outflow
-    /// (admissions per second while a line existed) or, without enough history, the
-    /// configured one; the poll interval an eighth of it, within the bounds.
-    pub fn wait(&self, position: u64, measured_per_sec: Option<f64>, settings: &Settings) -> Wait {
+    /// What a holder at `position` is told at `now`: the ETA from the measured
+    /// outflow (admissions per second while a line existed) or, without enough
+    /// history, the configured one, plus the time left before a scheduled opening;
+    /// the poll interval an eighth of it, within the bounds.
+    pub fn wait(
+        &self,
+        position: u64,
+        measured_per_sec: Option<f64>,
+        settings: &Settings,
+        now: Millis,
+    ) -> Wait {
         let configured = f64::from(settings.new_users_per_minute) / 60.0;
         let per_sec = measured_per_sec.filter(|r| *r > 0.0).unwrap_or(configured);
-        let eta_ms = if per_sec > 0.0 {
+        let mut eta_ms = if per_sec > 0.0 {
             (position as f64 * 1000.0 / per_sec) as u64
         } else {
             u64::MAX / 4
         };
-        let poll_after_ms = if settings.paused {
-            self.poll_max_ms
-        } else {
-            (eta_ms / 8).clamp(self.poll_min_ms, self.poll_max_ms)
+        let gate = settings.gate(now);
+        if let Gate::Scheduled { opens_at } = gate {
+            eta_ms = eta_ms.saturating_add(opens_at - now);
+        }
+        let poll_after_ms = match gate {
+            Gate::Paused | Gate::Closed => self.poll_max_ms,
+            Gate::Open | Gate::Scheduled { .. } => {
+                (eta_ms / 8).clamp(self.poll_min_ms, self.poll_max_ms)
+            }
         };
         Wait {
             position,
             eta_ms,
             poll_after_ms,
-            paused: settings.paused,
+            gate,
         }
     }
 
@@ -146,8 +205,8 @@ pub struct Wait {
     pub eta_ms: u64,
     /// When to poll again.
     pub poll_after_ms: u64,
-    /// Whether admissions are paused.
-    pub paused: bool,
+    /// Whether the line moves.
+    pub gate: Gate,
 }
 
 /// The outcome of a newcomer's arrival.
@@ -312,7 +371,7 @@ impl Line {
     }
 
     fn may_admit(&self, now: Millis) -> bool {
-        !self.settings.paused
+        self.settings.gate(now) == Gate::Open
             && self.active() < u64::from(self.settings.max_active_users)
             && self.gcra.conforms(self.rate(), now)
     }
@@ -417,7 +476,7 @@ impl Line {
 
     fn wait_for(&self, position: u64, now: Millis) -> Wait {
         self.timing
-            .wait(position, self.outflow.per_second(now), &self.settings)
+            .wait(position, self.outflow.per_second(now), &self.settings, now)
     }
 
     fn open_session(&mut self, sid: u64, now: Millis) {
@@ -569,6 +628,8 @@ mod tests {
                 new_users_per_minute: per_minute,
                 max_active_users: 1_000_000,
                 paused: false,
+                closed: false,
+                opens_at: None,
             },
         )
     }
@@ -607,6 +668,42 @@ mod tests {
         // 597 left at a measured 30/s: 20 s.
         assert!((19_500..=20_500).contains(&w.eta_ms), "{w:?}");
         assert_eq!(w.poll_after_ms, w.eta_ms / 8);
+    }
+
+    #[test]
+    fn before_a_scheduled_opening_everyone_queues_and_the_eta_counts_the_wait() {
+        let mut l = line(600);
+        l.update(SettingsPatch {
+            opens_at: Some(Some(60_000)),
+            ..Default::default()
+        });
+        let seqs = queue(&mut l, 20, 0);
+        assert_eq!(seqs.len(), 20, "nobody goes straight in before the opening");
+        run(&mut l, 0, 59_980);
+        let Poll::Waiting(w) = l.poll(seqs[9], 30_000) else {
+            panic!()
+        };
+        assert_eq!(w.gate, Gate::Scheduled { opens_at: 60_000 });
+        assert_eq!(w.position, 10);
+        // 30 s to the opening, then 10 places at 10/s.
+        assert_eq!(w.eta_ms, 31_000);
+        // A closed room stays shut even past the opening time.
+        l.update(SettingsPatch {
+            closed: Some(true),
+            ..Default::default()
+        });
+        run(&mut l, 60_000, 61_000);
+        assert_eq!(l.snapshot(61_000).queue_length, 20);
+        l.update(SettingsPatch {
+            closed: Some(false),
+            ..Default::default()
+        });
+        run(&mut l, 61_000, 62_000);
+        assert!(l.snapshot(62_000).queue_length < 20, "opened");
+        let Poll::Waiting(w) = l.poll(seqs[19], 62_000) else {
+            panic!()
+        };
+        assert_eq!(w.gate, Gate::Open);
     }
 
     #[test]

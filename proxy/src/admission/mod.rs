@@ -73,6 +73,8 @@ pub struct Decision {
     pub standing: Standing,
     /// A new token for the visitor's cookie, when they need one.
     pub set_token: Option<(Kind, String)>,
+    /// Where a waiting visitor stood when they arrived, when known (their token says).
+    pub first_position: Option<u64>,
 }
 
 /// What to do while the store cannot be reached.
@@ -183,6 +185,7 @@ impl Admission {
                 self.admit_locally().unwrap_or(Decision {
                     standing: Standing::Held,
                     set_token,
+                    first_position: None,
                 })
             }
         }
@@ -202,6 +205,7 @@ impl Admission {
                     return Ok(Decision {
                         standing: Standing::Admitted { sid: claims.n },
                         set_token: None,
+                        first_position: None,
                     });
                 }
                 Kind::Admission => {
@@ -219,6 +223,7 @@ impl Admission {
                         return Ok(Decision {
                             standing: Standing::Admitted { sid: claims.n },
                             set_token: self.refresh(claims),
+                            first_position: None,
                         });
                     }
                 }
@@ -231,6 +236,7 @@ impl Admission {
                         return Ok(Decision {
                             standing: Standing::Waiting(wait),
                             set_token: None,
+                            first_position: claims.p,
                         })
                     }
                     Poll::Ended | Poll::Unknown => {}
@@ -255,9 +261,11 @@ impl Admission {
             }
             Arrival::Queued { seq, wait } => {
                 self.metrics.queued();
+                let token = self.tokens.issue_place(line, seq, wait.position);
                 Decision {
                     standing: Standing::Waiting(wait),
-                    set_token: Some((Kind::Queue, self.tokens.issue(Kind::Queue, line, seq))),
+                    set_token: Some((Kind::Queue, token)),
+                    first_position: Some(wait.position),
                 }
             }
         })
@@ -270,6 +278,7 @@ impl Admission {
         Decision {
             standing: Standing::Admitted { sid },
             set_token: Some((Kind::Admission, token)),
+            first_position: None,
         }
     }
 

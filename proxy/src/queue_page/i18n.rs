@@ -9,7 +9,7 @@ use std::path::Path;
 pub const LANGUAGES: [&str; 4] = ["de", "fr", "lb", "en"];
 
 /// Every key a catalogue must have.
-pub const KEYS: [&str; 17] = [
+pub const KEYS: [&str; 19] = [
     "language_name",
     "title",
     "heading",
@@ -22,6 +22,8 @@ pub const KEYS: [&str; 17] = [
     "eta_about",
     "paused",
     "closed",
+    "scheduled",
+    "countdown",
     "keep_open",
     "updated",
     "progress_label",

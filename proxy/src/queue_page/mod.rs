@@ -15,7 +15,8 @@ use minijinja::{context, Environment, UndefinedBehavior};
 
 use i18n::{Catalogues, LANGUAGES};
 
-use crate::admission::line::Wait;
+use crate::admission::line::{Gate, Wait};
+use crate::clock::Millis;
 
 /// The visitor's state as `/_waitroom/status` reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -27,11 +28,11 @@ pub enum State {
     Admitted,
     /// Waiting, and admissions are paused.
     Paused,
-    /// The waiting room is closed.
+    /// The waiting room is closed (with `opens_at` when an opening is scheduled).
     Closed,
 }
 
-/// The status JSON of the contract (plus nothing the contract forbids).
+/// The status JSON of the contract, plus what the page needs besides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Status {
     /// Queued, admitted, paused or closed.
@@ -44,22 +45,51 @@ pub struct Status {
     pub eta_seconds: u64,
     /// When to poll again.
     pub poll_after_ms: u64,
+    /// A scheduled opening (RFC 3339), while the room is closed until then.
+    #[serde(
+        with = "crate::clock::rfc3339",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub opens_at: Option<Millis>,
+    /// Seconds until that opening (count down from this, not from the clock of the
+    /// device, which may be wrong).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opens_in_seconds: Option<u64>,
+    /// How much of the line ahead at arrival is behind the visitor now, in percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress_percent: Option<u8>,
 }
 
 impl Status {
-    /// The status of a visitor still waiting.
-    pub fn waiting(w: &Wait) -> Self {
+    /// The status of a visitor still waiting, told `w` at `now`.
+    pub fn waiting(w: &Wait, now: Millis) -> Self {
+        let (state, opens_at) = match w.gate {
+            Gate::Open => (State::Queued, None),
+            Gate::Paused => (State::Paused, None),
+            Gate::Closed => (State::Closed, None),
+            Gate::Scheduled { opens_at } => (State::Closed, Some(opens_at)),
+        };
         Self {
-            state: if w.paused {
-                State::Paused
-            } else {
-                State::Queued
-            },
+            state,
             position: w.position,
             ahead: w.position.saturating_sub(1),
             eta_seconds: w.eta_ms.div_ceil(1000),
             poll_after_ms: w.poll_after_ms,
+            opens_at,
+            opens_in_seconds: opens_at.map(|t| t.saturating_sub(now).div_ceil(1000)),
+            progress_percent: None,
         }
+    }
+
+    /// With the progress made since the visitor arrived at `first_position`.
+    pub fn progress_from(mut self, first_position: Option<u64>) -> Self {
+        self.progress_percent = first_position
+            .filter(|first| *first > 0 && self.position > 0)
+            .map(|first| {
+                let gone = first.saturating_sub(self.position);
+                (gone * 100 / first).min(99) as u8
+            });
+        self
     }
 
     /// The status of an admitted visitor.
@@ -70,6 +100,9 @@ impl Status {
             ahead: 0,
             eta_seconds: 0,
             poll_after_ms: 0,
+            opens_at: None,
+            opens_in_seconds: None,
+            progress_percent: None,
         }
     }
 
@@ -81,6 +114,9 @@ impl Status {
             ahead: 0,
             eta_seconds: 0,
             poll_after_ms,
+            opens_at: None,
+            opens_in_seconds: None,
+            progress_percent: None,
         }
     }
 
@@ -145,20 +181,19 @@ impl Page {
                 reason: e.to_string(),
             })?;
         let page = Self { env, catalogues };
+        let wait = |position, gate| Wait {
+            position,
+            eta_ms: 300_000,
+            poll_after_ms: 5_000,
+            gate,
+        };
         let samples = [
-            Status::waiting(&Wait {
-                position: 42,
-                eta_ms: 300_000,
-                poll_after_ms: 5_000,
-                paused: false,
-            }),
-            Status::waiting(&Wait {
-                position: 1,
-                eta_ms: 1_000,
-                poll_after_ms: 1_000,
-                paused: true,
-            }),
+            Status::waiting(&wait(42, Gate::Open), 0).progress_from(Some(50)),
+            Status::waiting(&wait(1, Gate::Paused), 0),
+            Status::waiting(&wait(7, Gate::Closed), 0),
+            Status::waiting(&wait(9, Gate::Scheduled { opens_at: 60_000 }), 0),
             Status::held(5_000),
+            Status::admitted(),
         ];
         for lang in LANGUAGES {
             for s in &samples {
@@ -198,33 +233,44 @@ impl Page {
     ) -> Result<String, minijinja::Error> {
         let c = &self.catalogues;
         let t = |key: &str| c.text(lang, key, &[]);
-        let headline = match status.state {
-            State::Paused => t("paused"),
-            State::Closed => t("closed"),
-            State::Admitted => t("admitted"),
-            State::Queued => c.text(
+        let place = || {
+            c.text(
                 lang,
                 "position",
                 &[("position", status.position.to_string())],
-            ),
+            )
         };
-        let queued = status.state == State::Queued;
-        let ahead = match status.ahead {
-            // Paused, the place still stands: say which it is.
-            _ if status.state == State::Paused && status.position > 0 => c.text(
+        let shown = Shown::of(status);
+        let headline = match shown {
+            Shown::Paused => t("paused"),
+            Shown::Closed => t("closed"),
+            Shown::Admitted => t("admitted"),
+            Shown::Scheduled { opens_at, .. } => c.text(
                 lang,
-                "position",
-                &[("position", status.position.to_string())],
+                "scheduled",
+                &[(
+                    "time",
+                    crate::clock::format_rfc3339(opens_at)[11..16].to_owned() + " UTC",
+                )],
             ),
-            _ if !queued => String::new(),
-            0 => t("ahead_none"),
-            1 => t("ahead_one"),
-            n => c.text(lang, "ahead_many", &[("ahead", n.to_string())]),
+            Shown::Queued => place(),
         };
-        let eta = if queued {
-            eta_text(c, lang, status.eta_seconds)
-        } else {
-            String::new()
+        let ahead = match (shown, status.ahead) {
+            (Shown::Queued, 0) => t("ahead_none"),
+            (Shown::Queued, 1) => t("ahead_one"),
+            (Shown::Queued, n) => c.text(lang, "ahead_many", &[("ahead", n.to_string())]),
+            // Not moving, the place still stands: say which it is.
+            (Shown::Admitted, _) => String::new(),
+            _ if status.position == 0 => String::new(),
+            _ => place(),
+        };
+        let (eta, countdown) = match shown {
+            Shown::Queued => (eta_text(c, lang, status.eta_seconds, 0), String::new()),
+            Shown::Scheduled { opens_in, .. } => (
+                eta_text(c, lang, status.eta_seconds, opens_in),
+                c.text(lang, "countdown", &[("countdown", clock_text(opens_in))]),
+            ),
+            _ => (String::new(), String::new()),
         };
         let languages: Vec<_> = LANGUAGES
             .iter()
@@ -269,20 +315,73 @@ impl Page {
             refresh_secs => status.poll_after_ms.div_ceil(1000).max(1),
             poll_after_ms => status.poll_after_ms,
             messages_json => minijinja::Value::from_safe_string(messages_json),
-            state => format!("{:?}", status.state).to_lowercase(),
+            state => shown.name(),
             position => status.position,
             eta_seconds => status.eta_seconds,
+            countdown => countdown,
+            opens_in_seconds => status.opens_in_seconds,
+            opens_at => status.opens_at.map(crate::clock::format_rfc3339),
+            progress_percent => status.progress_percent,
         })
     }
 }
 
-/// An honest wait: a range of minutes when it is more than a minute away.
-fn eta_text(c: &Catalogues, lang: &str, eta_seconds: u64) -> String {
+/// What the page shows: the status's state, with a scheduled opening apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shown {
+    Queued,
+    Admitted,
+    Paused,
+    Closed,
+    Scheduled { opens_at: Millis, opens_in: u64 },
+}
+
+impl Shown {
+    fn of(status: &Status) -> Self {
+        match (status.state, status.opens_at) {
+            (State::Closed, Some(opens_at)) => Self::Scheduled {
+                opens_at,
+                opens_in: status.opens_in_seconds.unwrap_or(0),
+            },
+            (State::Queued, _) => Self::Queued,
+            (State::Admitted, _) => Self::Admitted,
+            (State::Paused, _) => Self::Paused,
+            (State::Closed, _) => Self::Closed,
+        }
+    }
+
+    /// The `state` variable of the template.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Admitted => "admitted",
+            Self::Paused => "paused",
+            Self::Closed => "closed",
+            Self::Scheduled { .. } => "scheduled",
+        }
+    }
+}
+
+/// A countdown as the page shows it: `1:02:05`, or `2:05` under an hour.
+fn clock_text(seconds: u64) -> String {
+    let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02}")
+    } else {
+        format!("{m}:{s:02}")
+    }
+}
+
+/// An honest wait: a range of minutes when it is more than a minute away. The
+/// first `certain` seconds (until a scheduled opening) are not widened.
+fn eta_text(c: &Catalogues, lang: &str, eta_seconds: u64, certain: u64) -> String {
     if eta_seconds < 60 {
         return c.text(lang, "eta_soon", &[]);
     }
-    let low = (eta_seconds * 4 / 5 / 60).max(1);
-    let high = (eta_seconds * 5).div_ceil(4 * 60);
+    let certain = certain.min(eta_seconds);
+    let uncertain = eta_seconds - certain;
+    let low = ((certain + uncertain * 4 / 5) / 60).max(1);
+    let high = (certain * 4 + uncertain * 5).div_ceil(4 * 60);
     if low == high {
         c.text(lang, "eta_about", &[("minutes", low.to_string())])
     } else {
@@ -310,12 +409,15 @@ mod tests {
     use super::*;
 
     fn queued(position: u64, eta_seconds: u64) -> Status {
-        Status::waiting(&Wait {
-            position,
-            eta_ms: eta_seconds * 1000,
-            poll_after_ms: 3_000,
-            paused: false,
-        })
+        Status::waiting(
+            &Wait {
+                position,
+                eta_ms: eta_seconds * 1000,
+                poll_after_ms: 3_000,
+                gate: Gate::Open,
+            },
+            0,
+        )
     }
 
     #[test]

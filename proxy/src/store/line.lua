@@ -2,13 +2,14 @@
 -- operation one atomic script. Every key shares the room's hash tag (Redis Cluster).
 --
 -- KEYS: 1 meta (hash: next, head, tat, since, retn, line_id), 2 settings (hash: rate,
--- max, paused), 3 live (zset seq→seq: waiting, not departed), 4 dl (zset: deadline of
+-- max, paused, closed, opens: Unix ms or 0), 3 live (zset seq→seq: waiting, not departed), 4 dl (zset: deadline of
 -- each waiting place), 5 called (zset: claim-by of called places), 6 sess (zset:
 -- lapse time of sessions), 7 claimed (bitmap), 8 ret (zset: returned lane, by order),
 -- 9 retdl (zset: deadlines in the returned lane), 10 out (hash: second → admissions).
 -- ARGV: 1 op, 2 now (ms), 3 session_ms, 4 abandon_min_ms, 5 burst (0: default),
--- 6 line id, 7-9 initial rate, max, paused, 10 the highest place the caller has seen;
--- from 11 the operation's own. Numbers go back as strings (Lua would truncate them).
+-- 6 line id, 7-9 initial rate, max, paused, 10 the highest place the caller has seen,
+-- 11-12 initial closed, opens; from 13 the operation's own. Numbers go back as strings
+-- (Lua would truncate them); settings go back as five: rate, max, paused, closed, opens.
 --
 -- A line that vanished (Redis restarted empty) is started again with the same id and
 -- its numbering moved past every place handed out (the caller's high-water mark plus
@@ -36,8 +37,18 @@ end
 local function fmt(x) return string.format('%.0f', x) end
 
 local function settings()
-  local s = redis.call('HMGET', set, 'rate', 'max', 'paused')
-  return tonumber(s[1]) or 0, tonumber(s[2]) or 0, s[3] == '1'
+  local s = redis.call('HMGET', set, 'rate', 'max', 'paused', 'closed', 'opens')
+  return tonumber(s[1]) or 0, tonumber(s[2]) or 0, s[3] == '1', s[4] == '1', tonumber(s[5]) or 0
+end
+
+-- The settings as answers carry them (five strings, see admission/line.rs Settings).
+local function settings_out(list)
+  local rate, max, paused, closed, opens = settings()
+  for _, v in ipairs({ tostring(rate), tostring(max), paused and '1' or '0', closed and '1' or '0',
+                       fmt(opens) }) do
+    list[#list + 1] = v
+  end
+  return list
 end
 
 local function active()
@@ -69,8 +80,8 @@ local function consume(rate)
 end
 
 local function may_admit()
-  local rate, max, paused = settings()
-  return (not paused) and active() < max and conforms(rate), rate
+  local rate, max, paused, closed, opens = settings()
+  return (not paused) and (not closed) and now >= opens and active() < max and conforms(rate), rate
 end
 
 -- The measured outflow, as admission/outflow.rs: admissions per second over the
@@ -190,8 +201,7 @@ local function pump()
 end
 
 local function waiting(position)
-  local rate, _, paused = settings()
-  return { 'waiting', tostring(position), measured(), paused and '1' or '0', tostring(rate) }
+  return settings_out({ 'waiting', tostring(position), measured() })
 end
 
 local function main_position(seq)
@@ -201,6 +211,8 @@ end
 redis.call('HSETNX', set, 'rate', ARGV[7])
 redis.call('HSETNX', set, 'max', ARGV[8])
 redis.call('HSETNX', set, 'paused', ARGV[9])
+redis.call('HSETNX', set, 'closed', ARGV[11])
+redis.call('HSETNX', set, 'opens', ARGV[12])
 if redis.call('EXISTS', meta) == 0 then
   local hwm = tonumber(ARGV[10])
   if op == 'init' or hwm == 0 then
@@ -228,10 +240,9 @@ elseif op == 'arrive' then
   redis.call('ZADD', live, seq, seq)
   redis.call('ZADD', dl, now + abandon_min, seq)
   line_present(true)
-  local w = waiting(main_position(seq))
-  return { 'queued', tostring(seq), w[2], w[3], w[4], w[5] }
+  return settings_out({ 'queued', tostring(seq), tostring(main_position(seq)), measured() })
 elseif op == 'poll' then
-  local seq = tonumber(ARGV[11])
+  local seq = tonumber(ARGV[13])
   if seq == 0 or seq >= m('next', 1) then return { 'unknown' } end
   if redis.call('GETBIT', claimed, seq) == 1 then
     if touch(seq) then return { 'admitted' } end
@@ -252,11 +263,11 @@ elseif op == 'poll' then
   redis.call('ZADD', retdl, 'GT', now + abandon_min, seq)
   return waiting(redis.call('ZRANK', ret, seq) + 1)
 elseif op == 'flush' then
-  -- Batched from polls and requests answered locally: ARGV[11] = n deadline pairs
+  -- Batched from polls and requests answered locally: ARGV[13] = n deadline pairs
   -- (seq, deadline), then session renewal pairs (sid, lapses).
-  local n = tonumber(ARGV[11])
+  local n = tonumber(ARGV[13])
   local head = m('head', 1)
-  for i = 12, 11 + 2 * n, 2 do
+  for i = 14, 13 + 2 * n, 2 do
     local seq, deadline = ARGV[i], ARGV[i + 1]
     if redis.call('ZSCORE', live, seq) then
       redis.call('ZADD', dl, deadline, seq)
@@ -269,7 +280,7 @@ elseif op == 'flush' then
       redis.call('ZADD', dl, deadline, seq)
     end
   end
-  for i = 12 + 2 * n, #ARGV, 2 do
+  for i = 14 + 2 * n, #ARGV, 2 do
     redis.call('ZADD', sess, 'XX', 'GT', ARGV[i + 1], ARGV[i])
   end
   return { 'ok' }
@@ -277,7 +288,6 @@ elseif op == 'view' then
   -- What an instance needs to answer polls by itself for a moment: the head, the
   -- settings, the outflow, the called places, the returned lane, and the live
   -- places (all of them, or every `stride`-th when there are more than 4096).
-  local rate, max, paused = settings()
   local card = redis.call('ZCARD', live)
   local stride = math.max(1, math.ceil(card / 4096))
   local sample
@@ -287,22 +297,21 @@ elseif op == 'view' then
     sample = {}
     for i = 0, card - 1, stride do sample[#sample + 1] = redis.call('ZRANGE', live, i, i)[1] end
   end
-  return { tostring(m('head', 1)), tostring(m('next', 1)), tostring(rate), tostring(max),
-           paused and '1' or '0', measured(), tostring(card), tostring(stride),
-           table.concat(sample, ','), table.concat(redis.call('ZRANGE', called, 0, -1), ','),
-           table.concat(redis.call('ZRANGE', ret, 0, 999), ',') }
+  return settings_out({ tostring(m('head', 1)), tostring(m('next', 1)), measured(), tostring(card),
+           tostring(stride), table.concat(sample, ','),
+           table.concat(redis.call('ZRANGE', called, 0, -1), ','),
+           table.concat(redis.call('ZRANGE', ret, 0, 999), ',') })
 elseif op == 'touch' then
-  return { touch(ARGV[11]) and '1' or '0' }
+  return { touch(ARGV[13]) and '1' or '0' }
 elseif op == 'snapshot' then
   sweep()
-  local rate, max, paused = settings()
-  return { tostring(queue_length()), tostring(active()), tostring(redis.call('ZCARD', called)),
-           tostring(m('next', 1) - 1), measured(), tostring(rate), tostring(max), paused and '1' or '0' }
+  return settings_out({ tostring(queue_length()), tostring(active()),
+           tostring(redis.call('ZCARD', called)), tostring(m('next', 1) - 1), measured() })
 elseif op == 'settings' then
-  if ARGV[11] ~= '' then redis.call('HSET', set, 'rate', ARGV[11]) end
-  if ARGV[12] ~= '' then redis.call('HSET', set, 'max', ARGV[12]) end
-  if ARGV[13] ~= '' then redis.call('HSET', set, 'paused', ARGV[13]) end
-  local rate, max, paused = settings()
-  return { tostring(rate), tostring(max), paused and '1' or '0' }
+  local fields = { 'rate', 'max', 'paused', 'closed', 'opens' }
+  for i, f in ipairs(fields) do
+    if ARGV[12 + i] ~= '' then redis.call('HSET', set, f, ARGV[12 + i]) end
+  end
+  return settings_out({})
 end
 return redis.error_reply('unknown operation ' .. tostring(op))

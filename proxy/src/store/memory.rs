@@ -140,6 +140,8 @@ mod tests {
             new_users_per_minute: 60,
             max_active_users: 1,
             paused: false,
+            closed: false,
+            opens_at: None,
         }
     }
 

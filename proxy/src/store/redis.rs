@@ -112,6 +112,11 @@ fn field<T: std::str::FromStr>(v: &[String], i: usize) -> Result<T, StoreError> 
         .ok_or_else(|| unavailable(format!("unexpected answer from the line script: {v:?}")))
 }
 
+fn settings(v: &[String], at: usize) -> Result<Settings, StoreError> {
+    super::view::settings_at(v, at)
+        .ok_or_else(|| unavailable(format!("unexpected settings from the line script: {v:?}")))
+}
+
 impl RedisStore {
     /// Connects to `target` (a single Redis, or any node of a Redis Cluster; over TLS
     /// with `rediss://`) and prepares the line of waiting room `room`, with
@@ -250,7 +255,9 @@ impl RedisStore {
             .arg(self.initial.new_users_per_minute)
             .arg(self.initial.max_active_users)
             .arg(u8::from(self.initial.paused))
-            .arg(self.high_water.load(Ordering::Relaxed));
+            .arg(self.high_water.load(Ordering::Relaxed))
+            .arg(u8::from(self.initial.closed))
+            .arg(self.initial.opens_at.unwrap_or(0));
         for a in args {
             invocation.arg(a);
         }
@@ -261,8 +268,8 @@ impl RedisStore {
             .map_err(unavailable)
     }
 
-    /// Turns a waiting answer (position, measured rate, paused, configured rate from
-    /// index `at`) into a wait, and queues the precise deadline for the next pump.
+    /// Turns a waiting answer (position, measured rate, the settings, from index
+    /// `at`) into a wait, and queues the precise deadline for the next pump.
     fn waiting(
         &self,
         seq: u64,
@@ -272,11 +279,7 @@ impl RedisStore {
     ) -> Result<Wait, StoreError> {
         let position: u64 = field(answer, at)?;
         let measured: Option<f64> = answer.get(at + 1).and_then(|s| s.parse().ok());
-        let settings = Settings {
-            new_users_per_minute: field(answer, at + 3)?,
-            max_active_users: 0, // not used for a wait
-            paused: answer.get(at + 2).is_some_and(|p| p == "1"),
-        };
+        let settings = settings(answer, at + 2)?;
         Ok(self.wait(seq, position, measured, &settings, now))
     }
 
@@ -288,7 +291,7 @@ impl RedisStore {
         settings: &Settings,
         now: Millis,
     ) -> Wait {
-        let wait = self.timing.wait(position, measured, settings);
+        let wait = self.timing.wait(position, measured, settings, now);
         let deadline = self.timing.deadline(now, &wait);
         // The deadline in Redis is a heartbeat: it is rewritten only once it is less
         // than half a window ahead. A visitor who keeps polling is always well inside
@@ -455,11 +458,7 @@ impl Store for RedisStore {
                 .get(4)
                 .and_then(|s| s.parse::<f64>().ok())
                 .map(|r| r * 60.0),
-            settings: Settings {
-                new_users_per_minute: field(&a, 5)?,
-                max_active_users: field(&a, 6)?,
-                paused: a.get(7).is_some_and(|p| p == "1"),
-            },
+            settings: settings(&a, 5)?,
         })
     }
 
@@ -473,13 +472,11 @@ impl Store for RedisStore {
                     opt(patch.new_users_per_minute.map(|v| v.to_string())),
                     opt(patch.max_active_users.map(|v| v.to_string())),
                     opt(patch.paused.map(|p| u8::from(p).to_string())),
+                    opt(patch.closed.map(|p| u8::from(p).to_string())),
+                    opt(patch.opens_at.map(|t| t.unwrap_or(0).to_string())),
                 ],
             )
             .await?;
-        Ok(Settings {
-            new_users_per_minute: field(&a, 0)?,
-            max_active_users: field(&a, 1)?,
-            paused: a.get(2).is_some_and(|p| p == "1"),
-        })
+        settings(&a, 0)
     }
 }

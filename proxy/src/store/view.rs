@@ -51,6 +51,19 @@ fn list(s: Option<&String>) -> Vec<u64> {
         .unwrap_or_default()
 }
 
+/// Reads the settings the script answers with (rate, max, paused, closed, opens)
+/// from index `at`.
+pub fn settings_at(a: &[String], at: usize) -> Option<Settings> {
+    let n = |i: usize| a.get(at + i)?.parse::<u64>().ok();
+    Some(Settings {
+        new_users_per_minute: u32::try_from(n(0)?).ok()?,
+        max_active_users: u32::try_from(n(1)?).ok()?,
+        paused: a.get(at + 2)? == "1",
+        closed: a.get(at + 3)? == "1",
+        opens_at: n(4).filter(|ms| *ms > 0),
+    })
+}
+
 impl View {
     /// Reads the answer of the script's `view` operation.
     pub fn parse(a: &[String], fetched_at: Millis) -> Option<Self> {
@@ -59,17 +72,13 @@ impl View {
             fetched_at,
             head: n(0)?,
             next: n(1)?,
-            settings: Settings {
-                new_users_per_minute: u32::try_from(n(2)?).ok()?,
-                max_active_users: u32::try_from(n(3)?).ok()?,
-                paused: a.get(4)? == "1",
-            },
-            measured: a.get(5).and_then(|s| s.parse().ok()),
-            live: n(6)?,
-            stride: n(7)?.max(1),
-            sample: list(a.get(8)),
-            called: list(a.get(9)).into_iter().collect(),
-            returned: list(a.get(10)),
+            measured: a.get(2).and_then(|s| s.parse().ok()),
+            live: n(3)?,
+            stride: n(4)?.max(1),
+            sample: list(a.get(5)),
+            called: list(a.get(6)).into_iter().collect(),
+            returned: list(a.get(7)),
+            settings: settings_at(a, 8)?,
         })
     }
 
@@ -137,15 +146,17 @@ mod tests {
         [
             "10",
             "100",
-            "600",
-            "50",
-            "0",
             "",
             &live.to_string(),
             &stride.to_string(),
             sample,
             called,
             returned,
+            "600",
+            "50",
+            "0",
+            "0",
+            "0",
         ]
         .iter()
         .map(|s| s.to_string())

@@ -43,6 +43,9 @@ pub struct Claims {
     pub iat: u64,
     /// Expires at, Unix seconds.
     pub exp: u64,
+    /// For a place in line: its position at arrival (for the progress shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p: Option<u64>,
 }
 
 /// Why a presented token was refused. The label names the metric series.
@@ -113,6 +116,15 @@ impl Tokens {
 
     /// Signs a token of `kind` for place or session `n` of line `line`.
     pub fn issue(&self, kind: Kind, line: u64, n: u64) -> String {
+        self.sign(kind, line, n, None)
+    }
+
+    /// Signs a place in line, `seq`, that stood at `position` on arrival.
+    pub fn issue_place(&self, line: u64, seq: u64, position: u64) -> String {
+        self.sign(Kind::Queue, line, seq, Some(position))
+    }
+
+    fn sign(&self, kind: Kind, line: u64, n: u64, p: Option<u64>) -> String {
         let key = self.keys.signing();
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.kid().to_owned());
@@ -123,6 +135,7 @@ impl Tokens {
             n,
             iat,
             exp: iat + self.ttl_secs(kind),
+            p,
         };
         jsonwebtoken::encode(&header, &claims, key.encoding()).expect("Ed25519 signing cannot fail")
     }
@@ -177,7 +190,9 @@ mod tests {
         let t = tokens();
         let token = t.issue(Kind::Queue, 1, 42);
         let claims = t.verify(&token).unwrap();
-        assert_eq!((claims.k, claims.n), (Kind::Queue, 42));
+        assert_eq!((claims.k, claims.n, claims.p), (Kind::Queue, 42, None));
+        let place = t.verify(&t.issue_place(1, 43, 17)).unwrap();
+        assert_eq!((place.k, place.n, place.p), (Kind::Queue, 43, Some(17)));
         tokio::time::advance(std::time::Duration::from_secs(3601)).await;
         assert_eq!(t.verify(&token), Err(TokenError::Expired));
     }
