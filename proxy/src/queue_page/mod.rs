@@ -450,6 +450,56 @@ mod tests {
     }
 
     #[test]
+    fn scheduled_closed_and_progress() {
+        let page = Page::builtin();
+        let wait = |gate| Wait {
+            position: 30,
+            eta_ms: 3_900_000,
+            poll_after_ms: 20_000,
+            gate,
+        };
+        // Opens at 09:00 UTC, an hour from now; 30 places take 5 more minutes.
+        let opens_at = 1_795_856_400_000;
+        let s = Status::waiting(&wait(Gate::Scheduled { opens_at }), opens_at - 3_600_000)
+            .progress_from(Some(40));
+        assert_eq!((s.state, s.opens_in_seconds), (State::Closed, Some(3_600)));
+        let json = s.to_json();
+        assert_eq!(json["opens_at"], "2026-11-28T09:00:00Z");
+        assert_eq!(json["progress_percent"], 25);
+        let html = page.render(&s, "de", "/register");
+        assert!(html.contains("Der Einlass öffnet um 09:00 UTC."), "{html}");
+        assert!(html.contains(">Öffnet in 1:00:00.</p>"), "{html}");
+        assert!(
+            html.contains("Sie sind Nummer 30 in der Warteschlange."),
+            "{html}"
+        );
+        // The hour to the opening is certain; only the 5 minutes after it are a range.
+        assert!(
+            html.contains("Geschätzte Wartezeit: 64 bis 67 Minuten."),
+            "{html}"
+        );
+        assert!(
+            html.contains("<progress id=\"progress\" max=\"100\" value=\"25\">"),
+            "{html}"
+        );
+        let closed = Status::waiting(&wait(Gate::Closed), 0);
+        assert!(closed.to_json().get("opens_at").is_none());
+        let html = page.render(&closed, "en", "/");
+        assert!(html.contains("Entry is closed for now."), "{html}");
+        assert!(html.contains("You are number 30 in line."), "{html}");
+        assert!(
+            html.contains("<p id=\"eta\"></p>"),
+            "no promise while closed: {html}"
+        );
+        assert!(
+            html.contains("id=\"countdown\" role=\"timer\" hidden"),
+            "{html}"
+        );
+        assert!(html.contains("id=\"progress-box\" hidden"), "{html}");
+        assert_eq!(clock_text(125), "2:05");
+    }
+
+    #[test]
     fn a_broken_template_is_refused_with_the_reason() {
         let dir = std::env::temp_dir().join(format!("waitroom-page-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
