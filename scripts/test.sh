@@ -7,10 +7,24 @@ need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+command -v npm >/dev/null || need_apt+=(npm)
 if ((${#need_apt[@]})); then
   echo "test.sh: installing ${need_apt[*]} (needed by the tests)"
   if ! { apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"; } >/dev/null 2>&1; then
     echo "test.sh: could not install ${need_apt[*]}; install it and run again" >&2
+    exit 1
+  fi
+fi
+
+# axe-core, from the npm registry, which the browser test injects into the queue page.
+AXE_VERSION=4.14.1
+npm_dir="${CARGO_TARGET_DIR:-target}/npm"
+if ! [[ -f "$npm_dir/node_modules/axe-core/axe.min.js" ]] ||
+  ! grep -q "\"version\": \"$AXE_VERSION\"" "$npm_dir/node_modules/axe-core/package.json"; then
+  echo "test.sh: installing axe-core@$AXE_VERSION from npm (needed by the browser test)"
+  mkdir -p "$npm_dir"
+  if ! npm install --prefix "$npm_dir" --no-audit --no-fund --silent "axe-core@$AXE_VERSION" >/dev/null; then
+    echo "test.sh: could not install axe-core from the npm registry" >&2
     exit 1
   fi
 fi

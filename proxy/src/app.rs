@@ -196,9 +196,13 @@ where
 }
 
 async fn save(store: MemoryStore, dir: std::path::PathBuf) -> Result<(), StateError> {
-    tokio::task::spawn_blocking(move || store.save(&dir))
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    let path = dir.display().to_string();
+    match tokio::task::spawn_blocking(move || store.save(&dir)).await {
+        Ok(saved) => saved,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The runtime is going away under us (its owner stopped without a shutdown).
+        Err(e) => Err(StateError::Io(path, std::io::Error::other(e.to_string()))),
+    }
 }
 
 async fn save_periodically(store: MemoryStore, dir: std::path::PathBuf, shutdown: Shutdown) {

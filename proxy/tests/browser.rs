@@ -235,3 +235,138 @@ async fn without_javascript_the_page_refreshes_itself_to_the_origin() {
     assert_eq!(c.current_url().await.unwrap().path(), "/register");
     c.close().await.unwrap();
 }
+
+/// The workspace's `target` directory (or `CARGO_TARGET_DIR`).
+fn target_dir() -> std::path::PathBuf {
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace.join(dir), // an absolute path replaces the base
+        None => workspace.join("target"),
+    }
+}
+
+/// axe-core from the npm registry, as `scripts/test.sh` installs it.
+fn axe_source() -> String {
+    let path = std::env::var_os("WAITROOM_AXE_JS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("npm/node_modules/axe-core/axe.min.js"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "axe-core is needed at {} ({e}): run scripts/test.sh, which installs it with npm",
+            path.display()
+        )
+    })
+}
+
+/// Runs axe-core on the page: the serious and critical violations, and how many
+/// rules passed (so that a run that checked nothing cannot pass).
+async fn axe(c: &Client, source: &str) -> (Vec<String>, u64) {
+    c.execute(source, vec![]).await.expect("axe-core loads");
+    let r = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document).then(r => done({
+               passes: r.passes.length,
+               bad: r.violations
+                 .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                 .map(v => v.impact + ' ' + v.id + ': ' + v.help + ' at '
+                   + v.nodes.map(n => n.target.join(' ')).join(', '))
+             })).catch(e => done({ error: String(e) }));",
+            vec![],
+        )
+        .await
+        .expect("axe-core runs");
+    assert!(r.get("error").is_none(), "axe-core failed: {r}");
+    let bad = r["bad"]
+        .as_array()
+        .expect("a list of violations")
+        .iter()
+        .map(|v| v.as_str().unwrap_or_default().to_owned())
+        .collect();
+    (bad, r["passes"].as_u64().unwrap_or(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_state_passes_axe_and_is_photographed_at_phone_and_desktop_width() {
+    let source = axe_source();
+    let shots = target_dir().join("screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let origin = origin(10, 1).await;
+    // One admitted at a time, and the called place holds its slot (abandon_min is
+    // long): once two are ahead the browser's place stays where it is.
+    let p = proxy(&origin)
+        .admission(30, 1, "10m")
+        .toml("[queue]\npoll_min = \"500ms\"\npoll_max = \"2s\"\nabandon_min = \"10m\"")
+        .start()
+        .await;
+    let driver = chromedriver().await;
+    p.patch(serde_json::json!({"paused": true})).await;
+    queue_two(&p).await;
+    let c = browser(&driver, "en", true).await;
+    c.goto(&p.url("/register")).await.unwrap();
+    let in_an_hour = waitroom::clock::format_rfc3339(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+            + 3_600_000,
+    );
+    // (state, the change that leads to it, what the headline then says)
+    let states = [
+        ("paused", serde_json::json!({}), "Entry is paused"),
+        (
+            "queued",
+            serde_json::json!({"paused": false}),
+            "You are number 2",
+        ),
+        (
+            "scheduled",
+            serde_json::json!({"opens_at": in_an_hour}),
+            "Entry opens at",
+        ),
+        (
+            "closed",
+            serde_json::json!({"closed": true}),
+            "Entry is closed",
+        ),
+    ];
+    for (state, change, headline) in states {
+        p.patch(change).await;
+        wait_until(
+            &format!("the {state} page"),
+            Duration::from_secs(20),
+            || async { text(&c, "headline").await.contains(headline) },
+        )
+        .await;
+        if state == "scheduled" {
+            let countdown = text(&c, "countdown").await;
+            assert!(
+                countdown.starts_with("Opens in 59:") || countdown.starts_with("Opens in 1:00:"),
+                "{countdown}"
+            );
+        }
+        for width in [360, 1280] {
+            c.set_window_size(width, 900).await.unwrap();
+            let overflow = c
+                .execute(
+                    "return document.documentElement.scrollWidth > window.innerWidth",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(overflow, false, "{state} at {width} px scrolls sideways");
+            let (bad, passes) = axe(&c, &source).await;
+            assert!(bad.is_empty(), "{state} at {width} px: {bad:#?}");
+            assert!(
+                passes >= 10,
+                "{state}: axe-core checked only {passes} rules"
+            );
+            let png = c.screenshot().await.unwrap();
+            let path = shots.join(format!("queue-page-{state}-{width}.png"));
+            std::fs::write(&path, &png).unwrap();
+            assert!(png.starts_with(b"\x89PNG"), "{}", path.display());
+        }
+    }
+    c.close().await.unwrap();
+    eprintln!("screenshots in {}", shots.display());
+}
