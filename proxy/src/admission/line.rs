@@ -145,10 +145,15 @@ impl Timing {
     /// outflow (admissions per second while a line existed) or, without enough
     /// history, the configured one, plus the time left before a scheduled opening;
     /// the poll interval an eighth of it, within the bounds.
+    ///
+    /// When capacity is `full` and no movement is measured yet, the configured rate
+    /// is only the best case: the line moves as sessions end, at worst one session
+    /// length per `max_active_users` places, and the wait says so (`eta_max_ms`).
     pub fn wait(
         &self,
         position: u64,
         measured_per_sec: Option<f64>,
+        full: bool,
         settings: &Settings,
         now: Millis,
     ) -> Wait {
@@ -159,9 +164,16 @@ impl Timing {
         } else {
             u64::MAX / 4
         };
+        let measured_moving = measured_per_sec.is_some_and(|r| r > 0.0);
+        let mut eta_max_ms = (full && !measured_moving).then(|| {
+            let turnover = position.saturating_mul(self.session_ms)
+                / u64::from(settings.max_active_users.max(1));
+            turnover.max(eta_ms)
+        });
         let gate = settings.gate(now);
         if let Gate::Scheduled { opens_at } = gate {
             eta_ms = eta_ms.saturating_add(opens_at - now);
+            eta_max_ms = eta_max_ms.map(|m| m.saturating_add(opens_at - now));
         }
         let poll_after_ms = match gate {
             Gate::Paused | Gate::Closed => self.poll_max_ms,
@@ -172,6 +184,7 @@ impl Timing {
         Wait {
             position,
             eta_ms,
+            eta_max_ms,
             poll_after_ms,
             gate,
         }
@@ -203,6 +216,9 @@ pub struct Wait {
     pub position: u64,
     /// Estimated time until admission, from the measured outflow.
     pub eta_ms: u64,
+    /// The longest it may take, when that is far from `eta_ms` (capacity is full and
+    /// the outflow not yet measured).
+    pub eta_max_ms: Option<u64>,
     /// When to poll again.
     pub poll_after_ms: u64,
     /// Whether the line moves.
@@ -475,8 +491,14 @@ impl Line {
     }
 
     fn wait_for(&self, position: u64, now: Millis) -> Wait {
-        self.timing
-            .wait(position, self.outflow.per_second(now), &self.settings, now)
+        let full = self.active() >= u64::from(self.settings.max_active_users);
+        self.timing.wait(
+            position,
+            self.outflow.per_second(now),
+            full,
+            &self.settings,
+            now,
+        )
     }
 
     fn open_session(&mut self, sid: u64, now: Millis) {
@@ -704,6 +726,38 @@ mod tests {
             panic!()
         };
         assert_eq!(w.gate, Gate::Open);
+    }
+
+    #[test]
+    fn with_capacity_full_and_nothing_measured_the_wait_may_be_a_session_per_place() {
+        let mut l = line(600);
+        l.update(SettingsPatch {
+            max_active_users: Some(2),
+            ..Default::default()
+        });
+        assert!(queue(&mut l, 2, 0).is_empty(), "two straight in");
+        let seqs = queue(&mut l, 4, 0);
+        let Poll::Waiting(w) = l.poll(seqs[3], 0) else {
+            panic!()
+        };
+        assert_eq!((w.position, w.eta_ms), (4, 400));
+        assert_eq!(w.eta_max_ms, Some(4 * TIMING.session_ms / 2));
+        // Ten seconds without movement (the sessions are alive): still only a range.
+        run(&mut l, 0, 10_000);
+        let Poll::Waiting(w) = l.poll(seqs[3], 10_000) else {
+            panic!()
+        };
+        assert_eq!(w.eta_max_ms, Some(4 * TIMING.session_ms / 2));
+        // Once the line moves, the measured outflow is the estimate.
+        l.update(SettingsPatch {
+            max_active_users: Some(100),
+            ..Default::default()
+        });
+        run(&mut l, 10_000, 10_200);
+        let Poll::Waiting(w) = l.poll(seqs[3], 16_000) else {
+            panic!("{:?}", l.poll(seqs[3], 16_000))
+        };
+        assert_eq!(w.eta_max_ms, None);
     }
 
     #[test]

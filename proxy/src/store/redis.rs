@@ -268,8 +268,9 @@ impl RedisStore {
             .map_err(unavailable)
     }
 
-    /// Turns a waiting answer (position, measured rate, the settings, from index
-    /// `at`) into a wait, and queues the precise deadline for the next pump.
+    /// Turns a waiting answer (position, measured rate, whether capacity is full, the
+    /// settings, from index `at`) into a wait, and queues the precise deadline for
+    /// the next pump.
     fn waiting(
         &self,
         seq: u64,
@@ -279,19 +280,20 @@ impl RedisStore {
     ) -> Result<Wait, StoreError> {
         let position: u64 = field(answer, at)?;
         let measured: Option<f64> = answer.get(at + 1).and_then(|s| s.parse().ok());
-        let settings = settings(answer, at + 2)?;
-        Ok(self.wait(seq, position, measured, &settings, now))
+        let full = answer.get(at + 2).is_some_and(|f| f == "1");
+        let settings = settings(answer, at + 3)?;
+        Ok(self.wait(seq, position, (measured, full), &settings, now))
     }
 
     fn wait(
         &self,
         seq: u64,
         position: u64,
-        measured: Option<f64>,
+        (measured, full): (Option<f64>, bool),
         settings: &Settings,
         now: Millis,
     ) -> Wait {
-        let wait = self.timing.wait(position, measured, settings, now);
+        let wait = self.timing.wait(position, measured, full, settings, now);
         let deadline = self.timing.deadline(now, &wait);
         // The deadline in Redis is a heartbeat: it is rewritten only once it is less
         // than half a window ahead. A visitor who keeps polling is always well inside
@@ -314,9 +316,9 @@ impl RedisStore {
         let view = lock(&self.view);
         let v = view.as_ref().filter(|v| v.fresh(now))?;
         let position = v.position(seq)?;
-        let (measured, settings) = (v.measured, v.settings);
+        let (flow, settings) = ((v.measured, v.full), v.settings);
         drop(view);
-        Some(self.wait(seq, position, measured, &settings, now))
+        Some(self.wait(seq, position, flow, &settings, now))
     }
 
     fn remember_session(&self, sid: u64, now: Millis) {

@@ -34,6 +34,8 @@ pub struct View {
     pub settings: Settings,
     /// The measured outflow, per second.
     pub measured: Option<f64>,
+    /// Whether capacity was full (the line moves as sessions end).
+    pub full: bool,
     /// How many places are waiting (not departed).
     pub live: u64,
     /// `sample` holds every `stride`-th waiting place.
@@ -78,7 +80,8 @@ impl View {
             sample: list(a.get(5)),
             called: list(a.get(6)).into_iter().collect(),
             returned: list(a.get(7)),
-            settings: settings_at(a, 8)?,
+            full: a.get(8)? == "1",
+            settings: settings_at(a, 9)?,
         })
     }
 
@@ -152,6 +155,7 @@ mod tests {
             sample,
             called,
             returned,
+            "0",
             "600",
             "50",
             "0",
