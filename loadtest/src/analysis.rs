@@ -22,6 +22,35 @@ pub fn eta_errors(pairs: &[(f64, f64)]) -> Vec<f64> {
         .collect()
 }
 
+/// The wait a queue page shows for an estimate of `eta` seconds (at most `eta_max`),
+/// as `(from, to)` seconds: "less than a minute" below 60 s, otherwise whole minutes
+/// from 20% below the estimate to 25% above it (or up to `eta_max`).
+pub fn shown_range(eta: f64, eta_max: Option<f64>) -> (f64, f64) {
+    let max = eta_max.unwrap_or(0.0);
+    if eta.max(max) < 60.0 {
+        return (0.0, 60.0);
+    }
+    let low = (eta * 0.8 / 60.0).floor().max(1.0);
+    let high = (eta * 1.25 / 60.0).ceil().max((max / 60.0).ceil());
+    (low * 60.0, high * 60.0)
+}
+
+/// The share of `(eta, eta_max, real wait)` whose real wait fell inside the range
+/// the page showed at arrival; `None` when nobody waited.
+pub fn within_shown_range(waits: &[(f64, Option<f64>, f64)]) -> Option<f64> {
+    if waits.is_empty() {
+        return None;
+    }
+    let inside = waits
+        .iter()
+        .filter(|(eta, max, real)| {
+            let (from, to) = shown_range(*eta, *max);
+            (from..=to).contains(real)
+        })
+        .count();
+    Some(inside as f64 / waits.len() as f64)
+}
+
 /// FIFO inversions: pairs where one visitor arrived at least `gap` seconds before
 /// another and was admitted more than `slack` seconds after them.
 ///
@@ -120,6 +149,21 @@ mod tests {
         assert_eq!(quantile(&v, 1.0), Some(5.0));
         assert_eq!(quantile(&v, 0.95), Some(5.0));
         assert_eq!(quantile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn the_range_shown_is_the_pages() {
+        assert_eq!(shown_range(20.0, None), (0.0, 60.0));
+        assert_eq!(shown_range(300.0, None), (240.0, 420.0));
+        assert_eq!(shown_range(20.0, Some(1_200.0)), (60.0, 1_200.0));
+        let share = within_shown_range(&[
+            (300.0, None, 250.0),
+            (300.0, None, 430.0),
+            (20.0, None, 45.0),
+            (20.0, Some(1_200.0), 900.0),
+        ]);
+        assert_eq!(share, Some(0.75));
+        assert_eq!(within_shown_range(&[]), None);
     }
 
     #[test]

@@ -100,6 +100,9 @@ pub struct Summary {
     pub queue_wait_s: Percentiles,
     /// `|ETA shown at arrival − real wait| / real wait`, for visitors who were queued.
     pub eta_relative_error: Percentiles,
+    /// Share of queued visitors whose real wait fell inside the range the page
+    /// showed them at arrival (see [`analysis::shown_range`]).
+    pub eta_within_shown_range: Option<f64>,
     /// Pairs where a visitor who arrived ≥ 1 s earlier was admitted > 2 s later.
     pub fifo_inversions: u64,
     /// Admissions per second after the line formed (10th–90th percentile span).
@@ -174,6 +177,12 @@ pub fn summarize(label: &str, target: &str, journeys: &[Journey], origin: Origin
             .count(),
         queue_wait_s: Percentiles::of(&waits),
         eta_relative_error: Percentiles::of(&analysis::eta_errors(&eta_pairs)),
+        eta_within_shown_range: analysis::within_shown_range(
+            &queued
+                .iter()
+                .filter_map(|j| Some((j.first_eta?, j.first_eta_max, j.admitted? - j.arrived)))
+                .collect::<Vec<_>>(),
+        ),
         fifo_inversions: analysis::fifo_inversions(&visits, 1.0, 2.0),
         admission_rate_per_s: analysis::admission_rate(
             &queued.iter().filter_map(|j| j.admitted).collect::<Vec<_>>(),
@@ -243,6 +252,10 @@ pub fn rows(s: &Summary) -> Vec<(&'static str, String)> {
                 opt(s.eta_relative_error.p50.map(|v| v * 100.0), 0) + "%",
                 opt(s.eta_relative_error.p90.map(|v| v * 100.0), 0) + "%"
             ),
+        ),
+        (
+            "wait within the range shown at arrival",
+            opt(s.eta_within_shown_range.map(|v| v * 100.0), 0) + "%",
         ),
         ("FIFO inversions", s.fifo_inversions.to_string()),
         (
@@ -509,6 +522,8 @@ mod tests {
         assert_eq!(s.queue_wait_s.max, Some(20.0));
         assert_eq!(s.eta_relative_error.p50, Some(0.0));
         assert_eq!(s.eta_relative_error.max, Some(0.5));
+        // "Less than a minute" was shown: all three waits of 10-20 s were inside it.
+        assert_eq!(s.eta_within_shown_range, Some(1.0));
         assert!(table(&[&s, &s]).contains("registrations completed"));
         let page = html("report", &[(&s, charts(&journeys, &[], Some(5)))]);
         assert_eq!(page.matches("<svg").count(), 5);
