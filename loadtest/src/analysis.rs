@@ -22,33 +22,32 @@ pub fn eta_errors(pairs: &[(f64, f64)]) -> Vec<f64> {
         .collect()
 }
 
-/// The wait a queue page shows for an estimate of `eta` seconds (at most `eta_max`),
-/// as `(from, to)` seconds: "less than a minute" below 60 s, otherwise whole minutes
-/// from 20% below the estimate to 25% above it (or up to `eta_max`).
-pub fn shown_range(eta: f64, eta_max: Option<f64>) -> (f64, f64) {
-    let max = eta_max.unwrap_or(0.0);
-    if eta.max(max) < 60.0 {
+/// The wait a queue page shows for an estimate of `eta` seconds, as `(from, to)`
+/// seconds: "less than a minute" below 60 s, otherwise whole minutes from 20% below
+/// the estimate to 25% above it.
+pub fn shown_range(eta: f64) -> (f64, f64) {
+    if eta < 60.0 {
         return (0.0, 60.0);
     }
     let low = (eta * 0.8 / 60.0).floor().max(1.0);
-    let high = (eta * 1.25 / 60.0).ceil().max((max / 60.0).ceil());
+    let high = (eta * 1.25 / 60.0).ceil();
     (low * 60.0, high * 60.0)
 }
 
-/// The share of `(eta, eta_max, real wait)` whose real wait fell inside the range
-/// the page showed at arrival; `None` when nobody waited.
-pub fn within_shown_range(waits: &[(f64, Option<f64>, f64)]) -> Option<f64> {
-    if waits.is_empty() {
+/// The share of `(eta shown, real wait)` pairs whose real wait fell inside the range
+/// the page showed; `None` when nobody waited.
+pub fn within_shown_range(pairs: &[(f64, f64)]) -> Option<f64> {
+    if pairs.is_empty() {
         return None;
     }
-    let inside = waits
+    let inside = pairs
         .iter()
-        .filter(|(eta, max, real)| {
-            let (from, to) = shown_range(*eta, *max);
+        .filter(|(eta, real)| {
+            let (from, to) = shown_range(*eta);
             (from..=to).contains(real)
         })
         .count();
-    Some(inside as f64 / waits.len() as f64)
+    Some(inside as f64 / pairs.len() as f64)
 }
 
 /// FIFO inversions: pairs where one visitor arrived at least `gap` seconds before
@@ -153,16 +152,11 @@ mod tests {
 
     #[test]
     fn the_range_shown_is_the_pages() {
-        assert_eq!(shown_range(20.0, None), (0.0, 60.0));
-        assert_eq!(shown_range(300.0, None), (240.0, 420.0));
-        assert_eq!(shown_range(20.0, Some(1_200.0)), (60.0, 1_200.0));
-        let share = within_shown_range(&[
-            (300.0, None, 250.0),
-            (300.0, None, 430.0),
-            (20.0, None, 45.0),
-            (20.0, Some(1_200.0), 900.0),
-        ]);
-        assert_eq!(share, Some(0.75));
+        assert_eq!(shown_range(20.0), (0.0, 60.0));
+        assert_eq!(shown_range(300.0), (240.0, 420.0));
+        let share =
+            within_shown_range(&[(300.0, 250.0), (300.0, 430.0), (20.0, 45.0), (20.0, 65.0)]);
+        assert_eq!(share, Some(0.5));
         assert_eq!(within_shown_range(&[]), None);
     }
 

@@ -177,12 +177,7 @@ pub fn summarize(label: &str, target: &str, journeys: &[Journey], origin: Origin
             .count(),
         queue_wait_s: Percentiles::of(&waits),
         eta_relative_error: Percentiles::of(&analysis::eta_errors(&eta_pairs)),
-        eta_within_shown_range: analysis::within_shown_range(
-            &queued
-                .iter()
-                .filter_map(|j| Some((j.first_eta?, j.first_eta_max, j.admitted? - j.arrived)))
-                .collect::<Vec<_>>(),
-        ),
+        eta_within_shown_range: analysis::within_shown_range(&eta_pairs),
         fifo_inversions: analysis::fifo_inversions(&visits, 1.0, 2.0),
         admission_rate_per_s: analysis::admission_rate(
             &queued.iter().filter_map(|j| j.admitted).collect::<Vec<_>>(),

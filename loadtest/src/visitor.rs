@@ -62,8 +62,6 @@ pub struct Journey {
     pub first_position: Option<u64>,
     /// ETA (seconds) shown on their first status answer.
     pub first_eta: Option<f64>,
-    /// The longest wait that answer allowed for (`eta_max_seconds`), if it gave one.
-    pub first_eta_max: Option<f64>,
     /// When they were let through to the site.
     pub admitted: Option<f64>,
     /// Whether they walked away on purpose while waiting.
@@ -274,7 +272,6 @@ impl Visitor {
                     let s: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
                     if j.first_eta.is_none() {
                         j.first_eta = s["eta_seconds"].as_f64();
-                        j.first_eta_max = s["eta_max_seconds"].as_f64();
                         j.first_position = s["position"].as_u64();
                     }
                     if s["state"] == "admitted" {

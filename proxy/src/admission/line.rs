@@ -141,39 +141,34 @@ impl Default for Timing {
 }
 
 impl Timing {
-    /// What a holder at `position` is told at `now`: the ETA from the measured
-    /// outflow (admissions per second while a line existed) or, without enough
-    /// history, the configured one, plus the time left before a scheduled opening;
-    /// the poll interval an eighth of it, within the bounds.
-    ///
-    /// When capacity is `full` and no movement is measured yet, the configured rate
-    /// is only the best case: the line moves as sessions end, at worst one session
-    /// length per `max_active_users` places, and the wait says so (`eta_max_ms`).
-    pub fn wait(
-        &self,
-        position: u64,
-        measured_per_sec: Option<f64>,
-        full: bool,
-        settings: &Settings,
-        now: Millis,
-    ) -> Wait {
+    /// What a holder at `position` is told at `now`: the ETA at the outflow
+    /// measured while a line existed (admissions per second) or, without enough
+    /// history, the configured one; once capacity is taken, at no more than the
+    /// sessions can turn over; plus the time left before a scheduled opening. The
+    /// poll interval is an eighth of it, within the bounds.
+    pub fn wait(&self, position: u64, flow: Flow, settings: &Settings, now: Millis) -> Wait {
         let configured = f64::from(settings.new_users_per_minute) / 60.0;
-        let per_sec = measured_per_sec.filter(|r| *r > 0.0).unwrap_or(configured);
+        let per_sec = flow
+            .measured_per_sec
+            .filter(|r| *r > 0.0)
+            .unwrap_or(configured);
+        // A session lasts at least `session_ms` (it lapses only after that long
+        // without a request), so once capacity is taken the line moves no faster
+        // than `max_active_users` per session length: the places still free go at
+        // the outflow, the rest at most at that turnover.
+        let max_active = u64::from(settings.max_active_users);
+        let turnover = max_active as f64 * 1000.0 / self.session_ms.max(1) as f64;
+        let fast = position.min(max_active.saturating_sub(flow.active));
+        let slow = position - fast;
         let mut eta_ms = if per_sec > 0.0 {
-            (position as f64 * 1000.0 / per_sec) as u64
+            let secs = fast as f64 / per_sec + slow as f64 / per_sec.min(turnover);
+            (secs * 1000.0) as u64
         } else {
             u64::MAX / 4
         };
-        let measured_moving = measured_per_sec.is_some_and(|r| r > 0.0);
-        let mut eta_max_ms = (full && !measured_moving).then(|| {
-            let turnover = position.saturating_mul(self.session_ms)
-                / u64::from(settings.max_active_users.max(1));
-            turnover.max(eta_ms)
-        });
         let gate = settings.gate(now);
         if let Gate::Scheduled { opens_at } = gate {
             eta_ms = eta_ms.saturating_add(opens_at - now);
-            eta_max_ms = eta_max_ms.map(|m| m.saturating_add(opens_at - now));
         }
         let poll_after_ms = match gate {
             Gate::Paused | Gate::Closed => self.poll_max_ms,
@@ -184,7 +179,6 @@ impl Timing {
         Wait {
             position,
             eta_ms,
-            eta_max_ms,
             poll_after_ms,
             gate,
         }
@@ -209,6 +203,15 @@ impl Timing {
     }
 }
 
+/// What the line knows of its movement when a holder checks in.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Flow {
+    /// Admissions per second measured while a line existed, once measured.
+    pub measured_per_sec: Option<f64>,
+    /// Sessions alive plus places called: what capacity counts.
+    pub active: u64,
+}
+
 /// What a waiting holder is told.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Wait {
@@ -216,9 +219,6 @@ pub struct Wait {
     pub position: u64,
     /// Estimated time until admission, from the measured outflow.
     pub eta_ms: u64,
-    /// The longest it may take, when that is far from `eta_ms` (capacity is full and
-    /// the outflow not yet measured).
-    pub eta_max_ms: Option<u64>,
     /// When to poll again.
     pub poll_after_ms: u64,
     /// Whether the line moves.
@@ -491,14 +491,15 @@ impl Line {
     }
 
     fn wait_for(&self, position: u64, now: Millis) -> Wait {
-        let full = self.active() >= u64::from(self.settings.max_active_users);
-        self.timing.wait(
-            position,
-            self.outflow.per_second(now),
-            full,
-            &self.settings,
-            now,
-        )
+        self.timing
+            .wait(position, self.flow(now), &self.settings, now)
+    }
+
+    fn flow(&self, now: Millis) -> Flow {
+        Flow {
+            measured_per_sec: self.outflow.per_second(now),
+            active: self.active(),
+        }
     }
 
     fn open_session(&mut self, sid: u64, now: Millis) {
@@ -729,35 +730,29 @@ mod tests {
     }
 
     #[test]
-    fn with_capacity_full_and_nothing_measured_the_wait_may_be_a_session_per_place() {
+    fn once_capacity_is_taken_the_wait_follows_the_turnover_of_sessions() {
         let mut l = line(600);
         l.update(SettingsPatch {
-            max_active_users: Some(2),
+            max_active_users: Some(4),
             ..Default::default()
         });
         assert!(queue(&mut l, 2, 0).is_empty(), "two straight in");
-        let seqs = queue(&mut l, 4, 0);
-        let Poll::Waiting(w) = l.poll(seqs[3], 0) else {
-            panic!()
+        let seqs = queue(&mut l, 6, 0);
+        // Two slots free: places 1 and 2 at the outflow (10/s); then at most 4 per
+        // 600 s session as sessions end: 150 s a place.
+        let eta = |l: &mut Line, i: usize| match l.poll(seqs[i], 0) {
+            Poll::Waiting(w) => w.eta_ms,
+            other => panic!("{other:?}"),
         };
-        assert_eq!((w.position, w.eta_ms), (4, 400));
-        assert_eq!(w.eta_max_ms, Some(4 * TIMING.session_ms / 2));
-        // Ten seconds without movement (the sessions are alive): still only a range.
-        run(&mut l, 0, 10_000);
-        let Poll::Waiting(w) = l.poll(seqs[3], 10_000) else {
-            panic!()
-        };
-        assert_eq!(w.eta_max_ms, Some(4 * TIMING.session_ms / 2));
-        // Once the line moves, the measured outflow is the estimate.
+        assert_eq!(eta(&mut l, 1), 200);
+        assert_eq!(eta(&mut l, 2), 200 + 150_000);
+        assert_eq!(eta(&mut l, 5), 200 + 4 * 150_000);
+        // Plenty of capacity: the outflow alone.
         l.update(SettingsPatch {
-            max_active_users: Some(100),
+            max_active_users: Some(1_000),
             ..Default::default()
         });
-        run(&mut l, 10_000, 10_200);
-        let Poll::Waiting(w) = l.poll(seqs[3], 16_000) else {
-            panic!("{:?}", l.poll(seqs[3], 16_000))
-        };
-        assert_eq!(w.eta_max_ms, None);
+        assert_eq!(eta(&mut l, 5), 600);
     }
 
     #[test]

@@ -43,10 +43,6 @@ pub struct Status {
     pub ahead: u64,
     /// Estimated wait from the measured outflow.
     pub eta_seconds: u64,
-    /// The longest the wait may be, when that is far from `eta_seconds` (capacity
-    /// is full and the outflow not yet measured).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub eta_max_seconds: Option<u64>,
     /// When to poll again.
     pub poll_after_ms: u64,
     /// A scheduled opening (RFC 3339), while the room is closed until then.
@@ -78,7 +74,6 @@ impl Status {
             position: w.position,
             ahead: w.position.saturating_sub(1),
             eta_seconds: w.eta_ms.div_ceil(1000),
-            eta_max_seconds: w.eta_max_ms.map(|ms| ms.div_ceil(1000)),
             poll_after_ms: w.poll_after_ms,
             opens_at,
             opens_in_seconds: opens_at.map(|t| t.saturating_sub(now).div_ceil(1000)),
@@ -104,7 +99,6 @@ impl Status {
             position: 0,
             ahead: 0,
             eta_seconds: 0,
-            eta_max_seconds: None,
             poll_after_ms: 0,
             opens_at: None,
             opens_in_seconds: None,
@@ -119,7 +113,6 @@ impl Status {
             position: 0,
             ahead: 0,
             eta_seconds: 0,
-            eta_max_seconds: None,
             poll_after_ms,
             opens_at: None,
             opens_in_seconds: None,
@@ -191,7 +184,6 @@ impl Page {
         let wait = |position, gate| Wait {
             position,
             eta_ms: 300_000,
-            eta_max_ms: Some(900_000),
             poll_after_ms: 5_000,
             gate,
         };
@@ -272,15 +264,10 @@ impl Page {
             _ if status.position == 0 => String::new(),
             _ => place(),
         };
-        let eta = |certain| Eta {
-            seconds: status.eta_seconds,
-            certain,
-            max: status.eta_max_seconds,
-        };
         let (eta, countdown) = match shown {
-            Shown::Queued => (eta(0).text(c, lang), String::new()),
+            Shown::Queued => (eta_text(c, lang, status.eta_seconds, 0), String::new()),
             Shown::Scheduled { opens_in, .. } => (
-                eta(opens_in).text(c, lang),
+                eta_text(c, lang, status.eta_seconds, opens_in),
                 c.text(lang, "countdown", &[("countdown", clock_text(opens_in))]),
             ),
             _ => (String::new(), String::new()),
@@ -385,39 +372,24 @@ fn clock_text(seconds: u64) -> String {
     }
 }
 
-/// An estimated wait, as the page words it.
-struct Eta {
-    /// The estimate.
-    seconds: u64,
-    /// Its first part that is sure (the time to a scheduled opening).
-    certain: u64,
-    /// The longest it may take, when known to be far above the estimate.
-    max: Option<u64>,
-}
-
-impl Eta {
-    /// An honest wait: a range of minutes when it is more than a minute away, from
-    /// 20% below to 25% above the uncertain part of the estimate, or up to `max`.
-    fn text(&self, c: &Catalogues, lang: &str) -> String {
-        let max = self.max.unwrap_or(0);
-        if self.seconds.max(max) < 60 {
-            return c.text(lang, "eta_soon", &[]);
-        }
-        let certain = self.certain.min(self.seconds);
-        let uncertain = self.seconds - certain;
-        let low = ((certain + uncertain * 4 / 5) / 60).max(1);
-        let high = (certain * 4 + uncertain * 5)
-            .div_ceil(4 * 60)
-            .max(max.div_ceil(60));
-        if low == high {
-            c.text(lang, "eta_about", &[("minutes", low.to_string())])
-        } else {
-            c.text(
-                lang,
-                "eta_range",
-                &[("low", low.to_string()), ("high", high.to_string())],
-            )
-        }
+/// An honest wait: a range of minutes when it is more than a minute away. The
+/// first `certain` seconds (until a scheduled opening) are not widened.
+fn eta_text(c: &Catalogues, lang: &str, eta_seconds: u64, certain: u64) -> String {
+    if eta_seconds < 60 {
+        return c.text(lang, "eta_soon", &[]);
+    }
+    let certain = certain.min(eta_seconds);
+    let uncertain = eta_seconds - certain;
+    let low = ((certain + uncertain * 4 / 5) / 60).max(1);
+    let high = (certain * 4 + uncertain * 5).div_ceil(4 * 60);
+    if low == high {
+        c.text(lang, "eta_about", &[("minutes", low.to_string())])
+    } else {
+        c.text(
+            lang,
+            "eta_range",
+            &[("low", low.to_string()), ("high", high.to_string())],
+        )
     }
 }
 
@@ -441,7 +413,6 @@ mod tests {
             &Wait {
                 position,
                 eta_ms: eta_seconds * 1000,
-                eta_max_ms: None,
                 poll_after_ms: 3_000,
                 gate: Gate::Open,
             },
@@ -484,7 +455,6 @@ mod tests {
         let wait = |gate| Wait {
             position: 30,
             eta_ms: 3_900_000,
-            eta_max_ms: None,
             poll_after_ms: 20_000,
             gate,
         };
@@ -527,35 +497,6 @@ mod tests {
         );
         assert!(html.contains("id=\"progress-box\" hidden"), "{html}");
         assert_eq!(clock_text(125), "2:05");
-    }
-
-    #[test]
-    fn a_wait_that_may_be_long_says_so() {
-        let c = Catalogues::builtin();
-        let eta = |seconds, certain, max| {
-            Eta {
-                seconds,
-                certain,
-                max,
-            }
-            .text(&c, "en")
-        };
-        assert_eq!(eta(300, 0, None), "Estimated wait: 4 to 7 minutes.");
-        // Capacity full, nothing measured: up to a session length per place.
-        assert_eq!(eta(20, 0, Some(1_200)), "Estimated wait: 1 to 20 minutes.");
-        assert_eq!(eta(20, 0, Some(50)), "Estimated wait: less than a minute.");
-        let full = Status::waiting(
-            &Wait {
-                position: 2,
-                eta_ms: 2_000,
-                eta_max_ms: Some(1_200_000),
-                poll_after_ms: 1_000,
-                gate: Gate::Open,
-            },
-            0,
-        );
-        assert_eq!(full.to_json()["eta_max_seconds"], 1_200);
-        assert!(queued(2, 2).to_json().get("eta_max_seconds").is_none());
     }
 
     #[test]

@@ -55,12 +55,6 @@ local function active()
   return redis.call('ZCARD', sess) + redis.call('ZCARD', called)
 end
 
--- '1' when capacity is taken: the line then moves as sessions end.
-local function full()
-  local _, max = settings()
-  return active() >= max and '1' or '0'
-end
-
 local function queue_length()
   return redis.call('ZCARD', live) + redis.call('ZCARD', ret)
 end
@@ -207,7 +201,7 @@ local function pump()
 end
 
 local function waiting(position)
-  return settings_out({ 'waiting', tostring(position), measured(), full() })
+  return settings_out({ 'waiting', tostring(position), measured(), tostring(active()) })
 end
 
 local function main_position(seq)
@@ -246,7 +240,8 @@ elseif op == 'arrive' then
   redis.call('ZADD', live, seq, seq)
   redis.call('ZADD', dl, now + abandon_min, seq)
   line_present(true)
-  return settings_out({ 'queued', tostring(seq), tostring(main_position(seq)), measured(), full() })
+  return settings_out({ 'queued', tostring(seq), tostring(main_position(seq)), measured(),
+                       tostring(active()) })
 elseif op == 'poll' then
   local seq = tonumber(ARGV[13])
   if seq == 0 or seq >= m('next', 1) then return { 'unknown' } end
@@ -306,7 +301,7 @@ elseif op == 'view' then
   return settings_out({ tostring(m('head', 1)), tostring(m('next', 1)), measured(), tostring(card),
            tostring(stride), table.concat(sample, ','),
            table.concat(redis.call('ZRANGE', called, 0, -1), ','),
-           table.concat(redis.call('ZRANGE', ret, 0, 999), ','), full() })
+           table.concat(redis.call('ZRANGE', ret, 0, 999), ','), tostring(active()) })
 elseif op == 'touch' then
   return { touch(ARGV[13]) and '1' or '0' }
 elseif op == 'snapshot' then

@@ -23,7 +23,7 @@ use redis::aio::ConnectionManager;
 use super::view::{View, VIEW_EVERY};
 use super::{Store, StoreError};
 use crate::admission::line::{
-    Arrival, Poll, PumpReport, Settings, SettingsPatch, Snapshot, Timing, Wait,
+    Arrival, Flow, Poll, PumpReport, Settings, SettingsPatch, Snapshot, Timing, Wait,
 };
 use crate::clock::Millis;
 use crate::config::RedisTarget;
@@ -268,7 +268,7 @@ impl RedisStore {
             .map_err(unavailable)
     }
 
-    /// Turns a waiting answer (position, measured rate, whether capacity is full, the
+    /// Turns a waiting answer (position, measured rate, active sessions, the
     /// settings, from index `at`) into a wait, and queues the precise deadline for
     /// the next pump.
     fn waiting(
@@ -279,21 +279,16 @@ impl RedisStore {
         now: Millis,
     ) -> Result<Wait, StoreError> {
         let position: u64 = field(answer, at)?;
-        let measured: Option<f64> = answer.get(at + 1).and_then(|s| s.parse().ok());
-        let full = answer.get(at + 2).is_some_and(|f| f == "1");
+        let flow = Flow {
+            measured_per_sec: answer.get(at + 1).and_then(|s| s.parse().ok()),
+            active: field(answer, at + 2)?,
+        };
         let settings = settings(answer, at + 3)?;
-        Ok(self.wait(seq, position, (measured, full), &settings, now))
+        Ok(self.wait(seq, position, flow, &settings, now))
     }
 
-    fn wait(
-        &self,
-        seq: u64,
-        position: u64,
-        (measured, full): (Option<f64>, bool),
-        settings: &Settings,
-        now: Millis,
-    ) -> Wait {
-        let wait = self.timing.wait(position, measured, full, settings, now);
+    fn wait(&self, seq: u64, position: u64, flow: Flow, settings: &Settings, now: Millis) -> Wait {
+        let wait = self.timing.wait(position, flow, settings, now);
         let deadline = self.timing.deadline(now, &wait);
         // The deadline in Redis is a heartbeat: it is rewritten only once it is less
         // than half a window ahead. A visitor who keeps polling is always well inside
@@ -316,7 +311,11 @@ impl RedisStore {
         let view = lock(&self.view);
         let v = view.as_ref().filter(|v| v.fresh(now))?;
         let position = v.position(seq)?;
-        let (flow, settings) = ((v.measured, v.full), v.settings);
+        let flow = Flow {
+            measured_per_sec: v.measured,
+            active: v.active,
+        };
+        let settings = v.settings;
         drop(view);
         Some(self.wait(seq, position, flow, &settings, now))
     }

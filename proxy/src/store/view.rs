@@ -34,8 +34,8 @@ pub struct View {
     pub settings: Settings,
     /// The measured outflow, per second.
     pub measured: Option<f64>,
-    /// Whether capacity was full (the line moves as sessions end).
-    pub full: bool,
+    /// Sessions alive plus places called (what capacity counts).
+    pub active: u64,
     /// How many places are waiting (not departed).
     pub live: u64,
     /// `sample` holds every `stride`-th waiting place.
@@ -80,7 +80,7 @@ impl View {
             sample: list(a.get(5)),
             called: list(a.get(6)).into_iter().collect(),
             returned: list(a.get(7)),
-            full: a.get(8)? == "1",
+            active: n(8)?,
             settings: settings_at(a, 9)?,
         })
     }
