@@ -429,3 +429,39 @@ async fn the_language_switcher_works_from_the_keyboard_with_a_visible_focus() {
     );
     c.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_opening_counts_down_and_then_lets_the_visitor_in() {
+    let origin = origin(10, 1).await;
+    let p = start_proxy(&origin).await;
+    let driver = chromedriver().await;
+    let c = browser(&driver, "lb", true).await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // To the second, so seven to eight seconds from now.
+    let opens_at = waitroom::clock::format_rfc3339(now_ms + 8_000);
+    p.patch(serde_json::json!({ "opens_at": opens_at })).await;
+    c.goto(&p.url("/register")).await.unwrap();
+    assert!(
+        text(&c, "headline").await.contains("D'Entrée mécht um"),
+        "{}",
+        text(&c, "headline").await
+    );
+    let first = text(&c, "countdown").await;
+    assert!(first.starts_with("Mécht op an 0:0"), "{first}");
+    // It counts down by itself, second by second...
+    wait_until("the countdown to tick", Duration::from_secs(5), || async {
+        let now = text(&c, "countdown").await;
+        !now.is_empty() && now != first
+    })
+    .await;
+    // ...and at the opening the visitor goes through to the page they asked for.
+    wait_until("the origin's page", Duration::from_secs(30), || {
+        at_origin(&c)
+    })
+    .await;
+    assert_eq!(c.current_url().await.unwrap().path(), "/register");
+    c.close().await.unwrap();
+}
