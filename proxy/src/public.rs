@@ -162,7 +162,11 @@ impl Public {
             let mut r = h::respond(
                 StatusCode::OK,
                 "text/html; charset=utf-8",
-                self.page.render(&status, lang, req.uri().path()),
+                self.page.render(
+                    &status,
+                    lang,
+                    req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
+                ),
             );
             r.headers_mut().insert(
                 http::header::CONTENT_LANGUAGE,

@@ -399,7 +399,7 @@ async fn the_language_switcher_works_from_the_keyboard_with_a_visible_focus() {
     let driver = chromedriver().await;
     p.patch(serde_json::json!({"paused": true})).await;
     let c = browser(&driver, "en", true).await;
-    c.goto(&p.url("/register")).await.unwrap();
+    c.goto(&p.url("/register?step=2")).await.unwrap();
     // The switcher comes first: Deutsch, then Français.
     keys(&c, 2, false).await;
     let focused = c.active_element().await.unwrap();
@@ -426,6 +426,12 @@ async fn the_language_switcher_works_from_the_keyboard_with_a_visible_focus() {
             .contains("L'entrée est suspendue"),
         "{}",
         text(&c, "headline").await
+    );
+    // The page the visitor asked for is kept.
+    let url = c.current_url().await.unwrap();
+    assert_eq!(
+        (url.path(), url.query()),
+        ("/register", Some("step=2&lang=fr"))
     );
     c.close().await.unwrap();
 }

@@ -216,9 +216,10 @@ impl Page {
         self.catalogues.negotiate(query_lang, accept_language)
     }
 
-    /// The page for `status` in `lang`, served at `path` (for the language links).
-    pub fn render(&self, status: &Status, lang: &str, path: &str) -> String {
-        self.try_render(status, lang, path).unwrap_or_else(|e| {
+    /// The page for `status` in `lang`, served for `target` (the path and query
+    /// the visitor asked for: the language links keep it).
+    pub fn render(&self, status: &Status, lang: &str, target: &str) -> String {
+        self.try_render(status, lang, target).unwrap_or_else(|e| {
             // Checked at start-up for every state and language; keep serving anyway.
             tracing::error!(error = %e, "queue page failed to render");
             render_plain(status)
@@ -229,7 +230,7 @@ impl Page {
         &self,
         status: &Status,
         lang: &str,
-        path: &str,
+        target: &str,
     ) -> Result<String, minijinja::Error> {
         let c = &self.catalogues;
         let t = |key: &str| c.text(lang, key, &[]);
@@ -278,7 +279,7 @@ impl Page {
                 context! {
                     code => code,
                     name => c.text(code, "language_name", &[]),
-                    href => format!("{path}?lang={code}"),
+                    href => with_lang(target, code),
                     current => *code == lang,
                 }
             })
@@ -360,6 +361,22 @@ impl Shown {
             Self::Scheduled { .. } => "scheduled",
         }
     }
+}
+
+/// `target` with its `lang` parameter set to `code`, every other parameter kept: the
+/// visitor who switches language still reaches the page they asked for.
+fn with_lang(target: &str, code: &str) -> String {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut href = format!("{path}?");
+    for pair in query.split('&') {
+        if !pair.is_empty() && pair.split('=').next() != Some("lang") {
+            href.push_str(pair);
+            href.push('&');
+        }
+    }
+    href.push_str("lang=");
+    href.push_str(code);
+    href
 }
 
 /// A countdown as the page shows it: `1:02:05`, or `2:05` under an hour.
@@ -497,6 +514,11 @@ mod tests {
         );
         assert!(html.contains("id=\"progress-box\" hidden"), "{html}");
         assert_eq!(clock_text(125), "2:05");
+        assert_eq!(with_lang("/register", "fr"), "/register?lang=fr");
+        assert_eq!(
+            with_lang("/register?lang=de&step=1&language=x", "lb"),
+            "/register?step=1&language=x&lang=lb"
+        );
     }
 
     #[test]
