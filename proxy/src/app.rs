@@ -80,6 +80,7 @@ pub async fn run(
     let clock = Clock::system();
     let registry = Registry::new();
     let metrics = Metrics::new(&registry);
+    let mut shared_keys = None;
     let (store, keys, memory): (Arc<dyn Store>, Keyring, Option<MemoryStore>) = match &config.store
     {
         StoreKind::Memory => {
@@ -99,11 +100,7 @@ pub async fn run(
                 Some(k) => k,
                 None => redis.shared_keys().await?,
             };
-            tokio::spawn(keep_keys_published(
-                redis.clone(),
-                keys.clone(),
-                shutdown.clone(),
-            ));
+            shared_keys = Some(redis.clone());
             (redis, keys, None)
         }
     };
@@ -121,6 +118,9 @@ pub async fn run(
         // Sessions slide server-side; the token only needs to outlive a long visit.
         (config.timing.session_ms / 1000).max(3600) * 4,
     );
+    if let Some(redis) = shared_keys {
+        tokio::spawn(keep_keys_in_sync(redis, tokens.clone(), shutdown.clone()));
+    }
     let admission =
         Admission::new(store, tokens, clock, metrics.clone()).on_failure(config.on_failure);
     tokio::spawn(admission.clone().run_pump(shutdown.clone()));
@@ -168,11 +168,19 @@ pub async fn run(
     Ok(())
 }
 
-/// Puts the room's keys back into Redis if it lost them (see [`RedisStore::publish_keys`]).
-async fn keep_keys_published(store: Arc<RedisStore>, keys: Keyring, shutdown: Shutdown) {
+/// Keeps this instance's keys and the room's shared ones together (see
+/// [`RedisStore::sync_keys`]): puts them back if Redis lost them, and adopts keys
+/// another instance brought, so a token from any instance verifies at every one.
+async fn keep_keys_in_sync(store: Arc<RedisStore>, tokens: Tokens, shutdown: Shutdown) {
     every(SAVE_EVERY, shutdown, || async {
-        if let Err(e) = store.publish_keys(&keys).await {
-            tracing::debug!(error = %e, "could not check the shared keys");
+        let ours = tokens.keys();
+        match store.sync_keys(&ours).await {
+            Ok(ring) if ring.kids() != ours.kids() => {
+                tracing::info!(keys = ?ring.kids(), "now signing and verifying with the room's shared keys");
+                tokens.replace_keys(ring);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "could not check the shared keys"),
         }
     })
     .await

@@ -248,3 +248,120 @@ async fn open_mode_keeps_letting_people_in_at_a_local_share() {
         assert!(v.get("/register").await.unwrap().is_from_origin());
     }
 }
+
+/// Writes a keyring as the room's shared keys, as a brand-new instance that found
+/// Redis empty would have.
+async fn store_keys(url: &str, room: &str, ring: &waitroom::token::Keyring) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{{waitroom:{room}}}:keys"))
+        .arg(ring.to_json())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// The kids an instance publishes in its JWKS.
+async fn kids(p: &support::Proxy) -> Vec<String> {
+    let jwks = p.get("/_waitroom/jwks.json", &[]).await.unwrap().json();
+    jwks["keys"]
+        .as_array()
+        .map(|keys| {
+            keys.iter()
+                .filter_map(|k| k["kid"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The visitor's place is recognised rather than taken for a newcomer's: while the
+/// room is paused the same place and no new token, or, if the place was called
+/// meanwhile, an admission for that very place.
+async fn keeps_place(v: &mut support::Visitor, place: &serde_json::Value) {
+    let before = v.cookie.clone();
+    let r = v.status().await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let claims = support::claims(v.cookie.as_deref().unwrap());
+    assert_eq!(&claims["n"], place, "{}", r.text());
+    if r.json()["state"] == "admitted" {
+        assert_eq!(claims["k"], "a", "{}", r.text());
+    } else {
+        assert_eq!(r.json()["state"], "paused", "{}", r.text());
+        assert_eq!(v.cookie, before, "taken for a newcomer");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_that_came_to_hold_different_keys_converge_and_keep_every_place() {
+    let mut redis = RedisServer::start();
+    let origin = origin(10, 1).await;
+    let url = redis.url();
+    let start = || {
+        proxy(&origin)
+            .admission(600, 100, "10m")
+            .redis(&url, "keys")
+            .start()
+    };
+    let a = start().await;
+    let http = Http::new();
+    assert_eq!(
+        a.patch(serde_json::json!({"paused": true})).await.status,
+        200
+    );
+    let mut early = a.visitor(&http);
+    early.get("/register").await.unwrap();
+    let early_place = support::claims(early.cookie.as_deref().unwrap())["n"].clone();
+
+    // Redis comes back empty; `a` reconnects and restores the line at once, but puts
+    // its keys back only at its next periodic round, and before that a brand-new
+    // instance finds no keys and brings its own.
+    redis.restart();
+    let mut paused = false;
+    for _ in 0..100 {
+        if a.patch(serde_json::json!({"paused": true})).await.status == 200 {
+            paused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(paused, "a did not reconnect to Redis");
+    let foreign = waitroom::token::Keyring::new(waitroom::token::KeyPair::generate(), Vec::new());
+    store_keys(&url, "keys", &foreign).await;
+    let b = start().await;
+    assert_ne!(a.keys.signing().kid(), b.keys.signing().kid());
+
+    // Within a couple of rounds of the periodic sync, each verifies the other's keys.
+    let (ka, kb) = (
+        a.keys.signing().kid().to_owned(),
+        b.keys.signing().kid().to_owned(),
+    );
+    let mut converged = false;
+    for _ in 0..150 {
+        let (at_a, at_b) = (kids(&a).await, kids(&b).await);
+        if at_a.contains(&kb) && at_b.contains(&ka) {
+            converged = true;
+            break;
+        }
+        // Waiting on the instances' own periodic task (every 5 s), in real time.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        converged,
+        "a: {:?}, b: {:?}",
+        kids(&a).await,
+        kids(&b).await
+    );
+
+    // The visitor who queued at `a` before all this keeps their place at `b`...
+    let mut early_at_b = b.visitor(&http);
+    early_at_b.cookie = early.cookie.clone();
+    keeps_place(&mut early_at_b, &early_place).await;
+    // ...and one who arrives at `b` now is recognised at `a`.
+    let mut late = b.visitor(&http);
+    late.get("/register").await.unwrap();
+    let late_place = support::claims(late.cookie.as_deref().unwrap())["n"].clone();
+    let mut late_at_a = a.visitor(&http);
+    late_at_a.cookie = late.cookie.clone();
+    keeps_place(&mut late_at_a, &late_place).await;
+}

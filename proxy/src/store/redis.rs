@@ -195,23 +195,41 @@ impl RedisStore {
         Ok(store)
     }
 
-    /// Publishes `keys` as the room's keys unless some are already there: after
-    /// Redis lost its data, the instances still running put theirs back, so an
-    /// instance starting later signs with the same keys.
-    pub async fn publish_keys(&self, keys: &Keyring) -> Result<(), StoreError> {
+    /// Brings this instance's keys and the room's shared ones together: the keys
+    /// stored in Redis, plus any of `ours` they lack (written back), or `ours` when
+    /// Redis has none (it lost its data). Every instance does this periodically and
+    /// then signs and verifies with the answer, so instances that came to hold
+    /// different keys (one started while Redis was empty) converge on one ring in
+    /// which every token either of them issued verifies. Two instances writing at
+    /// once may drop one's addition; it is added again at its next round.
+    pub async fn sync_keys(&self, ours: &Keyring) -> Result<Keyring, StoreError> {
         let key = format!("{}keys", self.prefix);
         let mut conn = self.conn.clone();
-        let set: Result<Option<String>, _> = tokio::time::timeout(
-            OP_TIMEOUT,
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(keys.to_json())
-                .arg("NX")
-                .query_async(&mut conn),
-        )
+        tokio::time::timeout(OP_TIMEOUT, async {
+            let stored: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+            let stored = stored.and_then(|bytes| match Keyring::from_json(&bytes) {
+                Ok(ring) => Some(ring),
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "the shared keys are unreadable; replacing them");
+                    None
+                }
+            });
+            let merged = match &stored {
+                Some(ring) => ring.merged(ours),
+                None => ours.clone(),
+            };
+            if stored.as_ref().map(Keyring::kids) != Some(merged.kids()) {
+                let _: () = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(merged.to_json())
+                    .query_async(&mut conn)
+                    .await?;
+            }
+            Ok::<_, redis::RedisError>(merged)
+        })
         .await
-        .map_err(|_| unavailable("Redis did not answer in time"))?;
-        set.map(|_| ()).map_err(unavailable)
+        .map_err(|_| unavailable("Redis did not answer in time"))?
+        .map_err(unavailable)
     }
 
     /// The room's signing keys, shared by every instance: the first instance to

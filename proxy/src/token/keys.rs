@@ -184,6 +184,23 @@ impl Keyring {
         self.keys.iter().find(|k| k.kid == kid)
     }
 
+    /// Every key of this ring, then those of `other` it lacks: this ring's key
+    /// still signs, and tokens signed by either ring verify.
+    pub fn merged(&self, other: &Keyring) -> Keyring {
+        let mut keys = self.keys.clone();
+        for k in &other.keys {
+            if self.find(&k.kid).is_none() {
+                keys.push(k.clone());
+            }
+        }
+        Self { keys }
+    }
+
+    /// The key ids, the signing key's first.
+    pub fn kids(&self) -> Vec<&str> {
+        self.keys.iter().map(KeyPair::kid).collect()
+    }
+
     /// The JWKS document served at `/_waitroom/jwks.json`.
     pub fn jwks(&self) -> serde_json::Value {
         serde_json::json!({ "keys": self.keys.iter().map(KeyPair::jwk).collect::<Vec<_>>() })
@@ -216,5 +233,18 @@ mod tests {
         let err = Keyring::load_or_create(&dir).err().unwrap().to_string();
         assert!(err.contains("no keys"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn merging_keeps_the_signer_and_adds_what_is_missing() {
+        let a = Keyring::new(KeyPair::generate(), Vec::new());
+        let b = Keyring::new(KeyPair::generate(), vec![a.signing().clone()]);
+        let m = b.merged(&a);
+        assert_eq!(m.kids(), b.kids(), "nothing new: unchanged");
+        let c = Keyring::new(KeyPair::generate(), Vec::new());
+        let m = c.merged(&b);
+        assert_eq!(m.signing().kid(), c.signing().kid());
+        assert_eq!(m.kids().len(), 3);
+        assert!(m.find(a.signing().kid()).is_some() && m.find(b.signing().kid()).is_some());
     }
 }

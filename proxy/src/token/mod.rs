@@ -6,6 +6,8 @@
 
 pub mod keys;
 
+use std::sync::{Arc, RwLock};
+
 use jsonwebtoken::{Algorithm, Header, Validation};
 
 use crate::clock::Clock;
@@ -84,7 +86,8 @@ impl TokenError {
 /// Issues and verifies tokens.
 #[derive(Clone)]
 pub struct Tokens {
-    keys: Keyring,
+    /// Replaced at run time when instances sharing a store converge on one ring.
+    keys: Arc<RwLock<Keyring>>,
     clock: Clock,
     queue_ttl_secs: u64,
     admission_ttl_secs: u64,
@@ -94,16 +97,25 @@ impl Tokens {
     /// A token service signing with `keys`; tokens live for the given seconds.
     pub fn new(keys: Keyring, clock: Clock, queue_ttl_secs: u64, admission_ttl_secs: u64) -> Self {
         Self {
-            keys,
+            keys: Arc::new(RwLock::new(keys)),
             clock,
             queue_ttl_secs,
             admission_ttl_secs,
         }
     }
 
-    /// The keyring (for the JWKS).
-    pub fn keys(&self) -> &Keyring {
-        &self.keys
+    /// The keyring now (for the JWKS).
+    pub fn keys(&self) -> Keyring {
+        self.ring().clone()
+    }
+
+    /// Signs and verifies with `keys` from now on.
+    pub fn replace_keys(&self, keys: Keyring) {
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+    }
+
+    fn ring(&self) -> std::sync::RwLockReadGuard<'_, Keyring> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// How long a token of this kind lives, in seconds.
@@ -125,7 +137,8 @@ impl Tokens {
     }
 
     fn sign(&self, kind: Kind, line: u64, n: u64, p: Option<u64>) -> String {
-        let key = self.keys.signing();
+        let ring = self.ring();
+        let key = ring.signing();
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.kid().to_owned());
         let iat = self.clock.now_secs();
@@ -149,10 +162,11 @@ impl Tokens {
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Algorithm);
         }
+        let ring = self.ring();
         let key = header
             .kid
             .as_deref()
-            .and_then(|kid| self.keys.find(kid))
+            .and_then(|kid| ring.find(kid))
             .ok_or(TokenError::UnknownKey)?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.validate_exp = false;
