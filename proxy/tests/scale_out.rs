@@ -313,23 +313,24 @@ async fn instances_that_came_to_hold_different_keys_converge_and_keep_every_plac
     early.get("/register").await.unwrap();
     let early_place = support::claims(early.cookie.as_deref().unwrap())["n"].clone();
 
-    // Redis comes back empty; `a` reconnects and restores the line at once, but puts
-    // its keys back only at its next periodic round, and before that a brand-new
-    // instance finds no keys and brings its own.
+    // Redis comes back empty and, at the same moment, a brand-new instance starts:
+    // it finds no line and no keys. It waits for `a` to restore the line (with its
+    // id), but brings keys of its own (`a` puts its keys back only every 5 s).
     redis.restart();
+    let foreign = waitroom::token::Keyring::new(waitroom::token::KeyPair::generate(), Vec::new());
+    store_keys(&url, "keys", &foreign).await;
+    let b = start().await;
+    assert_ne!(a.keys.signing().kid(), b.keys.signing().kid());
     let mut paused = false;
     for _ in 0..100 {
         if a.patch(serde_json::json!({"paused": true})).await.status == 200 {
             paused = true;
             break;
         }
+        // `a` reconnecting to Redis by itself, in real time.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(paused, "a did not reconnect to Redis");
-    let foreign = waitroom::token::Keyring::new(waitroom::token::KeyPair::generate(), Vec::new());
-    store_keys(&url, "keys", &foreign).await;
-    let b = start().await;
-    assert_ne!(a.keys.signing().kid(), b.keys.signing().kid());
 
     // Within a couple of rounds of the periodic sync, each verifies the other's keys.
     let (ka, kb) = (

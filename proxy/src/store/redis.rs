@@ -35,6 +35,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Longest wait for Redis before an operation counts as failed.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a starting instance that finds no line waits for running instances to
+/// restore it (see [`RedisStore::connect`]).
+pub const JOIN_GRACE: Duration = Duration::from_secs(2);
 
 const KEY_NAMES: [&str; 10] = [
     "meta", "settings", "live", "dl", "called", "sess", "claimed", "ret", "retdl", "out",
@@ -121,7 +124,8 @@ impl RedisStore {
     /// Connects to `target` (a single Redis, or any node of a Redis Cluster; over TLS
     /// with `rediss://`) and prepares the line of waiting room `room`, with
     /// `settings` as its initial settings when the line is new (settings already in
-    /// Redis win: they may have been changed at run time).
+    /// Redis win: they may have been changed at run time). When there is no line
+    /// yet it waits up to [`JOIN_GRACE`] for running instances to restore one.
     pub async fn connect(
         target: &RedisTarget,
         room: &str,
@@ -188,11 +192,40 @@ impl RedisStore {
             initial: settings,
             high_water: AtomicU64::new(0),
         };
+        store.await_line().await?;
         // A fresh id, used only if this instance is the one creating the line.
         store.line_id = rand::random::<u64>() >> 11;
         let id = store.call("init", 0, &[]).await?;
         store.line_id = field(&id, 0)?;
         Ok(store)
+    }
+
+    /// Waits up to [`JOIN_GRACE`] for the room's line to exist. No line means a new
+    /// room, or a Redis that lost its data and whose running instances have not
+    /// reconnected yet: they restore the line, with its id, at their next call. A
+    /// line this instance started instead would have a new id, which the tokens of
+    /// their visitors do not carry.
+    async fn await_line(&self) -> Result<(), StoreError> {
+        let deadline = tokio::time::Instant::now() + JOIN_GRACE;
+        loop {
+            let mut conn = self.conn.clone();
+            let exists: bool = tokio::time::timeout(
+                OP_TIMEOUT,
+                redis::cmd("EXISTS")
+                    .arg(&self.keys[0])
+                    .query_async(&mut conn),
+            )
+            .await
+            .map_err(|_| unavailable("Redis did not answer in time"))?
+            .map_err(unavailable)?;
+            if exists || tokio::time::Instant::now() >= deadline {
+                if !exists {
+                    tracing::info!(prefix = %self.prefix, "no line in Redis: starting one");
+                }
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Brings this instance's keys and the room's shared ones together: the keys
