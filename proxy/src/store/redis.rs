@@ -115,6 +115,17 @@ fn field<T: std::str::FromStr>(v: &[String], i: usize) -> Result<T, StoreError> 
         .ok_or_else(|| unavailable(format!("unexpected answer from the line script: {v:?}")))
 }
 
+/// Runs `op` within [`OP_TIMEOUT`]; a failure or a timeout means the store is
+/// unavailable.
+async fn within<T>(
+    op: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(OP_TIMEOUT, op)
+        .await
+        .map_err(|_| unavailable("Redis did not answer in time"))?
+        .map_err(unavailable)
+}
+
 fn settings(v: &[String], at: usize) -> Result<Settings, StoreError> {
     super::view::settings_at(v, at)
         .ok_or_else(|| unavailable(format!("unexpected settings from the line script: {v:?}")))
@@ -209,15 +220,13 @@ impl RedisStore {
         let deadline = tokio::time::Instant::now() + JOIN_GRACE;
         loop {
             let mut conn = self.conn.clone();
-            let exists: bool = tokio::time::timeout(
-                OP_TIMEOUT,
+            // `keys[0]` is the line's `meta` hash (see KEY_NAMES).
+            let exists: bool = within(
                 redis::cmd("EXISTS")
                     .arg(&self.keys[0])
                     .query_async(&mut conn),
             )
-            .await
-            .map_err(|_| unavailable("Redis did not answer in time"))?
-            .map_err(unavailable)?;
+            .await?;
             if exists || tokio::time::Instant::now() >= deadline {
                 if !exists {
                     tracing::info!(prefix = %self.prefix, "no line in Redis: starting one");
@@ -236,9 +245,9 @@ impl RedisStore {
     /// which every token either of them issued verifies. Two instances writing at
     /// once may drop one's addition; it is added again at its next round.
     pub async fn sync_keys(&self, ours: &Keyring) -> Result<Keyring, StoreError> {
-        let key = format!("{}keys", self.prefix);
+        let key = self.keys_key();
         let mut conn = self.conn.clone();
-        tokio::time::timeout(OP_TIMEOUT, async {
+        within(async {
             let stored: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
             let stored = stored.and_then(|bytes| match Keyring::from_json(&bytes) {
                 Ok(ring) => Some(ring),
@@ -258,20 +267,23 @@ impl RedisStore {
                     .query_async(&mut conn)
                     .await?;
             }
-            Ok::<_, redis::RedisError>(merged)
+            Ok(merged)
         })
         .await
-        .map_err(|_| unavailable("Redis did not answer in time"))?
-        .map_err(unavailable)
+    }
+
+    /// Where the room's keyring lives.
+    fn keys_key(&self) -> String {
+        format!("{}keys", self.prefix)
     }
 
     /// The room's signing keys, shared by every instance: the first instance to
     /// start stores a new keyring (`SET NX`), the others read it.
     pub async fn shared_keys(&self) -> Result<Keyring, StoreError> {
-        let key = format!("{}keys", self.prefix);
+        let key = self.keys_key();
         let mut conn = self.conn.clone();
         let fresh = Keyring::new(KeyPair::generate(), Vec::new()).to_json();
-        let stored: Vec<u8> = tokio::time::timeout(OP_TIMEOUT, async {
+        let stored: Vec<u8> = within(async {
             let _: Option<String> = redis::cmd("SET")
                 .arg(&key)
                 .arg(&fresh)
@@ -280,9 +292,7 @@ impl RedisStore {
                 .await?;
             redis::cmd("GET").arg(&key).query_async(&mut conn).await
         })
-        .await
-        .map_err(|_| unavailable("Redis did not answer in time"))?
-        .map_err(unavailable)?;
+        .await?;
         Keyring::from_json(&stored).map_err(|e| unavailable(format!("{key} holds no keyring: {e}")))
     }
 
@@ -313,10 +323,7 @@ impl RedisStore {
             invocation.arg(a);
         }
         let mut conn = self.conn.clone();
-        tokio::time::timeout(OP_TIMEOUT, invocation.invoke_async(&mut conn))
-            .await
-            .map_err(|_| unavailable("Redis did not answer in time"))?
-            .map_err(unavailable)
+        within(invocation.invoke_async(&mut conn)).await
     }
 
     /// Turns a waiting answer (position, measured rate, active sessions, the
