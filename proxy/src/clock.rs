@@ -21,11 +21,7 @@ pub struct Clock {
 impl Clock {
     /// A clock that starts at the current wall-clock time and advances with tokio's clock.
     pub fn system() -> Self {
-        let base_unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as Millis)
-            .unwrap_or(0);
-        Self::starting_at(base_unix_ms)
+        Self::starting_at(wall_ms())
     }
 
     /// A clock that reads `unix_ms` now and advances with tokio's clock.
@@ -45,6 +41,14 @@ impl Clock {
     pub fn now_secs(&self) -> u64 {
         self.now_ms() / 1000
     }
+}
+
+/// The system's wall clock, in Unix milliseconds (0 if it is set before 1970).
+pub fn wall_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
 }
 
 /// Reads an RFC 3339 time in UTC (`2026-11-28T09:00:00Z`) as Unix milliseconds.

@@ -306,13 +306,7 @@ async fn every_state_passes_axe_and_is_photographed_at_phone_and_desktop_width()
     queue_two(&p).await;
     let c = browser(&driver, "en", true).await;
     c.goto(&p.url("/register")).await.unwrap();
-    let in_an_hour = waitroom::clock::format_rfc3339(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64
-            + 3_600_000,
-    );
+    let in_an_hour = waitroom::clock::format_rfc3339(waitroom::clock::wall_ms() + 3_600_000);
     // (state, the change that leads to it, what the headline then says)
     let states = [
         ("paused", serde_json::json!({}), "Entry is paused"),
@@ -442,12 +436,8 @@ async fn a_scheduled_opening_counts_down_and_then_lets_the_visitor_in() {
     let p = start_proxy(&origin).await;
     let driver = chromedriver().await;
     let c = browser(&driver, "lb", true).await;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
     // To the second, so seven to eight seconds from now.
-    let opens_at = waitroom::clock::format_rfc3339(now_ms + 8_000);
+    let opens_at = waitroom::clock::format_rfc3339(waitroom::clock::wall_ms() + 8_000);
     p.patch(serde_json::json!({ "opens_at": opens_at })).await;
     c.goto(&p.url("/register")).await.unwrap();
     assert!(

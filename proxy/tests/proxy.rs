@@ -246,11 +246,7 @@ async fn an_origin_verifying_tokens_refuses_traffic_that_bypasses_the_proxy() {
 async fn a_scheduled_opening_and_a_closed_room_are_told_as_such() {
     let origin = origin(10, 1).await;
     let proxy = proxy(&origin).admission(600, 100, "10m").start().await;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let opens_at = waitroom::clock::format_rfc3339(now_ms + 3_600_000);
+    let opens_at = waitroom::clock::format_rfc3339(waitroom::clock::wall_ms() + 3_600_000);
     let r = proxy
         .patch(serde_json::json!({ "opens_at": opens_at }))
         .await;

@@ -246,14 +246,9 @@ impl Page {
             Shown::Paused => t("paused"),
             Shown::Closed => t("closed"),
             Shown::Admitted => t("admitted"),
-            Shown::Scheduled { opens_at, .. } => c.text(
-                lang,
-                "scheduled",
-                &[(
-                    "time",
-                    crate::clock::format_rfc3339(opens_at)[11..16].to_owned() + " UTC",
-                )],
-            ),
+            Shown::Scheduled { opens_at, .. } => {
+                c.text(lang, "scheduled", &[("time", utc_time(opens_at, false))])
+            }
             Shown::Queued => place(),
         };
         let ahead = match (shown, status.ahead) {
@@ -284,22 +279,10 @@ impl Page {
                 }
             })
             .collect();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
         let updated = c.text(
             lang,
             "updated",
-            &[(
-                "time",
-                format!(
-                    "{:02}:{:02}:{:02} UTC",
-                    now / 3600 % 24,
-                    now / 60 % 60,
-                    now % 60
-                ),
-            )],
+            &[("time", utc_time(crate::clock::wall_ms(), true))],
         );
         // `</` cannot appear inside the JSON, so it cannot close the script element.
         let messages_json = serde_json::to_string(c.messages(lang))
@@ -377,6 +360,14 @@ fn with_lang(target: &str, code: &str) -> String {
     href.push_str("lang=");
     href.push_str(code);
     href
+}
+
+/// The time of day of `ms` in UTC, `09:00 UTC` or with seconds `09:00:05 UTC`.
+fn utc_time(ms: Millis, seconds: bool) -> String {
+    // RFC 3339 text: `2026-11-28T09:00:05Z`.
+    let text = crate::clock::format_rfc3339(ms);
+    let end = if seconds { 19 } else { 16 };
+    format!("{} UTC", &text[11..end])
 }
 
 /// A countdown as the page shows it: `1:02:05`, or `2:05` under an hour.
@@ -514,6 +505,7 @@ mod tests {
         );
         assert!(html.contains("id=\"progress-box\" hidden"), "{html}");
         assert_eq!(clock_text(125), "2:05");
+        assert_eq!(utc_time(opens_at + 5_000, true), "09:00:05 UTC");
         assert_eq!(with_lang("/register", "fr"), "/register?lang=fr");
         assert_eq!(
             with_lang("/register?lang=de&step=1&language=x", "lb"),
