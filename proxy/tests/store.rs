@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use support::redis::{RedisCluster, RedisServer, TlsRedis};
 use waitroom::admission::line::{Arrival, Gate, Poll, Settings, SettingsPatch, Timing};
+use waitroom::config::RedisTarget;
 use waitroom::store::memory::MemoryStore;
 use waitroom::store::redis::RedisStore;
 use waitroom::store::Store;
@@ -229,6 +230,19 @@ async fn capacity_bound_waits(store: Arc<dyn Store>) {
     }
 }
 
+/// The line of `room` in the Redis at `target`.
+async fn connect(target: &RedisTarget, room: &str) -> RedisStore {
+    RedisStore::connect(target, room, TIMING, SETTINGS)
+        .await
+        .unwrap()
+}
+
+/// Both stories, each in a room of its own, in the Redis at `target`.
+async fn stories(target: &RedisTarget) {
+    contract(Arc::new(connect(target, "contract").await)).await;
+    capacity_bound_waits(Arc::new(connect(target, "capacity").await)).await;
+}
+
 #[tokio::test]
 async fn memory_store_keeps_the_contract() {
     contract(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
@@ -237,24 +251,13 @@ async fn memory_store_keeps_the_contract() {
 
 #[tokio::test]
 async fn redis_store_keeps_the_contract() {
-    let redis = RedisServer::start();
-    let store = RedisStore::connect(&redis.target(), "contract", TIMING, SETTINGS)
-        .await
-        .unwrap();
-    contract(Arc::new(store)).await;
-    let store = RedisStore::connect(&redis.target(), "capacity", TIMING, SETTINGS)
-        .await
-        .unwrap();
-    capacity_bound_waits(Arc::new(store)).await;
+    stories(&RedisServer::start().target()).await;
 }
 
 #[tokio::test]
 async fn redis_over_tls_with_a_password_keeps_the_contract() {
     let redis = TlsRedis::start();
-    let store = RedisStore::connect(&redis.target(), "tls", TIMING, SETTINGS)
-        .await
-        .unwrap();
-    contract(Arc::new(store)).await;
+    contract(Arc::new(connect(&redis.target(), "tls").await)).await;
     // The wrong password is refused with a clear error, not a hang.
     let mut wrong = redis.target();
     wrong.url = wrong.url.replace(redis.password, "wrong");
@@ -268,19 +271,10 @@ async fn redis_over_tls_with_a_password_keeps_the_contract() {
 #[tokio::test]
 async fn redis_cluster_store_keeps_the_contract() {
     let cluster = RedisCluster::start();
-    let store = RedisStore::connect(&cluster.target(), "contract", TIMING, SETTINGS)
-        .await
-        .unwrap();
-    contract(Arc::new(store)).await;
-    let store = RedisStore::connect(&cluster.target(), "capacity", TIMING, SETTINGS)
-        .await
-        .unwrap();
-    capacity_bound_waits(Arc::new(store)).await;
+    stories(&cluster.target()).await;
     // Rooms hash to different slots, so different nodes, and still each is whole.
     for room in ["a", "b", "c", "d"] {
-        let s = RedisStore::connect(&cluster.target(), room, TIMING, SETTINGS)
-            .await
-            .unwrap();
+        let s = connect(&cluster.target(), room).await;
         assert!(matches!(
             s.arrive(T).await.unwrap(),
             Arrival::Admitted { .. }
@@ -292,16 +286,10 @@ async fn redis_cluster_store_keeps_the_contract() {
 #[tokio::test]
 async fn two_redis_stores_share_one_line() {
     let redis = RedisServer::start();
-    let a = RedisStore::connect(&redis.target(), "shared", TIMING, SETTINGS)
-        .await
-        .unwrap();
-    let b = RedisStore::connect(&redis.target(), "shared", TIMING, SETTINGS)
-        .await
-        .unwrap();
+    let a = connect(&redis.target(), "shared").await;
+    let b = connect(&redis.target(), "shared").await;
     assert_eq!(a.line_id(), b.line_id());
-    let other = RedisStore::connect(&redis.target(), "other-room", TIMING, SETTINGS)
-        .await
-        .unwrap();
+    let other = connect(&redis.target(), "other-room").await;
     assert_ne!(a.line_id(), other.line_id());
     a.arrive(T).await.unwrap();
     b.arrive(T).await.unwrap();
