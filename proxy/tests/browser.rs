@@ -126,9 +126,14 @@ where
     panic!("gave up waiting for {what}");
 }
 
-fn start_proxy(origin: &support::Origin) -> impl std::future::Future<Output = Proxy> + '_ {
+/// A proxy admitting 30 a minute, `max_active` at once, whose visitors poll every
+/// 0.5 to 2 s and keep their places however long they are away.
+fn start_proxy(
+    origin: &support::Origin,
+    max_active: u32,
+) -> impl std::future::Future<Output = Proxy> + '_ {
     proxy(origin)
-        .admission(30, 1_000, "10m")
+        .admission(30, max_active, "10m")
         .toml("[queue]\npoll_min = \"500ms\"\npoll_max = \"2s\"\nabandon_min = \"10m\"")
         .start()
 }
@@ -136,7 +141,7 @@ fn start_proxy(origin: &support::Origin) -> impl std::future::Future<Output = Pr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_each_language_the_place_counts_down_and_the_visitor_arrives() {
     let origin = origin(10, 1).await;
-    let p = start_proxy(&origin).await;
+    let p = start_proxy(&origin, 1_000).await;
     let driver = chromedriver().await;
     // (language, paused, place 3 while paused, place 1 once moving)
     let expected = [
@@ -216,7 +221,7 @@ async fn in_each_language_the_place_counts_down_and_the_visitor_arrives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_javascript_the_page_refreshes_itself_to_the_origin() {
     let origin = origin(10, 1).await;
-    let p = start_proxy(&origin).await;
+    let p = start_proxy(&origin, 1_000).await;
     let driver = chromedriver().await;
     p.patch(serde_json::json!({"paused": true})).await;
     queue_two(&p).await;
@@ -296,11 +301,7 @@ async fn every_state_passes_axe_and_is_photographed_at_phone_and_desktop_width()
     let origin = origin(10, 1).await;
     // One admitted at a time, and the called place holds its slot (abandon_min is
     // long): once two are ahead the browser's place stays where it is.
-    let p = proxy(&origin)
-        .admission(30, 1, "10m")
-        .toml("[queue]\npoll_min = \"500ms\"\npoll_max = \"2s\"\nabandon_min = \"10m\"")
-        .start()
-        .await;
+    let p = start_proxy(&origin, 1).await;
     let driver = chromedriver().await;
     p.patch(serde_json::json!({"paused": true})).await;
     queue_two(&p).await;
@@ -389,7 +390,7 @@ async fn keys(c: &Client, tabs: usize, enter: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_language_switcher_works_from_the_keyboard_with_a_visible_focus() {
     let origin = origin(10, 1).await;
-    let p = start_proxy(&origin).await;
+    let p = start_proxy(&origin, 1_000).await;
     let driver = chromedriver().await;
     p.patch(serde_json::json!({"paused": true})).await;
     let c = browser(&driver, "en", true).await;
@@ -433,7 +434,7 @@ async fn the_language_switcher_works_from_the_keyboard_with_a_visible_focus() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_opening_counts_down_and_then_lets_the_visitor_in() {
     let origin = origin(10, 1).await;
-    let p = start_proxy(&origin).await;
+    let p = start_proxy(&origin, 1_000).await;
     let driver = chromedriver().await;
     let c = browser(&driver, "lb", true).await;
     // To the second, so seven to eight seconds from now.
