@@ -107,7 +107,8 @@ impl Admin {
         if let Err(reason) = validate(&patch) {
             return h::error(StatusCode::BAD_REQUEST, &reason);
         }
-        match self.admission.store().update_settings(patch).await {
+        let now = self.admission.clock().now_ms();
+        match self.admission.store().update_settings(patch, now).await {
             Ok(s) => {
                 tracing::info!(?s, "settings changed");
                 h::json(StatusCode::OK, &settings_json(&s))

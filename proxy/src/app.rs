@@ -84,8 +84,7 @@ pub async fn run(
     let (store, keys, memory): (Arc<dyn Store>, Keyring, Option<MemoryStore>) = match &config.store
     {
         StoreKind::Memory => {
-            let memory =
-                MemoryStore::load_or_new(&config.state_dir, config.timing, config.settings)?;
+            let memory = open_memory(&config, shutdown.clone()).await?;
             let keys = match keys {
                 Some(k) => k,
                 None => Keyring::load_or_create(&config.state_dir)?,
@@ -105,11 +104,8 @@ pub async fn run(
         }
     };
     let saver = memory.clone().map(|m| {
-        tokio::spawn(save_periodically(
-            m,
-            config.state_dir.clone(),
-            shutdown.clone(),
-        ))
+        tokio::spawn(save_periodically(m.clone(), shutdown.clone()));
+        tokio::spawn(sync_periodically(m, shutdown.clone()))
     });
     let tokens = Tokens::new(
         keys,
@@ -163,9 +159,33 @@ pub async fn run(
     tokio::join!(public_task, admin_task);
     if let (Some(saver), Some(memory)) = (saver, memory) {
         let _ = saver.await;
-        save(memory, config.state_dir).await?;
+        blocking(move || memory.close()).await?;
     }
     Ok(())
+}
+
+/// Opens the memory store in the state directory, waiting while another process
+/// holds it (a previous instance still draining writes its last save first).
+async fn open_memory(config: &Config, mut shutdown: Shutdown) -> Result<MemoryStore, StateError> {
+    let waiting_since = tokio::time::Instant::now();
+    let mut told = None;
+    loop {
+        let (dir, timing, settings) = (config.state_dir.clone(), config.timing, config.settings);
+        match blocking(move || MemoryStore::open(&dir, timing, settings)).await {
+            Err(StateError::Locked(dir)) => {
+                let waited = waiting_since.elapsed().as_secs();
+                if told.is_none_or(|t| waited >= t + 5) {
+                    tracing::info!(%dir, waited_secs = waited, "the state directory is held by another waitroom process; waiting for it to save and stop");
+                    told = Some(waited);
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = shutdown.wait() => return Err(StateError::Locked(dir)),
+                }
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Keeps this instance's keys and the room's shared ones together (see
@@ -203,20 +223,42 @@ where
     }
 }
 
-async fn save(store: MemoryStore, dir: std::path::PathBuf) -> Result<(), StateError> {
-    let path = dir.display().to_string();
-    match tokio::task::spawn_blocking(move || store.save(&dir)).await {
-        Ok(saved) => saved,
+/// Runs file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StateError> + Send + 'static,
+) -> Result<T, StateError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(done) => done,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         // The runtime is going away under us (its owner stopped without a shutdown).
-        Err(e) => Err(StateError::Io(path, std::io::Error::other(e.to_string()))),
+        Err(e) => Err(StateError::Io(
+            "state directory".into(),
+            std::io::Error::other(e.to_string()),
+        )),
     }
 }
 
-async fn save_periodically(store: MemoryStore, dir: std::path::PathBuf, shutdown: Shutdown) {
+async fn save_periodically(store: MemoryStore, shutdown: Shutdown) {
     every(SAVE_EVERY, shutdown, || async {
-        if let Err(e) = save(store.clone(), dir.clone()).await {
+        let store = store.clone();
+        if let Err(e) = blocking(move || store.save()).await {
             tracing::warn!(error = %e, "could not save the line; will retry");
+        }
+    })
+    .await
+}
+
+/// Flushes the journal to the disk every pump round: what a power cut can lose.
+async fn sync_periodically(store: MemoryStore, shutdown: Shutdown) {
+    let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    every(crate::admission::PUMP_EVERY, shutdown, || {
+        let (store, failing) = (store.clone(), failing.clone());
+        async move {
+            let synced = blocking(move || store.sync()).await;
+            let was_failing = failing.swap(synced.is_err(), std::sync::atomic::Ordering::Relaxed);
+            if let (Err(e), false) = (synced, was_failing) {
+                tracing::warn!(error = %e, "could not flush the journal to the disk");
+            }
         }
     })
     .await

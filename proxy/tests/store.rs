@@ -123,11 +123,14 @@ async fn contract(store: Arc<dyn Store>) {
 
     // Settings change for everybody; paused, nobody is called.
     let s = store
-        .update_settings(SettingsPatch {
-            paused: Some(true),
-            max_active_users: Some(10),
-            ..Default::default()
-        })
+        .update_settings(
+            SettingsPatch {
+                paused: Some(true),
+                max_active_users: Some(10),
+                ..Default::default()
+            },
+            T + 11_300,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -145,11 +148,14 @@ async fn contract(store: Arc<dyn Store>) {
 
     // Resumed but closed: still nobody is called; closed outranks paused.
     let s = store
-        .update_settings(SettingsPatch {
-            paused: Some(false),
-            closed: Some(true),
-            ..Default::default()
-        })
+        .update_settings(
+            SettingsPatch {
+                paused: Some(false),
+                closed: Some(true),
+                ..Default::default()
+            },
+            T + 20_000,
+        )
         .await
         .unwrap();
     assert!(s.closed && !s.paused);
@@ -163,11 +169,14 @@ async fn contract(store: Arc<dyn Store>) {
     // newcomers too, and the wait counts the time to the opening.
     let opens_at = T + 40_000;
     let s = store
-        .update_settings(SettingsPatch {
-            closed: Some(false),
-            opens_at: Some(Some(opens_at)),
-            ..Default::default()
-        })
+        .update_settings(
+            SettingsPatch {
+                closed: Some(false),
+                opens_at: Some(Some(opens_at)),
+                ..Default::default()
+            },
+            T + 21_000,
+        )
         .await
         .unwrap();
     assert_eq!((s.closed, s.opens_at), (false, Some(opens_at)));
@@ -198,10 +207,13 @@ async fn contract(store: Arc<dyn Store>) {
     );
     // Cancelling the schedule clears it.
     let s = store
-        .update_settings(SettingsPatch {
-            opens_at: Some(None),
-            ..Default::default()
-        })
+        .update_settings(
+            SettingsPatch {
+                opens_at: Some(None),
+                ..Default::default()
+            },
+            T + 40_100,
+        )
         .await
         .unwrap();
     assert_eq!(s.opens_at, None);
@@ -211,10 +223,13 @@ async fn contract(store: Arc<dyn Store>) {
 /// lasts at least `session_ms`), whatever the configured outflow.
 async fn capacity_bound_waits(store: Arc<dyn Store>) {
     store
-        .update_settings(SettingsPatch {
-            max_active_users: Some(1),
-            ..Default::default()
-        })
+        .update_settings(
+            SettingsPatch {
+                max_active_users: Some(1),
+                ..Default::default()
+            },
+            T,
+        )
         .await
         .unwrap();
     assert!(matches!(
@@ -296,10 +311,13 @@ async fn two_redis_stores_share_one_line() {
     let (p3, _) = queued(a.arrive(T).await.unwrap());
     let (p4, pos4) = queued(b.arrive(T).await.unwrap());
     assert_eq!((p4, pos4), (p3 + 1, 2));
-    b.update_settings(SettingsPatch {
-        new_users_per_minute: Some(120),
-        ..Default::default()
-    })
+    b.update_settings(
+        SettingsPatch {
+            new_users_per_minute: Some(120),
+            ..Default::default()
+        },
+        T,
+    )
     .await
     .unwrap();
     assert_eq!(

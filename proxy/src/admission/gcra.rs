@@ -48,6 +48,20 @@ impl Gcra {
         self.tat_us <= now * 1000 + tau
     }
 
+    /// Carries the admissions owed under `from` over to `to` at `now`: the debt
+    /// ahead of `now` is counted in admissions and re-spaced at the new interval.
+    pub fn rescale(&mut self, from: Rate, to: Rate, now: Millis) {
+        let (Some(old), Some(new)) = (from.interval_us(), to.interval_us()) else {
+            return;
+        };
+        let now_us = now * 1000;
+        if old == new || self.tat_us <= now_us {
+            return;
+        }
+        let debt = u128::from(self.tat_us - now_us) * u128::from(new) / u128::from(old);
+        self.tat_us = now_us + u64::try_from(debt).unwrap_or(u64::MAX / 2);
+    }
+
     /// Records an admission at `now` (callers check [`Gcra::conforms`] first).
     pub fn consume(&mut self, rate: Rate, now: Millis) {
         if let Some(t) = rate.interval_us() {
@@ -100,6 +114,27 @@ mod tests {
         // Pumped only every 100 ms, the burst keeps the long-run rate exact.
         let n = count_admitted(rate, 100, 10_000);
         assert!((300..=305).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn a_new_rate_applies_at_once() {
+        let slow = Rate::with_default_burst(1);
+        let fast = Rate::with_default_burst(600);
+        let mut g = Gcra::default();
+        g.consume(slow, 0);
+        g.consume(slow, 0);
+        assert!(!g.conforms(slow, 1_000), "a minute owed at 1/min");
+        g.rescale(slow, fast, 1_000);
+        // Two admissions owed at 600/min: 0.2 s from the first, less the burst.
+        assert!(!g.conforms(fast, 1_000));
+        assert!(g.conforms(fast, 1_100));
+        // Slower again: what is owed stretches.
+        let mut g = Gcra::default();
+        g.consume(fast, 0);
+        g.consume(fast, 0);
+        g.rescale(fast, slow, 0);
+        assert!(!g.conforms(slow, 59_000));
+        assert!(g.conforms(slow, 60_000));
     }
 
     #[test]

@@ -109,7 +109,7 @@ impl Settings {
 }
 
 /// Timing parameters fixed at start-up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Timing {
     /// A session lapses after this long without a request.
     pub session_ms: Millis,
@@ -308,12 +308,17 @@ impl Bits {
 
 /// The queue state of one waiting room. See the module docs for the vocabulary.
 ///
-/// It serializes (for the memory store's state file) without what is derived or
-/// set at start-up: the timings come from the configuration, the rank is rebuilt
-/// ([`Line::restored`]) and the outflow is measured afresh.
+/// It serializes (for the memory store's state file) whole but for the rank, which
+/// is rebuilt ([`Line::restored`]): with the timings it ran with and its clock, so
+/// that replaying the operations journaled after a save gives back exactly the
+/// line that was running (see [`crate::store::journal`]).
+///
+/// Its clock only moves forward: an operation stamped earlier than one already
+/// applied is applied at the later time (a late caller is answered from the
+/// present, never replays the past).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Line {
-    #[serde(skip)]
+    #[serde(default)]
     timing: Timing,
     settings: Settings,
     next_seq: u64,
@@ -334,10 +339,13 @@ pub struct Line {
     sessions: HashMap<u64, Millis>,
     claimed: Bits,
     gcra: Gcra,
-    #[serde(skip)]
+    #[serde(default)]
     outflow: Outflow,
-    #[serde(skip)]
+    #[serde(default)]
     next_scan: Millis,
+    /// The latest time an operation was applied at.
+    #[serde(default)]
+    last_now: Millis,
 }
 
 impl Line {
@@ -360,7 +368,24 @@ impl Line {
             gcra: Gcra::default(),
             outflow: Outflow::default(),
             next_scan: 0,
+            last_now: 0,
         }
+    }
+
+    /// The time an operation stamped `now` is applied at: never before the last one.
+    fn at(&mut self, now: Millis) -> Millis {
+        self.last_now = self.last_now.max(now);
+        self.last_now
+    }
+
+    /// The timings it runs with.
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    /// Places handed out so far (including direct admissions).
+    pub fn places_issued(&self) -> u64 {
+        self.next_seq - 1
     }
 
     /// The current settings.
@@ -368,9 +393,15 @@ impl Line {
         self.settings
     }
 
-    /// Changes settings; they apply from the next operation on.
-    pub fn update(&mut self, patch: SettingsPatch) -> Settings {
+    /// Changes settings at `now`; they apply from the next operation on. A new
+    /// rate applies at once: the admissions already owed to the outflow limit are
+    /// counted at the new rate (from 1/min to 600/min, the next call is a tenth of a
+    /// second away, not a minute).
+    pub fn update(&mut self, patch: SettingsPatch, now: Millis) -> Settings {
+        let now = self.at(now);
+        let before = self.rate();
         self.settings.apply(patch);
+        self.gcra.rescale(before, self.rate(), now);
         self.settings
     }
 
@@ -395,6 +426,7 @@ impl Line {
     /// A newcomer arrives: straight in when nobody waits and the limits allow,
     /// otherwise the next place in line.
     pub fn arrive(&mut self, now: Millis) -> Arrival {
+        let now = self.at(now);
         self.pump(now);
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -439,6 +471,7 @@ impl Line {
 
     /// The holder of place `seq` checks in (a status poll, a reload, any request).
     pub fn poll(&mut self, seq: u64, now: Millis) -> Poll {
+        let now = self.at(now);
         if seq >= self.next_seq || seq == 0 {
             return Poll::Unknown;
         }
@@ -509,6 +542,7 @@ impl Line {
 
     /// An admitted holder makes a request: renews their session if it is alive.
     pub fn touch_session(&mut self, sid: u64, now: Millis) -> bool {
+        let now = self.at(now);
         match self.sessions.get_mut(&sid) {
             Some(lapses) if *lapses > now => {
                 *lapses = now + self.timing.session_ms;
@@ -525,6 +559,7 @@ impl Line {
     /// Advances the line: notices departures, passes over departed places at the
     /// head and calls as many places as both limits allow.
     pub fn pump(&mut self, now: Millis) -> PumpReport {
+        let now = self.at(now);
         let mut report = PumpReport::default();
         self.sweep(now);
         while self.may_admit(now) {
@@ -618,6 +653,7 @@ impl Line {
 
     /// The line as operators see it.
     pub fn snapshot(&mut self, now: Millis) -> Snapshot {
+        let now = self.at(now);
         self.next_scan = 0;
         self.sweep(now);
         Snapshot {
@@ -696,13 +732,16 @@ mod tests {
     #[test]
     fn before_a_scheduled_opening_everyone_queues_and_the_eta_counts_the_wait() {
         let mut l = line(600);
-        l.update(SettingsPatch {
-            opens_at: Some(Some(60_000)),
-            ..Default::default()
-        });
+        l.update(
+            SettingsPatch {
+                opens_at: Some(Some(60_000)),
+                ..Default::default()
+            },
+            0,
+        );
         let seqs = queue(&mut l, 20, 0);
         assert_eq!(seqs.len(), 20, "nobody goes straight in before the opening");
-        run(&mut l, 0, 59_980);
+        run(&mut l, 0, 30_000);
         let Poll::Waiting(w) = l.poll(seqs[9], 30_000) else {
             panic!()
         };
@@ -710,17 +749,30 @@ mod tests {
         assert_eq!(w.position, 10);
         // 30 s to the opening, then 10 places at 10/s.
         assert_eq!(w.eta_ms, 31_000);
+        run(&mut l, 30_000, 59_980);
+        // A caller whose clock is behind is answered from the present (the last
+        // pump ran at 59.96 s).
+        let Poll::Waiting(w) = l.poll(seqs[9], 10_000) else {
+            panic!()
+        };
+        assert_eq!(w.eta_ms, 40 + 1_000);
         // A closed room stays shut even past the opening time.
-        l.update(SettingsPatch {
-            closed: Some(true),
-            ..Default::default()
-        });
+        l.update(
+            SettingsPatch {
+                closed: Some(true),
+                ..Default::default()
+            },
+            0,
+        );
         run(&mut l, 60_000, 61_000);
         assert_eq!(l.snapshot(61_000).queue_length, 20);
-        l.update(SettingsPatch {
-            closed: Some(false),
-            ..Default::default()
-        });
+        l.update(
+            SettingsPatch {
+                closed: Some(false),
+                ..Default::default()
+            },
+            0,
+        );
         run(&mut l, 61_000, 62_000);
         assert!(l.snapshot(62_000).queue_length < 20, "opened");
         let Poll::Waiting(w) = l.poll(seqs[19], 62_000) else {
@@ -732,10 +784,13 @@ mod tests {
     #[test]
     fn once_capacity_is_taken_the_wait_follows_the_turnover_of_sessions() {
         let mut l = line(600);
-        l.update(SettingsPatch {
-            max_active_users: Some(4),
-            ..Default::default()
-        });
+        l.update(
+            SettingsPatch {
+                max_active_users: Some(4),
+                ..Default::default()
+            },
+            0,
+        );
         assert!(queue(&mut l, 2, 0).is_empty(), "two straight in");
         let seqs = queue(&mut l, 6, 0);
         // Two slots free: places 1 and 2 at the outflow (10/s); then at most 4 per
@@ -748,10 +803,13 @@ mod tests {
         assert_eq!(eta(&mut l, 2), 200 + 150_000);
         assert_eq!(eta(&mut l, 5), 200 + 4 * 150_000);
         // Plenty of capacity: the outflow alone.
-        l.update(SettingsPatch {
-            max_active_users: Some(1_000),
-            ..Default::default()
-        });
+        l.update(
+            SettingsPatch {
+                max_active_users: Some(1_000),
+                ..Default::default()
+            },
+            0,
+        );
         assert_eq!(eta(&mut l, 5), 600);
     }
 
@@ -759,10 +817,13 @@ mod tests {
     fn the_departed_do_not_count_ahead_and_regain_their_place_on_return() {
         let mut l = line(60);
         l.timing.abandon_min_ms = 5_000;
-        l.update(SettingsPatch {
-            paused: Some(true),
-            ..Default::default()
-        });
+        l.update(
+            SettingsPatch {
+                paused: Some(true),
+                ..Default::default()
+            },
+            0,
+        );
         let seqs = queue(&mut l, 5_000, 0); // also exercises the rank's growth
         assert_eq!(seqs.len(), 5_000);
         // Everyone but the last 10 stops polling; paused, they were told to poll every

@@ -7,7 +7,7 @@ const WINDOW_SECS: u64 = 60;
 const MIN_HISTORY_SECS: u64 = 5;
 
 /// Per-second admission counts over a sliding window.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Outflow {
     /// `(second, admissions in it)` for the last [`WINDOW_SECS`] seconds.
     buckets: Vec<(u64, u32)>,

@@ -237,10 +237,13 @@ async fn departed_visitors_are_passed_over_and_returners_go_first() {
     // Pause, and let a newcomer join the main line: the returner still goes first.
     room.admission
         .store()
-        .update_settings(SettingsPatch {
-            paused: Some(true),
-            ..Default::default()
-        })
+        .update_settings(
+            SettingsPatch {
+                paused: Some(true),
+                ..Default::default()
+            },
+            room.admission.clock().now_ms(),
+        )
         .await
         .unwrap();
     let mut newcomer = Visitor::new(0);
@@ -251,10 +254,13 @@ async fn departed_visitors_are_passed_over_and_returners_go_first() {
     }
     room.admission
         .store()
-        .update_settings(SettingsPatch {
-            paused: Some(false),
-            ..Default::default()
-        })
+        .update_settings(
+            SettingsPatch {
+                paused: Some(false),
+                ..Default::default()
+            },
+            room.admission.clock().now_ms(),
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -269,10 +275,13 @@ async fn paused_room_queues_everybody_and_resumes() {
     let room = room(600, 100, TIMING);
     room.admission
         .store()
-        .update_settings(SettingsPatch {
-            paused: Some(true),
-            ..Default::default()
-        })
+        .update_settings(
+            SettingsPatch {
+                paused: Some(true),
+                ..Default::default()
+            },
+            room.admission.clock().now_ms(),
+        )
         .await
         .unwrap();
     let mut v = Visitor::new(0);
@@ -284,10 +293,13 @@ async fn paused_room_queues_everybody_and_resumes() {
     assert!(matches!(v.visit(&room).await, Standing::Waiting(_)));
     room.admission
         .store()
-        .update_settings(SettingsPatch {
-            paused: Some(false),
-            ..Default::default()
-        })
+        .update_settings(
+            SettingsPatch {
+                paused: Some(false),
+                ..Default::default()
+            },
+            room.admission.clock().now_ms(),
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;

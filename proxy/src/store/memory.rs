@@ -1,10 +1,21 @@
-//! The embedded store: the line in this process's memory.
+//! The embedded store: the line in this process's memory, made durable in a state
+//! directory.
+//!
+//! The state directory holds the last saved line (`line.json`) and the journal of
+//! every operation since ([`super::journal`]). Saves happen every few seconds and
+//! start a new journal generation; at start the saved line is read and the journal
+//! replayed, so a process killed at any moment comes back with every place,
+//! session and setting it had handed out. One process at a time owns the
+//! directory: it holds an exclusive lock on `state_dir/lock` for as long as it
+//! serves, and a second process waits for it (see [`StateError::Locked`]).
 
-use std::path::Path;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
+use super::journal::{self, Journal, Op, Outcome};
 use super::{Store, StoreError};
 use crate::admission::line::{
     Arrival, Line, Poll, PumpReport, Settings, SettingsPatch, Snapshot, Timing,
@@ -14,67 +25,41 @@ use crate::clock::Millis;
 /// A [`Store`] holding the line in memory.
 ///
 /// A std `Mutex` is right here: every operation is a short, synchronous update of
-/// the line and the lock is never held across an `.await`.
+/// the line (and one `write` to the journal) and the lock is never held across an
+/// `.await`.
 #[derive(Clone)]
 pub struct MemoryStore {
-    line: Arc<Mutex<Line>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     line_id: u64,
+    state: Mutex<State>,
+    /// Where the line is kept, when it is durable.
+    dir: Option<StateDir>,
+    /// One save at a time.
+    saving: Mutex<()>,
 }
 
-impl MemoryStore {
-    /// An empty line with these timings and initial settings.
-    pub fn new(timing: Timing, settings: Settings) -> Self {
-        Self {
-            line: Arc::new(Mutex::new(Line::new(timing, settings))),
-            // 53 bits, so the id stays exact in JSON numbers.
-            line_id: rand::random::<u64>() >> 11,
-        }
-    }
-
-    /// The store saved in `dir` by [`MemoryStore::save`], or a new one when there is
-    /// none. Settings changed at run time survive; timings come from `timing`.
-    pub fn load_or_new(dir: &Path, timing: Timing, settings: Settings) -> Result<Self, StateError> {
-        let path = dir.join(STATE_FILE);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Self::new(timing, settings))
-            }
-            Err(e) => return Err(StateError::Io(path.display().to_string(), e)),
-        };
-        let saved: Saved = serde_json::from_slice(&bytes)
-            .map_err(|e| StateError::Invalid(path.display().to_string(), e.to_string()))?;
-        Ok(Self {
-            line: Arc::new(Mutex::new(saved.line.restored(timing))),
-            line_id: saved.line_id,
-        })
-    }
-
-    /// Writes the line to `dir` atomically (a temporary file, then a rename), so a
-    /// restart continues the same line: places, calls and sessions.
-    pub fn save(&self, dir: &Path) -> Result<(), StateError> {
-        let saved = SavedRef {
-            line_id: self.line_id,
-            line: &self.line().clone(),
-        };
-        let bytes = serde_json::to_vec(&saved).expect("the line serializes");
-        let path = dir.join(STATE_FILE);
-        let tmp = dir.join(format!("{STATE_FILE}.tmp"));
-        let io = |e| StateError::Io(path.display().to_string(), e);
-        std::fs::create_dir_all(dir).map_err(io)?;
-        std::fs::write(&tmp, bytes).map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)
-    }
-
-    fn line(&self) -> MutexGuard<'_, Line> {
-        // A panic while holding the lock would be a bug in `Line`; its state is still
-        // the best we have, so keep serving rather than poisoning every request.
-        self.line.lock().unwrap_or_else(|p| p.into_inner())
-    }
+struct State {
+    line: Line,
+    journal: Option<Journal>,
+    /// Handed over or stopped: no more operations here.
+    closed: bool,
+    /// Whether the last journal write failed (logged once until it works again).
+    journal_failing: bool,
 }
 
-/// The state file in the state directory.
+/// The state directory, locked by this process.
+struct StateDir {
+    path: PathBuf,
+    lock: Mutex<Option<File>>,
+}
+
+/// The saved line in the state directory.
 pub const STATE_FILE: &str = "line.json";
+/// The lock file in the state directory.
+pub const LOCK_FILE: &str = "lock";
 
 /// Why the saved line could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -85,48 +70,319 @@ pub enum StateError {
     /// The file is not a saved line.
     #[error("state file {0} is not a saved line ({1}); move it away to start a new line")]
     Invalid(String, String),
+    /// Another process holds the state directory.
+    #[error("state directory {0} is in use by another waitroom process")]
+    Locked(String),
 }
 
 #[derive(serde::Deserialize)]
 struct Saved {
     line_id: u64,
     line: Line,
+    /// The first journal generation that is not in this save.
+    #[serde(default)]
+    journal: u64,
 }
 
 #[derive(serde::Serialize)]
 struct SavedRef<'a> {
     line_id: u64,
     line: &'a Line,
+    journal: u64,
+}
+
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> StateError + '_ {
+    move |e| StateError::Io(path.display().to_string(), e)
+}
+
+impl MemoryStore {
+    /// An empty line with these timings and initial settings, kept nowhere.
+    pub fn new(timing: Timing, settings: Settings) -> Self {
+        Self::from_parts(
+            // 53 bits, so the id stays exact in JSON numbers.
+            rand::random::<u64>() >> 11,
+            Line::new(timing, settings),
+            None,
+            None,
+        )
+    }
+
+    fn from_parts(
+        line_id: u64,
+        line: Line,
+        journal: Option<Journal>,
+        dir: Option<StateDir>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                line_id,
+                state: Mutex::new(State {
+                    line,
+                    journal,
+                    closed: false,
+                    journal_failing: false,
+                }),
+                dir,
+                saving: Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Opens the line kept in `dir`, or starts a new one there. The directory is
+    /// locked for this process; when another holds it, [`StateError::Locked`]
+    /// (wait for it to hand over or stop, then try again). The saved line is read
+    /// and the journal replayed; settings changed at run time survive, timings
+    /// come from `timing`.
+    pub fn open(dir: &Path, timing: Timing, settings: Settings) -> Result<Self, StateError> {
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_error(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StateError::Locked(dir.display().to_string()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_error(&lock_path)(e)),
+        }
+        let state_dir = StateDir {
+            path: dir.to_owned(),
+            lock: Mutex::new(Some(lock)),
+        };
+        let (line_id, line, next_gen) = Self::recover(dir, timing, settings)?;
+        let store = Self::from_parts(line_id, line, None, Some(state_dir));
+        // A new save of what was recovered, and a new journal after it.
+        store.save_from(next_gen, false)?;
+        Ok(store)
+    }
+
+    /// The saved line with its journal replayed, and the next journal generation.
+    fn recover(
+        dir: &Path,
+        timing: Timing,
+        settings: Settings,
+    ) -> Result<(u64, Line, u64), StateError> {
+        let path = dir.join(STATE_FILE);
+        let generations = journal::generations(dir).map_err(io_error(dir))?;
+        let next_gen = generations.last().map_or(1, |g| g + 1);
+        let saved = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice::<Saved>(&bytes)
+                .map_err(|e| StateError::Invalid(path.display().to_string(), e.to_string()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !generations.is_empty() {
+                    tracing::warn!(dir = %dir.display(), "journal files without a saved line; starting a new line");
+                }
+                let line_id = rand::random::<u64>() >> 11;
+                return Ok((line_id, Line::new(timing, settings), next_gen));
+            }
+            Err(e) => return Err(io_error(&path)(e)),
+        };
+        // Replayed with the timings it ran with, so that it comes out exactly.
+        let ran_with = saved.line.timing();
+        let mut line = saved.line.restored(ran_with);
+        let mut replayed = 0usize;
+        for gen in generations.into_iter().filter(|g| *g >= saved.journal) {
+            let file = journal::path(dir, gen);
+            let bytes = std::fs::read(&file).map_err(io_error(&file))?;
+            let (ops, whole) = journal::read(&bytes);
+            if !whole {
+                tracing::warn!(file = %file.display(), kept = ops.len(), "the journal ends in a torn record; replaying what is whole");
+            }
+            for op in &ops {
+                op.apply(&mut line);
+            }
+            replayed += ops.len();
+        }
+        tracing::info!(
+            dir = %dir.display(),
+            replayed,
+            places_issued = line.places_issued(),
+            "continuing the saved line"
+        );
+        Ok((saved.line_id, line.restored(timing), next_gen))
+    }
+
+    /// Saves the line and starts a new journal generation; the older journals are
+    /// then removed. Does nothing for a line kept nowhere or closed.
+    pub fn save(&self) -> Result<(), StateError> {
+        self.save_from(0, false)
+    }
+
+    /// Flushes the journal to the disk (once per pump round: the bound on what a
+    /// power cut can lose).
+    pub fn sync(&self) -> Result<(), StateError> {
+        let Some(file) = self.state().journal.as_ref().map(Journal::syncer) else {
+            return Ok(());
+        };
+        file.sync_data()
+            .map_err(|e| StateError::Io("journal".into(), e))
+    }
+
+    /// Stops the line here: a last save, then the state directory is unlocked for
+    /// the next process. Operations after this fail (the store is unavailable).
+    pub fn close(&self) -> Result<(), StateError> {
+        self.save_from(0, true)
+    }
+
+    /// Saves the line with the next journal generation (at least `at_least`) and,
+    /// unless `closing`, starts that journal; closing also unlocks the directory.
+    fn save_from(&self, at_least: u64, closing: bool) -> Result<(), StateError> {
+        let Some(dir) = &self.inner.dir else {
+            self.state().closed |= closing;
+            return Ok(());
+        };
+        let _one = lock(&self.inner.saving);
+        let (line, gen) = {
+            let mut state = self.state();
+            if state.closed {
+                return Ok(());
+            }
+            let gen = state
+                .journal
+                .as_ref()
+                .map_or(at_least, |j| j.generation() + 1)
+                .max(at_least);
+            state.closed = closing;
+            state.journal = match closing {
+                true => None,
+                false => Some(Journal::open(&dir.path, gen).map_err(io_error(&dir.path))?),
+            };
+            (state.line.clone(), gen)
+        };
+        write_saved(&dir.path, self.inner.line_id, &line, gen)?;
+        remove_journals_before(&dir.path, gen);
+        if closing {
+            // Unlocked when the file closes.
+            lock(&dir.lock).take();
+            tracing::info!(dir = %dir.path.display(), "the line is saved and the state directory released");
+        }
+        Ok(())
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.inner.state)
+    }
+
+    /// Applies `op`, journaled before the answer is given.
+    fn apply(&self, op: Op) -> Result<Outcome, StoreError> {
+        let mut state = self.state();
+        if state.closed {
+            return Err(StoreError::Unavailable(
+                "this process has handed the line over".into(),
+            ));
+        }
+        let outcome = op.apply(&mut state.line);
+        let state = &mut *state;
+        if let Some(j) = &mut state.journal {
+            match j.append(&op) {
+                Ok(()) => state.journal_failing = false,
+                Err(e) if !state.journal_failing => {
+                    state.journal_failing = true;
+                    tracing::error!(error = %e, "cannot write the journal: a crash now would lose what changes from here on");
+                }
+                Err(_) => {}
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+/// A std mutex guard; a panic while holding it would be a bug in `Line`, whose
+/// state is still the best we have, so keep serving rather than poison every call.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes the saved line durably: a temporary file flushed to the disk, renamed
+/// over the old one, and the directory flushed.
+fn write_saved(dir: &Path, line_id: u64, line: &Line, journal: u64) -> Result<(), StateError> {
+    let saved = SavedRef {
+        line_id,
+        line,
+        journal,
+    };
+    let bytes = serde_json::to_vec(&saved).expect("the line serializes");
+    let path = dir.join(STATE_FILE);
+    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+    let io = io_error(&path);
+    {
+        let mut f = File::create(&tmp).map_err(&io)?;
+        std::io::Write::write_all(&mut f, &bytes).map_err(&io)?;
+        f.sync_all().map_err(&io)?;
+    }
+    std::fs::rename(&tmp, &path).map_err(&io)?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(&io)
+}
+
+fn remove_journals_before(dir: &Path, gen: u64) {
+    for old in journal::generations(dir).unwrap_or_default() {
+        if old < gen {
+            let _ = std::fs::remove_file(journal::path(dir, old));
+        }
+    }
+}
+
+fn answer<T>(
+    outcome: Result<Outcome, StoreError>,
+    pick: impl FnOnce(Outcome) -> Option<T>,
+) -> Result<T, StoreError> {
+    Ok(pick(outcome?).expect("an operation answers with its own outcome"))
 }
 
 #[async_trait]
 impl Store for MemoryStore {
     fn line_id(&self) -> u64 {
-        self.line_id
+        self.inner.line_id
     }
 
     async fn arrive(&self, now: Millis) -> Result<Arrival, StoreError> {
-        Ok(self.line().arrive(now))
+        answer(self.apply(Op::Arrive { now }), |o| match o {
+            Outcome::Arrival(a) => Some(a),
+            _ => None,
+        })
     }
 
     async fn poll(&self, seq: u64, now: Millis) -> Result<Poll, StoreError> {
-        Ok(self.line().poll(seq, now))
+        answer(self.apply(Op::Poll { seq, now }), |o| match o {
+            Outcome::Poll(p) => Some(p),
+            _ => None,
+        })
     }
 
     async fn touch_session(&self, sid: u64, now: Millis) -> Result<bool, StoreError> {
-        Ok(self.line().touch_session(sid, now))
+        answer(self.apply(Op::Touch { sid, now }), |o| match o {
+            Outcome::Alive(a) => Some(a),
+            _ => None,
+        })
     }
 
     async fn pump(&self, now: Millis) -> Result<PumpReport, StoreError> {
-        Ok(self.line().pump(now))
+        answer(self.apply(Op::Pump { now }), |o| match o {
+            Outcome::Pumped(r) => Some(r),
+            _ => None,
+        })
     }
 
     async fn snapshot(&self, now: Millis) -> Result<Snapshot, StoreError> {
-        Ok(self.line().snapshot(now))
+        answer(self.apply(Op::Snapshot { now }), |o| match o {
+            Outcome::Snapshot(s) => Some(s),
+            _ => None,
+        })
     }
 
-    async fn update_settings(&self, patch: SettingsPatch) -> Result<Settings, StoreError> {
-        Ok(self.line().update(patch))
+    async fn update_settings(
+        &self,
+        patch: SettingsPatch,
+        now: Millis,
+    ) -> Result<Settings, StoreError> {
+        answer(self.apply(Op::Update { patch, now }), |o| match o {
+            Outcome::Settings(s) => Some(s),
+            _ => None,
+        })
     }
 }
 
@@ -145,31 +401,96 @@ mod tests {
         }
     }
 
+    fn temp_dir() -> PathBuf {
+        std::env::temp_dir().join(format!("waitroom-state-{}", rand::random::<u64>()))
+    }
+
     #[tokio::test]
     async fn a_saved_line_comes_back_whole_and_a_broken_file_is_refused() {
-        let dir = std::env::temp_dir().join(format!("waitroom-state-{}", rand::random::<u64>()));
-        let store = MemoryStore::load_or_new(&dir, Timing::default(), settings()).unwrap();
+        let dir = temp_dir();
+        let store = MemoryStore::open(&dir, Timing::default(), settings()).unwrap();
         let Arrival::Admitted { sid } = store.arrive(1_000).await.unwrap() else {
             panic!()
         };
         let Arrival::Queued { seq, .. } = store.arrive(1_000).await.unwrap() else {
             panic!()
         };
-        store.save(&dir).unwrap();
+        store.save().unwrap();
+        store.close().unwrap();
 
-        let again = MemoryStore::load_or_new(&dir, Timing::default(), settings()).unwrap();
+        let again = MemoryStore::open(&dir, Timing::default(), settings()).unwrap();
         assert_eq!(again.line_id(), store.line_id());
         assert!(again.touch_session(sid, 2_000).await.unwrap());
         let Poll::Waiting(w) = again.poll(seq, 2_000).await.unwrap() else {
             panic!()
         };
         assert_eq!(w.position, 1);
+        again.close().unwrap();
 
         std::fs::write(dir.join(STATE_FILE), b"{\"line_id\": 1}").unwrap();
-        let e = MemoryStore::load_or_new(&dir, Timing::default(), settings())
+        let e = MemoryStore::open(&dir, Timing::default(), settings())
             .err()
             .unwrap();
         assert!(e.to_string().contains("is not a saved line"), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn what_happened_after_the_last_save_is_replayed_and_the_directory_is_locked() {
+        let dir = temp_dir();
+        let store = MemoryStore::open(&dir, Timing::default(), settings()).unwrap();
+        let e = MemoryStore::open(&dir, Timing::default(), settings())
+            .err()
+            .unwrap();
+        assert!(matches!(e, StateError::Locked(_)), "{e}");
+        let Arrival::Admitted { sid } = store.arrive(1_000).await.unwrap() else {
+            panic!()
+        };
+        let mut seqs = Vec::new();
+        for t in 0..20 {
+            let Arrival::Queued { seq, .. } = store.arrive(1_000 + t).await.unwrap() else {
+                panic!()
+            };
+            seqs.push(seq);
+        }
+        store.save().unwrap();
+        // After the save: more places, a setting, a call and its claim.
+        store
+            .update_settings(
+                SettingsPatch {
+                    max_active_users: Some(2),
+                    ..Default::default()
+                },
+                1_500,
+            )
+            .await
+            .unwrap();
+        store.pump(2_000).await.unwrap();
+        assert_eq!(
+            store.poll(seqs[0], 2_100).await.unwrap(),
+            Poll::Admitted { sid: seqs[0] }
+        );
+        let Arrival::Queued { seq: last, .. } = store.arrive(2_200).await.unwrap() else {
+            panic!()
+        };
+        let before = store.clone().snapshot(2_300).await.unwrap();
+        // Killed: no last save; the lock goes with the process (here: the handle).
+        drop(store);
+
+        let again = MemoryStore::open(&dir, Timing::default(), settings()).unwrap();
+        assert_eq!(again.snapshot(2_300).await.unwrap(), before);
+        assert!(again.touch_session(sid, 2_400).await.unwrap());
+        assert!(again.touch_session(seqs[0], 2_400).await.unwrap());
+        let Poll::Waiting(w) = again.poll(seqs[1], 2_400).await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(w.position, 1);
+        let Arrival::Queued { seq: next, .. } = again.arrive(2_500).await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(next, last + 1, "no place number is handed out twice");
+        again.close().unwrap();
+        assert!(again.arrive(2_600).await.is_err(), "closed: handed over");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

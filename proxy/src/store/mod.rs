@@ -9,6 +9,7 @@
 //! On failure a method returns [`StoreError`] and changes nothing; the caller
 //! decides what the visitor sees (never a 5xx for it).
 
+pub mod journal;
 pub mod memory;
 pub mod redis;
 pub mod view;
@@ -47,6 +48,10 @@ pub trait Store: Send + Sync + 'static {
     async fn pump(&self, now: Millis) -> Result<PumpReport, StoreError>;
     /// The line as operators see it.
     async fn snapshot(&self, now: Millis) -> Result<Snapshot, StoreError>;
-    /// Changes the run-time settings for everybody sharing the store.
-    async fn update_settings(&self, patch: SettingsPatch) -> Result<Settings, StoreError>;
+    /// Changes the run-time settings for everybody sharing the store, at `now`.
+    async fn update_settings(
+        &self,
+        patch: SettingsPatch,
+        now: Millis,
+    ) -> Result<Settings, StoreError>;
 }

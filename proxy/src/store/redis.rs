@@ -521,12 +521,16 @@ impl Store for RedisStore {
         })
     }
 
-    async fn update_settings(&self, patch: SettingsPatch) -> Result<Settings, StoreError> {
+    async fn update_settings(
+        &self,
+        patch: SettingsPatch,
+        now: Millis,
+    ) -> Result<Settings, StoreError> {
         let opt = |v: Option<String>| v.unwrap_or_default();
         let a = self
             .call(
                 "settings",
-                0,
+                now,
                 &[
                     opt(patch.new_users_per_minute.map(|v| v.to_string())),
                     opt(patch.max_active_users.map(|v| v.to_string())),

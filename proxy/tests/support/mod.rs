@@ -2,6 +2,7 @@
 //! that keep their cookie as a browser does. Everything binds 127.0.0.1:0.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod redis;
 
 use std::net::SocketAddr;
@@ -263,17 +264,27 @@ impl Proxy {
 
     /// A call to the admin listener with the bearer token.
     pub async fn admin_call(&self, method: Method, path: &str, body: Option<String>) -> Reply {
-        let auth = format!("Bearer {ADMIN_TOKEN}");
-        Http::new()
-            .send(
-                method,
-                &format!("http://{}{path}", self.admin),
-                body,
-                &[("authorization", auth.as_str())],
-            )
-            .await
-            .unwrap()
+        admin_call(self.admin, method, path, body).await
     }
+}
+
+/// A call to the admin listener at `admin` with the bearer token.
+pub async fn admin_call(
+    admin: SocketAddr,
+    method: Method,
+    path: &str,
+    body: Option<String>,
+) -> Reply {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    Http::new()
+        .send(
+            method,
+            &format!("http://{admin}{path}"),
+            body,
+            &[("authorization", auth.as_str())],
+        )
+        .await
+        .unwrap()
 }
 
 /// An HTTP client (pooled), shared by many visitors.

@@ -1,0 +1,347 @@
+//! The memory store's journal: every operation on the line, appended before its
+//! answer leaves, so a line killed at any moment comes back exactly as it was.
+//!
+//! [`Line`] is a pure state machine, so the journal records operations, not their
+//! effects: replaying them in order on the last saved line gives back the same
+//! line, bit for bit (the line carries its timings and its clock in the save).
+//!
+//! Each record is written with one `write` call before the operation's answer is
+//! returned, so a process killed (`kill -9`) loses nothing: the kernel has the
+//! bytes. The file is flushed to the disk (`fdatasync`) by [`Journal::sync`] once
+//! per pump round (every 20 ms): a power cut loses at most the operations of the
+//! last round that was not yet synced.
+//!
+//! A record is `len: u16 | payload | crc32(payload): u32` (little endian); the
+//! payload is a tag byte, the time, and the operation's arguments. A torn or
+//! corrupt record ends the replay of its file.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::admission::line::{Arrival, Line, Poll, PumpReport, Settings, SettingsPatch, Snapshot};
+use crate::clock::Millis;
+
+/// One operation on the line, with the time it was applied at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// [`Line::arrive`].
+    Arrive {
+        /// When.
+        now: Millis,
+    },
+    /// [`Line::poll`].
+    Poll {
+        /// The place.
+        seq: u64,
+        /// When.
+        now: Millis,
+    },
+    /// [`Line::touch_session`].
+    Touch {
+        /// The session.
+        sid: u64,
+        /// When.
+        now: Millis,
+    },
+    /// [`Line::pump`].
+    Pump {
+        /// When.
+        now: Millis,
+    },
+    /// [`Line::snapshot`] (it notices departures, so it changes the line).
+    Snapshot {
+        /// When.
+        now: Millis,
+    },
+    /// [`Line::update`].
+    Update {
+        /// The change.
+        patch: SettingsPatch,
+        /// When.
+        now: Millis,
+    },
+}
+
+/// What an operation answered.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Outcome {
+    /// Of [`Op::Arrive`].
+    Arrival(Arrival),
+    /// Of [`Op::Poll`].
+    Poll(Poll),
+    /// Of [`Op::Touch`].
+    Alive(bool),
+    /// Of [`Op::Pump`].
+    Pumped(PumpReport),
+    /// Of [`Op::Snapshot`].
+    Snapshot(Snapshot),
+    /// Of [`Op::Update`].
+    Settings(Settings),
+}
+
+impl Op {
+    /// Applies the operation to `line`.
+    pub fn apply(&self, line: &mut Line) -> Outcome {
+        match *self {
+            Self::Arrive { now } => Outcome::Arrival(line.arrive(now)),
+            Self::Poll { seq, now } => Outcome::Poll(line.poll(seq, now)),
+            Self::Touch { sid, now } => Outcome::Alive(line.touch_session(sid, now)),
+            Self::Pump { now } => Outcome::Pumped(line.pump(now)),
+            Self::Snapshot { now } => Outcome::Snapshot(line.snapshot(now)),
+            Self::Update { patch, now } => Outcome::Settings(line.update(patch, now)),
+        }
+    }
+
+    /// Appends the record's payload to `out`.
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut put = |tag: u8, now: Millis, arg: Option<u64>| {
+            out.push(tag);
+            out.extend_from_slice(&now.to_le_bytes());
+            if let Some(a) = arg {
+                out.extend_from_slice(&a.to_le_bytes());
+            }
+        };
+        match *self {
+            Self::Arrive { now } => put(1, now, None),
+            Self::Poll { seq, now } => put(2, now, Some(seq)),
+            Self::Touch { sid, now } => put(3, now, Some(sid)),
+            Self::Pump { now } => put(4, now, None),
+            Self::Snapshot { now } => put(5, now, None),
+            Self::Update { patch, now } => {
+                put(6, now, None);
+                encode_patch(&patch, out);
+            }
+        }
+    }
+
+    /// Reads a payload written by [`Op::encode`].
+    fn decode(payload: &[u8]) -> Option<Self> {
+        let (&tag, rest) = payload.split_first()?;
+        let mut r = Reader(rest);
+        let now = r.u64()?;
+        let op = match tag {
+            1 => Self::Arrive { now },
+            2 => Self::Poll { seq: r.u64()?, now },
+            3 => Self::Touch { sid: r.u64()?, now },
+            4 => Self::Pump { now },
+            5 => Self::Snapshot { now },
+            6 => Self::Update {
+                patch: decode_patch(&mut r)?,
+                now,
+            },
+            _ => return None,
+        };
+        r.0.is_empty().then_some(op)
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take::<8>().map(u64::from_le_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take::<4>().map(u32::from_le_bytes)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take::<1>().map(|[b]| b)
+    }
+}
+
+/// A patch as a presence mask and the present fields.
+fn encode_patch(p: &SettingsPatch, out: &mut Vec<u8>) {
+    let mask = u8::from(p.new_users_per_minute.is_some())
+        | u8::from(p.max_active_users.is_some()) << 1
+        | u8::from(p.paused.is_some()) << 2
+        | u8::from(p.closed.is_some()) << 3
+        | u8::from(p.opens_at.is_some()) << 4;
+    out.push(mask);
+    for v in [p.new_users_per_minute, p.max_active_users]
+        .into_iter()
+        .flatten()
+    {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [p.paused, p.closed].into_iter().flatten() {
+        out.push(u8::from(v));
+    }
+    if let Some(opens_at) = p.opens_at {
+        // 0 cancels a scheduled opening.
+        out.extend_from_slice(&opens_at.unwrap_or(0).to_le_bytes());
+    }
+}
+
+fn decode_patch(r: &mut Reader<'_>) -> Option<SettingsPatch> {
+    let mask = r.u8()?;
+    let has = |bit: u8| mask & (1 << bit) != 0;
+    let mut p = SettingsPatch::default();
+    if has(0) {
+        p.new_users_per_minute = Some(r.u32()?);
+    }
+    if has(1) {
+        p.max_active_users = Some(r.u32()?);
+    }
+    if has(2) {
+        p.paused = Some(r.u8()? != 0);
+    }
+    if has(3) {
+        p.closed = Some(r.u8()? != 0);
+    }
+    if has(4) {
+        p.opens_at = Some(Some(r.u64()?).filter(|t| *t > 0));
+    }
+    Some(p)
+}
+
+/// The journal file of one generation: `journal-GEN.log` in the state directory.
+pub fn path(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("journal-{generation:08}.log"))
+}
+
+/// The generations of the journal files in `dir`, ascending.
+pub fn generations(dir: &Path) -> std::io::Result<Vec<u64>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let gen = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("journal-"))
+            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(|n| n.parse::<u64>().ok());
+        found.extend(gen);
+    }
+    found.sort_unstable();
+    Ok(found)
+}
+
+/// An open journal file, appended to under the store's lock.
+pub struct Journal {
+    file: Arc<File>,
+    generation: u64,
+    record: Vec<u8>,
+}
+
+impl Journal {
+    /// Creates (or appends to) the journal of `generation` in `dir`.
+    pub fn open(dir: &Path, generation: u64) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path(dir, generation))?;
+        Ok(Self {
+            file: Arc::new(file),
+            generation,
+            record: Vec::with_capacity(64),
+        })
+    }
+
+    /// This file's generation.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Appends `op` with one `write` (the kernel holds it from then on).
+    pub fn append(&mut self, op: &Op) -> std::io::Result<()> {
+        let r = &mut self.record;
+        r.clear();
+        r.extend_from_slice(&[0, 0]);
+        op.encode(r);
+        let len = u16::try_from(r.len() - 2).expect("records are small");
+        r[..2].copy_from_slice(&len.to_le_bytes());
+        let crc = crc32fast::hash(&r[2..]);
+        r.extend_from_slice(&crc.to_le_bytes());
+        (&*self.file).write_all(r)
+    }
+
+    /// A handle to flush the file to the disk without holding the store's lock.
+    pub fn syncer(&self) -> Arc<File> {
+        self.file.clone()
+    }
+}
+
+/// The operations recorded in `bytes`, up to the first torn or corrupt record, and
+/// whether the whole file was read.
+pub fn read(bytes: &[u8]) -> (Vec<Op>, bool) {
+    let mut ops = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let Some((len, tail)) = rest.split_first_chunk::<2>() else {
+            return (ops, false);
+        };
+        let len = usize::from(u16::from_le_bytes(*len));
+        if tail.len() < len + 4 {
+            return (ops, false);
+        }
+        let (payload, tail) = tail.split_at(len);
+        let (crc, tail) = tail.split_at(4);
+        let crc = u32::from_le_bytes(crc.try_into().expect("four bytes"));
+        match Op::decode(payload).filter(|_| crc32fast::hash(payload) == crc) {
+            Some(op) => ops.push(op),
+            None => return (ops, false),
+        }
+        rest = tail;
+    }
+    (ops, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_read_back_and_a_torn_tail_is_left_out() {
+        let ops = [
+            Op::Arrive { now: 1 },
+            Op::Poll { seq: 7, now: 2 },
+            Op::Touch { sid: 3, now: 3 },
+            Op::Pump { now: 4 },
+            Op::Snapshot { now: 5 },
+            Op::Update {
+                patch: SettingsPatch {
+                    new_users_per_minute: Some(60),
+                    paused: Some(true),
+                    opens_at: Some(None),
+                    ..Default::default()
+                },
+                now: 6,
+            },
+            Op::Update {
+                patch: SettingsPatch {
+                    max_active_users: Some(10),
+                    closed: Some(false),
+                    opens_at: Some(Some(1_795_856_400_000)),
+                    ..Default::default()
+                },
+                now: 7,
+            },
+        ];
+        let dir = std::env::temp_dir().join(format!("waitroom-journal-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut j = Journal::open(&dir, 3).unwrap();
+        for op in &ops {
+            j.append(op).unwrap();
+        }
+        assert_eq!(generations(&dir).unwrap(), vec![3]);
+        let bytes = std::fs::read(path(&dir, 3)).unwrap();
+        assert_eq!(read(&bytes), (ops.to_vec(), true));
+        // Cut anywhere inside the last record: the others are kept.
+        let (kept, whole) = read(&bytes[..bytes.len() - 3]);
+        assert_eq!((kept.as_slice(), whole), (&ops[..6], false));
+        let mut flipped = bytes.clone();
+        flipped[4] ^= 1;
+        assert_eq!(
+            read(&flipped),
+            (Vec::new(), false),
+            "a bad checksum ends it"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

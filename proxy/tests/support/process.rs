@@ -1,0 +1,127 @@
+//! The `waitroom` binary as a process of its own, for the faults only a process
+//! has: `kill -9`, SIGTERM, SIGSTOP, a restart on the same ports.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{free_port, Http};
+
+/// A configuration file in a directory of its own, on two free ports.
+pub struct Setup {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub public: u16,
+    pub admin: u16,
+}
+
+impl Setup {
+    /// A memory-mode proxy in front of `origin`, with `extra` TOML sections.
+    pub fn memory(origin: SocketAddr, extra: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("waitroom-proc-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (public, admin) = (free_port(), free_port());
+        let config = dir.join("waitroom.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[listen]\npublic = \"127.0.0.1:{public}\"\nadmin = \"127.0.0.1:{admin}\"\n\
+                 [origin]\nurl = \"http://{origin}\"\n\
+                 [store]\nstate_dir = \"{}\"\n[admin]\ntoken = \"{}\"\n[cookie]\nsecure = \"never\"\n{extra}",
+                dir.join("state").display(),
+                super::ADMIN_TOKEN,
+            ),
+        )
+        .unwrap();
+        Self {
+            dir,
+            config,
+            public,
+            admin,
+        }
+    }
+
+    /// `http://127.0.0.1:PUBLIC`.
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.public)
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    /// Starts the binary with this configuration (its log at warn to stderr).
+    pub fn spawn(&self) -> Child {
+        spawn(&self.config)
+    }
+
+    /// A call to the admin listener with the bearer token.
+    pub async fn admin(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<String>,
+    ) -> super::Reply {
+        let admin = SocketAddr::from(([127, 0, 0, 1], self.admin));
+        super::admin_call(admin, method, path, body).await
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts `waitroom --config FILE`.
+pub fn spawn(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_waitroom"))
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the admin listener on `admin` answers `/readyz` with 200.
+pub async fn wait_ready(http: &Http, admin: u16) {
+    for _ in 0..800 {
+        let url = format!("http://127.0.0.1:{admin}/readyz");
+        if http
+            .send(http::Method::GET, &url, None, &[])
+            .await
+            .is_ok_and(|r| r.status == 200)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the proxy never became ready");
+}
+
+/// Sends `signal` (`TERM`, `KILL`, `STOP`, `CONT`) to process `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// SIGTERM, then waits for a clean exit.
+pub fn sigterm(child: &mut Child) {
+    signal(child.id(), "TERM");
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "stopped with {exit:?}");
+}
+
+/// `kill -9`, as a crash.
+pub fn kill9(child: &mut Child) {
+    signal(child.id(), "KILL");
+    let _ = child.wait();
+}
