@@ -9,6 +9,7 @@ use prometheus::Registry;
 use crate::admission::line::{Settings, SettingsPatch, Snapshot};
 use crate::admission::Admission;
 use crate::http::{self as h, Body};
+use crate::shutdown::Shutdown;
 
 const MAX_BODY: usize = 64 * 1024;
 
@@ -18,15 +19,24 @@ pub struct Admin {
     admission: Admission,
     registry: Registry,
     token: String,
+    /// Fired when this process stops serving (shutdown or handover): not ready.
+    stopping: Shutdown,
 }
 
 impl Admin {
-    /// The admin service; `/admin/*` needs `Authorization: Bearer <token>`.
-    pub fn new(admission: Admission, registry: Registry, token: String) -> Self {
+    /// The admin service; `/admin/*` needs `Authorization: Bearer <token>`;
+    /// `/readyz` says 503 once `stopping` fires.
+    pub fn new(
+        admission: Admission,
+        registry: Registry,
+        token: String,
+        stopping: Shutdown,
+    ) -> Self {
         Self {
             admission,
             registry,
             token,
+            stopping,
         }
     }
 
@@ -40,7 +50,8 @@ impl Admin {
                 crate::metrics::render(&self.registry),
             ),
             (&Method::GET, "/healthz") => h::respond(StatusCode::OK, "text/plain", "ok\n"),
-            (&Method::GET, "/readyz") => self.ready().await,
+            (&Method::GET, "/readyz") => self.ready(),
+            (&Method::GET, "/healthz/store") => self.store_health().await,
             (_, p) if p.starts_with("/admin/") => {
                 if !self.authorized(&req) {
                     let mut r = h::error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
@@ -81,10 +92,25 @@ impl Admin {
         })
     }
 
-    async fn ready(&self) -> Response<Body> {
+    /// Whether this instance serves visitors: it does while the store is away too
+    /// (hold mode), so a Redis blip never turns every instance away at once; not
+    /// once it is stopping (shutdown or handover), so a balancer moves on.
+    fn ready(&self) -> Response<Body> {
+        if self.stopping.is_fired() {
+            return h::respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "stopping\n");
+        }
+        h::respond(StatusCode::OK, "text/plain", "ready\n")
+    }
+
+    /// Whether the store answers (its own endpoint: for alerts, not for balancers).
+    async fn store_health(&self) -> Response<Body> {
         match self.snapshot().await {
-            Ok(_) => h::respond(StatusCode::OK, "text/plain", "ready\n"),
-            Err(r) => r,
+            Ok(_) => h::respond(StatusCode::OK, "text/plain", "store ok\n"),
+            Err(_) => h::respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "store unavailable\n",
+            ),
         }
     }
 

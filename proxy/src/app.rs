@@ -59,13 +59,14 @@ pub enum AppError {
     Page(#[from] PageError),
 }
 
-/// Runs the proxy on already-bound listeners until `shutdown` fires.
+/// Runs the proxy on already-bound listeners until `shutdown` fires, or until a
+/// new process takes the listeners over (see [`crate::handover`]).
 ///
 /// `keys` signs and verifies tokens; when `None` they come from the store: the
 /// state directory in memory mode (created on first start), or Redis, shared by
 /// every instance (created by the first). In memory mode the line continues from
-/// `state_dir` when a saved one is there; it is saved every [`SAVE_EVERY`] and once
-/// more after the listeners have drained.
+/// `state_dir` (see [`MemoryStore::open`]); it is saved every [`SAVE_EVERY`] and
+/// once more when this process stops or hands over.
 pub async fn run(
     config: Config,
     public: TcpListener,
@@ -77,6 +78,17 @@ pub async fn run(
         config.page_template.as_deref(),
         config.page_catalogues.as_deref(),
     )?);
+    // One stop for everything here: the caller's shutdown, or a handover.
+    let (stop, stopping) = crate::shutdown::channel();
+    let stop = Arc::new(stop);
+    {
+        let (stop, mut shutdown) = (stop.clone(), shutdown);
+        tokio::spawn(async move {
+            shutdown.wait().await;
+            stop.fire();
+        });
+    }
+    let shutdown = stopping;
     let clock = Clock::system();
     let registry = Registry::new();
     let metrics = Metrics::new(&registry);
@@ -126,7 +138,9 @@ pub async fn run(
         config.origin_timeout,
         metrics.clone(),
     );
-    let public_service = Arc::new(Public::new(
+    let (public, admin) = (Arc::new(public), Arc::new(admin));
+    let public_addr = public.local_addr().ok();
+    let mut public_service = Public::new(
         admission.clone(),
         forwarder,
         CookiePolicy {
@@ -134,11 +148,34 @@ pub async fn run(
             secure: config.cookie_secure,
         },
         config.bypass.clone(),
-        metrics,
+        metrics.clone(),
         config.timing.poll_max_ms.min(5_000),
         page,
+    );
+    let handed_over = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let (Some(addr), Some(_)) = (public_addr, &memory) {
+        // After a handover in memory mode the line lives in the new process: what
+        // still reaches this one (a request on a connection open from before) is
+        // passed on to it, on the same address.
+        let successor = Forwarder::relay(
+            format!("http://{addr}").parse().expect("an address URL"),
+            metrics,
+        );
+        public_service = public_service.relay_after(handed_over.clone(), successor);
+    }
+    let public_service = Arc::new(public_service);
+    let admin_service = Arc::new(Admin::new(
+        admission,
+        registry,
+        config.admin_token.clone(),
+        shutdown.clone(),
     ));
-    let admin_service = Arc::new(Admin::new(admission, registry, config.admin_token.clone()));
+    let offer = offer_handover(
+        &config,
+        (public.clone(), admin.clone()),
+        stop,
+        memory.clone().map(|m| (m, handed_over)),
+    );
 
     let public_task = crate::server::serve(
         public,
@@ -157,11 +194,50 @@ pub async fn run(
         shutdown,
     );
     tokio::join!(public_task, admin_task);
+    if let Some(mut offer) = offer {
+        // Stopped by a signal: the listeners stay open a moment longer, so that a
+        // successor started right after takes them over and refuses nobody.
+        if tokio::time::timeout(config.handover_wait, &mut offer)
+            .await
+            .is_err()
+        {
+            offer.abort();
+        }
+    }
     if let (Some(saver), Some(memory)) = (saver, memory) {
         let _ = saver.await;
         blocking(move || memory.close()).await?;
     }
     Ok(())
+}
+
+/// Offers this process's listeners to a successor (see [`crate::handover`]): when
+/// one asks, everything here stops accepting and, in memory mode, the line is
+/// saved, closed and its directory unlocked before the sockets are sent.
+fn offer_handover(
+    config: &Config,
+    listeners: (Arc<TcpListener>, Arc<TcpListener>),
+    stop: Arc<crate::shutdown::Trigger>,
+    memory: Option<(MemoryStore, Arc<std::sync::atomic::AtomicBool>)>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let offer = match crate::handover::Offer::bind(&config.state_dir, listeners.0, listeners.1) {
+        Ok(offer) => offer,
+        Err(e) => {
+            tracing::warn!(error = %e, "no handover socket: a restart will refuse connections for a moment");
+            return None;
+        }
+    };
+    Some(tokio::spawn(offer.serve(move || async move {
+        stop.fire();
+        if let Some((memory, handed_over)) = memory {
+            match blocking(move || memory.close()).await {
+                Ok(()) => handed_over.store(true, std::sync::atomic::Ordering::SeqCst),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not save the line for the new process")
+                }
+            }
+        }
+    })))
 }
 
 /// Opens the memory store in the state directory, waiting while another process

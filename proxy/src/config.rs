@@ -70,6 +70,12 @@ struct PageFile {
 struct ListenFile {
     public: String,
     admin: String,
+    #[serde(default = "default_handover_wait")]
+    handover_wait: String,
+}
+
+fn default_handover_wait() -> String {
+    "2s".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,6 +228,9 @@ pub struct Config {
     pub public: SocketAddr,
     /// Admin listener address.
     pub admin: SocketAddr,
+    /// How long a stopping process keeps its listeners open for a successor to
+    /// take over (see [`crate::handover`]).
+    pub handover_wait: Duration,
     /// The origin's base URL (`http://host:port`).
     pub origin: http::Uri,
     /// How long the origin may take to start answering.
@@ -465,6 +474,7 @@ impl Config {
         Ok(Self {
             public: address("listen.public", &f.listen.public)?,
             admin: address("listen.admin", &f.listen.admin)?,
+            handover_wait: duration("listen.handover_wait", &f.listen.handover_wait)?,
             origin,
             origin_timeout: duration("origin.timeout", &f.origin.timeout)?,
             settings: Settings {

@@ -35,6 +35,8 @@ pub struct Forwarder {
     origin: Uri,
     timeout: Duration,
     metrics: Metrics,
+    /// Pass requests on as they came (`Host`, `X-Forwarded-*`): to another waitroom.
+    relay: bool,
 }
 
 /// Where a request came from, for the `X-Forwarded-*` headers.
@@ -49,6 +51,16 @@ pub struct Peer {
 impl Forwarder {
     /// A forwarder to `origin` (scheme and authority only).
     pub fn new(origin: Uri, timeout: Duration, metrics: Metrics) -> Self {
+        Self::build(origin, timeout, metrics, false)
+    }
+
+    /// A forwarder to another waitroom process at `to` that passes requests on as
+    /// they came (the successor after a handover).
+    pub fn relay(to: Uri, metrics: Metrics) -> Self {
+        Self::build(to, Duration::from_secs(60), metrics, true)
+    }
+
+    fn build(origin: Uri, timeout: Duration, metrics: Metrics, relay: bool) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -61,6 +73,7 @@ impl Forwarder {
             origin,
             timeout,
             metrics,
+            relay,
         }
     }
 
@@ -79,9 +92,11 @@ impl Forwarder {
         );
         parts.uri =
             Uri::from_parts(uri).map_err(|e| ProxyError::OriginUnreachable(e.to_string()))?;
-        let host = parts.headers.remove(HOST);
         strip_hop_by_hop(&mut parts.headers);
-        set_forwarded(&mut parts.headers, peer, host);
+        if !self.relay {
+            let host = parts.headers.remove(HOST);
+            set_forwarded(&mut parts.headers, peer, host);
+        }
         parts.version = http::Version::HTTP_11;
 
         let started = Instant::now();

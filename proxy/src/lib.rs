@@ -15,6 +15,7 @@
 //! - [`metrics`]: Prometheus metrics, injected.
 //! - [`http`]: bodies, cookies and the one place errors become answers.
 //! - [`server`]: accepting connections and serving them until shutdown.
+//! - [`handover`]: zero-downtime restarts: a new process takes the listeners over.
 //! - [`shutdown`]: the shutdown signal.
 //! - [`app`]: wiring it all together: [`app::run`].
 
@@ -24,6 +25,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod forward;
+pub mod handover;
 pub mod http;
 pub mod metrics;
 pub mod public;

@@ -49,9 +49,25 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListe
         .with_context(|| format!("binding the {what} listener to {addr}"))
 }
 
+/// The listeners: taken over from a process still running with this state
+/// directory (a restart that refuses no connection), or bound anew.
+async fn listeners(config: &Config) -> anyhow::Result<(TcpListener, TcpListener)> {
+    match waitroom::handover::take_over(&config.state_dir, config.public, config.admin).await {
+        Ok(Some(taken)) => {
+            tracing::info!("took the listening sockets over from the running process");
+            return Ok((taken.public, taken.admin));
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "no handover; binding the listeners anew"),
+    }
+    Ok((
+        bind(config.public, "public").await?,
+        bind(config.admin, "admin").await?,
+    ))
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let public = bind(config.public, "public").await?;
-    let admin = bind(config.admin, "admin").await?;
+    let (public, admin) = listeners(&config).await?;
     tracing::info!(public = %config.public, admin = %config.admin, origin = %config.origin, "waitroom serving");
     let (trigger, shutdown) = waitroom::shutdown::channel();
     tokio::spawn(async move {

@@ -1,7 +1,7 @@
 //! Prometheus metrics, registered into a registry passed in (no globals).
 
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 use crate::admission::line::{PumpReport, Snapshot};
@@ -16,6 +16,7 @@ pub struct Metrics {
     called: IntCounter,
     passed_over: IntCounter,
     store_errors: IntCounterVec,
+    store_up: IntGauge,
     origin_errors: IntCounterVec,
     origin_seconds: Histogram,
     line: IntGaugeVec,
@@ -70,6 +71,14 @@ impl Metrics {
                 "waitroom_store_errors_total",
                 "Store operations that failed",
                 &["operation"],
+            ),
+            store_up: register(
+                registry,
+                IntGauge::new(
+                    "waitroom_store_up",
+                    "1 while the store answers this instance's pump, 0 while it does not",
+                )
+                .expect("valid metric"),
             ),
             origin_errors: counter_vec(
                 "waitroom_origin_errors_total",
@@ -132,6 +141,11 @@ impl Metrics {
     /// Counts a failed store operation.
     pub fn store_error(&self, operation: &str) {
         self.store_errors.with_label_values(&[operation]).inc();
+    }
+
+    /// Records whether the store answered the last pump round.
+    pub fn store_up(&self, up: bool) {
+        self.store_up.set(i64::from(up));
     }
 
     /// Counts a failed forward.

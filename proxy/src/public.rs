@@ -12,6 +12,7 @@ use crate::http::{self as h, Body};
 use crate::metrics::Metrics;
 use crate::queue_page::{Page, Status};
 use crate::token::Kind;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Reserved prefix of the waiting room's own endpoints.
@@ -37,6 +38,8 @@ pub struct Public {
     /// Poll interval suggested while the store cannot be reached.
     held_poll_ms: u64,
     page: Arc<Page>,
+    /// Once set, every request goes to the successor process (see [`Public::relay_after`]).
+    relay: Option<(Arc<AtomicBool>, Forwarder)>,
 }
 
 impl Public {
@@ -58,11 +61,28 @@ impl Public {
             metrics,
             held_poll_ms,
             page,
+            relay: None,
         }
+    }
+
+    /// Once `handed_over` is set, passes every request on to `successor`: the
+    /// process that took the line over (memory mode), so a request on a connection
+    /// opened before the handover is answered with the line, not held.
+    pub fn relay_after(mut self, handed_over: Arc<AtomicBool>, successor: Forwarder) -> Self {
+        self.relay = Some((handed_over, successor));
+        self
     }
 
     /// Answers one request.
     pub async fn handle(&self, req: Request<Incoming>, peer: Peer) -> Response<Body> {
+        if let Some((handed_over, successor)) = &self.relay {
+            if handed_over.load(Ordering::SeqCst) {
+                return match successor.forward(req, peer).await {
+                    Ok(r) => r,
+                    Err(e) => e.into_response(),
+                };
+            }
+        }
         let path = req.uri().path();
         if let Some(endpoint) = path.strip_prefix(RESERVED) {
             return match (req.method(), endpoint) {

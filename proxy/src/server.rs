@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -18,8 +19,10 @@ use crate::shutdown::Shutdown;
 const DRAIN: Duration = Duration::from_secs(10);
 
 /// Serves `handler` on every connection accepted from `listener` until `shutdown`,
-/// then lets open connections finish their requests (up to [`DRAIN`]).
-pub async fn serve<H, F>(listener: TcpListener, handler: H, mut shutdown: Shutdown)
+/// then lets open connections finish their requests (up to [`DRAIN`]). The
+/// listener is shared: whoever else holds it (a handover to a new process) keeps
+/// it open after this stops accepting, so connections wait instead of being refused.
+pub async fn serve<H, F>(listener: Arc<TcpListener>, handler: H, mut shutdown: Shutdown)
 where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,

@@ -24,6 +24,11 @@ impl Trigger {
 }
 
 impl Shutdown {
+    /// Whether shutdown has been triggered.
+    pub fn is_fired(&self) -> bool {
+        *self.0.borrow()
+    }
+
     /// Resolves once shutdown has been triggered (or the trigger dropped).
     pub async fn wait(&mut self) {
         let _ = self.0.wait_for(|fired| *fired).await;

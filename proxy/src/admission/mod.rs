@@ -313,6 +313,7 @@ impl Admission {
                 Ok::<_, StoreError>(())
             }
             .await;
+            self.metrics.store_up(result.is_ok());
             match result {
                 Ok(()) if failing => {
                     tracing::info!("store answers again");

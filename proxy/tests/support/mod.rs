@@ -143,7 +143,8 @@ impl ProxyBuilder {
         let state = std::env::temp_dir().join(format!("waitroom-test-{}", rand::random::<u64>()));
         let store = match &self.redis {
             Some((url, room)) => format!(
-                "kind = \"redis\"\nurl = \"{url}\"\nroom = \"{room}\"\n{}",
+                "kind = \"redis\"\nurl = \"{url}\"\nroom = \"{room}\"\nstate_dir = \"{}\"\n{}",
+                state.display(),
                 self.store_extra
             ),
             None => format!("state_dir = \"{}\"\n{}", state.display(), self.store_extra),
@@ -390,6 +391,12 @@ impl Visitor {
             cookie: None,
             http: http.clone(),
         }
+    }
+
+    /// From now on uses connections of its own (as a browser that retries a
+    /// request on a new connection after one closed under it).
+    pub fn renew_connections(&mut self) {
+        self.http = Http::new();
     }
 
     /// A GET as a browser sends it (asking for HTML), keeping the cookie.
