@@ -155,17 +155,36 @@ async fn redis_going_away_costs_nobody_their_place() {
     for p in [&a, &b] {
         let r = p.get("/", &[]).await.unwrap();
         assert!(!r.status.is_server_error(), "{}", r.status);
-        let ready = Http::new()
-            .send(
-                http::Method::GET,
-                &format!("http://{}/readyz", p.admin),
-                None,
-                &[],
-            )
-            .await
-            .unwrap();
-        assert_eq!(ready.status, 503, "readyz tells the load balancer");
+        let health = |path: &str| {
+            let url = format!("http://{}{path}", p.admin);
+            async move {
+                Http::new()
+                    .send(http::Method::GET, &url, None, &[])
+                    .await
+                    .unwrap()
+                    .status
+            }
+        };
+        // Each instance still serves (hold mode): a balancer must not take them
+        // all out at once. The store's own health says what is wrong.
+        assert_eq!(
+            health("/readyz").await,
+            200,
+            "readyz turned the instance away"
+        );
+        assert_eq!(health("/healthz/store").await, 503);
     }
+    let metrics = Http::new()
+        .send(
+            http::Method::GET,
+            &format!("http://{}/metrics", a.admin),
+            None,
+            &[],
+        )
+        .await
+        .unwrap()
+        .text();
+    assert!(metrics.contains("waitroom_store_up 0"), "{metrics}");
 
     // Redis comes back empty. Places are the same or better, admitted stay admitted.
     redis.restart();
