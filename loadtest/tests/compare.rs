@@ -31,7 +31,9 @@ async fn waitroom(origin: SocketAddr, max_active: u32) -> (SocketAddr, SocketAdd
          [admission]\nnew_users_per_minute = 6000\nmax_active_users = {max_active}\nsession_duration = \"1s\"\n\
          [queue]\npoll_min = \"250ms\"\n[admin]\ntoken = \"loadtest-token\"\n\
          [store]\nstate_dir = \"{}\"\n",
-        std::env::temp_dir().join(format!("loadtest-waitroom-{}", std::process::id())).display()
+        std::env::temp_dir()
+            .join(format!("loadtest-waitroom-{}", rand::random::<u64>()))
+            .display()
     );
     let config = waitroom::config::Config::from_toml(&text, None).unwrap();
     let public = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -175,6 +175,7 @@ fn state_json(s: &Snapshot) -> serde_json::Value {
         "paused": s.settings.paused,
         "closed": s.settings.closed,
         "opens_at": s.settings.opens_at.map(crate::clock::format_rfc3339),
+        "held_until": s.settings.held_until.map(crate::clock::format_rfc3339),
     })
 }
 

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::admin::Admin;
 use crate::admission::Admission;
+use crate::breaker::Breaker;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::config::StoreKind;
@@ -133,10 +134,19 @@ pub async fn run(
         Admission::new(store, tokens, clock, metrics.clone()).on_failure(config.on_failure);
     tokio::spawn(admission.clone().run_pump(shutdown.clone()));
 
+    let breaker = Breaker::new(config.breaker);
+    tokio::spawn(hold_while_failing(
+        breaker.clone(),
+        admission.store().clone(),
+        admission.clock().clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     let forwarder = Forwarder::new(
         config.origin.clone(),
         config.origin_timeout,
         metrics.clone(),
+        breaker,
     );
     let (public, admin) = (Arc::new(public), Arc::new(admin));
     let public_addr = public.local_addr().ok();
@@ -209,6 +219,37 @@ pub async fn run(
         blocking(move || memory.close()).await?;
     }
     Ok(())
+}
+
+/// How often the breaker's state is published, and how far ahead a hold reaches.
+const HOLD_EVERY: Duration = Duration::from_millis(250);
+const HOLD_FOR: Duration = Duration::from_secs(1);
+
+/// Holds the line while the origin's breaker is not closed: nobody is called into
+/// a failing origin, on any instance sharing the line (each hold reaches a second
+/// ahead and is renewed while it lasts). Keeps the breaker's metrics current.
+async fn hold_while_failing(
+    breaker: Breaker,
+    store: Arc<dyn Store>,
+    clock: Clock,
+    metrics: Metrics,
+    mut shutdown: Shutdown,
+) {
+    let mut changes = breaker.subscribe();
+    loop {
+        let state = breaker.state();
+        metrics.breaker(state.gauge(), breaker.times_opened());
+        if breaker.config().enabled && state != crate::breaker::State::Closed {
+            let for_ms = HOLD_FOR.as_millis() as u64;
+            if let Err(e) = store.hold(for_ms, clock.now_ms()).await {
+                tracing::debug!(error = %e, "could not hold the line for the origin");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::timeout(HOLD_EVERY, changes.changed()) => {}
+            _ = shutdown.wait() => return,
+        }
+    }
 }
 
 /// Offers this process's listeners to a successor (see [`crate::handover`]): when

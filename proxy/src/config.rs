@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::admission::line::{Settings, Timing};
 use crate::admission::OnFailure;
+use crate::breaker::BreakerConfig;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -56,6 +57,83 @@ pub struct File {
     cookie: CookieFile,
     #[serde(default)]
     page: PageFile,
+    #[serde(default)]
+    breaker: BreakerFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct BreakerFile {
+    enabled: bool,
+    consecutive_failures: u32,
+    failure_share: f64,
+    min_requests: u32,
+    window: String,
+    open_for: String,
+    stall_after: String,
+    hold_requests: String,
+}
+
+impl Default for BreakerFile {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            consecutive_failures: 3,
+            failure_share: 0.5,
+            min_requests: 10,
+            window: "5s".into(),
+            open_for: "2s".into(),
+            stall_after: "5s".into(),
+            hold_requests: "12s".into(),
+        }
+    }
+}
+
+impl BreakerFile {
+    fn validate(&self) -> Result<BreakerConfig, ConfigError> {
+        if self.consecutive_failures == 0 {
+            return Err(invalid(
+                "breaker.consecutive_failures",
+                "must be at least 1",
+            ));
+        }
+        if !(self.failure_share > 0.0 && self.failure_share <= 1.0) {
+            return Err(invalid(
+                "breaker.failure_share",
+                "must be above 0 and at most 1",
+            ));
+        }
+        if self.min_requests == 0 {
+            return Err(invalid("breaker.min_requests", "must be at least 1"));
+        }
+        let at_least = |key: &'static str, text: &str, min: Duration, shown: &str| {
+            let d = duration(key, text)?;
+            if d < min {
+                return Err(invalid(key, format!("must be at least {shown}")));
+            }
+            Ok(d)
+        };
+        Ok(BreakerConfig {
+            enabled: self.enabled,
+            consecutive_failures: self.consecutive_failures,
+            failure_share: self.failure_share,
+            min_requests: self.min_requests,
+            window: at_least("breaker.window", &self.window, Duration::from_secs(1), "1s")?,
+            open_for: at_least(
+                "breaker.open_for",
+                &self.open_for,
+                Duration::from_millis(100),
+                "100ms",
+            )?,
+            stall_after: at_least(
+                "breaker.stall_after",
+                &self.stall_after,
+                Duration::from_secs(1),
+                "1s",
+            )?,
+            hold_requests: duration("breaker.hold_requests", &self.hold_requests)?,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -257,6 +335,8 @@ pub struct Config {
     pub cookie_name: String,
     /// Cookie `Secure` policy.
     pub cookie_secure: CookieSecure,
+    /// The origin's circuit breaker.
+    pub breaker: BreakerConfig,
     /// The operator's queue page template, if any.
     pub page_template: Option<PathBuf>,
     /// A directory of the operator's catalogues (`de.toml`, `fr.toml`, …), if any.
@@ -483,6 +563,7 @@ impl Config {
                 paused: false,
                 closed: false,
                 opens_at,
+                held_until: None,
             },
             timing: Timing {
                 session_ms: millis(session),
@@ -501,6 +582,7 @@ impl Config {
             admin_token,
             cookie_name: f.cookie.name,
             cookie_secure,
+            breaker: f.breaker.validate()?,
             page_template: f.page.template.map(PathBuf::from),
             page_catalogues: f.page.catalogues.map(PathBuf::from),
         })

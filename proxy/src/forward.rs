@@ -1,19 +1,27 @@
 //! Forwarding an admitted visitor's request to the origin.
 //!
 //! One pooled keep-alive hyper client; bodies stream both ways; hop-by-hop headers
-//! are removed and `X-Forwarded-For`/`-Proto`/`-Host` are set.
+//! are removed and `X-Forwarded-For`/`-Proto`/`-Host` are set. Every request
+//! passes the origin's circuit breaker ([`crate::breaker`]): while the origin is
+//! failing, requests wait here for it to recover (up to the breaker's
+//! `hold_requests`) instead of failing against it. A request whose body is small
+//! and known (most are: a page, a form) is kept, so that when the origin refused
+//! the connection (nothing reached it) it is sent again once the origin is back.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
-use http::{Request, Response, Uri};
+use http::{Method, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use tokio::time::Instant;
 
+use crate::breaker::{Breaker, BreakerConfig, Outcome, Pass};
 use crate::http::{Body, ProxyError};
 use crate::metrics::Metrics;
 
@@ -28,15 +36,19 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+/// Bodies up to this size are kept to be sent again after a refused connection.
+const KEEP_BODY: u64 = 64 * 1024;
+
 /// The client to the origin.
 #[derive(Clone)]
 pub struct Forwarder {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, Body>,
     origin: Uri,
     timeout: Duration,
     metrics: Metrics,
     /// Pass requests on as they came (`Host`, `X-Forwarded-*`): to another waitroom.
     relay: bool,
+    breaker: Breaker,
 }
 
 /// Where a request came from, for the `X-Forwarded-*` headers.
@@ -48,19 +60,66 @@ pub struct Peer {
     pub tls: bool,
 }
 
+/// A request's head, kept to build the request again.
+struct Head {
+    method: Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+}
+
+/// The body as it will be sent: kept whole (can be sent again), or streamed once.
+enum Payload {
+    Kept(Bytes),
+    Streamed(Option<Incoming>),
+}
+
+impl Payload {
+    /// Keeps `body` when its size is known and small, or it has none.
+    async fn of(body: Incoming) -> Result<Self, ProxyError> {
+        match body.size_hint().exact() {
+            Some(0) => Ok(Self::Kept(Bytes::new())),
+            Some(n) if n <= KEEP_BODY => body
+                .collect()
+                .await
+                .map(|b| Self::Kept(b.to_bytes()))
+                .map_err(|e| ProxyError::BrokenRequest(e.to_string())),
+            _ => Ok(Self::Streamed(Some(body))),
+        }
+    }
+
+    /// The body for one attempt; `None` when a streamed body was sent already.
+    fn take(&mut self) -> Option<Body> {
+        match self {
+            Self::Kept(bytes) => Some(crate::http::full(bytes.clone())),
+            Self::Streamed(body) => body.take().map(|b| b.map_err(Into::into).boxed()),
+        }
+    }
+}
+
 impl Forwarder {
-    /// A forwarder to `origin` (scheme and authority only).
-    pub fn new(origin: Uri, timeout: Duration, metrics: Metrics) -> Self {
-        Self::build(origin, timeout, metrics, false)
+    /// A forwarder to `origin` (scheme and authority only), behind `breaker`.
+    pub fn new(origin: Uri, timeout: Duration, metrics: Metrics, breaker: Breaker) -> Self {
+        Self::build(origin, timeout, metrics, false, breaker)
     }
 
     /// A forwarder to another waitroom process at `to` that passes requests on as
     /// they came (the successor after a handover).
     pub fn relay(to: Uri, metrics: Metrics) -> Self {
-        Self::build(to, Duration::from_secs(60), metrics, true)
+        let breaker = Breaker::new(BreakerConfig {
+            enabled: false,
+            ..Default::default()
+        });
+        Self::build(to, Duration::from_secs(60), metrics, true, breaker)
     }
 
-    fn build(origin: Uri, timeout: Duration, metrics: Metrics, relay: bool) -> Self {
+    fn build(
+        origin: Uri,
+        timeout: Duration,
+        metrics: Metrics,
+        relay: bool,
+        breaker: Breaker,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -74,10 +133,17 @@ impl Forwarder {
             timeout,
             metrics,
             relay,
+            breaker,
         }
     }
 
-    /// Sends `req` to the origin and returns its response, streaming.
+    /// The origin's circuit breaker.
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
+    /// Sends `req` to the origin and returns its response, streaming; waits while
+    /// the origin is failing (see the module docs).
     pub async fn forward(
         &self,
         req: Request<Incoming>,
@@ -90,41 +156,89 @@ impl Forwarder {
             path.parse()
                 .map_err(|_| ProxyError::OriginUnreachable("bad path".into()))?,
         );
-        parts.uri =
-            Uri::from_parts(uri).map_err(|e| ProxyError::OriginUnreachable(e.to_string()))?;
+        let uri = Uri::from_parts(uri).map_err(|e| ProxyError::OriginUnreachable(e.to_string()))?;
         strip_hop_by_hop(&mut parts.headers);
         if !self.relay {
             let host = parts.headers.remove(HOST);
             set_forwarded(&mut parts.headers, peer, host);
         }
-        parts.version = http::Version::HTTP_11;
-
-        let started = Instant::now();
-        let sent = tokio::time::timeout(
-            self.timeout,
-            self.client.request(Request::from_parts(parts, body)),
-        )
-        .await;
-        let response = match sent {
-            Err(_) => {
-                self.metrics.origin_error("timeout");
-                return Err(ProxyError::OriginTimeout);
-            }
-            Ok(Err(e)) => {
-                self.metrics
-                    .origin_error(if e.is_connect() { "connect" } else { "broken" });
-                tracing::warn!(error = %e, "origin request failed");
-                return Err(ProxyError::OriginUnreachable(e.to_string()));
-            }
-            Ok(Ok(r)) => r,
+        let head = Head {
+            method: parts.method,
+            uri,
+            version: Version::HTTP_11,
+            headers: parts.headers,
         };
-        self.metrics.origin_latency(started.elapsed().as_secs_f64());
-        let (mut parts, body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(
-            parts,
-            body.map_err(Into::into).boxed(),
-        ))
+        let mut payload = Payload::of(body).await?;
+        let deadline = Instant::now() + self.breaker.config().hold_requests;
+        let mut changes = self.breaker.subscribe();
+        loop {
+            if let Pass::Wait = self.breaker.pass() {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(ProxyError::OriginHeld);
+                }
+                let _waiting = self.metrics.holding_request();
+                let nap = (deadline - now).min(Duration::from_millis(250));
+                let _ = tokio::time::timeout(nap, changes.changed()).await;
+                continue;
+            }
+            let Some(body) = payload.take() else {
+                self.breaker.abandon();
+                return Err(ProxyError::OriginUnreachable(
+                    "the request's body was already sent".into(),
+                ));
+            };
+            let mut request = Request::new(body);
+            *request.method_mut() = head.method.clone();
+            *request.uri_mut() = head.uri.clone();
+            *request.version_mut() = head.version;
+            *request.headers_mut() = head.headers.clone();
+            let started = std::time::Instant::now();
+            let sent = tokio::time::timeout(self.timeout, self.client.request(request)).await;
+            match sent {
+                Ok(Ok(response)) => {
+                    self.metrics.origin_latency(started.elapsed().as_secs_f64());
+                    let failed = response.status().is_server_error();
+                    if failed {
+                        self.metrics.origin_error("status_5xx");
+                    }
+                    self.breaker.record(if failed {
+                        Outcome::Failure
+                    } else {
+                        Outcome::Success
+                    });
+                    let (mut parts, body) = response.into_parts();
+                    strip_hop_by_hop(&mut parts.headers);
+                    return Ok(Response::from_parts(
+                        parts,
+                        body.map_err(Into::into).boxed(),
+                    ));
+                }
+                Err(_) => {
+                    self.breaker.record(Outcome::Failure);
+                    self.metrics.origin_error("timeout");
+                    return Err(ProxyError::OriginTimeout);
+                }
+                Ok(Err(e)) if e.is_connect() => {
+                    self.breaker.record(Outcome::Failure);
+                    self.metrics.origin_error("connect");
+                    // Nothing reached the origin: the request may go again once it
+                    // is back, if its body was kept.
+                    if matches!(payload, Payload::Kept(_)) && Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    tracing::warn!(error = %e, "origin refused the connection");
+                    return Err(ProxyError::OriginUnreachable(e.to_string()));
+                }
+                Ok(Err(e)) => {
+                    self.breaker.record(Outcome::Failure);
+                    self.metrics.origin_error("broken");
+                    tracing::warn!(error = %e, "origin request failed");
+                    return Err(ProxyError::OriginUnreachable(e.to_string()));
+                }
+            }
+        }
     }
 }
 

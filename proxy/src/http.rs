@@ -101,6 +101,12 @@ pub enum ProxyError {
     /// The origin did not start answering in time.
     #[error("origin timed out")]
     OriginTimeout,
+    /// The origin kept failing for as long as a request may wait for it.
+    #[error("origin failing; the request waited and gave up")]
+    OriginHeld,
+    /// The client's request body broke off or was malformed.
+    #[error("broken request body: {0}")]
+    BrokenRequest(String),
 }
 
 impl ProxyError {
@@ -109,21 +115,24 @@ impl ProxyError {
         match self {
             Self::OriginUnreachable(_) => StatusCode::BAD_GATEWAY,
             Self::OriginTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::OriginHeld => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BrokenRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
 
-    /// The answer: a short page that does not leak internals.
-    pub fn into_response(self) -> Response<Body> {
-        let status = self.status();
-        let text = match self {
-            Self::OriginUnreachable(_) => {
-                "The site is not answering right now. Please try again in a moment."
-            }
-            Self::OriginTimeout => {
-                "The site took too long to answer. Please try again in a moment."
-            }
-        };
-        respond(status, "text/plain; charset=utf-8", text)
+    /// A short code for JSON clients.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::OriginUnreachable(_) => "origin_unreachable",
+            Self::OriginTimeout => "origin_timeout",
+            Self::OriginHeld => "origin_failing",
+            Self::BrokenRequest(_) => "broken_request",
+        }
+    }
+
+    /// Whether the site failed (rather than the client's request).
+    pub fn is_origin(&self) -> bool {
+        !matches!(self, Self::BrokenRequest(_))
     }
 }
 

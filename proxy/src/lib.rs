@@ -11,6 +11,7 @@
 //! - [`public`]: the public listener: routing, `/_waitroom/*`, forwarding decisions.
 //! - [`queue_page`]: the page and JSON a waiting visitor sees.
 //! - [`forward`]: the pooled hyper client to the origin.
+//! - [`breaker`]: the origin's health: a circuit breaker that holds the line.
 //! - [`admin`]: the admin listener: metrics, health, state, settings.
 //! - [`metrics`]: Prometheus metrics, injected.
 //! - [`http`]: bodies, cookies and the one place errors become answers.
@@ -22,6 +23,7 @@
 pub mod admin;
 pub mod admission;
 pub mod app;
+pub mod breaker;
 pub mod clock;
 pub mod config;
 pub mod forward;

@@ -17,6 +17,9 @@ pub struct Metrics {
     passed_over: IntCounter,
     store_errors: IntCounterVec,
     store_up: IntGauge,
+    held_requests: IntGauge,
+    breaker: IntGauge,
+    breaker_opened: IntCounter,
     origin_errors: IntCounterVec,
     origin_seconds: Histogram,
     line: IntGaugeVec,
@@ -80,9 +83,29 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            held_requests: register(
+                registry,
+                IntGauge::new(
+                    "waitroom_origin_held_requests",
+                    "Admitted visitors' requests waiting for a failing origin to recover",
+                )
+                .expect("valid metric"),
+            ),
+            breaker: register(
+                registry,
+                IntGauge::new(
+                    "waitroom_origin_breaker",
+                    "The origin's circuit breaker: 0 closed (healthy), 1 open (failing: the line is held), 2 half-open (probing)",
+                )
+                .expect("valid metric"),
+            ),
+            breaker_opened: counter(
+                "waitroom_origin_breaker_opened_total",
+                "Times the origin's circuit breaker opened (the origin was failing)",
+            ),
             origin_errors: counter_vec(
                 "waitroom_origin_errors_total",
-                "Forwarded requests that failed to get an answer from the origin",
+                "Forwarded requests that failed: connect (refused), broken, timeout, status_5xx (answered 500 or more)",
                 &["kind"],
             ),
             origin_seconds: register(
@@ -116,6 +139,18 @@ impl Metrics {
                 .expect("valid metric"),
             ),
         }
+        .with_zeros()
+    }
+
+    /// Starts the series that alerts need at 0 rather than absent.
+    fn with_zeros(self) -> Self {
+        for kind in ["connect", "broken", "timeout", "status_5xx"] {
+            self.origin_errors.with_label_values(&[kind]);
+        }
+        for op in ["decide", "touch", "pump"] {
+            self.store_errors.with_label_values(&[op]);
+        }
+        self
     }
 
     /// Counts a public request by outcome (`forwarded`, `queued`, `bypass`, ...).
@@ -146,6 +181,20 @@ impl Metrics {
     /// Records whether the store answered the last pump round.
     pub fn store_up(&self, up: bool) {
         self.store_up.set(i64::from(up));
+    }
+
+    /// Counts a request waiting for a failing origin, until the guard is dropped.
+    pub fn holding_request(&self) -> HeldRequest {
+        self.held_requests.inc();
+        HeldRequest(self.held_requests.clone())
+    }
+
+    /// Records the breaker's state (see [`crate::breaker::State::gauge`]) and how
+    /// many times it opened.
+    pub fn breaker(&self, state: i64, times_opened: u64) {
+        self.breaker.set(state);
+        self.breaker_opened
+            .inc_by(times_opened.saturating_sub(self.breaker_opened.get()));
     }
 
     /// Counts a failed forward.
@@ -187,6 +236,15 @@ impl Metrics {
             "opens_at",
             s.settings.opens_at.map_or(0, |ms| (ms / 1000) as i64),
         );
+    }
+}
+
+/// A request counted in `waitroom_origin_held_requests` while it lives.
+pub struct HeldRequest(IntGauge);
+
+impl Drop for HeldRequest {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

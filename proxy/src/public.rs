@@ -1,22 +1,34 @@
 //! The public listener: routing, the `/_waitroom/*` endpoints, and acting on
 //! admission decisions (forward, or show the line).
 
-use http::header::{HeaderValue, SET_COOKIE};
+use http::header::{HeaderValue, RETRY_AFTER, SET_COOKIE};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::admission::{Admission, Decision, Presented, Standing};
 use crate::config::CookieSecure;
 use crate::forward::{Forwarder, Peer};
-use crate::http::{self as h, Body};
+use crate::http::{self as h, Body, ProxyError};
 use crate::metrics::Metrics;
-use crate::queue_page::{Page, Status};
+use crate::queue_page::{Page, Status, Trouble};
 use crate::token::Kind;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Reserved prefix of the waiting room's own endpoints.
 pub const RESERVED: &str = "/_waitroom/";
+
+/// When a visitor whose request the site could not answer should try again.
+const RETRY_AFTER_SECS: u64 = 5;
+
+/// What an answer about a request needs once the request itself is gone.
+struct Asked {
+    lang: &'static str,
+    target: String,
+    json: bool,
+    /// A GET or HEAD: the page may send it again by itself.
+    repeatable: bool,
+}
 
 /// Cookie settings.
 #[derive(Clone, Debug)]
@@ -77,9 +89,10 @@ impl Public {
     pub async fn handle(&self, req: Request<Incoming>, peer: Peer) -> Response<Body> {
         if let Some((handed_over, successor)) = &self.relay {
             if handed_over.load(Ordering::SeqCst) {
+                let asked = self.asked(&req);
                 return match successor.forward(req, peer).await {
                     Ok(r) => r,
-                    Err(e) => e.into_response(),
+                    Err(e) => self.failed(&asked, e),
                 };
             }
         }
@@ -159,6 +172,35 @@ impl Public {
         r
     }
 
+    /// The language a page for `req` is in: `?lang=`, then `Accept-Language`.
+    fn language(&self, req: &Request<Incoming>) -> &'static str {
+        let query_lang = req.uri().query().and_then(|q| {
+            q.split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| *k == "lang")
+                .map(|(_, v)| v)
+        });
+        let accept = req
+            .headers()
+            .get(http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok());
+        self.page.language(query_lang, accept)
+    }
+
+    /// An HTML page of ours in `lang`.
+    fn page_response(status: StatusCode, lang: &'static str, html: String) -> Response<Body> {
+        let mut r = h::respond(status, "text/html; charset=utf-8", html);
+        r.headers_mut().insert(
+            http::header::CONTENT_LANGUAGE,
+            HeaderValue::from_static(lang),
+        );
+        r.headers_mut().insert(
+            http::header::VARY,
+            HeaderValue::from_static("Accept-Language, Cookie"),
+        );
+        r
+    }
+
     fn waiting(
         &self,
         req: &Request<Incoming>,
@@ -168,39 +210,64 @@ impl Public {
         let mut r = if h::wants_json(req.headers()) {
             h::json(StatusCode::OK, &status.to_json())
         } else {
-            let query_lang = req.uri().query().and_then(|q| {
-                q.split('&')
-                    .filter_map(|pair| pair.split_once('='))
-                    .find(|(k, _)| *k == "lang")
-                    .map(|(_, v)| v)
-            });
-            let accept = req
-                .headers()
-                .get(http::header::ACCEPT_LANGUAGE)
-                .and_then(|v| v.to_str().ok());
-            let lang = self.page.language(query_lang, accept);
-            let mut r = h::respond(
+            let lang = self.language(req);
+            let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+            Self::page_response(
                 StatusCode::OK,
-                "text/html; charset=utf-8",
-                self.page.render(
-                    &status,
-                    lang,
-                    req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
-                ),
-            );
-            r.headers_mut().insert(
-                http::header::CONTENT_LANGUAGE,
-                HeaderValue::from_static(lang),
-            );
-            r.headers_mut().insert(
-                http::header::VARY,
-                HeaderValue::from_static("Accept-Language, Cookie"),
-            );
-            r
+                lang,
+                self.page.render(&status, lang, target),
+            )
         };
         if let Some(c) = cookie {
             r.headers_mut().append(SET_COOKIE, c);
         }
+        r
+    }
+
+    /// What an answer about `req` needs once the request itself is gone.
+    fn asked(&self, req: &Request<Incoming>) -> Asked {
+        Asked {
+            lang: self.language(req),
+            target: req
+                .uri()
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .to_owned(),
+            json: h::wants_json(req.headers()),
+            repeatable: matches!(*req.method(), Method::GET | Method::HEAD),
+        }
+    }
+
+    /// The answer when the site could not answer `asked`: in the visitor's language
+    /// with `Retry-After`, a page that tries again by itself (for a GET) or says to
+    /// send the form again; JSON for JSON clients. The session is untouched.
+    fn failed(&self, asked: &Asked, e: ProxyError) -> Response<Body> {
+        let status = e.status();
+        if !e.is_origin() {
+            return h::error(status, "the request's body broke off");
+        }
+        let retry_secs = RETRY_AFTER_SECS;
+        let mut r = if asked.json {
+            h::json(
+                status,
+                &serde_json::json!({ "error": e.code(), "retry_after": retry_secs }),
+            )
+        } else {
+            let trouble = match e {
+                ProxyError::OriginTimeout => Trouble::Slow,
+                _ => Trouble::Down,
+            };
+            let html = self.page.render_error(
+                trouble,
+                asked.lang,
+                &asked.target,
+                retry_secs,
+                asked.repeatable,
+            );
+            Self::page_response(status, asked.lang, html)
+        };
+        r.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(retry_secs));
         r
     }
 
@@ -210,9 +277,10 @@ impl Public {
         peer: Peer,
         cookie: Option<HeaderValue>,
     ) -> Response<Body> {
+        let asked = self.asked(&req);
         let mut r = match self.forwarder.forward(req, peer).await {
             Ok(r) => r,
-            Err(e) => e.into_response(),
+            Err(e) => self.failed(&asked, e),
         };
         if let Some(c) = cookie {
             r.headers_mut().append(SET_COOKIE, c);

@@ -106,26 +106,105 @@ async fn queue_page_json_and_bypass_while_the_line_is_held() {
 }
 
 #[tokio::test]
-async fn origin_failures_are_gateway_errors_not_crashes() {
+async fn a_dead_origin_holds_the_line_and_admitted_visitors_get_a_retry_page() {
     let origin = origin(10, 1).await;
     let dead = origin.addr;
     drop(origin);
     tokio::task::yield_now().await;
     let proxy = support::ProxyBuilder::to(dead)
         .admission(600, 100, "10m")
+        .toml("[breaker]\nhold_requests = \"300ms\"")
         .start()
         .await;
-    // Wait until the stub has really stopped accepting.
-    let mut status = 0;
-    for _ in 0..50 {
-        let r = proxy.get("/", &[]).await.unwrap();
-        status = r.status.as_u16();
-        if status == 502 {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
-    assert_eq!(status, 502);
+    let http = Http::new();
+    // Let in (nobody waits), the request waits for the origin, then a page in the
+    // visitor's language that tries again by itself; the session is kept.
+    let mut v = proxy.visitor(&http);
+    let page = v
+        .request(Method::GET, "/register?step=1&lang=fr", "text/html")
+        .await
+        .unwrap();
+    assert_eq!(page.status, 503, "{}", page.text());
+    assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(page.headers["retry-after"], "5");
+    let html = page.text();
+    assert!(html.contains("<html lang=\"fr\">"), "{html}");
+    assert!(
+        html.contains("Le site ne répond pas pour le moment."),
+        "{html}"
+    );
+    assert!(
+        html.contains("réessaie toute seule dans 5 secondes"),
+        "{html}"
+    );
+    assert!(
+        html.contains("http-equiv=\"refresh\" content=\"5\""),
+        "{html}"
+    );
+    assert!(html.contains("poll(5000);"), "asks again by itself: {html}");
+    let token = v.cookie.clone().expect("an admission cookie");
+    assert_eq!(support::claims(&token)["k"], "a");
+    // A form is never sent again behind the visitor's back.
+    let post = v
+        .request(Method::POST, "/register", "text/html")
+        .await
+        .unwrap();
+    assert_eq!(post.status, 503);
+    let html = post.text();
+    assert!(html.contains("go back and send it again"), "{html}");
+    assert!(!html.contains("http-equiv=\"refresh\""), "{html}");
+    assert!(
+        !html.contains("poll(5000);"),
+        "no polling that would reload a POST: {html}"
+    );
+    // JSON clients get JSON.
+    let json = v
+        .request(Method::GET, "/api", "application/json")
+        .await
+        .unwrap();
+    assert_eq!(json.status, 503);
+    assert_eq!(json.json()["error"], "origin_failing");
+
+    // The line is held: a newcomer waits, told why, in their language.
+    let held = proxy
+        .get("/", &[("accept", "application/json")])
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(
+        (held["state"].as_str(), held["reason"].as_str()),
+        (Some("paused"), Some("origin")),
+        "{held}"
+    );
+    let page = proxy
+        .get("/", &[("accept-language", "de")])
+        .await
+        .unwrap()
+        .text();
+    assert!(page.contains("Die Website hat gerade Probleme."), "{page}");
+    let metrics = http
+        .send(
+            Method::GET,
+            &format!("http://{}/metrics", proxy.admin),
+            None,
+            &[],
+        )
+        .await
+        .unwrap()
+        .text();
+    assert!(
+        metrics.contains("waitroom_origin_breaker_opened_total 1"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("waitroom_origin_breaker 0"), "{metrics}");
+    assert!(
+        metrics.contains("waitroom_origin_errors_total{kind=\"connect\"}"),
+        "{metrics}"
+    );
+    assert!(
+        proxy.state().await["held_until"].is_string(),
+        "admin state shows the hold"
+    );
 }
 
 #[tokio::test]

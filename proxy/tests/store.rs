@@ -27,6 +27,7 @@ const SETTINGS: Settings = Settings {
     paused: false,
     closed: false,
     opens_at: None,
+    held_until: None,
 };
 
 const T: u64 = 1_800_000_000_000;
@@ -245,6 +246,74 @@ async fn capacity_bound_waits(store: Arc<dyn Store>) {
     }
 }
 
+/// Pumps every 50 ms over `[from, to)` (keeping `waiting` polling each second) and
+/// says how many were called.
+async fn pump_between(store: &dyn Store, from: u64, to: u64, waiting: &[u64]) -> u32 {
+    let mut called = 0;
+    for t in (from..to).step_by(50) {
+        if t % 1_000 == 0 {
+            for seq in waiting {
+                store.poll(*seq, T + t).await.unwrap();
+            }
+        }
+        called += store.pump(T + t).await.unwrap().called;
+    }
+    called
+}
+
+/// A raised rate applies at once; a hold for the origin stops every call, and the
+/// line comes back gently after it.
+async fn retimed_and_held(store: Arc<dyn Store>) {
+    let patch = |rate| SettingsPatch {
+        new_users_per_minute: Some(rate),
+        max_active_users: Some(100),
+        ..Default::default()
+    };
+    store.update_settings(patch(1), T).await.unwrap();
+    // At 1/min two go straight in (the burst); the next is owed a minute or two.
+    for _ in 0..2 {
+        assert!(matches!(
+            store.arrive(T).await.unwrap(),
+            Arrival::Admitted { .. }
+        ));
+    }
+    let mut waiting = Vec::new();
+    for _ in 0..10 {
+        waiting.push(queued(store.arrive(T).await.unwrap()).0);
+    }
+    assert_eq!(pump_between(&*store, 0, 1_000, &waiting).await, 0);
+    store.update_settings(patch(600), T + 1_000).await.unwrap();
+    let called = pump_between(&*store, 1_000, 2_000, &waiting).await;
+    assert!(
+        called >= 3,
+        "from 1/min to 600/min: {called} called within a second"
+    );
+
+    // The origin fails: an instance holds the line for 3 s.
+    let s = store.hold(3_000, T + 2_000).await.unwrap();
+    assert_eq!(s.held_until, Some(T + 5_000));
+    assert_eq!(
+        pump_between(&*store, 2_000, 5_000, &waiting).await,
+        0,
+        "held"
+    );
+    let last = *waiting.last().unwrap();
+    let Poll::Waiting(w) = store.poll(last, T + 4_000).await.unwrap() else {
+        panic!("called while held")
+    };
+    assert_eq!(w.gate, Gate::Held { until: T + 5_000 });
+    assert_eq!(
+        store.snapshot(T + 4_000).await.unwrap().settings.held_until,
+        Some(T + 5_000)
+    );
+    // After it, a tenth of the rate at first (600/min would call 10 a second).
+    let called = pump_between(&*store, 5_000, 6_000, &waiting).await;
+    assert!(
+        (1..=4).contains(&called),
+        "{called} called in the first second after the hold"
+    );
+}
+
 /// The line of `room` in the Redis at `target`.
 async fn connect(target: &RedisTarget, room: &str) -> RedisStore {
     RedisStore::connect(target, room, TIMING, SETTINGS)
@@ -256,12 +325,14 @@ async fn connect(target: &RedisTarget, room: &str) -> RedisStore {
 async fn stories(target: &RedisTarget) {
     contract(Arc::new(connect(target, "contract").await)).await;
     capacity_bound_waits(Arc::new(connect(target, "capacity").await)).await;
+    retimed_and_held(Arc::new(connect(target, "held").await)).await;
 }
 
 #[tokio::test]
 async fn memory_store_keeps_the_contract() {
     contract(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
     capacity_bound_waits(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
+    retimed_and_held(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
 }
 
 #[tokio::test]

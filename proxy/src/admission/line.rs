@@ -39,7 +39,17 @@ pub struct Settings {
     /// arrives takes a place, and the page counts down.
     #[serde(default, with = "crate::clock::rfc3339")]
     pub opens_at: Option<Millis>,
+    /// Not the operator's: until this time (Unix ms) nobody is called because the
+    /// origin is failing (an instance's circuit breaker holds the line, see
+    /// [`crate::forward::breaker`]); after it the outflow ramps up again over
+    /// [`RAMP_MS`].
+    #[serde(default, with = "crate::clock::rfc3339")]
+    pub held_until: Option<Millis>,
 }
+
+/// After the origin recovers, the outflow starts at a tenth of the configured rate
+/// and reaches all of it over this long.
+pub const RAMP_MS: Millis = 10_000;
 
 /// Whether the line moves, as the settings say at a given time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +64,11 @@ pub enum Gate {
     Scheduled {
         /// When the first admissions happen.
         opens_at: Millis,
+    },
+    /// Held while the origin is failing, at least until this time (Unix ms).
+    Held {
+        /// When calls may resume if the origin has recovered.
+        until: Millis,
     },
 }
 
@@ -97,13 +112,28 @@ impl Settings {
         }
     }
 
-    /// The gate at `now`: closed before paused before a scheduled opening.
+    /// The gate at `now`: closed before paused before a scheduled opening before a
+    /// hold for the origin.
     pub fn gate(&self, now: Millis) -> Gate {
-        match self.opens_at {
+        match (self.opens_at, self.held_until) {
             _ if self.closed => Gate::Closed,
             _ if self.paused => Gate::Paused,
-            Some(opens_at) if now < opens_at => Gate::Scheduled { opens_at },
+            (Some(opens_at), _) if now < opens_at => Gate::Scheduled { opens_at },
+            (_, Some(until)) if now < until => Gate::Held { until },
             _ => Gate::Open,
+        }
+    }
+
+    /// The outflow in force at `now`: the configured one, or part of it while it
+    /// ramps up after a hold for the origin (a tenth at first).
+    pub fn per_minute_at(&self, now: Millis) -> u32 {
+        let rate = self.new_users_per_minute;
+        match self.held_until {
+            Some(until) if now >= until && now - until < RAMP_MS => {
+                let share = 0.1 + 0.9 * (now - until) as f64 / RAMP_MS as f64;
+                ((f64::from(rate) * share) as u32).max(1)
+            }
+            _ => rate,
         }
     }
 }
@@ -171,7 +201,7 @@ impl Timing {
             eta_ms = eta_ms.saturating_add(opens_at - now);
         }
         let poll_after_ms = match gate {
-            Gate::Paused | Gate::Closed => self.poll_max_ms,
+            Gate::Paused | Gate::Closed | Gate::Held { .. } => self.poll_max_ms,
             Gate::Open | Gate::Scheduled { .. } => {
                 (eta_ms / 8).clamp(self.poll_min_ms, self.poll_max_ms)
             }
@@ -189,10 +219,10 @@ impl Timing {
         now + (u64::from(self.abandon_polls) * wait.poll_after_ms).max(self.abandon_min_ms)
     }
 
-    /// The outflow limit for `settings`: the burst defaults to a tenth of a second's
-    /// worth, at least 2 (so the 20 ms pump never loses throughput).
-    pub fn rate(&self, settings: &Settings) -> Rate {
-        let rate = Rate::with_default_burst(settings.new_users_per_minute);
+    /// The outflow limit for `settings` at `now`: the burst defaults to a tenth of
+    /// a second's worth, at least 2 (so the 20 ms pump never loses throughput).
+    pub fn rate(&self, settings: &Settings, now: Millis) -> Rate {
+        let rate = Rate::with_default_burst(settings.per_minute_at(now));
         match self.burst {
             Some(burst) => Rate {
                 burst: burst.max(1),
@@ -399,14 +429,22 @@ impl Line {
     /// second away, not a minute).
     pub fn update(&mut self, patch: SettingsPatch, now: Millis) -> Settings {
         let now = self.at(now);
-        let before = self.rate();
+        let before = self.rate(now);
         self.settings.apply(patch);
-        self.gcra.rescale(before, self.rate(), now);
+        self.gcra.rescale(before, self.rate(now), now);
         self.settings
     }
 
-    fn rate(&self) -> Rate {
-        self.timing.rate(&self.settings)
+    /// Holds the line for a failing origin until at least `until` (an instance's
+    /// circuit breaker is open): nobody is called before then.
+    pub fn hold(&mut self, until: Millis, now: Millis) -> Settings {
+        self.at(now);
+        self.settings.held_until = Some(self.settings.held_until.unwrap_or(0).max(until));
+        self.settings
+    }
+
+    fn rate(&self, now: Millis) -> Rate {
+        self.timing.rate(&self.settings, now)
     }
 
     fn queue_length(&self) -> u64 {
@@ -420,7 +458,7 @@ impl Line {
     fn may_admit(&self, now: Millis) -> bool {
         self.settings.gate(now) == Gate::Open
             && self.active() < u64::from(self.settings.max_active_users)
-            && self.gcra.conforms(self.rate(), now)
+            && self.gcra.conforms(self.rate(now), now)
     }
 
     /// A newcomer arrives: straight in when nobody waits and the limits allow,
@@ -433,7 +471,7 @@ impl Line {
         if self.queue_length() == 0 && self.records.is_empty() && self.may_admit(now) {
             self.head = self.next_seq;
             // Not counted in the outflow: nobody was waiting, so no line moved.
-            self.gcra.consume(self.rate(), now);
+            self.gcra.consume(self.rate(now), now);
             self.open_session(seq, now);
             return Arrival::Admitted { sid: seq };
         }
@@ -566,7 +604,7 @@ impl Line {
             let Some((seq, deadline)) = self.next_candidate(now, &mut report) else {
                 break;
             };
-            self.gcra.consume(self.rate(), now);
+            self.gcra.consume(self.rate(now), now);
             self.outflow.record(now);
             // The holder comes back at their next poll; hold the slot until they were
             // due to be noticed as departed anyway.
@@ -689,6 +727,7 @@ mod tests {
                 paused: false,
                 closed: false,
                 opens_at: None,
+                held_until: None,
             },
         )
     }

@@ -32,6 +32,7 @@ fn room(per_minute: u32, max_active: u32, timing: Timing) -> Room {
             paused: false,
             closed: false,
             opens_at: None,
+            held_until: None,
         },
     );
     let tokens = Tokens::new(

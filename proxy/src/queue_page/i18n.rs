@@ -9,7 +9,7 @@ use std::path::Path;
 pub const LANGUAGES: [&str; 4] = ["de", "fr", "lb", "en"];
 
 /// Every key a catalogue must have.
-pub const KEYS: [&str; 19] = [
+pub const KEYS: [&str; 24] = [
     "language_name",
     "title",
     "heading",
@@ -29,6 +29,11 @@ pub const KEYS: [&str; 19] = [
     "progress_label",
     "language_label",
     "admitted",
+    "trouble",
+    "origin_down",
+    "origin_slow",
+    "retrying",
+    "resend",
 ];
 
 const BUILTIN: [(&str, &str); 4] = [

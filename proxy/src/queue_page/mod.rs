@@ -58,6 +58,27 @@ pub struct Status {
     /// How much of the line ahead at arrival is behind the visitor now, in percent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress_percent: Option<u8>,
+    /// Why the line does not move, when it is not the operator: `"origin"` while
+    /// the site is failing (the state says `paused`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+}
+
+/// Why a line that should move does not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reason {
+    /// The site behind the waiting room is failing; calls resume once it recovers.
+    Origin,
+}
+
+/// What went wrong with an admitted visitor's request to the site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trouble {
+    /// The site did not answer (refused, broken, or still failing after a wait).
+    Down,
+    /// The site took too long to answer.
+    Slow,
 }
 
 impl Status {
@@ -65,10 +86,11 @@ impl Status {
     pub fn waiting(w: &Wait, now: Millis) -> Self {
         let (state, opens_at) = match w.gate {
             Gate::Open => (State::Queued, None),
-            Gate::Paused => (State::Paused, None),
+            Gate::Paused | Gate::Held { .. } => (State::Paused, None),
             Gate::Closed => (State::Closed, None),
             Gate::Scheduled { opens_at } => (State::Closed, Some(opens_at)),
         };
+        let reason = matches!(w.gate, Gate::Held { .. }).then_some(Reason::Origin);
         Self {
             state,
             position: w.position,
@@ -78,6 +100,7 @@ impl Status {
             opens_at,
             opens_in_seconds: opens_at.map(|t| t.saturating_sub(now).div_ceil(1000)),
             progress_percent: None,
+            reason,
         }
     }
 
@@ -103,6 +126,7 @@ impl Status {
             opens_at: None,
             opens_in_seconds: None,
             progress_percent: None,
+            reason: None,
         }
     }
 
@@ -117,6 +141,7 @@ impl Status {
             opens_at: None,
             opens_in_seconds: None,
             progress_percent: None,
+            reason: None,
         }
     }
 
@@ -192,6 +217,7 @@ impl Page {
             Status::waiting(&wait(1, Gate::Paused), 0),
             Status::waiting(&wait(7, Gate::Closed), 0),
             Status::waiting(&wait(9, Gate::Scheduled { opens_at: 60_000 }), 0),
+            Status::waiting(&wait(3, Gate::Held { until: 60_000 }), 0),
             Status::held(5_000),
             Status::admitted(),
         ];
@@ -201,6 +227,18 @@ impl Page {
                     .map_err(|e| PageError {
                         key: "page.template",
                         reason: format!("does not render: {e:#}"),
+                    })?;
+            }
+            for (trouble, retry) in [(Trouble::Down, true), (Trouble::Slow, false)] {
+                let shown = Shown::Error {
+                    trouble,
+                    retry_secs: 5,
+                    retry,
+                };
+                page.try_render_shown(&Status::admitted(), shown, lang, "/register")
+                    .map_err(|e| PageError {
+                        key: "page.template",
+                        reason: format!("the error page does not render: {e:#}"),
                     })?;
             }
         }
@@ -226,9 +264,47 @@ impl Page {
         })
     }
 
+    /// The page for an admitted visitor whose request the site could not answer:
+    /// it says so in `lang` and, when the request may be repeated (`retry`: a
+    /// GET), reloads `target` by itself after `retry_secs`; otherwise it asks the
+    /// visitor to send it again (a form is never sent again behind their back).
+    pub fn render_error(
+        &self,
+        trouble: Trouble,
+        lang: &str,
+        target: &str,
+        retry_secs: u64,
+        retry: bool,
+    ) -> String {
+        let status = Status {
+            poll_after_ms: retry_secs * 1000,
+            ..Status::admitted()
+        };
+        let shown = Shown::Error {
+            trouble,
+            retry_secs,
+            retry,
+        };
+        self.try_render_shown(&status, shown, lang, target)
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "error page failed to render");
+                render_plain(&status)
+            })
+    }
+
     fn try_render(
         &self,
         status: &Status,
+        lang: &str,
+        target: &str,
+    ) -> Result<String, minijinja::Error> {
+        self.try_render_shown(status, Shown::of(status), lang, target)
+    }
+
+    fn try_render_shown(
+        &self,
+        status: &Status,
+        shown: Shown,
         lang: &str,
         target: &str,
     ) -> Result<String, minijinja::Error> {
@@ -241,9 +317,17 @@ impl Page {
                 &[("position", status.position.to_string())],
             )
         };
-        let shown = Shown::of(status);
         let headline = match shown {
             Shown::Paused => t("paused"),
+            Shown::Held => t("trouble"),
+            Shown::Error {
+                trouble: Trouble::Down,
+                ..
+            } => t("origin_down"),
+            Shown::Error {
+                trouble: Trouble::Slow,
+                ..
+            } => t("origin_slow"),
             Shown::Closed => t("closed"),
             Shown::Admitted => t("admitted"),
             Shown::Scheduled { opens_at, .. } => {
@@ -255,6 +339,15 @@ impl Page {
             (Shown::Queued, 0) => t("ahead_none"),
             (Shown::Queued, 1) => t("ahead_one"),
             (Shown::Queued, n) => c.text(lang, "ahead_many", &[("ahead", n.to_string())]),
+            (
+                Shown::Error {
+                    retry: true,
+                    retry_secs,
+                    ..
+                },
+                _,
+            ) => c.text(lang, "retrying", &[("seconds", retry_secs.to_string())]),
+            (Shown::Error { retry: false, .. }, _) => t("resend"),
             // Not moving, the place still stands: say which it is.
             (Shown::Admitted, _) => String::new(),
             _ if status.position == 0 => String::new(),
@@ -296,6 +389,7 @@ impl Page {
             eta => eta,
             updated => updated,
             languages => languages,
+            refresh => shown.refreshes(),
             refresh_secs => status.poll_after_ms.div_ceil(1000).max(1),
             poll_after_ms => status.poll_after_ms,
             messages_json => minijinja::Value::from_safe_string(messages_json),
@@ -310,14 +404,24 @@ impl Page {
     }
 }
 
-/// What the page shows: the status's state, with a scheduled opening apart.
+/// What the page shows: the status's state, with a scheduled opening, a hold for
+/// the origin and an error apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Shown {
     Queued,
     Admitted,
     Paused,
+    Held,
     Closed,
-    Scheduled { opens_at: Millis, opens_in: u64 },
+    Scheduled {
+        opens_at: Millis,
+        opens_in: u64,
+    },
+    Error {
+        trouble: Trouble,
+        retry_secs: u64,
+        retry: bool,
+    },
 }
 
 impl Shown {
@@ -329,6 +433,7 @@ impl Shown {
             },
             (State::Queued, _) => Self::Queued,
             (State::Admitted, _) => Self::Admitted,
+            (State::Paused, _) if status.reason == Some(Reason::Origin) => Self::Held,
             (State::Paused, _) => Self::Paused,
             (State::Closed, _) => Self::Closed,
         }
@@ -340,9 +445,16 @@ impl Shown {
             Self::Queued => "queued",
             Self::Admitted => "admitted",
             Self::Paused => "paused",
+            Self::Held => "held",
             Self::Closed => "closed",
             Self::Scheduled { .. } => "scheduled",
+            Self::Error { .. } => "error",
         }
+    }
+
+    /// Whether the page asks again by itself (not after a form that failed).
+    fn refreshes(self) -> bool {
+        !matches!(self, Self::Error { retry: false, .. })
     }
 }
 

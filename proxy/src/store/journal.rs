@@ -55,6 +55,13 @@ pub enum Op {
         /// When.
         now: Millis,
     },
+    /// [`Line::hold`].
+    Hold {
+        /// Until when.
+        until: Millis,
+        /// When.
+        now: Millis,
+    },
     /// [`Line::update`].
     Update {
         /// The change.
@@ -91,6 +98,7 @@ impl Op {
             Self::Pump { now } => Outcome::Pumped(line.pump(now)),
             Self::Snapshot { now } => Outcome::Snapshot(line.snapshot(now)),
             Self::Update { patch, now } => Outcome::Settings(line.update(patch, now)),
+            Self::Hold { until, now } => Outcome::Settings(line.hold(until, now)),
         }
     }
 
@@ -113,6 +121,7 @@ impl Op {
                 put(6, now, None);
                 encode_patch(&patch, out);
             }
+            Self::Hold { until, now } => put(7, now, Some(until)),
         }
     }
 
@@ -129,6 +138,10 @@ impl Op {
             5 => Self::Snapshot { now },
             6 => Self::Update {
                 patch: decode_patch(&mut r)?,
+                now,
+            },
+            7 => Self::Hold {
+                until: r.u64()?,
                 now,
             },
             _ => return None,
@@ -313,6 +326,7 @@ mod tests {
                 },
                 now: 6,
             },
+            Op::Hold { until: 9, now: 8 },
             Op::Update {
                 patch: SettingsPatch {
                     max_active_users: Some(10),
@@ -334,7 +348,7 @@ mod tests {
         assert_eq!(read(&bytes), (ops.to_vec(), true));
         // Cut anywhere inside the last record: the others are kept.
         let (kept, whole) = read(&bytes[..bytes.len() - 3]);
-        assert_eq!((kept.as_slice(), whole), (&ops[..6], false));
+        assert_eq!((kept.as_slice(), whole), (&ops[..7], false));
         let mut flipped = bytes.clone();
         flipped[4] ^= 1;
         assert_eq!(

@@ -2,14 +2,15 @@
 -- operation one atomic script. Every key shares the room's hash tag (Redis Cluster).
 --
 -- KEYS: 1 meta (hash: next, head, tat, since, retn, line_id), 2 settings (hash: rate,
--- max, paused, closed, opens: Unix ms or 0), 3 live (zset seq→seq: waiting, not departed), 4 dl (zset: deadline of
+-- max, paused, closed, opens: Unix ms or 0, held: Unix ms or 0), 3 live (zset seq→seq: waiting, not departed), 4 dl (zset: deadline of
 -- each waiting place), 5 called (zset: claim-by of called places), 6 sess (zset:
 -- lapse time of sessions), 7 claimed (bitmap), 8 ret (zset: returned lane, by order),
 -- 9 retdl (zset: deadlines in the returned lane), 10 out (hash: second → admissions).
 -- ARGV: 1 op, 2 now (ms), 3 session_ms, 4 abandon_min_ms, 5 burst (0: default),
 -- 6 line id, 7-9 initial rate, max, paused, 10 the highest place the caller has seen,
 -- 11-12 initial closed, opens; from 13 the operation's own. Numbers go back as strings
--- (Lua would truncate them); settings go back as five: rate, max, paused, closed, opens.
+-- (Lua would truncate them); settings go back as six: rate, max, paused, closed, opens,
+-- held.
 --
 -- A line that vanished (Redis restarted empty) is started again with the same id and
 -- its numbering moved past every place handed out (the caller's high-water mark plus
@@ -37,18 +38,29 @@ end
 local function fmt(x) return string.format('%.0f', x) end
 
 local function settings()
-  local s = redis.call('HMGET', set, 'rate', 'max', 'paused', 'closed', 'opens')
-  return tonumber(s[1]) or 0, tonumber(s[2]) or 0, s[3] == '1', s[4] == '1', tonumber(s[5]) or 0
+  local s = redis.call('HMGET', set, 'rate', 'max', 'paused', 'closed', 'opens', 'held')
+  return tonumber(s[1]) or 0, tonumber(s[2]) or 0, s[3] == '1', s[4] == '1', tonumber(s[5]) or 0,
+    tonumber(s[6]) or 0
 end
 
--- The settings as answers carry them (five strings, see admission/line.rs Settings).
+-- The settings as answers carry them (six strings, see admission/line.rs Settings).
 local function settings_out(list)
-  local rate, max, paused, closed, opens = settings()
+  local rate, max, paused, closed, opens, held = settings()
   for _, v in ipairs({ tostring(rate), tostring(max), paused and '1' or '0', closed and '1' or '0',
-                       fmt(opens) }) do
+                       fmt(opens), fmt(held) }) do
     list[#list + 1] = v
   end
   return list
+end
+
+-- The outflow in force: a tenth of the rate right after a hold for the origin, all
+-- of it RAMP_MS later (as Settings::per_minute_at).
+local RAMP_MS = 10000
+local function rate_at(rate, held)
+  if held > 0 and now >= held and now - held < RAMP_MS then
+    return math.max(1, math.floor(rate * (0.1 + 0.9 * (now - held) / RAMP_MS)))
+  end
+  return rate
 end
 
 local function active()
@@ -80,8 +92,10 @@ local function consume(rate)
 end
 
 local function may_admit()
-  local rate, max, paused, closed, opens = settings()
-  return (not paused) and (not closed) and now >= opens and active() < max and conforms(rate), rate
+  local rate, max, paused, closed, opens, held = settings()
+  rate = rate_at(rate, held)
+  return (not paused) and (not closed) and now >= opens and now >= held and active() < max
+    and conforms(rate), rate
 end
 
 -- The measured outflow, as admission/outflow.rs: admissions per second over the
@@ -309,10 +323,25 @@ elseif op == 'snapshot' then
   return settings_out({ tostring(queue_length()), tostring(active()),
            tostring(redis.call('ZCARD', called)), tostring(m('next', 1) - 1), measured() })
 elseif op == 'settings' then
+  local before, _, _, _, _, held = settings()
   local fields = { 'rate', 'max', 'paused', 'closed', 'opens' }
   for i, f in ipairs(fields) do
     if ARGV[12 + i] ~= '' then redis.call('HSET', set, f, ARGV[12 + i]) end
   end
+  -- A new rate applies at once: what is owed to the outflow limit is re-spaced at
+  -- the new rate (as Gcra::rescale).
+  local old_t = gcra(rate_at(before, held))
+  local new_t = gcra(rate_at(settings(), held))
+  local tat = m('tat', 0)
+  if old_t and new_t and old_t ~= new_t and tat > now * 1000 then
+    redis.call('HSET', meta, 'tat', fmt(now * 1000 + math.floor((tat - now * 1000) * new_t / old_t)))
+  end
+  return settings_out({})
+elseif op == 'hold' then
+  -- An instance's circuit breaker holds the line for ARGV[13] ms from now (the later
+  -- hold wins).
+  local _, _, _, _, _, held = settings()
+  redis.call('HSET', set, 'held', fmt(math.max(held, now + tonumber(ARGV[13]))))
   return settings_out({})
 end
 return redis.error_reply('unknown operation ' .. tostring(op))

@@ -374,6 +374,14 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn hold(&self, for_ms: Millis, now: Millis) -> Result<Settings, StoreError> {
+        let until = now + for_ms;
+        answer(self.apply(Op::Hold { until, now }), |o| match o {
+            Outcome::Settings(s) => Some(s),
+            _ => None,
+        })
+    }
+
     async fn update_settings(
         &self,
         patch: SettingsPatch,
@@ -398,6 +406,7 @@ mod tests {
             paused: false,
             closed: false,
             opens_at: None,
+            held_until: None,
         }
     }
 

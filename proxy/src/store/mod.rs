@@ -48,6 +48,9 @@ pub trait Store: Send + Sync + 'static {
     async fn pump(&self, now: Millis) -> Result<PumpReport, StoreError>;
     /// The line as operators see it.
     async fn snapshot(&self, now: Millis) -> Result<Snapshot, StoreError>;
+    /// Holds the line for a failing origin: nobody is called for `for_ms` from now
+    /// (an instance's circuit breaker is open); a later hold wins.
+    async fn hold(&self, for_ms: Millis, now: Millis) -> Result<Settings, StoreError>;
     /// Changes the run-time settings for everybody sharing the store, at `now`.
     async fn update_settings(
         &self,

@@ -521,6 +521,11 @@ impl Store for RedisStore {
         })
     }
 
+    async fn hold(&self, for_ms: Millis, now: Millis) -> Result<Settings, StoreError> {
+        let a = self.call("hold", now, &[for_ms.to_string()]).await?;
+        settings(&a, 0)
+    }
+
     async fn update_settings(
         &self,
         patch: SettingsPatch,

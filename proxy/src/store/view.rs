@@ -53,8 +53,8 @@ fn list(s: Option<&String>) -> Vec<u64> {
         .unwrap_or_default()
 }
 
-/// Reads the settings the script answers with (rate, max, paused, closed, opens)
-/// from index `at`.
+/// Reads the settings the script answers with (rate, max, paused, closed, opens,
+/// held) from index `at`.
 pub fn settings_at(a: &[String], at: usize) -> Option<Settings> {
     let n = |i: usize| a.get(at + i)?.parse::<u64>().ok();
     Some(Settings {
@@ -63,6 +63,7 @@ pub fn settings_at(a: &[String], at: usize) -> Option<Settings> {
         paused: a.get(at + 2)? == "1",
         closed: a.get(at + 3)? == "1",
         opens_at: n(4).filter(|ms| *ms > 0),
+        held_until: n(5).filter(|ms| *ms > 0),
     })
 }
 
@@ -158,6 +159,7 @@ mod tests {
             "0",
             "600",
             "50",
+            "0",
             "0",
             "0",
             "0",
