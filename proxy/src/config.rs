@@ -75,16 +75,19 @@ struct BreakerFile {
 }
 
 impl Default for BreakerFile {
+    /// [`BreakerConfig::default`], as written in a file.
     fn default() -> Self {
+        let d = BreakerConfig::default();
+        let text = |t: Duration| humantime::format_duration(t).to_string();
         Self {
-            enabled: true,
-            consecutive_failures: 3,
-            failure_share: 0.5,
-            min_requests: 10,
-            window: "5s".into(),
-            open_for: "2s".into(),
-            stall_after: "5s".into(),
-            hold_requests: "12s".into(),
+            enabled: d.enabled,
+            consecutive_failures: d.consecutive_failures,
+            failure_share: d.failure_share,
+            min_requests: d.min_requests,
+            window: text(d.window),
+            open_for: text(d.open_for),
+            stall_after: text(d.stall_after),
+            hold_requests: text(d.hold_requests),
         }
     }
 }
@@ -670,6 +673,14 @@ token = "change-me"
         );
         assert_eq!(c.room, "vaccines");
         assert!(err("[store]\ncluster = true\n").starts_with("store.cluster:"));
+        assert!(err("[breaker]\nfailure_share = 0.0\n").starts_with("breaker.failure_share:"));
+        assert!(err("[breaker]\nconsecutive_failures = 0\n")
+            .starts_with("breaker.consecutive_failures:"));
+        assert!(err("[breaker]\nopen_for = \"10ms\"\n").starts_with("breaker.open_for:"));
+        assert!(err("[breaker]\nwindow = \"soon\"\n").starts_with("breaker.window:"));
+        let c = Config::from_toml(MINIMAL, None).unwrap();
+        assert_eq!(c.breaker, crate::breaker::BreakerConfig::default());
+        assert_eq!(c.handover_wait, Duration::from_secs(2));
         assert!(err("[store]\non_failure = \"panic\"\n").starts_with("store.on_failure:"));
         assert!(err("[store]\nopen_share = 0.0\n").starts_with("store.open_share:"));
         let open = format!("{MINIMAL}[store]\non_failure = \"open\"\nopen_share = 0.25\n");

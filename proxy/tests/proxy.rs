@@ -182,16 +182,7 @@ async fn a_dead_origin_holds_the_line_and_admitted_visitors_get_a_retry_page() {
         .unwrap()
         .text();
     assert!(page.contains("Die Website hat gerade Probleme."), "{page}");
-    let metrics = http
-        .send(
-            Method::GET,
-            &format!("http://{}/metrics", proxy.admin),
-            None,
-            &[],
-        )
-        .await
-        .unwrap()
-        .text();
+    let metrics = proxy.metrics().await;
     assert!(
         metrics.contains("waitroom_origin_breaker_opened_total 1"),
         "{metrics}"

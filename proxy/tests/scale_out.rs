@@ -174,16 +174,7 @@ async fn redis_going_away_costs_nobody_their_place() {
         );
         assert_eq!(health("/healthz/store").await, 503);
     }
-    let metrics = Http::new()
-        .send(
-            http::Method::GET,
-            &format!("http://{}/metrics", a.admin),
-            None,
-            &[],
-        )
-        .await
-        .unwrap()
-        .text();
+    let metrics = a.metrics().await;
     assert!(metrics.contains("waitroom_store_up 0"), "{metrics}");
 
     // Redis comes back empty. Places are the same or better, admitted stay admitted.

@@ -155,16 +155,7 @@ async fn altered_and_forged_tokens_are_never_admitted() {
 
     // None of it reached the origin; the refusals were counted.
     assert_eq!(origin.stats().await["requests"].as_u64().unwrap(), served);
-    let metrics = Http::new()
-        .send(
-            http::Method::GET,
-            &format!("http://{}/metrics", proxy.admin),
-            None,
-            &[],
-        )
-        .await
-        .unwrap()
-        .text();
+    let metrics = proxy.metrics().await;
     for reason in ["malformed", "signature", "algorithm", "expired"] {
         assert!(
             metrics.contains(&format!(

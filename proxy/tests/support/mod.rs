@@ -257,6 +257,20 @@ impl Proxy {
             .as_u16()
     }
 
+    /// `GET /metrics`, as text.
+    pub async fn metrics(&self) -> String {
+        Http::new()
+            .send(
+                Method::GET,
+                &format!("http://{}/metrics", self.admin),
+                None,
+                &[],
+            )
+            .await
+            .unwrap()
+            .text()
+    }
+
     /// `PATCH /admin/settings`.
     pub async fn patch(&self, body: serde_json::Value) -> Reply {
         self.admin_call(Method::PATCH, "/admin/settings", Some(body.to_string()))
