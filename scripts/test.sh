@@ -33,6 +33,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo build -p origin-stub (the fault tests run it as a process)"
+cargo build -p origin-stub --quiet
 echo "== cargo test"
 # One test at a time within each binary: the crowd tests measure rates and order in
 # real time, and must not share the two cores with each other.

@@ -11,6 +11,8 @@ use loadtest::run::{self, Spike};
 use loadtest::visitor::Behaviour;
 use tokio::net::TcpListener;
 
+mod common;
+
 async fn origin(capacity: usize) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -26,30 +28,14 @@ async fn origin(capacity: usize) -> SocketAddr {
 }
 
 async fn waitroom(origin: SocketAddr, max_active: u32) -> (SocketAddr, SocketAddr) {
-    let text = format!(
-        "[listen]\npublic = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[origin]\nurl = \"http://{origin}\"\n\
-         [admission]\nnew_users_per_minute = 6000\nmax_active_users = {max_active}\nsession_duration = \"1s\"\n\
-         [queue]\npoll_min = \"250ms\"\n[admin]\ntoken = \"loadtest-token\"\n\
-         [store]\nstate_dir = \"{}\"\n",
-        std::env::temp_dir()
-            .join(format!("loadtest-waitroom-{}", rand::random::<u64>()))
-            .display()
-    );
-    let config = waitroom::config::Config::from_toml(&text, None).unwrap();
-    let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addrs = (public.local_addr().unwrap(), admin.local_addr().unwrap());
-    let (trigger, shutdown) = waitroom::shutdown::channel();
-    std::mem::forget(trigger); // runs until the test process ends
-    let keys = waitroom::token::Keyring::new(waitroom::token::KeyPair::generate(), Vec::new());
-    tokio::spawn(waitroom::app::run(
-        config,
-        public,
-        admin,
-        Some(keys),
-        shutdown,
-    ));
-    addrs
+    common::waitroom(
+        origin,
+        &format!(
+            "[admission]\nnew_users_per_minute = 6000\nmax_active_users = {max_active}\nsession_duration = \"1s\"\n\
+             [queue]\npoll_min = \"250ms\"\n"
+        ),
+    )
+    .await
 }
 
 fn spike(

@@ -79,6 +79,12 @@ impl Site {
         }
     }
 
+    /// Keeps the registrations in `registry` (for example one in a file).
+    pub fn with_registry(mut self, registry: Registry) -> Self {
+        self.registry = registry;
+        self
+    }
+
     /// Refuses (403) page requests without a valid waitroom admission token.
     pub fn verifying(mut self, verifier: Verifier) -> Self {
         self.verifier = Some(verifier);

@@ -34,6 +34,10 @@ struct Cli {
     /// The cookie holding the admission token (with --verify-jwks).
     #[arg(long, default_value = "waitroom")]
     cookie_name: String,
+    /// Keep registrations in this file too (one JSON line each), as a site with a
+    /// database: they survive a restart of the process.
+    #[arg(long, value_name = "FILE")]
+    data: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -58,6 +62,11 @@ async fn main() -> anyhow::Result<()> {
     };
     tracing::info!(listen = %listener.local_addr()?, ?options, "origin-stub serving");
     let mut site = origin_stub::Site::new(options);
+    if let Some(path) = &cli.data {
+        let registry = origin_stub::registry::Registry::in_file(path)
+            .with_context(|| format!("--data {}", path.display()))?;
+        site = site.with_registry(registry);
+    }
     if let Some(url) = cli.verify_jwks {
         let url = url
             .parse()

@@ -4,12 +4,19 @@
 //! timeout, a crash page, a double click) returns the same confirmation and sends
 //! no second e-mail. Check-and-insert happens under one lock, so concurrent
 //! duplicates cannot both register.
+//!
+//! Kept in memory, or also in a file (one JSON line per registration, written
+//! before the answer), as a site with a database: registrations then survive the
+//! process being killed and started again.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, Write};
+use std::path::Path;
 use std::sync::Mutex;
 
 /// One confirmation e-mail in the outbox.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mail {
     /// The national registration number.
     pub nrn: String,
@@ -54,6 +61,8 @@ struct Inner {
     by_nrn: HashMap<String, String>,
     outbox: Vec<Mail>,
     resubmits: u64,
+    /// Where registrations are also written, if anywhere.
+    file: Option<File>,
 }
 
 /// The list of registrations.
@@ -61,6 +70,30 @@ struct Inner {
 pub struct Registry(Mutex<Inner>);
 
 impl Registry {
+    /// The registrations kept in `path` (created if absent), written there as they
+    /// come.
+    pub fn in_file(path: &Path) -> std::io::Result<Self> {
+        let mut inner = Inner::default();
+        if let Ok(existing) = File::open(path) {
+            for line in std::io::BufReader::new(existing).lines() {
+                // A line cut short by a crash is not a registration.
+                if let Ok(mail) = serde_json::from_str::<Mail>(&line?) {
+                    inner
+                        .by_nrn
+                        .insert(mail.nrn.clone(), mail.confirmation.clone());
+                    inner.outbox.push(mail);
+                }
+            }
+        }
+        inner.file = Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        );
+        Ok(Self(Mutex::new(inner)))
+    }
+
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -89,12 +122,20 @@ impl Registry {
         }
         let serial = inner.by_nrn.len() as u64 + 1;
         let confirmation = confirmation_number(serial, nrn);
-        inner.by_nrn.insert(nrn.to_owned(), confirmation.clone());
-        inner.outbox.push(Mail {
+        let mail = Mail {
             nrn: nrn.to_owned(),
             email: email.to_owned(),
             confirmation: confirmation.clone(),
-        });
+        };
+        if let Some(file) = &mut inner.file {
+            let mut line = serde_json::to_vec(&mail).expect("a mail serializes");
+            line.push(b'\n');
+            if let Err(e) = file.write_all(&line) {
+                tracing::error!(error = %e, "could not write the registration down");
+            }
+        }
+        inner.by_nrn.insert(nrn.to_owned(), confirmation.clone());
+        inner.outbox.push(mail);
         Ok(Submitted {
             confirmation,
             new: true,
@@ -119,7 +160,12 @@ impl Registry {
 
     /// Forgets everything (between benchmark runs).
     pub fn clear(&self) {
-        *self.inner() = Inner::default();
+        let mut inner = self.inner();
+        let file = inner.file.take().filter(|f| f.set_len(0).is_ok());
+        *inner = Inner {
+            file,
+            ..Inner::default()
+        };
     }
 }
 
@@ -154,6 +200,23 @@ mod tests {
             Err(Invalid::RegistrationNumber)
         );
         assert_eq!(r.submit("19900101123", "nobody"), Err(Invalid::Email));
+    }
+
+    #[test]
+    fn registrations_in_a_file_survive_the_process() {
+        let path = std::env::temp_dir().join(format!("stub-registry-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let first = Registry::in_file(&path).unwrap();
+        let a = first.submit("1990010112345", "a@example.org").unwrap();
+        drop(first);
+        let again = Registry::in_file(&path).unwrap();
+        assert_eq!(again.lookup("1990010112345"), Some(a.confirmation.clone()));
+        let b = again.submit("1990010112346", "b@example.org").unwrap();
+        assert_ne!(a.confirmation, b.confirmation, "serials continue");
+        assert_eq!(again.counts(), (2, 2, 0));
+        again.clear();
+        assert_eq!(Registry::in_file(&path).unwrap().counts(), (0, 0, 0));
+        std::fs::remove_file(path).unwrap();
     }
 
     #[test]

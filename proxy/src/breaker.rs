@@ -94,12 +94,35 @@ pub enum Outcome {
 }
 
 /// What a request may do now.
-#[derive(Debug)]
 pub enum Pass {
-    /// Go to the origin; report the outcome with [`Breaker::record`].
-    Go,
-    /// Wait for a change (see [`Breaker::changed`]) and ask again.
+    /// Go to the origin, and report the outcome on the ticket.
+    Go(Ticket),
+    /// Wait for a change (see [`Breaker::subscribe`]) and ask again.
     Wait,
+}
+
+/// A request under way to the origin. Its outcome is recorded with
+/// [`Ticket::record`]; dropped without one (the client went away), it tells the
+/// breaker nothing about the origin but frees its place (a probe's, too).
+pub struct Ticket {
+    breaker: Breaker,
+    open: bool,
+}
+
+impl Ticket {
+    /// Records how the request ended.
+    pub fn record(mut self, outcome: Outcome) {
+        self.open = false;
+        self.breaker.record(outcome);
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.open {
+            self.breaker.abandon();
+        }
+    }
 }
 
 /// A shared circuit breaker. Cheap to clone.
@@ -168,8 +191,7 @@ impl Breaker {
         self.inner().opened
     }
 
-    /// Whether a request may go to the origin now. A `Go` must be followed by
-    /// [`Breaker::record`] (or [`Breaker::abandon`]).
+    /// Whether a request may go to the origin now.
     pub fn pass(&self) -> Pass {
         let now = Instant::now();
         let mut inner = self.inner();
@@ -191,19 +213,22 @@ impl Breaker {
             inner.last_progress = now;
         }
         inner.in_flight += 1;
-        Pass::Go
+        Pass::Go(Ticket {
+            breaker: self.clone(),
+            open: true,
+        })
     }
 
     /// A request let go by [`Breaker::pass`] ended without telling anything about
     /// the origin (the client went away).
-    pub fn abandon(&self) {
+    fn abandon(&self) {
         let mut inner = self.inner();
         inner.in_flight = inner.in_flight.saturating_sub(1);
         inner.probing = false;
     }
 
     /// Records how a request let go by [`Breaker::pass`] ended.
-    pub fn record(&self, outcome: Outcome) {
+    fn record(&self, outcome: Outcome) {
         let now = Instant::now();
         let mut inner = self.inner();
         inner.in_flight = inner.in_flight.saturating_sub(1);
@@ -301,31 +326,44 @@ impl Breaker {
 mod tests {
     use super::*;
 
-    fn go(b: &Breaker) -> bool {
-        matches!(b.pass(), Pass::Go)
+    /// Lets a request go and records `outcome`; false if it had to wait.
+    fn go(b: &Breaker, outcome: Outcome) -> bool {
+        match b.pass() {
+            Pass::Go(ticket) => {
+                ticket.record(outcome);
+                true
+            }
+            Pass::Wait => false,
+        }
+    }
+
+    fn waits(b: &Breaker) -> bool {
+        matches!(b.pass(), Pass::Wait)
     }
 
     #[tokio::test(start_paused = true)]
     async fn opens_on_failures_in_a_row_probes_and_closes() {
         let b = Breaker::new(BreakerConfig::default());
         for _ in 0..2 {
-            assert!(go(&b));
-            b.record(Outcome::Failure);
+            assert!(go(&b, Outcome::Failure));
         }
         assert_eq!(b.state(), State::Closed, "two failures are not enough");
-        assert!(go(&b));
-        b.record(Outcome::Failure);
+        assert!(go(&b, Outcome::Failure));
         assert!(matches!(b.state(), State::Open { .. }));
-        assert!(!go(&b), "requests wait while it is open");
+        assert!(waits(&b), "requests wait while it is open");
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(b.state(), State::HalfOpen);
-        assert!(go(&b), "one probe");
-        assert!(!go(&b), "only one at a time");
-        b.record(Outcome::Failure);
+        let Pass::Go(probe) = b.pass() else {
+            panic!("one probe")
+        };
+        assert!(waits(&b), "only one at a time");
+        probe.record(Outcome::Failure);
         assert!(matches!(b.state(), State::Open { .. }), "the probe failed");
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert!(go(&b));
-        b.record(Outcome::Success);
+        // A probe whose client went away frees its place for the next.
+        let Pass::Go(gone) = b.pass() else { panic!() };
+        drop(gone);
+        assert!(go(&b, Outcome::Success));
         assert_eq!(b.state(), State::Closed);
         assert_eq!(b.times_opened(), 1);
     }
@@ -334,13 +372,12 @@ mod tests {
     async fn opens_on_a_share_of_failures_and_on_a_stall() {
         let b = Breaker::new(BreakerConfig::default());
         for i in 0..10 {
-            assert!(go(&b));
             let outcome = if i % 2 == 0 {
                 Outcome::Success
             } else {
                 Outcome::Failure
             };
-            b.record(outcome);
+            assert!(go(&b, outcome));
         }
         assert!(
             matches!(b.state(), State::Open { .. }),
@@ -348,7 +385,9 @@ mod tests {
         );
 
         let b = Breaker::new(BreakerConfig::default());
-        assert!(go(&b));
+        let Pass::Go(_hanging) = b.pass() else {
+            panic!()
+        };
         tokio::time::advance(Duration::from_secs(4)).await;
         assert_eq!(b.state(), State::Closed);
         tokio::time::advance(Duration::from_secs(1)).await;
@@ -359,9 +398,11 @@ mod tests {
             ..Default::default()
         });
         for _ in 0..5 {
-            assert!(go(&off));
-            off.record(Outcome::Failure);
+            assert!(go(&off, Outcome::Failure));
         }
-        assert!(go(&off), "a disabled breaker lets everything through");
+        assert!(
+            go(&off, Outcome::Success),
+            "a disabled breaker lets everything through"
+        );
     }
 }

@@ -172,18 +172,20 @@ impl Forwarder {
         let deadline = Instant::now() + self.breaker.config().hold_requests;
         let mut changes = self.breaker.subscribe();
         loop {
-            if let Pass::Wait = self.breaker.pass() {
-                let now = Instant::now();
-                if now >= deadline {
-                    return Err(ProxyError::OriginHeld);
+            let ticket = match self.breaker.pass() {
+                Pass::Go(ticket) => ticket,
+                Pass::Wait => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(ProxyError::OriginHeld);
+                    }
+                    let _waiting = self.metrics.holding_request();
+                    let nap = (deadline - now).min(Duration::from_millis(250));
+                    let _ = tokio::time::timeout(nap, changes.changed()).await;
+                    continue;
                 }
-                let _waiting = self.metrics.holding_request();
-                let nap = (deadline - now).min(Duration::from_millis(250));
-                let _ = tokio::time::timeout(nap, changes.changed()).await;
-                continue;
-            }
+            };
             let Some(body) = payload.take() else {
-                self.breaker.abandon();
                 return Err(ProxyError::OriginUnreachable(
                     "the request's body was already sent".into(),
                 ));
@@ -202,7 +204,7 @@ impl Forwarder {
                     if failed {
                         self.metrics.origin_error("status_5xx");
                     }
-                    self.breaker.record(if failed {
+                    ticket.record(if failed {
                         Outcome::Failure
                     } else {
                         Outcome::Success
@@ -215,12 +217,12 @@ impl Forwarder {
                     ));
                 }
                 Err(_) => {
-                    self.breaker.record(Outcome::Failure);
+                    ticket.record(Outcome::Failure);
                     self.metrics.origin_error("timeout");
                     return Err(ProxyError::OriginTimeout);
                 }
                 Ok(Err(e)) if e.is_connect() => {
-                    self.breaker.record(Outcome::Failure);
+                    ticket.record(Outcome::Failure);
                     self.metrics.origin_error("connect");
                     // Nothing reached the origin: the request may go again once it
                     // is back, if its body was kept.
@@ -232,7 +234,7 @@ impl Forwarder {
                     return Err(ProxyError::OriginUnreachable(e.to_string()));
                 }
                 Ok(Err(e)) => {
-                    self.breaker.record(Outcome::Failure);
+                    ticket.record(Outcome::Failure);
                     self.metrics.origin_error("broken");
                     tracing::warn!(error = %e, "origin request failed");
                     return Err(ProxyError::OriginUnreachable(e.to_string()));
