@@ -75,6 +75,30 @@ pub async fn run(
     keys: Option<Keyring>,
     shutdown: Shutdown,
 ) -> Result<(), AppError> {
+    let options = Options {
+        keys,
+        clock: Clock::system(),
+    };
+    run_with(config, public, admin, options, shutdown).await
+}
+
+/// What [`run_with`] takes besides the configuration.
+pub struct Options {
+    /// Signing keys; `None`: from the store (see [`run`]).
+    pub keys: Option<Keyring>,
+    /// This instance's clock (tests skew it).
+    pub clock: Clock,
+}
+
+/// [`run`] with [`Options`].
+pub async fn run_with(
+    config: Config,
+    public: TcpListener,
+    admin: TcpListener,
+    options: Options,
+    shutdown: Shutdown,
+) -> Result<(), AppError> {
+    let Options { keys, clock } = options;
     let page = Arc::new(Page::load(
         config.page_template.as_deref(),
         config.page_catalogues.as_deref(),
@@ -90,7 +114,6 @@ pub async fn run(
         });
     }
     let shutdown = stopping;
-    let clock = Clock::system();
     let registry = Registry::new();
     let metrics = Metrics::new(&registry);
     let mut shared_keys = None;

@@ -149,7 +149,11 @@ impl Public {
         match d.standing {
             Standing::Admitted { .. } => Status::admitted(),
             Standing::Waiting(w) => {
-                Status::waiting(&w, self.admission.clock().now_ms()).progress_from(d.first_position)
+                let now = self
+                    .admission
+                    .store()
+                    .line_time(self.admission.clock().now_ms());
+                Status::waiting(&w, now).progress_from(d.first_position)
             }
             Standing::Held => Status::held(self.held_poll_ms),
         }

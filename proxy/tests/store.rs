@@ -314,11 +314,12 @@ async fn retimed_and_held(store: Arc<dyn Store>) {
     );
 }
 
-/// The line of `room` in the Redis at `target`.
+/// The line of `room` in the Redis at `target`, deciding with the story's times.
 async fn connect(target: &RedisTarget, room: &str) -> RedisStore {
     RedisStore::connect(target, room, TIMING, SETTINGS)
         .await
         .unwrap()
+        .with_callers_clock()
 }
 
 /// Both stories, each in a room of its own, in the Redis at `target`.

@@ -6,9 +6,13 @@
 -- each waiting place), 5 called (zset: claim-by of called places), 6 sess (zset:
 -- lapse time of sessions), 7 claimed (bitmap), 8 ret (zset: returned lane, by order),
 -- 9 retdl (zset: deadlines in the returned lane), 10 out (hash: second → admissions).
--- ARGV: 1 op, 2 now (ms), 3 session_ms, 4 abandon_min_ms, 5 burst (0: default),
--- 6 line id, 7-9 initial rate, max, paused, 10 the highest place the caller has seen,
--- 11-12 initial closed, opens; from 13 the operation's own. Numbers go back as strings
+-- ARGV: 1 op, 2 the caller's time (ms) or '' for Redis's own (TIME: one clock for
+-- every instance), 3 session_ms, 4 abandon_min_ms, 5 burst (0: default), 6 line id,
+-- 7-9 initial rate, max, paused, 10 the highest place the caller has seen, 11-12
+-- initial closed, opens, 13 the time (ms, Redis's clock) after which the caller
+-- has given up on this call, or '': a call that runs later (Redis was hung, the
+-- call waited in its connection) changes nothing; from 14 the operation's own.
+-- Numbers go back as strings
 -- (Lua would truncate them); settings go back as six: rate, max, paused, closed, opens,
 -- held.
 --
@@ -21,6 +25,14 @@ local meta, set, live, dl, called, sess, claimed, ret, retdl, out =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local valid_until = tonumber(ARGV[13])
+if valid_until and now > valid_until then
+  return { 'stale' }
+end
 local session_ms = tonumber(ARGV[3])
 local abandon_min = tonumber(ARGV[4])
 local burst_cfg = tonumber(ARGV[5])
@@ -238,7 +250,7 @@ if redis.call('EXISTS', meta) == 0 then
 end
 
 if op == 'init' then
-  return { redis.call('HGET', meta, 'line_id') }
+  return { redis.call('HGET', meta, 'line_id'), fmt(now) }
 elseif op == 'pump' then
   return pump()
 elseif op == 'arrive' then
@@ -257,7 +269,7 @@ elseif op == 'arrive' then
   return settings_out({ 'queued', tostring(seq), tostring(main_position(seq)), measured(),
                        tostring(active()) })
 elseif op == 'poll' then
-  local seq = tonumber(ARGV[13])
+  local seq = tonumber(ARGV[14])
   if seq == 0 or seq >= m('next', 1) then return { 'unknown' } end
   if redis.call('GETBIT', claimed, seq) == 1 then
     if touch(seq) then return { 'admitted' } end
@@ -278,12 +290,12 @@ elseif op == 'poll' then
   redis.call('ZADD', retdl, 'GT', now + abandon_min, seq)
   return waiting(redis.call('ZRANK', ret, seq) + 1)
 elseif op == 'flush' then
-  -- Batched from polls and requests answered locally: ARGV[13] = n deadline pairs
-  -- (seq, deadline), then session renewal pairs (sid, lapses).
-  local n = tonumber(ARGV[13])
+  -- Batched from polls and requests answered locally: ARGV[14] = n deadline pairs
+  -- (seq, ms from now), then session renewal pairs (sid, ms from now).
+  local n = tonumber(ARGV[14])
   local head = m('head', 1)
-  for i = 14, 13 + 2 * n, 2 do
-    local seq, deadline = ARGV[i], ARGV[i + 1]
+  for i = 15, 14 + 2 * n, 2 do
+    local seq, deadline = ARGV[i], now + tonumber(ARGV[i + 1])
     if redis.call('ZSCORE', live, seq) then
       redis.call('ZADD', dl, deadline, seq)
     elseif redis.call('ZSCORE', ret, seq) then
@@ -295,8 +307,8 @@ elseif op == 'flush' then
       redis.call('ZADD', dl, deadline, seq)
     end
   end
-  for i = 14 + 2 * n, #ARGV, 2 do
-    redis.call('ZADD', sess, 'XX', 'GT', ARGV[i + 1], ARGV[i])
+  for i = 15 + 2 * n, #ARGV, 2 do
+    redis.call('ZADD', sess, 'XX', 'GT', now + tonumber(ARGV[i + 1]), ARGV[i])
   end
   return { 'ok' }
 elseif op == 'view' then
@@ -315,9 +327,9 @@ elseif op == 'view' then
   return settings_out({ tostring(m('head', 1)), tostring(m('next', 1)), measured(), tostring(card),
            tostring(stride), table.concat(sample, ','),
            table.concat(redis.call('ZRANGE', called, 0, -1), ','),
-           table.concat(redis.call('ZRANGE', ret, 0, 999), ','), tostring(active()) })
+           table.concat(redis.call('ZRANGE', ret, 0, 999), ','), tostring(active()), fmt(now) })
 elseif op == 'touch' then
-  return { touch(ARGV[13]) and '1' or '0' }
+  return { touch(ARGV[14]) and '1' or '0' }
 elseif op == 'snapshot' then
   sweep()
   return settings_out({ tostring(queue_length()), tostring(active()),
@@ -326,7 +338,7 @@ elseif op == 'settings' then
   local before, _, _, _, _, held = settings()
   local fields = { 'rate', 'max', 'paused', 'closed', 'opens' }
   for i, f in ipairs(fields) do
-    if ARGV[12 + i] ~= '' then redis.call('HSET', set, f, ARGV[12 + i]) end
+    if ARGV[13 + i] ~= '' then redis.call('HSET', set, f, ARGV[13 + i]) end
   end
   -- A new rate applies at once: what is owed to the outflow limit is re-spaced at
   -- the new rate (as Gcra::rescale).
@@ -338,10 +350,10 @@ elseif op == 'settings' then
   end
   return settings_out({})
 elseif op == 'hold' then
-  -- An instance's circuit breaker holds the line for ARGV[13] ms from now (the later
+  -- An instance's circuit breaker holds the line for ARGV[14] ms from now (the later
   -- hold wins).
   local _, _, _, _, _, held = settings()
-  redis.call('HSET', set, 'held', fmt(math.max(held, now + tonumber(ARGV[13]))))
+  redis.call('HSET', set, 'held', fmt(math.max(held, now + tonumber(ARGV[14]))))
   return settings_out({})
 end
 return redis.error_reply('unknown operation ' .. tostring(op))

@@ -34,6 +34,11 @@ pub trait Store: Send + Sync + 'static {
     /// as the state is. Tokens carry it, so a place number from another line (say,
     /// before a restart that lost the state) is never taken for someone else's.
     fn line_id(&self) -> u64;
+    /// The line's time when this instance's clock says `local` (a shared line keeps
+    /// one clock; see [`redis`]).
+    fn line_time(&self, local: Millis) -> Millis {
+        local
+    }
     /// How often each instance should pump (each round is one store operation).
     fn pump_every(&self) -> std::time::Duration {
         crate::admission::PUMP_EVERY

@@ -11,9 +11,17 @@
 //! deadlines, as heartbeats rewritten only once less than half a window ahead, and
 //! session renewals. A poll that reaches Redis sets a provisional deadline
 //! (`queue.abandon_min` ahead) until the precise one is written.
+//!
+//! One clock: the scripts take the time from Redis (`TIME`), not from the calling
+//! instance, so instances whose clocks disagree share one line, and a call that
+//! waited in its connection while Redis was hung is refused when it finally runs
+//! (it carries the time after which its caller gave up) instead of applying a past
+//! moment. What an instance sends of its own times (deadlines, renewals, holds)
+//! goes as durations from now. Each instance keeps the offset between Redis's clock
+//! and its own (from every view) to tell its visitors times in the line's clock.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -35,6 +43,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Longest wait for Redis before an operation counts as failed.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
+/// A call that starts running in Redis later than this after it was sent changes
+/// nothing (its caller is about to give up on it).
+const STALE_AFTER: Duration = Duration::from_millis(1_500);
 /// How long a starting instance that finds no line waits for running instances to
 /// restore it (see [`RedisStore::connect`]).
 pub const JOIN_GRACE: Duration = Duration::from_secs(2);
@@ -103,6 +114,19 @@ pub struct RedisStore {
     initial: Settings,
     /// The highest place this instance has seen, to number past it after a loss.
     high_water: AtomicU64,
+    /// Whose clock the scripts decide with.
+    clock: LineClock,
+    /// Redis's clock minus this instance's, in ms, as last measured.
+    offset: AtomicI64,
+}
+
+/// Whose clock the line's scripts decide with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LineClock {
+    /// Redis's (`TIME`): one clock for every instance. Always, in service.
+    Redis,
+    /// The times callers pass: for tests that play a story at chosen times.
+    Caller,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -202,13 +226,47 @@ impl RedisStore {
             view: Mutex::new(None),
             initial: settings,
             high_water: AtomicU64::new(0),
+            clock: LineClock::Redis,
+            offset: AtomicI64::new(0),
         };
         store.await_line().await?;
         // A fresh id, used only if this instance is the one creating the line.
         store.line_id = rand::random::<u64>() >> 11;
-        let id = store.call("init", 0, &[]).await?;
+        let local = crate::clock::wall_ms();
+        let id = store.call("init", local, &[]).await?;
         store.line_id = field(&id, 0)?;
+        store.measured_clock(&id, 1, local);
         Ok(store)
+    }
+
+    /// Decides with the times callers pass rather than Redis's clock: only for tests
+    /// that play a story at chosen times (instances in service must share one clock).
+    pub fn with_callers_clock(mut self) -> Self {
+        self.clock = LineClock::Caller;
+        self
+    }
+
+    /// The line's time when this instance's clock says `local`.
+    pub fn line_now(&self, local: Millis) -> Millis {
+        match self.clock {
+            LineClock::Redis => local.saturating_add_signed(self.offset.load(Ordering::Relaxed)),
+            LineClock::Caller => local,
+        }
+    }
+
+    /// Notes Redis's time (at `answer[at]`) as measured when this instance's clock
+    /// said `local`.
+    fn measured_clock(&self, answer: &[String], at: usize, local: Millis) {
+        if let Some(redis) = answer.get(at).and_then(|t| t.parse::<i64>().ok()) {
+            let offset = redis - local as i64;
+            let before = self.offset.swap(offset, Ordering::Relaxed);
+            if (offset - before).abs() > 1_000 {
+                tracing::info!(
+                    offset_ms = offset,
+                    "this instance's clock and Redis's differ"
+                );
+            }
+        }
     }
 
     /// Waits up to [`JOIN_GRACE`] for the room's line to exist. No line means a new
@@ -306,9 +364,18 @@ impl RedisStore {
         for k in &self.keys {
             invocation.key(k);
         }
+        let (callers_now, valid_until) = match self.clock {
+            LineClock::Caller => (now.to_string(), String::new()),
+            LineClock::Redis => {
+                // A little before this side gives up, so that an answer that comes
+                // back too late was not applied either.
+                let gives_up = self.line_now(now) + STALE_AFTER.as_millis() as Millis;
+                (String::new(), gives_up.to_string())
+            }
+        };
         invocation
             .arg(op)
-            .arg(now)
+            .arg(callers_now)
             .arg(self.timing.session_ms)
             .arg(self.timing.abandon_min_ms)
             .arg(self.timing.burst.unwrap_or(0))
@@ -318,12 +385,17 @@ impl RedisStore {
             .arg(u8::from(self.initial.paused))
             .arg(self.high_water.load(Ordering::Relaxed))
             .arg(u8::from(self.initial.closed))
-            .arg(self.initial.opens_at.unwrap_or(0));
+            .arg(self.initial.opens_at.unwrap_or(0))
+            .arg(valid_until);
         for a in args {
             invocation.arg(a);
         }
         let mut conn = self.conn.clone();
-        within(invocation.invoke_async(&mut conn)).await
+        let answer: Vec<String> = within(invocation.invoke_async(&mut conn)).await?;
+        if answer.first().is_some_and(|a| a == "stale") {
+            return Err(unavailable("the call ran after its caller gave up"));
+        }
+        Ok(answer)
     }
 
     /// Turns a waiting answer (position, measured rate, active sessions, the
@@ -345,7 +417,10 @@ impl RedisStore {
         Ok(self.wait(seq, position, flow, &settings, now))
     }
 
+    /// The wait of `seq` told at `now` (this instance's clock), and its deadline
+    /// (in the line's clock) queued for the next flush.
     fn wait(&self, seq: u64, position: u64, flow: Flow, settings: &Settings, now: Millis) -> Wait {
+        let now = self.line_now(now);
         let wait = self.timing.wait(position, flow, settings, now);
         let deadline = self.timing.deadline(now, &wait);
         // The deadline in Redis is a heartbeat: it is rewritten only once it is less
@@ -383,7 +458,9 @@ impl RedisStore {
         sessions.insert(sid, now + self.timing.session_ms);
     }
 
-    /// Writes the deadlines and session renewals answered locally, in one call.
+    /// Writes the deadlines and session renewals answered locally, in one call, as
+    /// durations from now (deadlines are kept in the line's clock, renewals in
+    /// this instance's).
     async fn flush(&self, now: Millis) -> Result<(), StoreError> {
         let deadlines: Vec<(u64, Millis)> = lock(&self.pending).drain().collect();
         let renewals: Vec<(u64, Millis)> = lock(&self.renewals).drain().collect();
@@ -391,7 +468,12 @@ impl RedisStore {
             return Ok(());
         }
         let mut args = vec![deadlines.len().to_string()];
-        for (a, b) in deadlines.iter().chain(&renewals) {
+        let line_now = self.line_now(now);
+        let ahead = deadlines
+            .iter()
+            .map(|(seq, d)| (seq, d.saturating_sub(line_now)))
+            .chain(renewals.iter().map(|(sid, l)| (sid, l.saturating_sub(now))));
+        for (a, b) in ahead {
             args.push(a.to_string());
             args.push(b.to_string());
         }
@@ -418,11 +500,13 @@ impl RedisStore {
         let a = self.call("view", now, &[]).await?;
         let view =
             View::parse(&a, now).ok_or_else(|| unavailable(format!("unexpected view: {a:?}")))?;
+        self.measured_clock(&a, super::view::LINE_NOW_AT, now);
         *lock(&self.view) = Some(view);
         // Forget sessions that have lapsed locally (Redis is asked about them again)
         // and deadlines that have passed.
         lock(&self.sessions).retain(|_, lapses| *lapses > now);
-        lock(&self.written).retain(|_, deadline| *deadline > now);
+        let line_now = self.line_now(now);
+        lock(&self.written).retain(|_, deadline| *deadline > line_now);
         Ok(())
     }
 }
@@ -431,6 +515,10 @@ impl RedisStore {
 impl Store for RedisStore {
     fn line_id(&self) -> u64 {
         self.line_id
+    }
+
+    fn line_time(&self, local: Millis) -> Millis {
+        self.line_now(local)
     }
 
     /// Every 50 ms: each round is a script run in the shared Redis (the default

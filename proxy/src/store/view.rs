@@ -20,6 +20,8 @@ use crate::clock::Millis;
 pub const VIEW_EVERY: Millis = 250;
 /// A view older than this is not used (for example while Redis is away).
 pub const VIEW_MAX_AGE: Millis = 1_000;
+/// Where the `view` answer carries Redis's time.
+pub const LINE_NOW_AT: usize = 9;
 
 /// A snapshot of the line, as far as answering polls needs it.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,7 +84,7 @@ impl View {
             called: list(a.get(6)).into_iter().collect(),
             returned: list(a.get(7)),
             active: n(8)?,
-            settings: settings_at(a, 9)?,
+            settings: settings_at(a, LINE_NOW_AT + 1)?,
         })
     }
 
@@ -157,6 +159,7 @@ mod tests {
             called,
             returned,
             "0",
+            "1000",
             "600",
             "50",
             "0",

@@ -87,6 +87,7 @@ pub struct ProxyBuilder {
     sections: String,
     redis: Option<(String, String)>,
     store_extra: String,
+    clock_skew_ms: i64,
 }
 
 /// A proxy in front of `origin`.
@@ -96,6 +97,7 @@ pub fn proxy(origin: &Origin) -> ProxyBuilder {
         sections: String::new(),
         redis: None,
         store_extra: String::new(),
+        clock_skew_ms: 0,
     }
 }
 
@@ -107,7 +109,14 @@ impl ProxyBuilder {
             sections: String::new(),
             redis: None,
             store_extra: String::new(),
+            clock_skew_ms: 0,
         }
+    }
+
+    /// Runs the proxy with its clock `ms` ahead of the others' (behind if negative).
+    pub fn clock_skew(mut self, ms: i64) -> Self {
+        self.clock_skew_ms = ms;
+        self
     }
 
     /// Keeps the line in Redis at `url`, as room `room` (keys shared there too).
@@ -159,6 +168,9 @@ impl ProxyBuilder {
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (public_addr, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
         let (trigger, shutdown) = waitroom::shutdown::channel();
+        let clock = waitroom::clock::Clock::starting_at(
+            waitroom::clock::wall_ms().saturating_add_signed(self.clock_skew_ms),
+        );
         let keys = match &self.redis {
             Some((url, room)) => {
                 let (timing, settings) = (config.timing, config.settings);
@@ -167,9 +179,10 @@ impl ProxyBuilder {
                     cluster: false,
                     tls_ca: None,
                 };
+                let options = waitroom::app::Options { keys: None, clock };
                 tokio::spawn(async move {
-                    if let Err(e) = waitroom::app::run(config, public, admin, None, shutdown).await
-                    {
+                    let run = waitroom::app::run_with(config, public, admin, options, shutdown);
+                    if let Err(e) = run.await {
                         panic!("proxy failed: {e}");
                     }
                 });
@@ -182,12 +195,12 @@ impl ProxyBuilder {
             }
             None => {
                 let keys = Keyring::new(KeyPair::generate(), Vec::new());
-                tokio::spawn(waitroom::app::run(
-                    config,
-                    public,
-                    admin,
-                    Some(keys.clone()),
-                    shutdown,
+                let options = waitroom::app::Options {
+                    keys: Some(keys.clone()),
+                    clock,
+                };
+                tokio::spawn(waitroom::app::run_with(
+                    config, public, admin, options, shutdown,
                 ));
                 keys
             }
