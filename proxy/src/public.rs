@@ -21,6 +21,13 @@ pub const RESERVED: &str = "/_waitroom/";
 /// When a visitor whose request the site could not answer should try again.
 const RETRY_AFTER_SECS: u64 = 5;
 
+/// A poll interval made up to a quarter longer at random: visitors who arrived in
+/// the same second do not keep polling in step (never sooner than told: that may
+/// be the time their claim slot comes, see [`crate::admission::line`]).
+fn spread(poll_after_ms: u64) -> u64 {
+    poll_after_ms + rand::random_range(0..=poll_after_ms / 4)
+}
+
 /// What an answer about a request needs once the request itself is gone.
 struct Asked {
     lang: &'static str,
@@ -153,9 +160,11 @@ impl Public {
                     .admission
                     .store()
                     .line_time(self.admission.clock().now_ms());
-                Status::waiting(&w, now).progress_from(d.first_position)
+                let mut status = Status::waiting(&w, now).progress_from(d.first_position);
+                status.poll_after_ms = spread(status.poll_after_ms);
+                status
             }
-            Standing::Held => Status::held(self.held_poll_ms),
+            Standing::Held => Status::held(spread(self.held_poll_ms)),
         }
     }
 

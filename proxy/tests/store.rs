@@ -314,6 +314,43 @@ async fn retimed_and_held(store: Arc<dyn Store>) {
     );
 }
 
+/// Called places whose holders come back together claim one slot apart.
+async fn claims_come_one_slot_apart(store: Arc<dyn Store>) {
+    let patch = SettingsPatch {
+        new_users_per_minute: Some(600),
+        max_active_users: Some(100),
+        ..Default::default()
+    };
+    store.update_settings(patch, T).await.unwrap();
+    let mut waiting = Vec::new();
+    for _ in 0..12 {
+        if let Arrival::Queued { seq, .. } = store.arrive(T).await.unwrap() {
+            waiting.push(seq);
+        }
+    }
+    // Called at 10 a second over a second, nobody polling meanwhile.
+    let called = pump_between(&*store, 1, 1_000, &[]).await;
+    assert!(called >= 8, "{called}");
+    let mut told = Vec::new();
+    for seq in &waiting[..called as usize] {
+        told.push(match store.poll(*seq, T + 1_000).await.unwrap() {
+            Poll::Admitted { .. } => 0,
+            Poll::Waiting(w) => w.poll_after_ms,
+            other => panic!("{other:?}"),
+        });
+    }
+    assert_eq!(told[..2], [0, 0], "the burst goes in: {told:?}");
+    assert!(
+        told[2..].windows(2).all(|w| w[1] == w[0] + 100),
+        "the others one slot apart: {told:?}"
+    );
+    let (last, wait) = (waiting[called as usize - 1], *told.last().unwrap());
+    assert_eq!(
+        store.poll(last, T + 1_000 + wait).await.unwrap(),
+        Poll::Admitted { sid: last }
+    );
+}
+
 /// The line of `room` in the Redis at `target`, deciding with the story's times.
 async fn connect(target: &RedisTarget, room: &str) -> RedisStore {
     RedisStore::connect(target, room, TIMING, SETTINGS)
@@ -327,6 +364,7 @@ async fn stories(target: &RedisTarget) {
     contract(Arc::new(connect(target, "contract").await)).await;
     capacity_bound_waits(Arc::new(connect(target, "capacity").await)).await;
     retimed_and_held(Arc::new(connect(target, "held").await)).await;
+    claims_come_one_slot_apart(Arc::new(connect(target, "claims").await)).await;
 }
 
 #[tokio::test]
@@ -334,6 +372,7 @@ async fn memory_store_keeps_the_contract() {
     contract(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
     capacity_bound_waits(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
     retimed_and_held(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
+    claims_come_one_slot_apart(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
 }
 
 #[tokio::test]

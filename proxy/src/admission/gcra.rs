@@ -62,6 +62,15 @@ impl Gcra {
         self.tat_us = now_us + u64::try_from(debt).unwrap_or(u64::MAX / 2);
     }
 
+    /// The first time (ms, from `now` on) at which an admission conforms.
+    pub fn next_conforming(&self, rate: Rate, now: Millis) -> Millis {
+        let Some(t) = rate.interval_us() else {
+            return Millis::MAX / 2;
+        };
+        let tau = t * u64::from(rate.burst.max(1) - 1);
+        self.tat_us.saturating_sub(tau).div_ceil(1000).max(now)
+    }
+
     /// Records an admission at `now` (callers check [`Gcra::conforms`] first).
     pub fn consume(&mut self, rate: Rate, now: Millis) {
         if let Some(t) = rate.interval_us() {

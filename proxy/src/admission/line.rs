@@ -365,6 +365,13 @@ pub struct Line {
     returned_deadline: HashMap<u64, Millis>,
     /// Called places and the time by which their holder must claim them.
     called: HashMap<u64, Millis>,
+    /// Called places whose holder came back too soon after others: when they may
+    /// claim (see [`Line::claim`]).
+    #[serde(default)]
+    claim_slots: HashMap<u64, Millis>,
+    /// Spaces claims at the outflow.
+    #[serde(default)]
+    claims: Gcra,
     /// Alive sessions and when they lapse.
     sessions: HashMap<u64, Millis>,
     claimed: Bits,
@@ -393,6 +400,8 @@ impl Line {
             returned: VecDeque::new(),
             returned_deadline: HashMap::new(),
             called: HashMap::new(),
+            claim_slots: HashMap::new(),
+            claims: Gcra::default(),
             sessions: HashMap::new(),
             claimed: Bits::default(),
             gcra: Gcra::default(),
@@ -472,6 +481,8 @@ impl Line {
             self.head = self.next_seq;
             // Not counted in the outflow: nobody was waiting, so no line moved.
             self.gcra.consume(self.rate(now), now);
+            // They reach the origin now, as a claim would.
+            self.claims.consume(self.rate(now), now);
             self.open_session(seq, now);
             return Arrival::Admitted { sid: seq };
         }
@@ -520,9 +531,21 @@ impl Line {
                 Poll::Ended
             };
         }
-        if self.called.remove(&seq).is_some() {
-            self.open_session(seq, now);
-            return Poll::Admitted { sid: seq };
+        if self.called.contains_key(&seq) {
+            return match self.claim(seq, now) {
+                Some(after_ms) => Poll::Waiting(Wait {
+                    position: 1,
+                    eta_ms: after_ms,
+                    poll_after_ms: after_ms,
+                    gate: Gate::Open,
+                }),
+                None => {
+                    self.called.remove(&seq);
+                    self.claim_slots.remove(&seq);
+                    self.open_session(seq, now);
+                    Poll::Admitted { sid: seq }
+                }
+            };
         }
         if seq >= self.head {
             let i = (seq - self.head) as usize;
@@ -538,6 +561,29 @@ impl Line {
             self.returned_deadline.insert(seq, now);
         }
         Poll::Waiting(self.check_in(seq, now))
+    }
+
+    /// Whether called place `seq` may claim its admission at `now` (`None`), or in
+    /// how many ms. Claims are spaced at the outflow too: visitors called one by one
+    /// but coming back together (they polled in step) would otherwise reach the
+    /// origin in a burst. One that comes too soon gets the next free slot and is
+    /// told to come back then; nobody has to ask twice.
+    fn claim(&mut self, seq: u64, now: Millis) -> Option<Millis> {
+        if let Some(&at) = self.claim_slots.get(&seq) {
+            return (now < at).then(|| at - now);
+        }
+        let rate = self.rate(now);
+        if self.claims.conforms(rate, now) {
+            self.claims.consume(rate, now);
+            return None;
+        }
+        let at = self.claims.next_conforming(rate, now);
+        self.claims.consume(rate, at);
+        self.claim_slots.insert(seq, at);
+        if let Some(claim_by) = self.called.get_mut(&seq) {
+            *claim_by = (*claim_by).max(at + self.timing.abandon_min_ms);
+        }
+        Some(at - now)
     }
 
     /// Records that `seq` was seen at `now`, computes its wait and its next deadline.
@@ -679,6 +725,8 @@ impl Line {
         self.next_scan = now + SCAN_EVERY_MS;
         self.sessions.retain(|_, lapses| *lapses > now);
         self.called.retain(|_, claim_by| *claim_by > now);
+        let called = &self.called;
+        self.claim_slots.retain(|seq, _| called.contains_key(seq));
         let deadlines = &mut self.returned_deadline;
         self.returned.retain(|seq| match deadlines.get(seq) {
             Some(d) if *d > now => true,
@@ -887,6 +935,42 @@ mod tests {
             panic!()
         };
         assert_eq!(w.position, 11);
+    }
+
+    #[test]
+    fn called_visitors_who_come_back_together_claim_one_slot_apart() {
+        let mut l = line(600); // 10/s, a burst of 2
+        let seqs = queue(&mut l, 30, 0);
+        // Called one by one over 2 s, nobody polls meanwhile.
+        run(&mut l, 0, 2_000);
+        let called: Vec<u64> = seqs
+            .iter()
+            .copied()
+            .filter(|s| l.called.contains_key(s))
+            .collect();
+        assert!(called.len() >= 15, "{called:?}");
+        // They all come back in the same millisecond: two go in (the burst), the
+        // others get slots 100 ms apart, each told when.
+        let mut slots = Vec::new();
+        for seq in &called {
+            match l.poll(*seq, 2_000) {
+                Poll::Admitted { .. } => slots.push(2_000),
+                Poll::Waiting(w) => {
+                    assert_eq!((w.position, w.eta_ms), (1, w.poll_after_ms));
+                    slots.push(2_000 + w.poll_after_ms);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(slots.iter().filter(|t| **t == 2_000).count(), 2);
+        assert!(
+            slots.windows(2).skip(1).all(|w| w[1] == w[0] + 100),
+            "{slots:?}"
+        );
+        // Back at their slot, each goes in; too early, told the rest.
+        let (&seq, &at) = called.iter().zip(&slots).last().unwrap();
+        assert!(matches!(l.poll(seq, at - 30), Poll::Waiting(w) if w.poll_after_ms == 30));
+        assert_eq!(l.poll(seq, at), Poll::Admitted { sid: seq });
     }
 
     #[test]

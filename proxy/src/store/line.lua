@@ -5,7 +5,8 @@
 -- max, paused, closed, opens: Unix ms or 0, held: Unix ms or 0), 3 live (zset seq→seq: waiting, not departed), 4 dl (zset: deadline of
 -- each waiting place), 5 called (zset: claim-by of called places), 6 sess (zset:
 -- lapse time of sessions), 7 claimed (bitmap), 8 ret (zset: returned lane, by order),
--- 9 retdl (zset: deadlines in the returned lane), 10 out (hash: second → admissions).
+-- 9 retdl (zset: deadlines in the returned lane), 10 out (hash: second → admissions),
+-- 11 cslot (zset: when a called place that came back too soon may claim).
 -- ARGV: 1 op, 2 the caller's time (ms) or '' for Redis's own (TIME: one clock for
 -- every instance), 3 session_ms, 4 abandon_min_ms, 5 burst (0: default), 6 line id,
 -- 7-9 initial rate, max, paused, 10 the highest place the caller has seen, 11-12
@@ -21,8 +22,9 @@
 -- a margin for places other instances handed out): visitors coming back with their
 -- tokens find their places again, in their old order, ahead of every newcomer.
 
-local meta, set, live, dl, called, sess, claimed, ret, retdl, out =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local meta, set, live, dl, called, sess, claimed, ret, retdl, out, cslot =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
+  KEYS[11]
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
 if not now then
@@ -103,6 +105,36 @@ local function consume(rate)
   if t then redis.call('HSET', meta, 'tat', fmt(math.max(m('tat', 0), now * 1000) + t)) end
 end
 
+local function current_rate()
+  local rate, _, _, _, _, held = settings()
+  return rate_at(rate, held)
+end
+
+-- Claims are spaced at the outflow too (as Line::claim): a called place whose
+-- holder comes back too soon after others gets the next free slot. Returns nil
+-- when it may claim now, or the ms until its slot.
+local function claim(seq)
+  local at = redis.call('ZSCORE', cslot, seq)
+  if at then
+    at = tonumber(at)
+    if now < at then return at - now end
+    return nil
+  end
+  local t, tau = gcra(current_rate())
+  if not t then return nil end
+  local ctat = m('ctat', 0)
+  if ctat <= now * 1000 + tau then
+    redis.call('HSET', meta, 'ctat', fmt(math.max(ctat, now * 1000) + t))
+    return nil
+  end
+  local slot = math.max(now, math.ceil((ctat - tau) / 1000))
+  redis.call('HSET', meta, 'ctat', fmt(math.max(ctat, slot * 1000) + t))
+  redis.call('ZADD', cslot, slot, seq)
+  local claim_by = tonumber(redis.call('ZSCORE', called, seq)) or 0
+  redis.call('ZADD', called, math.max(claim_by, slot + abandon_min), seq)
+  return slot - now
+end
+
 local function may_admit()
   local rate, max, paused, closed, opens, held = settings()
   rate = rate_at(rate, held)
@@ -175,6 +207,7 @@ local function sweep()
   end
   redis.call('ZREMRANGEBYSCORE', sess, '-inf', now)
   redis.call('ZREMRANGEBYSCORE', called, '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', cslot, '-inf', '(' .. (now - abandon_min))
   for _, seq in ipairs(redis.call('ZRANGEBYSCORE', retdl, '-inf', now, 'LIMIT', 0, 5000)) do
     redis.call('ZREM', ret, seq)
     redis.call('ZREM', retdl, seq)
@@ -260,6 +293,9 @@ elseif op == 'arrive' then
     local _, rate = may_admit()
     redis.call('HSET', meta, 'head', fmt(seq + 1))
     consume(rate)
+    -- They reach the origin now, as a claim would.
+    local t = gcra(rate)
+    if t then redis.call('HSET', meta, 'ctat', fmt(math.max(m('ctat', 0), now * 1000) + t)) end
     open_session(seq)
     return { 'admitted', tostring(seq) }
   end
@@ -275,7 +311,11 @@ elseif op == 'poll' then
     if touch(seq) then return { 'admitted' } end
     return { 'ended' }
   end
-  if redis.call('ZREM', called, seq) == 1 then
+  if redis.call('ZSCORE', called, seq) then
+    local later = claim(seq)
+    if later then return { 'later', fmt(later) } end
+    redis.call('ZREM', called, seq)
+    redis.call('ZREM', cslot, seq)
     open_session(seq)
     return { 'admitted' }
   end

@@ -50,8 +50,8 @@ const STALE_AFTER: Duration = Duration::from_millis(1_500);
 /// restore it (see [`RedisStore::connect`]).
 pub const JOIN_GRACE: Duration = Duration::from_secs(2);
 
-const KEY_NAMES: [&str; 10] = [
-    "meta", "settings", "live", "dl", "called", "sess", "claimed", "ret", "retdl", "out",
+const KEY_NAMES: [&str; 11] = [
+    "meta", "settings", "live", "dl", "called", "sess", "claimed", "ret", "retdl", "out", "cslot",
 ];
 
 /// A connection to a single Redis (reconnecting) or to a Redis Cluster.
@@ -556,6 +556,16 @@ impl Store for RedisStore {
             }
             Some("ended") => Ok(Poll::Ended),
             Some("unknown") => Ok(Poll::Unknown),
+            Some("later") => {
+                // Called; its claim slot comes in this many ms.
+                let after_ms = field(&a, 1)?;
+                Ok(Poll::Waiting(Wait {
+                    position: 1,
+                    eta_ms: after_ms,
+                    poll_after_ms: after_ms,
+                    gate: crate::admission::line::Gate::Open,
+                }))
+            }
             _ => Ok(Poll::Waiting(self.waiting(seq, &a, 1, now)?)),
         }
     }
