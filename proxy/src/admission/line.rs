@@ -968,7 +968,7 @@ mod tests {
             "{slots:?}"
         );
         // Back at their slot, each goes in; too early, told the rest.
-        let (&seq, &at) = called.iter().zip(&slots).last().unwrap();
+        let (&seq, &at) = (called.last().unwrap(), slots.last().unwrap());
         assert!(matches!(l.poll(seq, at - 30), Poll::Waiting(w) if w.poll_after_ms == 30));
         assert_eq!(l.poll(seq, at), Poll::Admitted { sid: seq });
     }
