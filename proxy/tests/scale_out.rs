@@ -134,6 +134,93 @@ async fn instances_whose_clocks_are_two_minutes_apart_share_one_line() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_keeps_the_operators_settings_and_the_order_of_the_line() {
+    let mut redis = RedisServer::start();
+    let origin = origin(50, 1).await;
+    let start = |name: &'static str| {
+        proxy(&origin)
+            .admission(600, 1_000, "10m")
+            .toml("[queue]\npoll_min = \"200ms\"\npoll_max = \"1s\"")
+            .redis(&redis.url(), name)
+            .start()
+    };
+    let (a, b) = (start("restored").await, start("restored").await);
+    let http = Http::new();
+    // The operator pauses and sets other limits; 100 visitors queue.
+    let patch =
+        serde_json::json!({"paused": true, "new_users_per_minute": 300, "max_active_users": 40});
+    assert_eq!(a.patch(patch).await.status, 200);
+    let mut visitors: Vec<support::Visitor> = (0..100)
+        .map(|i| {
+            if i % 2 == 0 {
+                a.visitor(&http)
+            } else {
+                b.visitor(&http)
+            }
+        })
+        .collect();
+    let mut before = Vec::new();
+    for v in visitors.iter_mut() {
+        v.get("/").await.unwrap();
+        let s = v.status().await.unwrap().json();
+        before.push(s["position"].as_u64().unwrap());
+    }
+    assert_eq!(before, (1..=100).collect::<Vec<_>>());
+    // The views have seen everybody (they refresh every 250 ms).
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    redis.restart();
+    // A newcomer right after goes behind everybody who was there.
+    let mut newcomer = b.visitor(&http);
+    let r = newcomer.get("/").await.unwrap();
+    assert!(!r.is_from_origin(), "a newcomer went straight in");
+    let s = newcomer.status().await.unwrap().json();
+    assert_eq!(
+        (s["state"].as_str(), s["position"].as_u64()),
+        (Some("paused"), Some(101)),
+        "{s}"
+    );
+    // The operator's settings, and every place where it was.
+    let state = b.state().await;
+    assert_eq!(
+        (
+            &state["paused"],
+            &state["new_users_per_minute"],
+            &state["max_active_users"]
+        ),
+        (
+            &serde_json::json!(true),
+            &serde_json::json!(300),
+            &serde_json::json!(40)
+        ),
+        "{state}"
+    );
+    for (v, was) in visitors.iter_mut().zip(&before) {
+        let s = v.status().await.unwrap().json();
+        assert_eq!(s["position"].as_u64(), Some(*was), "{s}");
+    }
+    // Resumed: the first 40 in line, and only they, go in (40 at once at most).
+    assert_eq!(
+        a.patch(serde_json::json!({"paused": false})).await.status,
+        200
+    );
+    let mut admitted = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        for (i, v) in visitors.iter_mut().enumerate() {
+            if !admitted.contains(&i) && v.status().await.unwrap().json()["state"] == "admitted" {
+                admitted.insert(i);
+            }
+        }
+        if admitted.len() == 40 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(admitted, (0..40).collect(), "not the first 40 in line");
+    assert_ne!(newcomer.status().await.unwrap().json()["state"], "admitted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_going_away_costs_nobody_their_place() {
     let mut redis = RedisServer::start();
     let origin = origin(50, 1).await;

@@ -17,10 +17,15 @@
 -- (Lua would truncate them); settings go back as six: rate, max, paused, closed, opens,
 -- held.
 --
--- A line that vanished (Redis restarted empty) is started again with the same id and
--- its numbering moved past every place handed out (the caller's high-water mark plus
--- a margin for places other instances handed out): visitors coming back with their
--- tokens find their places again, in their old order, ahead of every newcomer.
+-- A line that vanished (Redis restarted empty) is answered 'lost': the caller then
+-- restores it ('restore') from what it knows, and asks again. The line comes back
+-- with the same id, the operator's settings as the caller last saw them, the places
+-- that were waiting (every one, in their order: the caller's view lists them all up
+-- to 4096; beyond, every place between the head and the end is put back), the
+-- called places and the returned lane, and its numbering moved past every place
+-- handed out (the caller's high-water mark plus a margin for places other instances
+-- handed out since its view): nobody is let in ahead of them, and visitors coming
+-- back with their tokens find their places again.
 
 local meta, set, live, dl, called, sess, claimed, ret, retdl, out, cslot =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
@@ -38,7 +43,7 @@ end
 local session_ms = tonumber(ARGV[3])
 local abandon_min = tonumber(ARGV[4])
 local burst_cfg = tonumber(ARGV[5])
-local RESTART_MARGIN = 1000000
+local RESTART_MARGIN = 10000
 
 local function num(v, default)
   if v then return tonumber(v) end
@@ -272,14 +277,66 @@ redis.call('HSETNX', set, 'max', ARGV[8])
 redis.call('HSETNX', set, 'paused', ARGV[9])
 redis.call('HSETNX', set, 'closed', ARGV[11])
 redis.call('HSETNX', set, 'opens', ARGV[12])
-if redis.call('EXISTS', meta) == 0 then
-  local hwm = tonumber(ARGV[10])
-  if op == 'init' or hwm == 0 then
-    redis.call('HSET', meta, 'next', 1, 'head', 1, 'line_id', ARGV[6])
-  else
-    local next = hwm + 1 + RESTART_MARGIN
-    redis.call('HSET', meta, 'next', fmt(next), 'head', 1, 'line_id', ARGV[6], 'restored_below', fmt(next))
+-- Puts `seqs` (strings) into zset `key` with score `score(seq)`, a few thousand at a
+-- time (Lua's stack limits one call's arguments).
+local function zadd_all(key, seqs, score)
+  for i = 1, #seqs, 2000 do
+    local args = {}
+    for j = i, math.min(i + 1999, #seqs) do
+      args[#args + 1] = score(seqs[j])
+      args[#args + 1] = seqs[j]
+    end
+    redis.call('ZADD', key, unpack(args))
   end
+end
+
+-- ARGV from 14: grace (ms), the caller's next and head, whether its live list is
+-- every waiting place ('1') or a sample ('0'), then three counted lists: live,
+-- called, returned.
+local function restore()
+  local grace, next, head, exact = tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]),
+    ARGV[17] == '1'
+  local lists, i = {}, 18
+  for k = 1, 3 do
+    local n = tonumber(ARGV[i])
+    lists[k] = { unpack(ARGV, i + 1, i + n) }
+    i = i + n + 1
+  end
+  local live_seqs, called_seqs, ret_seqs = lists[1], lists[2], lists[3]
+  if not exact then
+    live_seqs = {}
+    local called_set = {}
+    for _, c in ipairs(called_seqs) do called_set[c] = true end
+    for seq = head, next - 1 do
+      local s = fmt(seq)
+      if not called_set[s] then live_seqs[#live_seqs + 1] = s end
+    end
+  end
+  local top = math.max(next, tonumber(ARGV[10]) + 1) + RESTART_MARGIN
+  redis.call('HSET', meta, 'next', fmt(top), 'head', fmt(head), 'line_id', ARGV[6],
+    'restored_below', fmt(top))
+  zadd_all(live, live_seqs, function(seq) return seq end)
+  zadd_all(dl, live_seqs, function() return now + grace end)
+  zadd_all(called, called_seqs, function() return now + grace end)
+  for k, seq in ipairs(ret_seqs) do
+    redis.call('ZADD', ret, k, seq)
+    redis.call('ZADD', retdl, now + grace, seq)
+  end
+  redis.call('HSET', meta, 'retn', #ret_seqs)
+  if #live_seqs + #ret_seqs > 0 then line_present(true) end
+  return #live_seqs
+end
+
+if redis.call('EXISTS', meta) == 0 then
+  if op == 'init' then
+    redis.call('HSET', meta, 'next', 1, 'head', 1, 'line_id', ARGV[6])
+  elseif op == 'restore' then
+    return { 'restored', tostring(restore()) }
+  else
+    return { 'lost' }
+  end
+elseif op == 'restore' then
+  return { 'ok' }
 end
 
 if op == 'init' then

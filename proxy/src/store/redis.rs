@@ -110,8 +110,9 @@ pub struct RedisStore {
     sessions: Mutex<HashMap<u64, Millis>>,
     /// The local view that answers status polls.
     view: Mutex<Option<View>>,
-    /// The initial settings (used again if the line must be started anew).
-    initial: Settings,
+    /// The settings as this instance last saw them (the configuration's at first):
+    /// what a line that vanished comes back with.
+    known: Mutex<Settings>,
     /// The highest place this instance has seen, to number past it after a loss.
     high_water: AtomicU64,
     /// Whose clock the scripts decide with.
@@ -224,7 +225,7 @@ impl RedisStore {
             renewals: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             view: Mutex::new(None),
-            initial: settings,
+            known: Mutex::new(settings),
             high_water: AtomicU64::new(0),
             clock: LineClock::Redis,
             offset: AtomicI64::new(0),
@@ -354,12 +355,72 @@ impl RedisStore {
         Keyring::from_json(&stored).map_err(|e| unavailable(format!("{key} holds no keyring: {e}")))
     }
 
+    /// Runs `op`; if the line vanished (Redis lost its data), restores it from what
+    /// this instance knows first (see [`RedisStore::restore`]) and runs `op` again.
     async fn call(
         &self,
         op: &str,
         now: Millis,
         args: &[String],
     ) -> Result<Vec<String>, StoreError> {
+        let answer = self.call_once(op, now, args).await?;
+        if answer.first().is_none_or(|a| a != "lost") {
+            return Ok(answer);
+        }
+        self.restore(now).await?;
+        self.call_once(op, now, args).await
+    }
+
+    /// Puts back a line that vanished, from this instance's view: the places that
+    /// were waiting (all of them, in order), the called ones and the returned lane,
+    /// numbering past every place handed out, with the settings last seen. The
+    /// first instance to ask does it; for the others it is a no-op.
+    async fn restore(&self, now: Millis) -> Result<(), StoreError> {
+        let grace = (self.timing.poll_max_ms * u64::from(self.timing.abandon_polls))
+            .max(self.timing.abandon_min_ms);
+        let mut args = vec![grace.to_string()];
+        {
+            let view = lock(&self.view);
+            let list = |args: &mut Vec<String>, seqs: &mut dyn Iterator<Item = &u64>| {
+                let seqs: Vec<String> = seqs.map(u64::to_string).collect();
+                args.push(seqs.len().to_string());
+                args.extend(seqs);
+            };
+            match view.as_ref() {
+                Some(v) => {
+                    args.extend([v.next.to_string(), v.head.to_string()]);
+                    args.push(if v.stride == 1 { "1" } else { "0" }.into());
+                    list(&mut args, &mut v.sample.iter());
+                    list(&mut args, &mut v.called.iter());
+                    list(&mut args, &mut v.returned.iter());
+                }
+                None => args.extend(["1", "1", "1", "0", "0", "0"].map(String::from)),
+            }
+        }
+        let a = self.call_once("restore", now, &args).await?;
+        if a.first().is_some_and(|r| r == "restored") {
+            tracing::warn!(
+                waiting = a.get(1).map(String::as_str),
+                "the line had vanished from Redis; restored it from this instance's view"
+            );
+        }
+        Ok(())
+    }
+
+    /// Notes settings Redis answered with (from index `at`).
+    fn settings(&self, answer: &[String], at: usize) -> Result<Settings, StoreError> {
+        let s = settings(answer, at)?;
+        *lock(&self.known) = s;
+        Ok(s)
+    }
+
+    async fn call_once(
+        &self,
+        op: &str,
+        now: Millis,
+        args: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let known = *lock(&self.known);
         let mut invocation = self.script.prepare_invoke();
         for k in &self.keys {
             invocation.key(k);
@@ -380,12 +441,12 @@ impl RedisStore {
             .arg(self.timing.abandon_min_ms)
             .arg(self.timing.burst.unwrap_or(0))
             .arg(self.line_id)
-            .arg(self.initial.new_users_per_minute)
-            .arg(self.initial.max_active_users)
-            .arg(u8::from(self.initial.paused))
+            .arg(known.new_users_per_minute)
+            .arg(known.max_active_users)
+            .arg(u8::from(known.paused))
             .arg(self.high_water.load(Ordering::Relaxed))
-            .arg(u8::from(self.initial.closed))
-            .arg(self.initial.opens_at.unwrap_or(0))
+            .arg(u8::from(known.closed))
+            .arg(known.opens_at.unwrap_or(0))
             .arg(valid_until);
         for a in args {
             invocation.arg(a);
@@ -413,7 +474,7 @@ impl RedisStore {
             measured_per_sec: answer.get(at + 1).and_then(|s| s.parse().ok()),
             active: field(answer, at + 2)?,
         };
-        let settings = settings(answer, at + 3)?;
+        let settings = self.settings(answer, at + 3)?;
         Ok(self.wait(seq, position, flow, &settings, now))
     }
 
@@ -501,6 +562,7 @@ impl RedisStore {
         let view =
             View::parse(&a, now).ok_or_else(|| unavailable(format!("unexpected view: {a:?}")))?;
         self.measured_clock(&a, super::view::LINE_NOW_AT, now);
+        *lock(&self.known) = view.settings;
         *lock(&self.view) = Some(view);
         // Forget sessions that have lapsed locally (Redis is asked about them again)
         // and deadlines that have passed.
@@ -615,13 +677,13 @@ impl Store for RedisStore {
                 .get(4)
                 .and_then(|s| s.parse::<f64>().ok())
                 .map(|r| r * 60.0),
-            settings: settings(&a, 5)?,
+            settings: self.settings(&a, 5)?,
         })
     }
 
     async fn hold(&self, for_ms: Millis, now: Millis) -> Result<Settings, StoreError> {
         let a = self.call("hold", now, &[for_ms.to_string()]).await?;
-        settings(&a, 0)
+        self.settings(&a, 0)
     }
 
     async fn update_settings(
@@ -643,6 +705,6 @@ impl Store for RedisStore {
                 ],
             )
             .await?;
-        settings(&a, 0)
+        self.settings(&a, 0)
     }
 }
