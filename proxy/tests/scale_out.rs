@@ -221,6 +221,80 @@ async fn redis_restarted_empty_keeps_the_operators_settings_and_the_order_of_the
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_hung_for_ten_seconds_lets_in_no_burst_and_hands_out_no_stray_places() {
+    let redis = RedisServer::start();
+    let origin = origin(200, 5).await;
+    let start = || {
+        proxy(&origin)
+            .admission(1_200, 100_000, "10m")
+            .toml("[queue]\npoll_min = \"500ms\"\npoll_max = \"2s\"")
+            .redis(&redis.url(), "hung")
+            .start()
+    };
+    let (a, b) = (start().await, start().await);
+    // 600 visitors over 15 s (40 a second against 20 let in); Redis is frozen
+    // (SIGSTOP) from 3 s to 13 s.
+    let http = Http::new();
+    let begin = Instant::now();
+    let tasks: Vec<_> = (0..600)
+        .map(|i| {
+            let mut v = if i % 2 == 0 {
+                a.visitor(&http)
+            } else {
+                b.visitor(&http)
+            };
+            let arrive = Duration::from_secs_f64(15.0 * i as f64 / 600.0);
+            tokio::spawn(async move {
+                tokio::time::sleep_until(tokio::time::Instant::from_std(begin + arrive)).await;
+                let b = Behaviour {
+                    requests_after: 1,
+                    leave_after_polls: None,
+                    think: Duration::ZERO,
+                };
+                tokio::time::timeout(Duration::from_secs(120), visit(&mut v, begin, b))
+                    .await
+                    .unwrap_or_default()
+            })
+        })
+        .collect();
+    tokio::time::sleep_until(tokio::time::Instant::from_std(
+        begin + Duration::from_secs(3),
+    ))
+    .await;
+    redis.stop();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    redis.resume();
+    let resumed = begin.elapsed().as_secs_f64();
+    let mut admitted = Vec::new();
+    for t in tasks {
+        let j = t.await.unwrap();
+        assert!(j.admitted.is_some(), "not let in: {j:?}");
+        assert_eq!(j.server_errors, 0, "{j:?}");
+        admitted.push(j.admitted.unwrap());
+    }
+    // No second after Redis came back lets in more than the rate and its burst.
+    admitted.sort_by(f64::total_cmp);
+    let worst = admitted
+        .iter()
+        .filter(|t| **t >= resumed)
+        .map(|t| {
+            admitted
+                .iter()
+                .filter(|u| **u >= *t && **u < t + 1.0)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        worst <= 20 + 2,
+        "{worst} let in within a second after Redis came back"
+    );
+    // Places handed out that nobody holds: at most 1% more places than visitors.
+    let issued = a.state().await["places_issued"].as_u64().unwrap();
+    assert!(issued <= 606, "{issued} places for 600 visitors");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_going_away_costs_nobody_their_place() {
     let mut redis = RedisServer::start();
     let origin = origin(50, 1).await;

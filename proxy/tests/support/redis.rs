@@ -110,6 +110,21 @@ impl RedisServer {
         }
     }
 
+    /// Freezes it (SIGSTOP): connections stay open, nothing is answered.
+    pub fn stop(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        super::process::signal(pid, signal);
+    }
+
     /// Starts it again on the same port (empty: it keeps nothing on disk).
     pub fn restart(&mut self) {
         self.kill();
