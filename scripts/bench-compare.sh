@@ -13,7 +13,7 @@ mkdir -p "$out"
 cargo build --release -q -p waitroom -p origin-stub -p loadtest
 bin=target/release
 pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; }
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; }
 trap cleanup EXIT
 "$bin/origin-stub" --listen 127.0.0.1:18082 --capacity 50 --service-time-ms 50 >"$out/origin.log" 2>&1 &
 pids+=($!)

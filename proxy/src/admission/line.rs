@@ -314,6 +314,9 @@ pub struct Snapshot {
     pub settings: Settings,
 }
 
+/// Claims allowed back to back (see [`Line::claim`]).
+pub const CLAIM_BURST: u32 = 2;
+
 const DEPARTED: u64 = 1 << 63;
 const SCAN_EVERY_MS: Millis = 100;
 
@@ -456,6 +459,15 @@ impl Line {
         self.timing.rate(&self.settings, now)
     }
 
+    /// The outflow with a burst of [`CLAIM_BURST`]: claims come one by one anyway,
+    /// so a burst would only let a crowd reach the origin at once.
+    fn claim_rate(&self, now: Millis) -> Rate {
+        Rate {
+            burst: CLAIM_BURST,
+            ..self.rate(now)
+        }
+    }
+
     fn queue_length(&self) -> u64 {
         self.live + self.returned.len() as u64
     }
@@ -482,7 +494,7 @@ impl Line {
             // Not counted in the outflow: nobody was waiting, so no line moved.
             self.gcra.consume(self.rate(now), now);
             // They reach the origin now, as a claim would.
-            self.claims.consume(self.rate(now), now);
+            self.claims.consume(self.claim_rate(now), now);
             self.open_session(seq, now);
             return Arrival::Admitted { sid: seq };
         }
@@ -572,7 +584,7 @@ impl Line {
         if let Some(&at) = self.claim_slots.get(&seq) {
             return (now < at).then(|| at - now);
         }
-        let rate = self.rate(now);
+        let rate = self.claim_rate(now);
         if self.claims.conforms(rate, now) {
             self.claims.consume(rate, now);
             return None;

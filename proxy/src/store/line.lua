@@ -125,8 +125,10 @@ local function claim(seq)
     if now < at then return at - now end
     return nil
   end
-  local t, tau = gcra(current_rate())
+  -- With a burst of CLAIM_BURST (2), as Line::claim_rate.
+  local t = gcra(current_rate())
   if not t then return nil end
+  local tau = t
   local ctat = m('ctat', 0)
   if ctat <= now * 1000 + tau then
     redis.call('HSET', meta, 'ctat', fmt(math.max(ctat, now * 1000) + t))
