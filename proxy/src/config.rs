@@ -503,6 +503,9 @@ impl Config {
                 per_minute: ((f64::from(a.new_users_per_minute) * f.store.open_share).ceil()
                     as u32)
                     .max(1),
+                // Everybody waiting polls within the held poll interval (up to a
+                // quarter later, see public::spread).
+                gather_ms: millis(poll_max.min(Duration::from_secs(5))) * 5 / 4 + 500,
             },
             other => {
                 return Err(invalid(
@@ -685,7 +688,13 @@ token = "change-me"
         assert!(err("[store]\nopen_share = 0.0\n").starts_with("store.open_share:"));
         let open = format!("{MINIMAL}[store]\non_failure = \"open\"\nopen_share = 0.25\n");
         let c = Config::from_toml(&open, None).unwrap();
-        assert_eq!(c.on_failure, OnFailure::Open { per_minute: 150 });
+        assert_eq!(
+            c.on_failure,
+            OnFailure::Open {
+                per_minute: 150,
+                gather_ms: 6_750
+            }
+        );
         assert!(
             err("[queue]\npoll_min = \"5s\"\npoll_max = \"1s\"\n").starts_with("queue.poll_max:")
         );

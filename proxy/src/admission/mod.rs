@@ -7,6 +7,7 @@
 
 pub mod gcra;
 pub mod line;
+pub mod outage;
 pub mod outflow;
 pub mod rank;
 
@@ -84,11 +85,15 @@ pub enum OnFailure {
     /// newcomers get provisional places; nobody new is let in.
     Hold,
     /// Keep letting people in at this instance's share of the outflow (per minute),
-    /// as in hold otherwise. Sessions opened this way are not counted against
-    /// `max_active_users` and last as long as their token.
+    /// holders of places from before the outage first, in order, then newcomers
+    /// (see [`outage`]); as in hold otherwise. Sessions opened this way are not
+    /// counted against `max_active_users` and last as long as their token.
     Open {
         /// Admissions per minute this instance may make on its own.
         per_minute: u32,
+        /// How long it first only notes who asks (every waiting holder polls within
+        /// it), so that places from before go first, in order.
+        gather_ms: u64,
     },
 }
 
@@ -103,8 +108,12 @@ pub struct Admission {
     clock: Clock,
     metrics: Metrics,
     on_failure: OnFailure,
-    local: Arc<std::sync::Mutex<gcra::Gcra>>,
+    local: Arc<std::sync::Mutex<outage::OutageLine>>,
 }
+
+/// A failed decision: the store's error, the token to give the visitor, and where
+/// they stand in this instance's own line meanwhile.
+type Failed = (StoreError, Option<(Kind, String)>, outage::Key);
 
 impl Admission {
     /// A controller over `store`, issuing tokens with `tokens`.
@@ -125,18 +134,21 @@ impl Admission {
         self
     }
 
-    /// Open mode: whether this instance may let one more in on its own now.
-    fn admit_locally(&self) -> Option<Decision> {
-        let OnFailure::Open { per_minute } = self.on_failure else {
+    /// Open mode: whether this instance lets the visitor at `key` in on its own now.
+    fn admit_locally(&self, key: outage::Key) -> Option<Decision> {
+        let OnFailure::Open {
+            per_minute,
+            gather_ms,
+        } = self.on_failure
+        else {
             return None;
         };
         let rate = gcra::Rate::with_default_burst(per_minute);
         let now = self.clock.now_ms();
         let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
-        if !local.conforms(rate, now) {
+        if !local.ask(key, rate, now, gather_ms) {
             return None;
         }
-        local.consume(rate, now);
         drop(local);
         self.metrics.admitted("open");
         Some(self.admitted(LOCAL_SESSION | (rand::random::<u64>() >> 12)))
@@ -179,10 +191,10 @@ impl Admission {
     pub async fn decide(&self, presented: &Presented) -> Decision {
         match self.try_decide(presented).await {
             Ok(d) => d,
-            Err((e, set_token)) => {
+            Err((e, set_token, key)) => {
                 self.metrics.store_error("decide");
                 tracing::warn!(error = %e, "store failed; the line is held");
-                self.admit_locally().unwrap_or(Decision {
+                self.admit_locally(key).unwrap_or(Decision {
                     standing: Standing::Held,
                     set_token,
                     first_position: None,
@@ -191,13 +203,9 @@ impl Admission {
         }
     }
 
-    async fn try_decide(
-        &self,
-        presented: &Presented,
-    ) -> Result<Decision, (StoreError, Option<(Kind, String)>)> {
+    async fn try_decide(&self, presented: &Presented) -> Result<Decision, Failed> {
         let now = self.clock.now_ms();
         let line = self.store.line_id();
-        let keep = |e| (e, None);
         if let Some(claims) = presented.claims_for(line) {
             match claims.k {
                 Kind::Admission if claims.n & LOCAL_SESSION != 0 => {
@@ -227,7 +235,12 @@ impl Admission {
                         });
                     }
                 }
-                Kind::Queue => match self.store.poll(claims.n, now).await.map_err(keep)? {
+                Kind::Queue => match self
+                    .store
+                    .poll(claims.n, now)
+                    .await
+                    .map_err(|e| (e, None, outage::Key::Place(claims.n)))?
+                {
                     Poll::Admitted { sid } => {
                         self.metrics.admitted("claimed");
                         return Ok(self.admitted(sid));
@@ -243,13 +256,17 @@ impl Admission {
                 },
                 Kind::Provisional => {
                     // Numbered now that the store answers; until then it stays provisional.
-                    return self.arrive(now, line).await.map_err(keep);
+                    let key = outage::Key::Newcomer(claims.iat, claims.n);
+                    return self.arrive(now, line).await.map_err(|e| (e, None, key));
                 }
             }
         }
         self.arrive(now, line).await.map_err(|e| {
-            let provisional = self.tokens.issue(Kind::Provisional, line, 0);
-            (e, Some((Kind::Provisional, provisional)))
+            // A nonce, so that newcomers of the same second stay apart meanwhile.
+            let nonce = rand::random::<u64>() >> 12;
+            let provisional = self.tokens.issue(Kind::Provisional, line, nonce);
+            let key = outage::Key::Newcomer(self.clock.now_secs(), nonce);
+            (e, Some((Kind::Provisional, provisional)), key)
         })
     }
 
@@ -318,6 +335,7 @@ impl Admission {
                 Ok(()) if failing => {
                     tracing::info!("store answers again");
                     failing = false;
+                    self.local.lock().unwrap_or_else(|p| p.into_inner()).clear();
                 }
                 Ok(()) => {}
                 Err(e) => {
