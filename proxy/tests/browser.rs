@@ -1,6 +1,8 @@
 //! The queue page in a real headless Chromium (driven through chromedriver): in each
 //! language the place counts down without a reload and the visitor lands on the page
-//! they asked for; without JavaScript the page refreshes itself to the same end.
+//! they asked for; without JavaScript the page refreshes itself to the same end. A
+//! site that does not answer shows a page in the visitor's language that tries
+//! again by itself.
 
 mod support;
 
@@ -293,6 +295,36 @@ async fn axe(c: &Client, source: &str) -> (Vec<String>, u64) {
     (bad, r["passes"].as_u64().unwrap_or(0))
 }
 
+/// The page `c` shows in `state` fits a 320 px phone without sideways scrolling,
+/// has no serious or critical axe-core violation at 360 and 1280 px, and is
+/// photographed there into `shots`.
+async fn inspect(c: &Client, source: &str, shots: &std::path::Path, state: &str) {
+    for width in [320, 360, 1280] {
+        c.set_window_size(width, 900).await.unwrap();
+        let overflow = c
+            .execute(
+                "return document.documentElement.scrollWidth > window.innerWidth",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(overflow, false, "{state} at {width} px scrolls sideways");
+        if width == 320 {
+            continue; // the narrowest phone: it fits; screenshots at 360 and 1280
+        }
+        let (bad, passes) = axe(c, source).await;
+        assert!(bad.is_empty(), "{state} at {width} px: {bad:#?}");
+        assert!(
+            passes >= 10,
+            "{state}: axe-core checked only {passes} rules"
+        );
+        let png = c.screenshot().await.unwrap();
+        let path = shots.join(format!("queue-page-{state}-{width}.png"));
+        std::fs::write(&path, &png).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{}", path.display());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_state_passes_axe_and_is_photographed_at_phone_and_desktop_width() {
     let source = axe_source();
@@ -342,30 +374,7 @@ async fn every_state_passes_axe_and_is_photographed_at_phone_and_desktop_width()
                 "{countdown}"
             );
         }
-        for width in [320, 360, 1280] {
-            c.set_window_size(width, 900).await.unwrap();
-            let overflow = c
-                .execute(
-                    "return document.documentElement.scrollWidth > window.innerWidth",
-                    vec![],
-                )
-                .await
-                .unwrap();
-            assert_eq!(overflow, false, "{state} at {width} px scrolls sideways");
-            if width == 320 {
-                continue; // the narrowest phone: it fits; screenshots at 360 and 1280
-            }
-            let (bad, passes) = axe(&c, &source).await;
-            assert!(bad.is_empty(), "{state} at {width} px: {bad:#?}");
-            assert!(
-                passes >= 10,
-                "{state}: axe-core checked only {passes} rules"
-            );
-            let png = c.screenshot().await.unwrap();
-            let path = shots.join(format!("queue-page-{state}-{width}.png"));
-            std::fs::write(&path, &png).unwrap();
-            assert!(png.starts_with(b"\x89PNG"), "{}", path.display());
-        }
+        inspect(&c, &source, &shots, state).await;
     }
     c.close().await.unwrap();
     eprintln!("screenshots in {}", shots.display());
@@ -460,5 +469,46 @@ async fn a_scheduled_opening_counts_down_and_then_lets_the_visitor_in() {
     })
     .await;
     assert_eq!(c.current_url().await.unwrap().path(), "/register");
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_that_does_not_answer_gets_a_page_that_tries_again_by_itself() {
+    // Nothing listens where the origin should be, yet.
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let p = support::ProxyBuilder::to(addr)
+        .admission(600, 100, "10m")
+        .toml("[breaker]\nhold_requests = \"300ms\"\nopen_for = \"500ms\"")
+        .start()
+        .await;
+    let driver = chromedriver().await;
+    let c = browser(&driver, "fr", true).await;
+    c.goto(&p.url("/register?step=1")).await.unwrap();
+    let html_lang = c
+        .execute("return document.documentElement.lang", vec![])
+        .await
+        .unwrap();
+    assert_eq!(html_lang, "fr");
+    let headline = text(&c, "headline").await;
+    assert!(headline.contains("Le site ne répond pas"), "{headline}");
+    let ahead = text(&c, "ahead").await;
+    assert!(
+        ahead.contains("réessaie toute seule dans 5 secondes"),
+        "{ahead}"
+    );
+    assert!(!at_origin(&c).await);
+    let shots = target_dir().join("screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    inspect(&c, &axe_source(), &shots, "error").await;
+    // The site comes up: the page gets there by itself, on the page asked for.
+    let _origin = support::origin_at(addr, 10, 1).await;
+    wait_until(
+        "the page trying again by itself",
+        Duration::from_secs(30),
+        || async { at_origin(&c).await },
+    )
+    .await;
+    let url = c.current_url().await.unwrap();
+    assert!(url.as_str().ends_with("/register?step=1"), "{url}");
     c.close().await.unwrap();
 }

@@ -51,7 +51,12 @@ pub struct Origin {
 
 /// Starts an origin-stub serving `capacity` at once, `service_ms` each.
 pub async fn origin(capacity: usize, service_ms: u64) -> Origin {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    origin_at("127.0.0.1:0".parse().unwrap(), capacity, service_ms).await
+}
+
+/// [`origin`] on `addr` (a site that comes up where the proxy expects it).
+pub async fn origin_at(addr: SocketAddr, capacity: usize, service_ms: u64) -> Origin {
+    let listener = TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let options = origin_stub::Options {
