@@ -236,6 +236,11 @@ impl Metrics {
             "opens_at",
             s.settings.opens_at.map_or(0, |ms| (ms / 1000) as i64),
         );
+        // Unix seconds until which the line is held for a failing origin, 0 for never.
+        setting(
+            "held_until",
+            s.settings.held_until.map_or(0, |ms| (ms / 1000) as i64),
+        );
     }
 }
 
