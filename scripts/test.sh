@@ -29,13 +29,14 @@ if ! [[ -f "$npm_dir/node_modules/axe-core/axe.min.js" ]] ||
   fi
 fi
 
-echo "== cargo fmt --check"
+echo "== cargo fmt --check ($SECONDS s)"
 cargo fmt --all -- --check
-echo "== cargo clippy"
+echo "== cargo clippy ($SECONDS s)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-echo "== cargo build -p origin-stub (the fault tests run it as a process)"
+echo "== cargo build -p origin-stub, which the fault tests run as a process ($SECONDS s)"
 cargo build -p origin-stub --quiet
-echo "== cargo test"
+echo "== cargo test ($SECONDS s)"
 # One test at a time within each binary: the crowd tests measure rates and order in
 # real time, and must not share the two cores with each other.
 cargo test --workspace --quiet --no-fail-fast -- --test-threads=1
+echo "== done ($SECONDS s)"
