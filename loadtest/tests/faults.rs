@@ -81,6 +81,10 @@ async fn an_origin_killed_for_ten_seconds_mid_spike_loses_nobody() {
 
     let outcome = crowd.await.unwrap().unwrap();
     let s = &outcome.summary;
+    eprintln!(
+        "origin killed for 10 s: {} arrivals, {} lost, {} registered, {called_while_down} called while it was down",
+        s.arrivals, s.lost, s.registrations_completed
+    );
     assert_eq!(s.arrivals, 600, "{s:?}");
     assert_eq!(
         (

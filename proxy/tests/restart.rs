@@ -190,6 +190,11 @@ async fn killed_mid_spike_the_line_comes_back_whole() {
             other => panic!("unexpected token kind {other}"),
         }
     }
+    eprintln!(
+        "killed mid-spike: {admitted} admitted and {waiting} waiting; sent back {}, worse {}",
+        sent_back.len(),
+        worse.len()
+    );
     assert!(
         admitted >= 50 && waiting >= 100,
         "{admitted} admitted, {waiting} waiting: not mid-spike"

@@ -293,6 +293,7 @@ async fn a_redis_hung_for_ten_seconds_lets_in_no_burst_and_hands_out_no_stray_pl
     );
     // Places handed out that nobody holds: at most 1% more places than visitors.
     let issued = a.state().await["places_issued"].as_u64().unwrap();
+    eprintln!("hung Redis: at most {worst} let in within a second after it resumed; {issued} places for 600 visitors");
     assert!(issued <= 606, "{issued} places for 600 visitors");
 }
 

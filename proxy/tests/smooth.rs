@@ -41,6 +41,7 @@ async fn a_crowd_that_arrived_together_reaches_the_origin_one_by_one() {
     // together (20 at once); spaced at the outflow they come a slot apart.
     let stats = origin.stats().await;
     let most = stats["max_in_flight"].as_u64().unwrap();
+    eprintln!("a crowd arrived together: the origin held at most {most} at once");
     assert!(
         most <= 8,
         "the origin held {most} requests at once: {stats}"
