@@ -38,6 +38,8 @@ new_users_per_minute = 600
 $store
 [admin]
 token = "bench-admin-token"
+[clients]
+places_per_minute = 0   # wrk asks from one address for many newcomers
 TOML
   RUST_LOG=warn "$bin/waitroom" --config "$out/$mode.toml" >"$out/$mode.log" 2>&1 &
   pids+=($!)

@@ -123,15 +123,23 @@ pub struct Browser {
     http: Http,
     base: String,
     cookies: BTreeMap<String, String>,
+    /// The address this browser would have on the internet, sent as
+    /// `X-Forwarded-For` (believed by a waitroom that trusts the loadtest's host).
+    address: String,
 }
 
 impl Browser {
-    /// A browser with an empty jar, visiting `base` (`http://host:port`).
-    pub fn new(http: Http, base: &str) -> Self {
+    /// A browser with an empty jar, visiting `base` (`http://host:port`), as
+    /// visitor number `id`: its address is `10.x.y.z` from the number, so that a
+    /// waitroom trusting the loadtest's host tells the visitors apart (as it does
+    /// real ones behind a load balancer) and limits each on its own.
+    pub fn new(http: Http, base: &str, id: u32) -> Self {
+        let [_, x, y, z] = id.to_be_bytes();
         Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
             cookies: BTreeMap::new(),
+            address: format!("10.{x}.{y}.{z}"),
         }
     }
 
@@ -149,7 +157,7 @@ impl Browser {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join("; ");
-        let mut headers = vec![("accept", accept)];
+        let mut headers = vec![("accept", accept), ("x-forwarded-for", &self.address)];
         if !cookie.is_empty() {
             headers.push(("cookie", cookie.as_str()));
         }

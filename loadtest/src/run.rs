@@ -111,7 +111,7 @@ pub async fn run(spike: &Spike) -> anyhow::Result<Outcome> {
         let visitor = Visitor {
             progress: progress.clone(),
             id: i as u32,
-            browser: Browser::new(http.clone(), &spike.target),
+            browser: Browser::new(http.clone(), &spike.target, i as u32),
             behaviour: spike.behaviour.clone(),
             start,
         };

@@ -9,9 +9,14 @@ use prometheus::Registry;
 use crate::admission::line::{Settings, SettingsPatch, Snapshot};
 use crate::admission::Admission;
 use crate::http::{self as h, Body};
+use crate::limits::{Protection, ProtectionPatch};
 use crate::shutdown::Shutdown;
+use serde_json::json;
+use std::sync::Arc;
 
 const MAX_BODY: usize = 64 * 1024;
+/// How long a request body may take to arrive in whole.
+const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The admin side of the proxy.
 #[derive(Clone)]
@@ -21,6 +26,7 @@ pub struct Admin {
     token: String,
     /// Fired when this process stops serving (shutdown or handover): not ready.
     stopping: Shutdown,
+    protection: Arc<Protection>,
 }
 
 impl Admin {
@@ -31,12 +37,14 @@ impl Admin {
         registry: Registry,
         token: String,
         stopping: Shutdown,
+        protection: Arc<Protection>,
     ) -> Self {
         Self {
             admission,
             registry,
             token,
             stopping,
+            protection,
         }
     }
 
@@ -64,7 +72,11 @@ impl Admin {
                 match (req.method(), p) {
                     (&Method::GET, "/admin/state") => self.state().await,
                     (&Method::PATCH, "/admin/settings") => self.settings(req).await,
-                    (_, "/admin/state" | "/admin/settings") => {
+                    (&Method::GET, "/admin/protection") => {
+                        h::json(StatusCode::OK, &json!(self.protection.current()))
+                    }
+                    (&Method::PATCH, "/admin/protection") => self.protection(req).await,
+                    (_, "/admin/state" | "/admin/settings" | "/admin/protection") => {
                         h::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
                     }
                     _ => h::error(StatusCode::NOT_FOUND, "no such admin endpoint"),
@@ -121,19 +133,29 @@ impl Admin {
         }
     }
 
-    async fn settings(&self, req: Request<Incoming>) -> Response<Body> {
-        let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => return h::error(StatusCode::PAYLOAD_TOO_LARGE, "body too large or broken"),
-        };
-        let patch: SettingsPatch = match serde_json::from_slice(&body) {
+    async fn protection(&self, req: Request<Incoming>) -> Response<Body> {
+        let patch: ProtectionPatch = match read_json(req).await {
             Ok(p) => p,
-            Err(e) => return h::error(StatusCode::BAD_REQUEST, &format!("invalid settings: {e}")),
+            Err(r) => return r,
         };
-        if let Err(reason) = validate(&patch) {
+        match self.protection.apply(patch) {
+            Ok(now) => {
+                tracing::info!(limits = ?now, "rate limits changed");
+                h::json(StatusCode::OK, &json!(now))
+            }
+            Err(reason) => h::error(StatusCode::BAD_REQUEST, &reason),
+        }
+    }
+
+    async fn settings(&self, req: Request<Incoming>) -> Response<Body> {
+        let patch: SettingsPatch = match read_json(req).await {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        let now = self.admission.clock().now_ms();
+        if let Err(reason) = validate(&patch, crate::clock::wall_ms()) {
             return h::error(StatusCode::BAD_REQUEST, &reason);
         }
-        let now = self.admission.clock().now_ms();
         match self.admission.store().update_settings(patch, now).await {
             Ok(s) => {
                 tracing::info!(?s, "settings changed");
@@ -147,7 +169,59 @@ impl Admin {
     }
 }
 
-fn validate(p: &SettingsPatch) -> Result<(), String> {
+/// Reads a JSON body of at most [`MAX_BODY`] that arrives within
+/// [`BODY_DEADLINE`]; otherwise the answer to give (413, 408 or 400).
+async fn read_json<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+) -> Result<T, Response<Body>> {
+    let announced = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(closing(h::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body too large",
+        )));
+    }
+    let collected = tokio::time::timeout(
+        BODY_DEADLINE,
+        Limited::new(req.into_body(), MAX_BODY).collect(),
+    )
+    .await;
+    let body = match collected {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => {
+            return Err(closing(h::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body too large or broken",
+            )))
+        }
+        Err(_) => {
+            tracing::debug!("admin: a request body did not arrive in time");
+            return Err(closing(h::error(
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not arrive in time",
+            )));
+        }
+    };
+    serde_json::from_slice(&body)
+        .map_err(|e| h::error(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")))
+}
+
+/// `r`, closing the connection after it (its request's body was not read whole).
+fn closing(mut r: Response<Body>) -> Response<Body> {
+    r.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    r
+}
+
+fn validate(p: &SettingsPatch, wall_ms: u64) -> Result<(), String> {
+    if matches!(p.opens_at, Some(Some(at)) if at > crate::config::latest_opening(wall_ms)) {
+        return Err("opens_at: must be at most a year from now".into());
+    }
     if p.new_users_per_minute == Some(0) {
         return Err(
             "new_users_per_minute: must be at least 1 (use paused to stop admissions)".into(),

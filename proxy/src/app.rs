@@ -14,6 +14,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::config::StoreKind;
 use crate::forward::{Forwarder, Peer};
+use crate::limits::Protection;
 use crate::metrics::Metrics;
 use crate::public::{CookiePolicy, Public};
 use crate::queue_page::{Page, PageError};
@@ -192,16 +193,20 @@ pub async fn run_with(
         // passed on to it, on the same address.
         let successor = Forwarder::relay(
             format!("http://{addr}").parse().expect("an address URL"),
-            metrics,
+            metrics.clone(),
         );
         public_service = public_service.relay_after(handed_over.clone(), successor);
     }
-    let public_service = Arc::new(public_service);
+    let protection = Arc::new(Protection::new(config.edge.places, config.edge.session));
+    tokio::spawn(sweep_limits(protection.clone(), shutdown.clone()));
+    let public_service =
+        Arc::new(public_service.with_edge(config.edge.trusted_proxies.clone(), protection.clone()));
     let admin_service = Arc::new(Admin::new(
         admission,
         registry,
         config.admin_token.clone(),
         shutdown.clone(),
+        protection,
     ));
     let offer = offer_handover(
         &config,
@@ -214,7 +219,16 @@ pub async fn run_with(
         public,
         move |req, addr| {
             let s = public_service.clone();
-            async move { s.handle(req, Peer { addr, tls: false }).await }
+            let peer = Peer {
+                addr,
+                tls: false,
+                trusted: false,
+            };
+            async move { s.handle(req, peer).await }
+        },
+        crate::server::Cap {
+            max_connections: crate::server::max_connections(config.edge.max_connections),
+            metrics: Some(metrics.clone()),
         },
         shutdown.clone(),
     );
@@ -223,6 +237,10 @@ pub async fn run_with(
         move |req, _| {
             let s = admin_service.clone();
             async move { s.handle(req).await }
+        },
+        crate::server::Cap {
+            max_connections: ADMIN_CONNECTIONS,
+            metrics: None,
         },
         shutdown,
     );
@@ -243,6 +261,9 @@ pub async fn run_with(
     }
     Ok(())
 }
+
+/// Connections the admin listener serves at once (operators and scrapers).
+const ADMIN_CONNECTIONS: usize = 256;
 
 /// How often the breaker's state is published, and how far ahead a hold reaches.
 const HOLD_EVERY: Duration = Duration::from_millis(250);
@@ -400,6 +421,15 @@ async fn sync_periodically(store: MemoryStore, shutdown: Shutdown) {
                 tracing::warn!(error = %e, "could not flush the journal to the disk");
             }
         }
+    })
+    .await
+}
+
+/// Every 10 s, forgets the clients and sessions that have fully recovered, so the
+/// limits' memory follows who was active lately.
+async fn sweep_limits(protection: Arc<Protection>, shutdown: Shutdown) {
+    every(Duration::from_secs(10), shutdown, || async {
+        protection.sweep()
     })
     .await
 }

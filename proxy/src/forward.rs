@@ -9,6 +9,8 @@
 //! the connection (nothing reached it) it is sent again once the origin is back.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -58,6 +60,8 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// Whether the client connected over TLS.
     pub tls: bool,
+    /// Whether the peer is a trusted proxy, whose forwarding headers are kept.
+    pub trusted: bool,
 }
 
 /// A request's head, kept to build the request again.
@@ -68,10 +72,11 @@ struct Head {
     headers: HeaderMap,
 }
 
-/// The body as it will be sent: kept whole (can be sent again), or streamed once.
+/// The body as it will be sent: kept whole (can be sent again), or streamed once
+/// (noting when the client's side of it broke, which is then not the origin's fault).
 enum Payload {
     Kept(Bytes),
-    Streamed(Option<Incoming>),
+    Streamed(Option<Incoming>, Arc<AtomicBool>),
 }
 
 impl Payload {
@@ -84,15 +89,27 @@ impl Payload {
                 .await
                 .map(|b| Self::Kept(b.to_bytes()))
                 .map_err(|e| ProxyError::BrokenRequest(e.to_string())),
-            _ => Ok(Self::Streamed(Some(body))),
+            _ => Ok(Self::Streamed(Some(body), Arc::default())),
         }
+    }
+
+    /// Whether the client's body broke while it was streamed to the origin.
+    fn broke(&self) -> bool {
+        matches!(self, Self::Streamed(_, broke) if broke.load(Ordering::Relaxed))
     }
 
     /// The body for one attempt; `None` when a streamed body was sent already.
     fn take(&mut self) -> Option<Body> {
         match self {
             Self::Kept(bytes) => Some(crate::http::full(bytes.clone())),
-            Self::Streamed(body) => body.take().map(|b| b.map_err(Into::into).boxed()),
+            Self::Streamed(body, broke) => body.take().map(|b| {
+                let broke = broke.clone();
+                b.map_err(move |e| {
+                    broke.store(true, Ordering::Relaxed);
+                    e.into()
+                })
+                .boxed()
+            }),
         }
     }
 }
@@ -233,6 +250,12 @@ impl Forwarder {
                     tracing::warn!(error = %e, "origin refused the connection");
                     return Err(ProxyError::OriginUnreachable(e.to_string()));
                 }
+                Ok(Err(e)) if payload.broke() => {
+                    // The client's body broke (malformed chunks, cut short): the
+                    // client's mistake; the ticket is dropped without an outcome.
+                    drop(ticket);
+                    return Err(ProxyError::BrokenRequest(e.to_string()));
+                }
                 Ok(Err(e)) => {
                     ticket.record(Outcome::Failure);
                     self.metrics.origin_error("broken");
@@ -261,12 +284,25 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Sets `X-Forwarded-For`/`-Proto`/`-Host`. What a trusted proxy wrote before
+/// is kept (the peer appended); from anyone else, `X-Forwarded-For`, `Forwarded`
+/// and `X-Real-IP` are not believed: the origin sees the peer alone.
 fn set_forwarded(headers: &mut HeaderMap, peer: Peer, host: Option<HeaderValue>) {
-    let ip = peer.addr.ip().to_string();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(earlier) => format!("{earlier}, {ip}"),
-        None => ip,
+    let ip = peer.addr.ip().to_canonical().to_string();
+    let earlier: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let xff = if peer.trusted && !earlier.is_empty() {
+        format!("{}, {ip}", earlier.join(", "))
+    } else {
+        ip
     };
+    if !peer.trusted {
+        headers.remove("forwarded");
+        headers.remove("x-real-ip");
+    }
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert("x-forwarded-for", v);
     }
@@ -296,13 +332,21 @@ mod tests {
         h.insert("x-private", HeaderValue::from_static("1"));
         h.insert("upgrade", HeaderValue::from_static("websocket"));
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        h.insert("x-real-ip", HeaderValue::from_static("10.0.0.1"));
         h.insert("accept", HeaderValue::from_static("*/*"));
         strip_hop_by_hop(&mut h);
-        let peer = Peer {
+        let mut peer = Peer {
             addr: "127.0.0.2:5000".parse().unwrap(),
             tls: false,
+            trusted: false,
         };
+        let mut untrusted = h.clone();
+        set_forwarded(&mut untrusted, peer, None);
+        assert_eq!(untrusted["x-forwarded-for"], "127.0.0.2");
+        assert!(untrusted.get("x-real-ip").is_none());
+        peer.trusted = true;
         set_forwarded(&mut h, peer, Some(HeaderValue::from_static("example.org")));
+        assert_eq!(h["x-real-ip"], "10.0.0.1");
         assert!(
             h.get("x-private").is_none()
                 && h.get("upgrade").is_none()

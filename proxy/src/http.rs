@@ -44,32 +44,54 @@ pub fn error(status: StatusCode, reason: &str) -> Response<Body> {
     json(status, &serde_json::json!({ "error": reason }))
 }
 
-/// The value of cookie `name` in the request's `Cookie` headers, if any.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// The `name=value` pairs of the request's `Cookie` headers, read as bytes: a
+/// browser sends every cookie of the site in one header, and another cookie's
+/// content (UTF-8, quotes, `=`) must never hide ours.
+fn cookie_pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim_matches('"'))
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+        .map(<[u8]>::trim_ascii)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.iter().position(|b| *b == b'=') {
+            Some(i) => (pair[..i].trim_ascii(), pair[i + 1..].trim_ascii()),
+            None => (pair, &b""[..]),
+        })
 }
 
-/// Sets cookie `name` to `value` in the request's `Cookie` header, replacing any
+/// Every value of cookie `name` in the request's `Cookie` headers, in order,
+/// unquoted; values that are not ASCII text (never one of our tokens) are left out.
+pub fn cookies<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
+    cookie_pairs(headers)
+        .filter(|(k, _)| *k == name.as_bytes())
+        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+        .filter(|v| v.is_ascii())
+        .map(|v| {
+            v.strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v)
+        })
+        .collect()
+}
+
+/// Sets cookie `name` to `value` in the request's `Cookie` header, replacing every
 /// earlier value, so that the origin sees the token the visitor is about to get.
+/// The other cookies pass on byte for byte.
 pub fn replace_cookie(headers: &mut HeaderMap, name: &str, value: &str) {
-    let mut pairs: Vec<String> = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(k, _)| k != name))
-        .map(str::to_owned)
-        .collect();
-    pairs.push(format!("{name}={value}"));
-    if let Ok(v) = HeaderValue::from_str(&pairs.join("; ")) {
+    let mut joined: Vec<u8> = Vec::new();
+    for (k, v) in cookie_pairs(headers).filter(|(k, _)| *k != name.as_bytes()) {
+        joined.extend_from_slice(k);
+        if !v.is_empty() || !k.is_empty() {
+            joined.push(b'=');
+            joined.extend_from_slice(v);
+        }
+        joined.extend_from_slice(b"; ");
+    }
+    joined.extend_from_slice(name.as_bytes());
+    joined.push(b'=');
+    joined.extend_from_slice(value.as_bytes());
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
         headers.remove(COOKIE);
         headers.insert(COOKIE, v);
     }
@@ -145,12 +167,20 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(COOKIE, HeaderValue::from_static("a=1; waitroom=tok.en.x"));
         h.append(COOKIE, HeaderValue::from_static("b=2"));
-        assert_eq!(cookie(&h, "waitroom"), Some("tok.en.x"));
-        assert_eq!(cookie(&h, "b"), Some("2"));
-        assert_eq!(cookie(&h, "wait"), None);
+        h.append(
+            COOKIE,
+            HeaderValue::from_bytes("pref=caf\u{e9}; waitroom=\"second\"".as_bytes()).unwrap(),
+        );
+        assert_eq!(cookies(&h, "waitroom"), ["tok.en.x", "second"]);
+        assert_eq!(cookies(&h, "b"), ["2"]);
+        assert!(cookies(&h, "wait").is_empty());
+        assert!(cookies(&h, "pref").is_empty(), "not ASCII: never a token");
         replace_cookie(&mut h, "waitroom", "new");
         assert_eq!(h.get_all(COOKIE).iter().count(), 1);
-        assert_eq!(h[COOKIE], "a=1; b=2; waitroom=new");
+        assert_eq!(
+            h[COOKIE].as_bytes(),
+            "a=1; b=2; pref=caf\u{e9}; waitroom=new".as_bytes()
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //!   ([`admission::line`]): places, outflow (GCRA), capacity, sessions, abandonment.
 //! - [`store`]: where the line lives, behind one trait ([`store::Store`]).
 //! - [`token`]: signed queue and admission tokens (EdDSA JWTs) and their keys.
+//! - [`clients`]: who the client is, through trusted proxies.
+//! - [`limits`]: rate limits per client (new places) and per session.
 //! - [`public`]: the public listener: routing, `/_waitroom/*`, forwarding decisions.
 //! - [`queue_page`]: the page and JSON a waiting visitor sees.
 //! - [`forward`]: the pooled hyper client to the origin.
@@ -24,11 +26,13 @@ pub mod admin;
 pub mod admission;
 pub mod app;
 pub mod breaker;
+pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod forward;
 pub mod handover;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod public;
 pub mod queue_page;

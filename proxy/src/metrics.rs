@@ -11,6 +11,8 @@ use crate::admission::line::{PumpReport, Snapshot};
 pub struct Metrics {
     requests: IntCounterVec,
     tokens_refused: IntCounterVec,
+    client_errors: IntCounterVec,
+    rate_limited: IntCounterVec,
     admissions: IntCounterVec,
     queued: IntCounter,
     called: IntCounter,
@@ -55,6 +57,16 @@ impl Metrics {
                 "waitroom_tokens_refused_total",
                 "Presented tokens refused, by reason",
                 &["reason"],
+            ),
+            client_errors: counter_vec(
+                "waitroom_client_errors_total",
+                "Requests refused as the client's mistake: body (broken or malformed body), request (no or two Host headers, CONNECT), shed (over limits.max_connections)",
+                &["kind"],
+            ),
+            rate_limited: counter_vec(
+                "waitroom_rate_limited_total",
+                "Requests answered 429: places (a client asking for too many new places), session (one admission used faster than a person does)",
+                &["limit"],
             ),
             admissions: counter_vec(
                 "waitroom_admissions_total",
@@ -150,6 +162,12 @@ impl Metrics {
         for op in ["decide", "touch", "pump"] {
             self.store_errors.with_label_values(&[op]);
         }
+        for kind in ["body", "request", "shed"] {
+            self.client_errors.with_label_values(&[kind]);
+        }
+        for limit in ["places", "session"] {
+            self.rate_limited.with_label_values(&[limit]);
+        }
         self
     }
 
@@ -161,6 +179,24 @@ impl Metrics {
     /// Counts a refused token.
     pub fn token_refused(&self, reason: &str) {
         self.tokens_refused.with_label_values(&[reason]).inc();
+    }
+
+    /// Refused tokens so far, whatever the reason.
+    pub fn tokens_refused(&self) -> u64 {
+        crate::token::TokenError::ALL
+            .iter()
+            .map(|e| self.tokens_refused.with_label_values(&[e.label()]).get())
+            .sum()
+    }
+
+    /// Counts a request refused as the client's mistake (see the metric's help).
+    pub fn client_error(&self, kind: &str) {
+        self.client_errors.with_label_values(&[kind]).inc();
+    }
+
+    /// Counts a request answered 429 by `limit` (`places` or `session`).
+    pub fn rate_limited(&self, limit: &str) {
+        self.rate_limited.with_label_values(&[limit]).inc();
     }
 
     /// Counts an admission.

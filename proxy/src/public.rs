@@ -6,9 +6,11 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::admission::{Admission, Decision, Presented, Standing};
+use crate::clients::{limit_key, TrustedProxies};
 use crate::config::CookieSecure;
 use crate::forward::{Forwarder, Peer};
 use crate::http::{self as h, Body, ProxyError};
+use crate::limits::{retry_after_secs, Limit, Protection};
 use crate::metrics::Metrics;
 use crate::queue_page::{Page, Status, Trouble};
 use crate::token::Kind;
@@ -59,6 +61,10 @@ pub struct Public {
     page: Arc<Page>,
     /// Once set, every request goes to the successor process (see [`Public::relay_after`]).
     relay: Option<(Arc<AtomicBool>, Forwarder)>,
+    /// Whose forwarding headers are believed.
+    clients: TrustedProxies,
+    /// Rate limits per client and per session.
+    protection: Arc<Protection>,
 }
 
 impl Public {
@@ -81,7 +87,17 @@ impl Public {
             held_poll_ms,
             page,
             relay: None,
+            clients: TrustedProxies::default(),
+            protection: Arc::new(Protection::new(Limit::OFF, Limit::OFF)),
         }
+    }
+
+    /// Tells clients apart through `clients` and limits them with `protection`
+    /// (without it: every peer is its own client, and nothing is limited).
+    pub fn with_edge(mut self, clients: TrustedProxies, protection: Arc<Protection>) -> Self {
+        self.clients = clients;
+        self.protection = protection;
+        self
     }
 
     /// Once `handed_over` is set, passes every request on to `successor`: the
@@ -93,7 +109,8 @@ impl Public {
     }
 
     /// Answers one request.
-    pub async fn handle(&self, req: Request<Incoming>, peer: Peer) -> Response<Body> {
+    pub async fn handle(&self, req: Request<Incoming>, mut peer: Peer) -> Response<Body> {
+        peer.trusted = self.clients.trusts(peer.addr.ip());
         if let Some((handed_over, successor)) = &self.relay {
             if handed_over.load(Ordering::SeqCst) {
                 let asked = self.asked(&req);
@@ -103,10 +120,13 @@ impl Public {
                 };
             }
         }
+        if let Some(refused) = self.refused(&req) {
+            return refused;
+        }
         let path = req.uri().path();
         if let Some(endpoint) = path.strip_prefix(RESERVED) {
             return match (req.method(), endpoint) {
-                (&Method::GET | &Method::HEAD, "status") => self.status(&req).await,
+                (&Method::GET | &Method::HEAD, "status") => self.status(&req, peer).await,
                 (&Method::GET | &Method::HEAD, "jwks.json") => {
                     let mut r = h::json(StatusCode::OK, &self.admission.tokens().keys().jwks());
                     r.headers_mut().insert(
@@ -126,6 +146,9 @@ impl Public {
             return self.forward(req, peer, None).await;
         }
         let presented = self.presented(&req);
+        if let Some(limited) = self.over_limit(&req, peer, &presented) {
+            return limited;
+        }
         let decision = self.admission.decide(&presented).await;
         let status = self.status_of(&decision);
         let Decision {
@@ -152,6 +175,29 @@ impl Public {
         }
     }
 
+    /// A request no browser sends, refused before anything else: `CONNECT` (this
+    /// is not a forward proxy) and HTTP/1.1 without exactly one `Host` (RFC 9112
+    /// §3.2: a request smuggled past another proxy often looks like that).
+    fn refused(&self, req: &Request<Incoming>) -> Option<Response<Body>> {
+        let hosts = req.headers().get_all(http::header::HOST).iter().count();
+        let (status, reason) = if req.method() == Method::CONNECT {
+            (StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not served here")
+        } else if hosts > 1 || (hosts == 0 && req.version() == http::Version::HTTP_11) {
+            (
+                StatusCode::BAD_REQUEST,
+                "a request needs exactly one Host header",
+            )
+        } else {
+            return None;
+        };
+        self.metrics.client_error("request");
+        tracing::debug!(method = %req.method(), hosts, "refused a malformed request");
+        let mut r = h::error(status, reason);
+        r.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        Some(r)
+    }
+
     fn status_of(&self, d: &Decision) -> Status {
         match d.standing {
             Standing::Admitted { .. } => Status::admitted(),
@@ -170,12 +216,15 @@ impl Public {
 
     fn presented(&self, req: &Request<Incoming>) -> Presented {
         self.admission
-            .present(h::cookie(req.headers(), &self.cookie.name))
+            .present(&h::cookies(req.headers(), &self.cookie.name))
     }
 
-    async fn status(&self, req: &Request<Incoming>) -> Response<Body> {
+    async fn status(&self, req: &Request<Incoming>, peer: Peer) -> Response<Body> {
         self.metrics.request("status");
         let presented = self.presented(req);
+        if let Some(limited) = self.over_limit(req, peer, &presented) {
+            return limited;
+        }
         let d = self.admission.decide(&presented).await;
         let mut r = h::json(StatusCode::OK, &self.status_of(&d).to_json());
         if let Some(t) = d.set_token {
@@ -237,6 +286,51 @@ impl Public {
         r
     }
 
+    /// A 429 when the request is over a limit: a newcomer whose client has taken
+    /// its allowance of new places, or an admitted session used faster than a
+    /// person does. Checked before the store is asked anything.
+    fn over_limit(
+        &self,
+        req: &Request<Incoming>,
+        peer: Peer,
+        presented: &Presented,
+    ) -> Option<Response<Body>> {
+        let line = self.admission.store().line_id();
+        let (limit, verdict) = match presented {
+            Presented::Valid(c) if c.l == line && c.k == Kind::Admission => {
+                ("session", self.protection.sessions.check(&c.n))
+            }
+            Presented::Valid(c) if c.l == line => return None,
+            _ => {
+                let client = self.clients.client(peer.addr.ip(), req.headers());
+                ("places", self.protection.places.check(&limit_key(client)))
+            }
+        };
+        let wait = verdict.err()?;
+        self.metrics.rate_limited(limit);
+        tracing::debug!(limit, peer = %peer.addr, "over a rate limit");
+        let retry_secs = retry_after_secs(wait);
+        let asked = self.asked(req);
+        let mut r = if asked.json {
+            h::json(
+                StatusCode::TOO_MANY_REQUESTS,
+                &serde_json::json!({ "error": "too_many_requests", "retry_after": retry_secs }),
+            )
+        } else {
+            let html = self.page.render_error(
+                Trouble::TooMany,
+                asked.lang,
+                &asked.target,
+                retry_secs,
+                asked.repeatable,
+            );
+            Self::page_response(StatusCode::TOO_MANY_REQUESTS, asked.lang, html)
+        };
+        r.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(retry_secs));
+        Some(r)
+    }
+
     /// What an answer about `req` needs once the request itself is gone.
     fn asked(&self, req: &Request<Incoming>) -> Asked {
         Asked {
@@ -257,7 +351,9 @@ impl Public {
     fn failed(&self, asked: &Asked, e: ProxyError) -> Response<Body> {
         let status = e.status();
         if !e.is_origin() {
-            return h::error(status, "the request's body broke off");
+            self.metrics.client_error("body");
+            tracing::debug!(error = %e, "the client's request body broke");
+            return h::error(status, "the request's body was malformed or broke off");
         }
         let retry_secs = RETRY_AFTER_SECS;
         let mut r = if asked.json {

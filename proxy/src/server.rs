@@ -1,4 +1,7 @@
-//! Accepting connections and serving HTTP/1.1 on them until shutdown.
+//! Accepting connections and serving HTTP/1.1 on them until shutdown, at most
+//! so many at once: past the cap the newest connection gets a short `503` and is
+//! closed, so the process never spins at its file-descriptor limit (and keeps
+//! descriptors for its state files and the origin).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,12 +20,52 @@ use crate::shutdown::Shutdown;
 
 /// How long open connections get to finish after shutdown.
 const DRAIN: Duration = Duration::from_secs(10);
+/// The answer to a connection over the cap.
+const SHED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nretry-after: 5\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: 28\r\n\r\nToo many connections, retry\n";
+/// Longest pause between failed accepts.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// How many connections a listener serves at once.
+#[derive(Clone)]
+pub struct Cap {
+    /// Connections served at once; the newest beyond are shed.
+    pub max_connections: usize,
+    /// Counts shed connections.
+    pub metrics: Option<crate::metrics::Metrics>,
+}
+
+/// A cap for `configured` connections (0: from the file-descriptor limit: half
+/// of what is left after a reserve, the other half being for the origin).
+pub fn max_connections(configured: usize) -> usize {
+    if configured > 0 {
+        return configured;
+    }
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(65_536);
+    let soft = usize::try_from(soft).unwrap_or(usize::MAX).min(1 << 20);
+    (soft.saturating_sub(256) / 2).max(16)
+}
+
+/// Answers a connection over the cap with [`SHED`] and closes it.
+async fn shed(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let answer = async {
+        stream.write_all(SHED).await?;
+        stream.shutdown().await?;
+        // Read what the client sent, so closing does not reset the answer away.
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), answer).await;
+}
 
 /// Serves `handler` on every connection accepted from `listener` until `shutdown`,
 /// then lets open connections finish their requests (up to [`DRAIN`]). The
 /// listener is shared: whoever else holds it (a handover to a new process) keeps
 /// it open after this stops accepting, so connections wait instead of being refused.
-pub async fn serve<H, F>(listener: Arc<TcpListener>, handler: H, mut shutdown: Shutdown)
+pub async fn serve<H, F>(listener: Arc<TcpListener>, handler: H, cap: Cap, mut shutdown: Shutdown)
 where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
@@ -32,18 +75,37 @@ where
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
         .keep_alive(true);
+    let permits = Arc::new(tokio::sync::Semaphore::new(cap.max_connections));
+    let mut failed_accepts = 0u64;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    // Out of file descriptors and the like: back off briefly.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    // Out of file descriptors and the like: back off, longer each
+                    // time, and say so once per episode.
+                    if failed_accepts == 0 {
+                        tracing::warn!(error = %e, "accept failed; backing off (logged once until accepting again)");
+                    }
+                    failed_accepts += 1;
+                    let backoff = Duration::from_millis(10 << failed_accepts.min(7)).min(MAX_BACKOFF);
+                    tokio::time::sleep(backoff).await;
                     continue;
                 }
             },
             _ = shutdown.wait() => break,
+        };
+        if failed_accepts > 0 {
+            tracing::info!(failed_accepts, "accepting connections again");
+            failed_accepts = 0;
+        }
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            if let Some(m) = &cap.metrics {
+                m.client_error("shed");
+            }
+            tracing::debug!(%peer, "over limits.max_connections: shedding the newest");
+            tokio::spawn(shed(stream));
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
@@ -57,6 +119,7 @@ where
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(permit);
         });
     }
     drop(listener);

@@ -8,7 +8,12 @@ use support::{origin, proxy, Http, ADMIN_TOKEN};
 #[tokio::test]
 async fn forwards_admitted_requests_with_forwarded_headers_and_bodies() {
     let origin = origin(10, 1).await;
-    let proxy = proxy(&origin).admission(600, 100, "10m").start().await;
+    // Behind a trusted proxy (loopback here), what it wrote is kept and appended to.
+    let proxy = proxy(&origin)
+        .admission(600, 100, "10m")
+        .clients("trusted_proxies = [\"127.0.0.1/32\"]")
+        .start()
+        .await;
     let http = Http::new();
     let mut v = proxy.visitor(&http);
     let first = v.get("/").await.unwrap();

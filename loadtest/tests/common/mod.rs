@@ -17,7 +17,8 @@ pub const ADMIN_TOKEN: &str = "loadtest-token";
 pub async fn waitroom(origin: SocketAddr, sections: &str) -> (SocketAddr, SocketAddr) {
     let text = format!(
         "[listen]\npublic = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[origin]\nurl = \"http://{origin}\"\n\
-         [admin]\ntoken = \"{ADMIN_TOKEN}\"\n[store]\nstate_dir = \"{}\"\n{sections}",
+         [admin]\ntoken = \"{ADMIN_TOKEN}\"\n[store]\nstate_dir = \"{}\"\n\
+         [clients]\ntrusted_proxies = [\"127.0.0.1/32\"]\n{sections}",
         std::env::temp_dir()
             .join(format!("loadtest-waitroom-{}", rand::random::<u64>()))
             .display()

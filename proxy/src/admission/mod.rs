@@ -26,6 +26,10 @@ use crate::token::{Claims, Kind, TokenError, Tokens};
 pub const PUMP_EVERY: Duration = Duration::from_millis(20);
 /// Gauges are refreshed every this many pump rounds.
 const SNAPSHOT_EVERY_ROUNDS: u64 = 10;
+/// At most this many cookies of our name are verified per request.
+const MAX_TOKENS_READ: usize = 4;
+/// Refused tokens are summed up in one warning at most this often.
+const REFUSALS_SUMMARY_EVERY: Duration = Duration::from_secs(60);
 
 /// What a visitor presented.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -169,18 +173,41 @@ impl Admission {
         &self.clock
     }
 
-    /// Verifies a cookie value into what the visitor presented (logging refusals).
-    pub fn present(&self, token: Option<&str>) -> Presented {
-        match token {
-            None => Presented::Nothing,
-            Some(t) => match self.tokens.verify(t) {
-                Ok(claims) => Presented::Valid(claims),
+    /// Verifies the values of the visitor's cookie into what they presented: with
+    /// several cookies of our name (a stale one beside a fresh one, or garbage set
+    /// by another site's script), the best valid token wins — an admission, then
+    /// the earliest place, then a provisional place. Refusals are counted and
+    /// logged at debug (the pump sums them up in a warning, see [`Self::run_pump`]).
+    pub fn present(&self, tokens: &[&str]) -> Presented {
+        let line = self.store.line_id();
+        let mut best: Option<(u8, std::cmp::Reverse<u64>, Claims)> = None;
+        let mut refused = None;
+        // A request may carry a handful of cookies of our name, not a flood.
+        for token in tokens.iter().take(MAX_TOKENS_READ) {
+            match self.tokens.verify(token) {
+                Ok(claims) => {
+                    let rank = match (claims.l == line, claims.k) {
+                        (false, _) => 0,
+                        (true, Kind::Provisional) => 1,
+                        (true, Kind::Queue) => 2,
+                        (true, Kind::Admission) => 3,
+                    };
+                    let key = (rank, std::cmp::Reverse(claims.n));
+                    if best.as_ref().is_none_or(|(r, n, _)| key > (*r, *n)) {
+                        best = Some((key.0, key.1, claims));
+                    }
+                }
                 Err(e) => {
                     self.metrics.token_refused(e.label());
-                    tracing::info!(reason = e.label(), "refused token; treating as newcomer");
-                    Presented::Refused(e)
+                    tracing::debug!(reason = e.label(), "refused token");
+                    refused.get_or_insert(e);
                 }
-            },
+            }
+        }
+        match (best, refused) {
+            (Some((_, _, claims)), _) => Presented::Valid(claims),
+            (None, Some(e)) => Presented::Refused(e),
+            (None, None) => Presented::Nothing,
         }
     }
 
@@ -315,10 +342,22 @@ impl Admission {
         let mut tick = tokio::time::interval(self.store.pump_every());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
+        let mut refusals = (tokio::time::Instant::now(), self.metrics.tokens_refused());
         for round in 0u64.. {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.wait() => return,
+            }
+            if refusals.0.elapsed() >= REFUSALS_SUMMARY_EVERY {
+                let total = self.metrics.tokens_refused();
+                if total > refusals.1 {
+                    tracing::warn!(
+                        refused = total - refusals.1,
+                        "tokens refused in the last minute (each one was treated as a \
+                         newcomer); waitroom_tokens_refused_total has the reasons"
+                    );
+                }
+                refusals = (tokio::time::Instant::now(), total);
             }
             let now = self.clock.now_ms();
             let result = async {

@@ -73,7 +73,7 @@ impl Visitor {
     async fn visit(&mut self, room: &Room) -> Standing {
         let d = room.admission.decide(&self.presented).await;
         if let Some((_, token)) = d.set_token {
-            self.presented = room.admission.present(Some(&token));
+            self.presented = room.admission.present(&[&token]);
         }
         let now = room.admission.clock().now_ms();
         match d.standing {
@@ -310,7 +310,7 @@ async fn paused_room_queues_everybody_and_resumes() {
 #[tokio::test(start_paused = true)]
 async fn refused_tokens_are_newcomers() {
     let room = room(600, 100, TIMING);
-    let p = room.admission.present(Some("not.a.token"));
+    let p = room.admission.present(&["not.a.token"]);
     assert_eq!(p, Presented::Refused(TokenError::Malformed));
     let d = room.admission.decide(&p).await;
     assert!(matches!(d.set_token, Some((Kind::Admission, _))));

@@ -9,7 +9,7 @@ use std::path::Path;
 pub const LANGUAGES: [&str; 4] = ["de", "fr", "lb", "en"];
 
 /// Every key a catalogue must have.
-pub const KEYS: [&str; 24] = [
+pub const KEYS: [&str; 26] = [
     "language_name",
     "title",
     "heading",
@@ -34,6 +34,8 @@ pub const KEYS: [&str; 24] = [
     "origin_slow",
     "retrying",
     "resend",
+    "too_many",
+    "try_again_in",
 ];
 
 const BUILTIN: [(&str, &str); 4] = [

@@ -72,13 +72,15 @@ pub enum Reason {
     Origin,
 }
 
-/// What went wrong with an admitted visitor's request to the site.
+/// What went wrong with a visitor's request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trouble {
     /// The site did not answer (refused, broken, or still failing after a wait).
     Down,
     /// The site took too long to answer.
     Slow,
+    /// Too many requests from the visitor's connection or session (429).
+    TooMany,
 }
 
 impl Status {
@@ -229,7 +231,11 @@ impl Page {
                         reason: format!("does not render: {e:#}"),
                     })?;
             }
-            for (trouble, retry) in [(Trouble::Down, true), (Trouble::Slow, false)] {
+            for (trouble, retry) in [
+                (Trouble::Down, true),
+                (Trouble::Slow, false),
+                (Trouble::TooMany, true),
+            ] {
                 let shown = Shown::Error {
                     trouble,
                     retry_secs: 5,
@@ -328,6 +334,10 @@ impl Page {
                 trouble: Trouble::Slow,
                 ..
             } => t("origin_slow"),
+            Shown::Error {
+                trouble: Trouble::TooMany,
+                ..
+            } => t("too_many"),
             Shown::Closed => t("closed"),
             Shown::Admitted => t("admitted"),
             Shown::Scheduled { opens_at, .. } => {
@@ -339,6 +349,14 @@ impl Page {
             (Shown::Queued, 0) => t("ahead_none"),
             (Shown::Queued, 1) => t("ahead_one"),
             (Shown::Queued, n) => c.text(lang, "ahead_many", &[("ahead", n.to_string())]),
+            (
+                Shown::Error {
+                    trouble: Trouble::TooMany,
+                    retry: true,
+                    retry_secs,
+                },
+                _,
+            ) => c.text(lang, "try_again_in", &[("seconds", retry_secs.to_string())]),
             (
                 Shown::Error {
                     retry: true,
@@ -458,11 +476,14 @@ impl Shown {
     }
 }
 
-/// `target` with its `lang` parameter set to `code`, every other parameter kept: the
-/// visitor who switches language still reaches the page they asked for.
+/// A link to `target` with its `lang` parameter set to `code`, every other
+/// parameter kept: the visitor who switches language still reaches the page they
+/// asked for. The link is the query alone (`?step=1&lang=fr`), relative to the
+/// page's own address, so that no path asked for (`//evil.example/`) can turn it
+/// into a link to another site.
 fn with_lang(target: &str, code: &str) -> String {
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let mut href = format!("{path}?");
+    let query = target.split_once('?').map_or("", |(_, query)| query);
+    let mut href = String::from("?");
     for pair in query.split('&') {
         if !pair.is_empty() && pair.split('=').next() != Some("lang") {
             href.push_str(pair);
@@ -548,9 +569,9 @@ mod tests {
         assert!(html.contains("Sie sind Nummer 12 in der Warteschlange."));
         assert!(html.contains("11 Personen sind vor Ihnen."));
         assert!(html.contains("Geschätzte Wartezeit: 4 bis 7 Minuten."));
-        // Attribute values are HTML-escaped (`/` as `&#x2f;`).
+        // The links are the query alone: the path stays the page's own.
         assert!(
-            html.contains("register?lang=fr\" lang=\"fr\" hreflang=\"fr\""),
+            html.contains("href=\"?lang=fr\" lang=\"fr\" hreflang=\"fr\""),
             "{html}"
         );
         assert!(html.contains("lang=de\" lang=\"de\" hreflang=\"de\" aria-current=\"true\""));
@@ -618,11 +639,12 @@ mod tests {
         assert!(html.contains("id=\"progress-box\" hidden"), "{html}");
         assert_eq!(clock_text(125), "2:05");
         assert_eq!(utc_time(opens_at + 5_000, true), "09:00:05 UTC");
-        assert_eq!(with_lang("/register", "fr"), "/register?lang=fr");
+        assert_eq!(with_lang("/register", "fr"), "?lang=fr");
         assert_eq!(
             with_lang("/register?lang=de&step=1&language=x", "lb"),
-            "/register?step=1&language=x&lang=lb"
+            "?step=1&language=x&lang=lb"
         );
+        assert_eq!(with_lang("//evil.example/?a=b", "de"), "?a=b&lang=de");
     }
 
     #[test]

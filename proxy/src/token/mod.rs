@@ -71,6 +71,15 @@ pub enum TokenError {
 }
 
 impl TokenError {
+    /// Every reason, in the order of their labels' metric series.
+    pub const ALL: [Self; 5] = [
+        Self::Malformed,
+        Self::Algorithm,
+        Self::UnknownKey,
+        Self::Signature,
+        Self::Expired,
+    ];
+
     /// A short label for metrics and logs.
     pub fn label(self) -> &'static str {
         match self {

@@ -92,8 +92,13 @@ pub struct ProxyBuilder {
     sections: String,
     redis: Option<(String, String)>,
     store_extra: String,
+    clients: String,
     clock_skew_ms: i64,
 }
+
+/// The crowd tests' visitors all come from 127.0.0.1: without a word from the
+/// test, the per-client place limit is off (tests of the limit turn it on).
+const CLIENTS_DEFAULT: &str = "places_per_minute = 0\n";
 
 /// A proxy in front of `origin`.
 pub fn proxy(origin: &Origin) -> ProxyBuilder {
@@ -102,6 +107,7 @@ pub fn proxy(origin: &Origin) -> ProxyBuilder {
         sections: String::new(),
         redis: None,
         store_extra: String::new(),
+        clients: CLIENTS_DEFAULT.to_owned(),
         clock_skew_ms: 0,
     }
 }
@@ -114,6 +120,7 @@ impl ProxyBuilder {
             sections: String::new(),
             redis: None,
             store_extra: String::new(),
+            clients: CLIENTS_DEFAULT.to_owned(),
             clock_skew_ms: 0,
         }
     }
@@ -135,6 +142,12 @@ impl ProxyBuilder {
         self.sections.push_str(&format!(
             "[admission]\nnew_users_per_minute = {per_minute}\nmax_active_users = {max_active}\nsession_duration = \"{session}\"\n"
         ));
+        self
+    }
+
+    /// Sets the `[clients]` section (raw TOML) instead of the tests' default.
+    pub fn clients(mut self, text: &str) -> Self {
+        self.clients = format!("{text}\n");
         self
     }
 
@@ -164,8 +177,9 @@ impl ProxyBuilder {
             None => format!("state_dir = \"{}\"\n{}", state.display(), self.store_extra),
         };
         let text = format!(
-            "[listen]\npublic = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[origin]\nurl = \"http://{}\"\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[cookie]\nsecure = \"never\"\n[store]\n{store}\n{}",
+            "[listen]\npublic = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[origin]\nurl = \"http://{}\"\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[cookie]\nsecure = \"never\"\n[clients]\n{}[store]\n{store}\n{}",
             self.origin,
+            self.clients,
             self.sections
         );
         let config = Config::from_toml(&text, None).unwrap();
@@ -575,4 +589,24 @@ pub async fn visit(
         }
     }
     j
+}
+
+/// Sends `request` as raw bytes on a new connection to `addr` and reads until the
+/// server closes it (or 20 s pass): for requests no well-behaved client sends.
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The status code of a raw HTTP/1.1 answer (0 when there was none).
+pub fn raw_status(answer: &str) -> u16 {
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }

@@ -28,7 +28,8 @@ impl Setup {
             format!(
                 "[listen]\npublic = \"127.0.0.1:{public}\"\nadmin = \"127.0.0.1:{admin}\"\n\
                  [origin]\nurl = \"http://{origin}\"\n\
-                 [store]\nstate_dir = \"{}\"\n[admin]\ntoken = \"{}\"\n[cookie]\nsecure = \"never\"\n{extra}",
+                 [store]\nstate_dir = \"{}\"\n[admin]\ntoken = \"{}\"\n[cookie]\nsecure = \"never\"\n\
+                 [clients]\nplaces_per_minute = 0\n{extra}",
                 dir.join("state").display(),
                 super::ADMIN_TOKEN,
             ),

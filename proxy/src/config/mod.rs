@@ -4,6 +4,10 @@
 //! The library never reads files or the environment: the binary passes the text
 //! and the `WAITROOM_ADMIN_TOKEN` override in.
 
+mod edge;
+
+pub use edge::Edge;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -59,6 +63,10 @@ pub struct File {
     page: PageFile,
     #[serde(default)]
     breaker: BreakerFile,
+    #[serde(default)]
+    clients: edge::ClientsFile,
+    #[serde(default)]
+    limits: edge::LimitsFile,
 }
 
 #[derive(Debug, Deserialize)]
@@ -344,15 +352,30 @@ pub struct Config {
     pub page_template: Option<PathBuf>,
     /// A directory of the operator's catalogues (`de.toml`, `fr.toml`, …), if any.
     pub page_catalogues: Option<PathBuf>,
+    /// Who the client is, and what one client or session may ask for.
+    pub edge: Edge,
 }
 
+/// The longest duration any key takes: more is a typo, and overflows the
+/// arithmetic of cookie lifetimes and deadlines.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
 fn duration(key: &'static str, text: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(text).map_err(|e| {
+    let d = humantime::parse_duration(text).map_err(|e| {
         invalid(
             key,
             format!("{text:?} is not a duration like \"90s\" or \"10m\" ({e})"),
         )
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err(invalid(key, format!("{text:?} is more than a year")));
+    }
+    Ok(d)
+}
+
+/// The latest opening that may be scheduled, from `now_ms`: a year ahead.
+pub fn latest_opening(now_ms: u64) -> u64 {
+    now_ms.saturating_add(MAX_DURATION.as_millis() as u64)
 }
 
 fn millis(d: Duration) -> u64 {
@@ -417,6 +440,12 @@ impl Config {
             .as_deref()
             .map(|t| crate::clock::parse_rfc3339(t).map_err(|e| invalid("admission.opens_at", e)))
             .transpose()?;
+        if opens_at.is_some_and(|at| at > latest_opening(crate::clock::wall_ms())) {
+            return Err(invalid(
+                "admission.opens_at",
+                "must be at most a year from now",
+            ));
+        }
         let q = &f.queue;
         let poll_min = duration("queue.poll_min", &q.poll_min)?;
         let poll_max = duration("queue.poll_max", &q.poll_max)?;
@@ -557,12 +586,27 @@ impl Config {
                 "must be letters, digits, '_' or '-'",
             ));
         }
+        let public = address("listen.public", &f.listen.public)?;
+        let admin = address("listen.admin", &f.listen.admin)?;
+        if public == admin && public.port() != 0 {
+            return Err(invalid(
+                "listen.admin",
+                format!("must differ from listen.public ({public})"),
+            ));
+        }
+        let origin_timeout = duration("origin.timeout", &f.origin.timeout)?;
+        if origin_timeout < Duration::from_millis(100) {
+            return Err(invalid(
+                "origin.timeout",
+                "must be at least 100ms (every request would time out)",
+            ));
+        }
         Ok(Self {
-            public: address("listen.public", &f.listen.public)?,
-            admin: address("listen.admin", &f.listen.admin)?,
+            public,
+            admin,
             handover_wait: duration("listen.handover_wait", &f.listen.handover_wait)?,
             origin,
-            origin_timeout: duration("origin.timeout", &f.origin.timeout)?,
+            origin_timeout,
             settings: Settings {
                 new_users_per_minute: a.new_users_per_minute,
                 max_active_users: a.max_active_users,
@@ -591,6 +635,7 @@ impl Config {
             breaker: f.breaker.validate()?,
             page_template: f.page.template.map(PathBuf::from),
             page_catalogues: f.page.catalogues.map(PathBuf::from),
+            edge: edge::validate(f.clients, f.limits)?,
         })
     }
 }
@@ -627,7 +672,7 @@ token = "change-me"
 
     #[test]
     fn the_example_file_is_valid() {
-        let text = include_str!("../../config/example.toml");
+        let text = include_str!("../../../config/example.toml");
         Config::from_toml(text, None).unwrap();
     }
 
@@ -711,6 +756,41 @@ token = "change-me"
             .unwrap_err()
             .to_string()
             .starts_with("admission.new_users_per_minute:"));
+        let zero = MINIMAL.replace("8081\"", "8081\"\ntimeout = \"0s\"");
+        let e = Config::from_toml(&zero, None).unwrap_err().to_string();
+        assert!(e.starts_with("origin.timeout:"), "{e}");
+        let e = err("[admission]\nsession_duration = \"1000000000y\"\n");
+        assert!(
+            e.starts_with("admission.session_duration:") && e.contains("more than a year"),
+            "{e}"
+        );
+        let e = err("[admission]\nopens_at = \"9999-12-31T23:59:59Z\"\n");
+        assert!(
+            e.starts_with("admission.opens_at: must be at most a year"),
+            "{e}"
+        );
+        let same = MINIMAL.replace("127.0.0.1:9090", "127.0.0.1:8080");
+        let e = Config::from_toml(&same, None).unwrap_err().to_string();
+        assert!(e.starts_with("listen.admin: must differ"), "{e}");
+        assert!(err("[clients]\ntrusted_proxies = [\"10.0.0.0/33\"]\n")
+            .starts_with("clients.trusted_proxies:"));
+        assert!(err("[limits]\nsession_burst = 2\n").starts_with("limits.session_burst:"));
+        assert!(err("[limits]\nmax_connections = 3\n").starts_with("limits.max_connections:"));
+        let c = Config::from_toml(MINIMAL, None).unwrap();
+        assert_eq!(
+            c.edge.places,
+            crate::limits::Limit {
+                rate: 30,
+                burst: 30
+            }
+        );
+        assert_eq!(
+            c.edge.session,
+            crate::limits::Limit {
+                rate: 20,
+                burst: 60
+            }
+        );
         let typed = format!("{MINIMAL}[admission]\nmax_active_users = \"many\"\n");
         assert!(Config::from_toml(&typed, None)
             .unwrap_err()

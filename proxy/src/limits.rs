@@ -1,0 +1,233 @@
+//! Per-client and per-session rate limits (keyed GCRA limiters from `governor`),
+//! changeable at run time.
+//!
+//! - **New places per client** (`[clients] places_per_minute`, `places_burst`):
+//!   a place costs something, so one client cannot farm thousands of them. The
+//!   default, 30 a minute with a burst of 30, lets a whole office or a mobile
+//!   carrier's NAT arrive at once; only a client that takes a new place every two
+//!   seconds for minutes on end is slowed.
+//! - **Requests per admitted session** (`[limits] session_requests_per_second`,
+//!   `session_burst`): one admission is one person, not fifty machines sharing a
+//!   cookie. A browser loading a page with its assets stays well inside it.
+//!
+//! A limit of 0 is off. State is kept per key and swept of keys that have fully
+//! recovered ([`Limiter::sweep`]), so memory follows the clients active lately.
+
+use std::hash::Hash;
+use std::num::NonZeroU32;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use governor::clock::Clock as _;
+use governor::{DefaultKeyedRateLimiter, Quota};
+
+/// A rate: so many per period, with a burst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Limit {
+    /// Events per period; 0 turns the limit off.
+    pub rate: u32,
+    /// How many may come at once.
+    pub burst: u32,
+}
+
+/// The period a [`Limit`]'s rate counts over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Per {
+    /// Per second.
+    Second,
+    /// Per minute.
+    Minute,
+}
+
+impl Limit {
+    /// No limit.
+    pub const OFF: Self = Self { rate: 0, burst: 0 };
+
+    fn quota(self, per: Per) -> Option<Quota> {
+        let rate = NonZeroU32::new(self.rate)?;
+        let burst = NonZeroU32::new(self.burst.max(1))?;
+        let quota = match per {
+            Per::Second => Quota::per_second(rate),
+            Per::Minute => Quota::per_minute(rate),
+        };
+        Some(quota.allow_burst(burst))
+    }
+}
+
+/// A keyed limiter whose limit can be changed while it runs (a change starts
+/// every key afresh).
+pub struct Limiter<K: Hash + Eq + Clone> {
+    per: Per,
+    state: RwLock<(Limit, Option<Arc<DefaultKeyedRateLimiter<K>>>)>,
+}
+
+impl<K: Hash + Eq + Clone> Limiter<K> {
+    /// A limiter of `limit` per `per`.
+    pub fn new(limit: Limit, per: Per) -> Self {
+        Self {
+            per,
+            state: RwLock::new((limit, Self::build(limit, per))),
+        }
+    }
+
+    fn build(limit: Limit, per: Per) -> Option<Arc<DefaultKeyedRateLimiter<K>>> {
+        limit
+            .quota(per)
+            .map(|q| Arc::new(DefaultKeyedRateLimiter::keyed(q)))
+    }
+
+    /// The limit in force.
+    pub fn limit(&self) -> Limit {
+        self.state.read().unwrap_or_else(|p| p.into_inner()).0
+    }
+
+    /// Sets a new limit (every key starts afresh under it).
+    pub fn set(&self, limit: Limit) {
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if state.0 != limit {
+            *state = (limit, Self::build(limit, self.per));
+        }
+    }
+
+    /// Counts one event for `key`: `Err(wait)` when it is over the limit, with
+    /// how long until the next would be allowed.
+    pub fn check(&self, key: &K) -> Result<(), Duration> {
+        let limiter = self
+            .state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .clone();
+        let Some(limiter) = limiter else {
+            return Ok(());
+        };
+        limiter
+            .check_key(key)
+            .map_err(|not_until| not_until.wait_time_from(limiter.clock().now()))
+    }
+
+    /// Forgets keys that have fully recovered; returns how many are still kept.
+    pub fn sweep(&self) -> usize {
+        let limiter = self
+            .state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .clone();
+        limiter.map_or(0, |l| {
+            l.retain_recent();
+            l.shrink_to_fit();
+            l.len()
+        })
+    }
+}
+
+/// The limits of one instance, shared by the public side (which counts) and the
+/// admin API (which changes them live).
+pub struct Protection {
+    /// New places per client (keyed by [`crate::clients::limit_key`]), per minute.
+    pub places: Limiter<std::net::IpAddr>,
+    /// Requests per admitted session (keyed by session number), per second.
+    pub sessions: Limiter<u64>,
+}
+
+/// The limits as the admin API shows and takes them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtectionPatch {
+    /// New places one client may take a minute (0: no limit).
+    pub places_per_minute: Option<u32>,
+    /// How many of them at once.
+    pub places_burst: Option<u32>,
+    /// Requests one admitted session may make a second (0: no limit).
+    pub session_requests_per_second: Option<u32>,
+    /// How many of them at once.
+    pub session_burst: Option<u32>,
+}
+
+impl Protection {
+    /// Limits of `places` new places per client a minute and `session` requests
+    /// per session a second.
+    pub fn new(places: Limit, session: Limit) -> Self {
+        Self {
+            places: Limiter::new(places, Per::Minute),
+            sessions: Limiter::new(session, Per::Second),
+        }
+    }
+
+    /// The limits in force, every field set.
+    pub fn current(&self) -> ProtectionPatch {
+        let (p, s) = (self.places.limit(), self.sessions.limit());
+        ProtectionPatch {
+            places_per_minute: Some(p.rate),
+            places_burst: Some(p.burst),
+            session_requests_per_second: Some(s.rate),
+            session_burst: Some(s.burst),
+        }
+    }
+
+    /// Applies a change, checked as the configuration is: `Err` names the field
+    /// and the reason.
+    pub fn apply(&self, patch: ProtectionPatch) -> Result<ProtectionPatch, String> {
+        let (p, s) = (self.places.limit(), self.sessions.limit());
+        let places = Limit {
+            rate: patch.places_per_minute.unwrap_or(p.rate),
+            burst: patch.places_burst.unwrap_or(p.burst),
+        };
+        let session = Limit {
+            rate: patch.session_requests_per_second.unwrap_or(s.rate),
+            burst: patch.session_burst.unwrap_or(s.burst),
+        };
+        if places.rate > 0 && places.burst == 0 {
+            return Err("places_burst: must be at least 1".into());
+        }
+        if session.rate > 0 && session.burst < 10 {
+            return Err("session_burst: must be at least 10".into());
+        }
+        self.places.set(places);
+        self.sessions.set(session);
+        Ok(self.current())
+    }
+
+    /// Forgets clients and sessions that have fully recovered.
+    pub fn sweep(&self) {
+        let clients = self.places.sweep();
+        let sessions = self.sessions.sweep();
+        tracing::debug!(clients, sessions, "rate limits swept");
+    }
+}
+
+/// Seconds to put in `Retry-After` for a wait: at least 1.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_gets_its_burst_then_waits_and_others_are_unaffected() {
+        let l = Limiter::new(Limit { rate: 30, burst: 5 }, Per::Minute);
+        for _ in 0..5 {
+            assert!(l.check(&1).is_ok());
+        }
+        let wait = l.check(&1).unwrap_err();
+        assert!(wait <= Duration::from_secs(2), "{wait:?}");
+        assert_eq!(retry_after_secs(wait), 2);
+        assert!(l.check(&2).is_ok());
+        assert_eq!(l.sweep(), 2);
+    }
+
+    #[test]
+    fn off_and_changed_live() {
+        let l = Limiter::new(Limit { rate: 0, burst: 0 }, Per::Second);
+        for _ in 0..1000 {
+            assert!(l.check(&"a").is_ok());
+        }
+        l.set(Limit { rate: 1, burst: 1 });
+        assert!(l.check(&"a").is_ok());
+        assert!(l.check(&"a").is_err());
+        assert_eq!(l.limit(), Limit { rate: 1, burst: 1 });
+    }
+}
