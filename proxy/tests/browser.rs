@@ -513,3 +513,81 @@ async fn a_site_that_does_not_answer_gets_a_page_that_tries_again_by_itself() {
     assert!(url.as_str().ends_with("/register?step=1"), "{url}");
     c.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_citizen_registering_never_meets_the_session_limit_that_stops_a_shared_admission() {
+    let origin = origin(50, 1).await;
+    // The default session limit (20 a second, 60 at once).
+    let p = proxy(&origin).admission(600, 100, "10m").start().await;
+    // Meanwhile one admission is shared by 50 clients, who keep asking.
+    let http = Http::new();
+    let mut shared = p.visitor(&http);
+    assert!(shared.get("/").await.unwrap().is_from_origin());
+    let cookie = format!("waitroom={}", shared.cookie.clone().unwrap());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut hammer = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let (http, url, cookie, stop) = (http.clone(), p.url("/"), cookie.clone(), stop.clone());
+        hammer.spawn(async move {
+            let mut limited = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = http
+                    .send(http::Method::GET, &url, None, &[("cookie", &cookie)])
+                    .await
+                    .unwrap();
+                limited += u32::from(r.status == 429);
+            }
+            limited
+        });
+    }
+
+    let driver = chromedriver().await;
+    let c = browser(&driver, "en", true).await;
+    let too_many = |html: &str| html.contains("Too many requests");
+    c.goto(&p.url("/")).await.unwrap();
+    assert!(at_origin(&c).await);
+    c.find(Locator::LinkText("Register"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // A citizen who reloads the form a few times, impatient.
+    for _ in 0..5 {
+        c.refresh().await.unwrap();
+        let html = c.source().await.unwrap();
+        assert!(at_origin(&c).await && !too_many(&html), "{html}");
+    }
+    c.find(Locator::Css("input[name=nrn]"))
+        .await
+        .unwrap()
+        .send_keys("85071512345")
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name=email]"))
+        .await
+        .unwrap()
+        .send_keys("citizen@example.org")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until("the confirmation", Duration::from_secs(20), || async {
+        c.find(Locator::Id("confirmation")).await.is_ok()
+    })
+    .await;
+    assert!(!too_many(&c.source().await.unwrap()));
+    c.close().await.unwrap();
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut limited = 0;
+    while let Some(done) = hammer.join_next().await {
+        limited += done.unwrap();
+    }
+    assert!(limited > 0, "the shared admission was never throttled");
+    assert_eq!(origin.stats().await["registrations"], 1);
+}
