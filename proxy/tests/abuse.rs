@@ -257,3 +257,76 @@ async fn connections_beyond_the_cap_are_shed_with_a_short_answer() {
     }
     assert_eq!(answered, 200);
 }
+
+#[tokio::test]
+async fn a_hoard_of_places_presented_again_does_not_push_an_honest_visitor_back() {
+    let origin = origin(10, 1).await;
+    let proxy = proxy(&origin)
+        .admission(600, 1_000, "10m")
+        .clients(BEHIND_A_BALANCER)
+        .toml(
+            "[queue]\npoll_min = \"200ms\"\npoll_max = \"1s\"\nabandon_after_polls = 1\n\
+             abandon_min = \"1s\"\nreturn_grace = \"2s\"",
+        )
+        .start()
+        .await;
+    proxy.pause().await;
+    let http = Http::new();
+    // 300 places collected from 300 addresses (within each one's allowance), never polled.
+    let mut hoard = Vec::new();
+    for i in 0..300 {
+        let r = newcomer(&http, &proxy, &format!("198.51.{}.{}", i / 200, i % 200)).await;
+        assert_eq!(r.status, 200);
+        hoard.push(r.set_cookie("waitroom").unwrap());
+    }
+    let mut honest = proxy.visitor(&http);
+    let position = |r: support::Reply| r.json()["position"].as_u64().unwrap();
+    assert_eq!(position(honest.status().await.unwrap()), 301);
+    // The hoard departs and is passed over; the honest visitor, polling, moves up.
+    let started = Instant::now();
+    while position(honest.status().await.unwrap()) > 1 {
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "the hoard was never passed over"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let present = |token: String| {
+        let (http, url) = (http.clone(), proxy.url("/_waitroom/status"));
+        async move {
+            let cookie = format!("waitroom={token}");
+            http.send(
+                Method::GET,
+                &url,
+                None,
+                &[("cookie", &cookie), ("accept", "application/json")],
+            )
+            .await
+            .unwrap()
+        }
+    };
+    // Half the hoard presented at once within the grace: the returned lane takes
+    // at most half the calls, so the honest visitor is at most second.
+    for token in &hoard[..150] {
+        assert_eq!(present(token.clone()).await.status, 200);
+    }
+    let within = position(honest.status().await.unwrap());
+    assert!(
+        within <= 2,
+        "honest visitor at {within} behind 150 returned places"
+    );
+    // Past the grace, the other half is worth nothing: new places at the back.
+    let past = Instant::now();
+    while past.elapsed().as_millis() < 3_000 {
+        honest.status().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    for token in &hoard[150..] {
+        let r = present(token.clone()).await;
+        let renewed = r.set_cookie("waitroom").expect("a new place");
+        assert_ne!(&renewed, token);
+        assert!(position(r) > 1);
+    }
+    let after = position(honest.status().await.unwrap());
+    assert_eq!(after, 1, "the honest visitor was pushed back to {after}");
+}

@@ -19,6 +19,8 @@ const TIMING: Timing = Timing {
     poll_max_ms: 20_000,
     abandon_polls: 3,
     abandon_min_ms: 5_000,
+    return_grace_ms: 300_000,
+    returned_share_permille: 500,
 };
 
 const SETTINGS: Settings = Settings {
@@ -353,6 +355,78 @@ async fn claims_come_one_slot_apart(store: Arc<dyn Store>) {
     );
 }
 
+fn called(p: Poll) -> bool {
+    matches!(p, Poll::Admitted { .. })
+}
+
+/// A hoard of places, collected and never polled: back within the grace after
+/// being passed over, they take at most half the calls (the main line keeps
+/// moving, and positions say so); back later, they are worth nothing.
+async fn hoards_are_worth_little(store: Arc<dyn Store>) {
+    let paused = SettingsPatch {
+        paused: Some(true),
+        max_active_users: Some(1_000),
+        ..Default::default()
+    };
+    store.update_settings(paused, T).await.unwrap();
+    let mut hoard = Vec::new();
+    for _ in 0..10 {
+        hoard.push(queued(store.arrive(T).await.unwrap()).0);
+    }
+    let mut honest = Vec::new();
+    for _ in 0..4 {
+        honest.push(queued(store.arrive(T + 100).await.unwrap()).0);
+    }
+    // The hoard never polls and departs (a paused line polls slowly: after a
+    // minute); the honest poll and stay.
+    pump_between(&*store, 100, 70_000, &honest).await;
+    let resume = SettingsPatch {
+        paused: Some(false),
+        ..Default::default()
+    };
+    store.update_settings(resume, T + 70_000).await.unwrap();
+    // The hoard was passed over meanwhile; at 60 a minute (burst 2), two honest
+    // are called.
+    assert_eq!(store.pump(T + 70_000).await.unwrap().called, 2);
+    let p0 = store.poll(honest[0], T + 70_000).await.unwrap();
+    assert!(called(p0), "{p0:?}");
+    assert!(called(store.poll(honest[1], T + 70_000).await.unwrap()));
+
+    // Half the hoard comes back within the grace: the returned lane, which takes
+    // every other call while the main line waits.
+    let mut back = Vec::new();
+    for seq in &hoard[..5] {
+        back.push(position(store.poll(*seq, T + 71_000).await.unwrap()));
+    }
+    assert_eq!(back, [1, 3, 5, 6, 7]);
+    assert_eq!(
+        position(store.poll(honest[2], T + 71_000).await.unwrap()),
+        2
+    );
+    assert_eq!(
+        position(store.poll(honest[3], T + 71_000).await.unwrap()),
+        4
+    );
+    let mut order = Vec::new();
+    for step in 0..4u64 {
+        let at = T + 71_000 + step * 1_000;
+        assert_eq!(store.pump(at).await.unwrap().called, 1, "one a second");
+        let polled = hoard[..5].iter().chain(&honest[2..]);
+        for seq in polled {
+            if !order.contains(seq) && called(store.poll(*seq, at + 10).await.unwrap()) {
+                order.push(*seq);
+            }
+        }
+    }
+    assert_eq!(order, [hoard[0], honest[2], hoard[1], honest[3]]);
+
+    // The other half comes back long after the grace: no place at all.
+    store.pump(T + 400_000).await.unwrap();
+    for seq in &hoard[5..] {
+        assert_eq!(store.poll(*seq, T + 400_000).await.unwrap(), Poll::Ended);
+    }
+}
+
 /// The line of `room` in the Redis at `target`, deciding with the story's times.
 async fn connect(target: &RedisTarget, room: &str) -> RedisStore {
     RedisStore::connect(target, room, TIMING, SETTINGS)
@@ -367,6 +441,7 @@ async fn stories(target: &RedisTarget) {
     capacity_bound_waits(Arc::new(connect(target, "capacity").await)).await;
     retimed_and_held(Arc::new(connect(target, "held").await)).await;
     claims_come_one_slot_apart(Arc::new(connect(target, "claims").await)).await;
+    hoards_are_worth_little(Arc::new(connect(target, "hoard").await)).await;
 }
 
 #[tokio::test]
@@ -375,6 +450,7 @@ async fn memory_store_keeps_the_contract() {
     capacity_bound_waits(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
     retimed_and_held(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
     claims_come_one_slot_apart(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
+    hoards_are_worth_little(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
 }
 
 #[tokio::test]

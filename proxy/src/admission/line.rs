@@ -13,8 +13,11 @@
 //! - the pump *calls* the head of the line when both limits allow; a called place
 //!   holds a capacity slot until its holder comes back and *claims* it, which opens
 //!   a *session* (sliding: every request renews it);
-//! - a passed-over holder who comes back joins the *returned* lane, which is served
-//!   before the main line: their turn has passed, so they do not go to the back.
+//! - a passed-over holder who comes back within `return_grace` of being passed over
+//!   joins the *returned* lane: their turn has passed, so they do not go to the
+//!   back. The lane takes at most `returned_share` of the calls while the main line
+//!   waits, so a hoard of old places presented at once cannot stop the line; a
+//!   holder who comes back later takes a new place (a hoard is worth nothing).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -154,6 +157,46 @@ pub struct Timing {
     pub abandon_polls: u32,
     /// …but never sooner than this after their last poll.
     pub abandon_min_ms: Millis,
+    /// A passed-over holder may come back to the returned lane this long after
+    /// being passed over; later they take a new place.
+    #[serde(default = "default_return_grace")]
+    pub return_grace_ms: Millis,
+    /// The share of calls (per mille, 1..=1000) the returned lane may take while
+    /// the main line waits.
+    #[serde(default = "default_returned_share")]
+    pub returned_share_permille: u32,
+}
+
+fn default_return_grace() -> Millis {
+    Timing::default().return_grace_ms
+}
+
+fn default_returned_share() -> u32 {
+    Timing::default().returned_share_permille
+}
+
+/// How many of the returned lane are called before the `k`-th place of the main
+/// line, while both wait: the returned lane's share of the calls, first call
+/// theirs (see [`Line::next_candidate`]).
+fn returned_before_main(k: u64, share_permille: u32) -> u64 {
+    let s = u64::from(share_permille.clamp(1, 1000));
+    if s >= 1000 {
+        return u64::MAX;
+    }
+    (k * s).div_ceil(1000 - s)
+}
+
+/// The position of the main line's place with `rank_before` live places ahead of
+/// it, with `returned` in the returned lane.
+pub fn main_position(rank_before: u64, returned: u64, share_permille: u32) -> u64 {
+    rank_before + 1 + returned.min(returned_before_main(rank_before + 1, share_permille))
+}
+
+/// The position of the returned lane's `index`-th place (from 0), with `live`
+/// places waiting in the main line.
+pub fn returned_position(index: u64, live: u64, share_permille: u32) -> u64 {
+    let s = u64::from(share_permille.clamp(1, 1000));
+    index + 1 + live.min(index * (1000 - s) / s)
 }
 
 impl Default for Timing {
@@ -166,6 +209,8 @@ impl Default for Timing {
             poll_max_ms: 20_000,
             abandon_polls: 3,
             abandon_min_ms: 5_000,
+            return_grace_ms: 300_000,
+            returned_share_permille: 500,
         }
     }
 }
@@ -386,6 +431,14 @@ pub struct Line {
     /// The latest time an operation was applied at.
     #[serde(default)]
     last_now: Millis,
+    /// Where the head was when (at most one mark a second, back to `return_grace`
+    /// ago): whether a passed-over place was passed over recently enough.
+    #[serde(default)]
+    head_marks: VecDeque<(Millis, u64)>,
+    /// Per mille: the returned lane is called while this is not negative (see
+    /// [`Line::next_candidate`]).
+    #[serde(default)]
+    returned_credit: i64,
 }
 
 impl Line {
@@ -411,6 +464,8 @@ impl Line {
             outflow: Outflow::default(),
             next_scan: 0,
             last_now: 0,
+            head_marks: VecDeque::new(),
+            returned_credit: 0,
         }
     }
 
@@ -568,6 +623,10 @@ impl Line {
                 self.live += 1;
             }
         } else if !self.returned_deadline.contains_key(&seq) {
+            if seq < self.head_at(now.saturating_sub(self.timing.return_grace_ms)) {
+                // Passed over longer ago than the grace: a new place for them.
+                return Poll::Ended;
+            }
             // Passed over while away: their turn has gone by, so they go first now.
             self.returned.push_back(seq);
             self.returned_deadline.insert(seq, now);
@@ -600,10 +659,12 @@ impl Line {
 
     /// Records that `seq` was seen at `now`, computes its wait and its next deadline.
     fn check_in(&mut self, seq: u64, now: Millis) -> Wait {
+        let share = self.timing.returned_share_permille;
         let position = if seq >= self.head {
-            self.returned.len() as u64 + self.rank.before(seq) + 1
+            main_position(self.rank.before(seq), self.returned.len() as u64, share)
         } else {
-            self.returned.iter().position(|s| *s == seq).unwrap_or(0) as u64 + 1
+            let index = self.returned.iter().position(|s| *s == seq).unwrap_or(0);
+            returned_position(index as u64, self.live, share)
         };
         let wait = self.wait_for(position, now);
         let deadline = self.timing.deadline(now, &wait);
@@ -680,6 +741,7 @@ impl Line {
             report.passed_over += 1;
         }
         self.outflow.line_present(self.queue_length() > 0, now);
+        self.mark_head(now);
         report
     }
 
@@ -694,21 +756,66 @@ impl Line {
         Some((seq, r))
     }
 
-    /// The next place to call and its holder's deadline: the returned lane first.
+    /// The next place to call and its holder's deadline: the returned lane at its
+    /// share of the calls while the main line waits (it goes first, then its
+    /// credit is spent and earned back by calls from the main line), all of them
+    /// when the main line is empty.
     fn next_candidate(&mut self, now: Millis, report: &mut PumpReport) -> Option<(u64, Millis)> {
-        while let Some(seq) = self.returned.pop_front() {
-            match self.returned_deadline.remove(&seq) {
-                Some(d) if d > now => return Some((seq, d)),
-                _ => {}
+        let share = i64::from(self.timing.returned_share_permille.clamp(1, 1000));
+        if self.returned_credit >= 0 || self.live == 0 {
+            while let Some(seq) = self.returned.pop_front() {
+                match self.returned_deadline.remove(&seq) {
+                    Some(d) if d > now => {
+                        if self.live > 0 {
+                            self.returned_credit =
+                                (self.returned_credit - (1000 - share)).max(-1000);
+                        }
+                        return Some((seq, d));
+                    }
+                    _ => {}
+                }
             }
         }
         while let Some((seq, r)) = self.pop_head() {
             if r & DEPARTED == 0 && r > now {
+                self.returned_credit = (self.returned_credit + share).min(0);
                 return Some((seq, r));
             }
             report.passed_over += 1;
         }
+        // The main line is empty: the returned lane after all.
+        while let Some(seq) = self.returned.pop_front() {
+            if let Some(d) = self.returned_deadline.remove(&seq).filter(|d| *d > now) {
+                return Some((seq, d));
+            }
+        }
         None
+    }
+
+    /// Notes where the head is at `now` (one mark a second at most), forgetting
+    /// marks older than needed to tell `return_grace` ago.
+    fn mark_head(&mut self, now: Millis) {
+        let moved = self
+            .head_marks
+            .back()
+            .is_none_or(|&(at, head)| head != self.head && now >= at + 1000);
+        if moved {
+            self.head_marks.push_back((now, self.head));
+        }
+        let horizon = now.saturating_sub(self.timing.return_grace_ms);
+        while self.head_marks.get(1).is_some_and(|&(at, _)| at <= horizon) {
+            self.head_marks.pop_front();
+        }
+    }
+
+    /// Where the head was at `t`, as far as the marks tell (never later than it
+    /// was: a place at or past it was passed over after `t`, or not at all).
+    fn head_at(&self, t: Millis) -> u64 {
+        self.head_marks
+            .iter()
+            .take_while(|(at, _)| *at <= t)
+            .last()
+            .map_or(0, |&(_, head)| head)
     }
 
     /// Notices departures whose deadline has passed and drops lapsed sessions and
@@ -776,6 +883,8 @@ mod tests {
         poll_max_ms: 20_000,
         abandon_polls: 3,
         abandon_min_ms: 600_000,
+        return_grace_ms: 300_000,
+        returned_share_permille: 500,
     };
 
     fn line(per_minute: u32) -> Line {

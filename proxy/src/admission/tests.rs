@@ -15,6 +15,8 @@ const TIMING: Timing = Timing {
     poll_max_ms: 20_000,
     abandon_polls: 3,
     abandon_min_ms: 5_000,
+    return_grace_ms: 300_000,
+    returned_share_permille: 500,
 };
 
 struct Room {

@@ -209,6 +209,8 @@ struct QueueFile {
     abandon_after_polls: u32,
     abandon_min: String,
     token_ttl: String,
+    return_grace: String,
+    returned_share: f64,
 }
 
 impl Default for QueueFile {
@@ -219,6 +221,8 @@ impl Default for QueueFile {
             abandon_after_polls: 3,
             abandon_min: "5s".into(),
             token_ttl: "24h".into(),
+            return_grace: "5m".into(),
+            returned_share: 0.5,
         }
     }
 }
@@ -463,6 +467,13 @@ impl Config {
         }
         let abandon_min = duration("queue.abandon_min", &q.abandon_min)?;
         let queue_token_ttl = duration("queue.token_ttl", &q.token_ttl)?;
+        let return_grace = duration("queue.return_grace", &q.return_grace)?;
+        if !(q.returned_share > 0.0 && q.returned_share <= 1.0) {
+            return Err(invalid(
+                "queue.returned_share",
+                "must be above 0 and at most 1",
+            ));
+        }
         if queue_token_ttl < Duration::from_secs(60) {
             return Err(invalid("queue.token_ttl", "must be at least 1m"));
         }
@@ -622,6 +633,9 @@ impl Config {
                 poll_max_ms: millis(poll_max),
                 abandon_polls: q.abandon_after_polls,
                 abandon_min_ms: millis(abandon_min),
+                return_grace_ms: millis(return_grace),
+                returned_share_permille: ((q.returned_share * 1000.0).round() as u32)
+                    .clamp(1, 1000),
             },
             queue_token_ttl,
             bypass: f.routes.bypass,
@@ -774,6 +788,7 @@ token = "change-me"
         assert!(e.starts_with("listen.admin: must differ"), "{e}");
         assert!(err("[clients]\ntrusted_proxies = [\"10.0.0.0/33\"]\n")
             .starts_with("clients.trusted_proxies:"));
+        assert!(err("[queue]\nreturned_share = 0.0\n").starts_with("queue.returned_share:"));
         assert!(err("[limits]\nsession_burst = 2\n").starts_with("limits.session_burst:"));
         assert!(err("[limits]\nmax_connections = 3\n").starts_with("limits.max_connections:"));
         let c = Config::from_toml(MINIMAL, None).unwrap();

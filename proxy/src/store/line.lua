@@ -6,13 +6,15 @@
 -- each waiting place), 5 called (zset: claim-by of called places), 6 sess (zset:
 -- lapse time of sessions), 7 claimed (bitmap), 8 ret (zset: returned lane, by order),
 -- 9 retdl (zset: deadlines in the returned lane), 10 out (hash: second → admissions),
--- 11 cslot (zset: when a called place that came back too soon may claim).
+-- 11 cslot (zset: when a called place that came back too soon may claim), 12 marks
+-- (zset: where the head was when, member head, score ms; as Line::head_marks).
 -- ARGV: 1 op, 2 the caller's time (ms) or '' for Redis's own (TIME: one clock for
 -- every instance), 3 session_ms, 4 abandon_min_ms, 5 burst (0: default), 6 line id,
 -- 7-9 initial rate, max, paused, 10 the highest place the caller has seen, 11-12
 -- initial closed, opens, 13 the time (ms, Redis's clock) after which the caller
 -- has given up on this call, or '': a call that runs later (Redis was hung, the
--- call waited in its connection) changes nothing; from 14 the operation's own.
+-- call waited in its connection) changes nothing; 14 return_grace_ms, 15 the
+-- returned lane's share of the calls (per mille); from 16 the operation's own.
 -- Numbers go back as strings
 -- (Lua would truncate them); settings go back as six: rate, max, paused, closed, opens,
 -- held.
@@ -27,9 +29,9 @@
 -- handed out since its view): nobody is let in ahead of them, and visitors coming
 -- back with their tokens find their places again.
 
-local meta, set, live, dl, called, sess, claimed, ret, retdl, out, cslot =
+local meta, set, live, dl, called, sess, claimed, ret, retdl, out, cslot, marks =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
-  KEYS[11]
+  KEYS[11], KEYS[12]
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
 if not now then
@@ -44,6 +46,8 @@ local session_ms = tonumber(ARGV[3])
 local abandon_min = tonumber(ARGV[4])
 local burst_cfg = tonumber(ARGV[5])
 local RESTART_MARGIN = 10000
+local return_grace = tonumber(ARGV[14]) or 300000
+local share = math.max(1, math.min(1000, tonumber(ARGV[15]) or 1000))
 
 local function num(v, default)
   if v then return tonumber(v) end
@@ -221,6 +225,25 @@ local function sweep()
   end
 end
 
+-- Notes where the head is (one mark a second at most), forgetting marks older than
+-- needed to tell return_grace ago (as Line::mark_head).
+local function mark_head(head)
+  local last = redis.call('ZREVRANGE', marks, 0, 0, 'WITHSCORES')
+  if #last == 0 or (tonumber(last[1]) ~= head and now >= tonumber(last[2]) + 1000) then
+    redis.call('ZADD', marks, now, fmt(head))
+  end
+  local old = redis.call('ZREVRANGEBYSCORE', marks, now - return_grace, '-inf', 'WITHSCORES',
+    'LIMIT', 0, 1)
+  if #old > 0 then redis.call('ZREMRANGEBYSCORE', marks, '-inf', '(' .. old[2]) end
+end
+
+-- Where the head was at `t`, as far as the marks tell (as Line::head_at).
+local function head_at(t)
+  local r = redis.call('ZREVRANGEBYSCORE', marks, t, '-inf', 'LIMIT', 0, 1)
+  if #r == 0 then return 0 end
+  return tonumber(r[1])
+end
+
 local function pump()
   sweep()
   local head = m('head', 1)
@@ -229,15 +252,22 @@ local function pump()
   while true do
     local ok, rate = may_admit()
     if not ok then break end
+    -- The returned lane at its share of the calls while the main line waits
+    -- (as Line::next_candidate): first, then its credit is spent and earned back.
     local seq, deadline
-    local r = redis.call('ZRANGE', ret, 0, 0)
+    local credit = m('rcredit', 0)
+    local l = redis.call('ZRANGE', live, 0, 0)
+    local r = {}
+    if credit >= 0 or #l == 0 then r = redis.call('ZRANGE', ret, 0, 0) end
     if #r > 0 then
       seq = r[1]
       deadline = num(redis.call('ZSCORE', retdl, seq), now)
       redis.call('ZREM', ret, seq)
       redis.call('ZREM', retdl, seq)
+      if #l > 0 then
+        redis.call('HSET', meta, 'rcredit', fmt(math.max(-1000, credit - (1000 - share))))
+      end
     else
-      local l = redis.call('ZRANGE', live, 0, 0)
       if #l == 0 then break end
       seq = l[1]
       deadline = num(redis.call('ZSCORE', dl, seq), now)
@@ -246,6 +276,7 @@ local function pump()
       local s = tonumber(seq)
       passed = passed + (s - head)
       head = s + 1
+      redis.call('HSET', meta, 'rcredit', fmt(math.min(0, credit + share)))
     end
     consume(rate)
     record()
@@ -263,6 +294,7 @@ local function pump()
   end
   redis.call('HSET', meta, 'head', fmt(head))
   line_present(queue_length() > 0)
+  mark_head(head)
   return { tostring(called_n), tostring(passed), table.concat(called_list, ',') }
 end
 
@@ -270,8 +302,19 @@ local function waiting(position)
   return settings_out({ 'waiting', tostring(position), measured(), tostring(active()) })
 end
 
+-- Positions with the returned lane at its share of the calls (as
+-- line::main_position and line::returned_position).
 local function main_position(seq)
-  return redis.call('ZCARD', ret) + redis.call('ZCOUNT', live, '-inf', '(' .. seq) + 1
+  local before = redis.call('ZCOUNT', live, '-inf', '(' .. seq)
+  local returned = redis.call('ZCARD', ret)
+  if share < 1000 then
+    returned = math.min(returned, math.ceil((before + 1) * share / (1000 - share)))
+  end
+  return before + 1 + returned
+end
+
+local function returned_position(index)
+  return index + 1 + math.min(redis.call('ZCARD', live), math.floor(index * (1000 - share) / share))
 end
 
 redis.call('HSETNX', set, 'rate', ARGV[7])
@@ -292,13 +335,13 @@ local function zadd_all(key, seqs, score)
   end
 end
 
--- ARGV from 14: grace (ms), the caller's next and head, whether its live list is
+-- ARGV from 16: grace (ms), the caller's next and head, whether its live list is
 -- every waiting place ('1') or a sample ('0'), then three counted lists: live,
 -- called, returned.
 local function restore()
-  local grace, next, head, exact = tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]),
-    ARGV[17] == '1'
-  local lists, i = {}, 18
+  local grace, next, head, exact = tonumber(ARGV[16]), tonumber(ARGV[17]), tonumber(ARGV[18]),
+    ARGV[19] == '1'
+  local lists, i = {}, 20
   for k = 1, 3 do
     local n = tonumber(ARGV[i])
     lists[k] = { unpack(ARGV, i + 1, i + n) }
@@ -364,7 +407,7 @@ elseif op == 'arrive' then
   return settings_out({ 'queued', tostring(seq), tostring(main_position(seq)), measured(),
                        tostring(active()) })
 elseif op == 'poll' then
-  local seq = tonumber(ARGV[14])
+  local seq = tonumber(ARGV[16])
   if seq == 0 or seq >= m('next', 1) then return { 'unknown' } end
   if redis.call('GETBIT', claimed, seq) == 1 then
     if touch(seq) then return { 'admitted' } end
@@ -384,16 +427,18 @@ elseif op == 'poll' then
     return waiting(main_position(seq))
   end
   if not redis.call('ZSCORE', ret, seq) then
+    -- Passed over longer ago than the grace: a new place for them.
+    if seq < head_at(now - return_grace) then return { 'ended' } end
     redis.call('ZADD', ret, redis.call('HINCRBY', meta, 'retn', 1), seq)
   end
   redis.call('ZADD', retdl, 'GT', now + abandon_min, seq)
-  return waiting(redis.call('ZRANK', ret, seq) + 1)
+  return waiting(returned_position(redis.call('ZRANK', ret, seq)))
 elseif op == 'flush' then
-  -- Batched from polls and requests answered locally: ARGV[14] = n deadline pairs
+  -- Batched from polls and requests answered locally: ARGV[16] = n deadline pairs
   -- (seq, ms from now), then session renewal pairs (sid, ms from now).
-  local n = tonumber(ARGV[14])
+  local n = tonumber(ARGV[16])
   local head = m('head', 1)
-  for i = 15, 14 + 2 * n, 2 do
+  for i = 17, 16 + 2 * n, 2 do
     local seq, deadline = ARGV[i], now + tonumber(ARGV[i + 1])
     if redis.call('ZSCORE', live, seq) then
       redis.call('ZADD', dl, deadline, seq)
@@ -406,7 +451,7 @@ elseif op == 'flush' then
       redis.call('ZADD', dl, deadline, seq)
     end
   end
-  for i = 15 + 2 * n, #ARGV, 2 do
+  for i = 17 + 2 * n, #ARGV, 2 do
     redis.call('ZADD', sess, 'XX', 'GT', now + tonumber(ARGV[i + 1]), ARGV[i])
   end
   return { 'ok' }
@@ -428,7 +473,7 @@ elseif op == 'view' then
            table.concat(redis.call('ZRANGE', called, 0, -1), ','),
            table.concat(redis.call('ZRANGE', ret, 0, 999), ','), tostring(active()), fmt(now) })
 elseif op == 'touch' then
-  return { touch(ARGV[14]) and '1' or '0' }
+  return { touch(ARGV[16]) and '1' or '0' }
 elseif op == 'snapshot' then
   sweep()
   return settings_out({ tostring(queue_length()), tostring(active()),
@@ -437,7 +482,7 @@ elseif op == 'settings' then
   local before, _, _, _, _, held = settings()
   local fields = { 'rate', 'max', 'paused', 'closed', 'opens' }
   for i, f in ipairs(fields) do
-    if ARGV[13 + i] ~= '' then redis.call('HSET', set, f, ARGV[13 + i]) end
+    if ARGV[15 + i] ~= '' then redis.call('HSET', set, f, ARGV[15 + i]) end
   end
   -- A new rate applies at once: what is owed to the outflow limit is re-spaced at
   -- the new rate (as Gcra::rescale).
@@ -449,10 +494,10 @@ elseif op == 'settings' then
   end
   return settings_out({})
 elseif op == 'hold' then
-  -- An instance's circuit breaker holds the line for ARGV[14] ms from now (the later
+  -- An instance's circuit breaker holds the line for ARGV[16] ms from now (the later
   -- hold wins).
   local _, _, _, _, _, held = settings()
-  redis.call('HSET', set, 'held', fmt(math.max(held, now + tonumber(ARGV[14]))))
+  redis.call('HSET', set, 'held', fmt(math.max(held, now + tonumber(ARGV[16]))))
   return settings_out({})
 end
 return redis.error_reply('unknown operation ' .. tostring(op))

@@ -50,8 +50,9 @@ const STALE_AFTER: Duration = Duration::from_millis(1_500);
 /// restore it (see [`RedisStore::connect`]).
 pub const JOIN_GRACE: Duration = Duration::from_secs(2);
 
-const KEY_NAMES: [&str; 11] = [
+const KEY_NAMES: [&str; 12] = [
     "meta", "settings", "live", "dl", "called", "sess", "claimed", "ret", "retdl", "out", "cslot",
+    "marks",
 ];
 
 /// A connection to a single Redis (reconnecting) or to a Redis Cluster.
@@ -447,7 +448,9 @@ impl RedisStore {
             .arg(self.high_water.load(Ordering::Relaxed))
             .arg(u8::from(known.closed))
             .arg(known.opens_at.unwrap_or(0))
-            .arg(valid_until);
+            .arg(valid_until)
+            .arg(self.timing.return_grace_ms)
+            .arg(self.timing.returned_share_permille);
         for a in args {
             invocation.arg(a);
         }
@@ -504,7 +507,7 @@ impl RedisStore {
     fn poll_locally(&self, seq: u64, now: Millis) -> Option<Wait> {
         let view = lock(&self.view);
         let v = view.as_ref().filter(|v| v.fresh(now))?;
-        let position = v.position(seq)?;
+        let position = v.position(seq, self.timing.returned_share_permille)?;
         let flow = Flow {
             measured_per_sec: v.measured,
             active: v.active,

@@ -14,6 +14,7 @@
 use std::collections::HashSet;
 
 use crate::admission::line::Settings;
+use crate::admission::line::{main_position, returned_position};
 use crate::clock::Millis;
 
 /// How often the pump refreshes the view.
@@ -111,13 +112,25 @@ impl View {
     }
 
     /// The position of place `seq` if the view can tell it, or `None`: ask Redis.
-    pub fn position(&self, seq: u64) -> Option<u64> {
+    /// The returned lane takes `share_permille` of the calls (see
+    /// [`crate::admission::line::main_position`]).
+    pub fn position(&self, seq: u64, share_permille: u32) -> Option<u64> {
         if self.called.contains(&seq) {
             return None;
         }
         if let Some(i) = self.returned.iter().position(|s| *s == seq) {
-            return Some(i as u64 + 1);
+            return Some(returned_position(i as u64, self.live, share_permille));
         }
+        let rank = self.main_rank(seq)?;
+        Some(main_position(
+            rank - 1,
+            self.returned.len() as u64,
+            share_permille,
+        ))
+    }
+
+    /// The place's rank in the main line (from 1), if the view can tell it.
+    fn main_rank(&self, seq: u64) -> Option<u64> {
         if seq < self.head {
             return None;
         }
@@ -125,28 +138,43 @@ impl View {
             // Arrived since the view was taken: Redis knows (once per visitor).
             return None;
         }
-        let ahead = self.returned.len() as u64;
         if self.stride == 1 {
             // Exact; a place missing here has departed and must be revived by Redis.
-            return self
-                .sample
-                .binary_search(&seq)
-                .ok()
-                .map(|i| ahead + i as u64 + 1);
+            return self.sample.binary_search(&seq).ok().map(|i| i as u64 + 1);
         }
         let k = self.sample.partition_point(|s| *s <= seq);
         if k == 0 {
-            return Some(ahead + 1);
+            return Some(1);
         }
         let before = (k as u64 - 1) * self.stride;
         let within = (seq - self.sample[k - 1] + 1).min(self.stride);
-        Some(ahead + before + within)
+        Some(before + within)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl View {
+        /// Positions with the returned lane served whole before the main line.
+        fn position_all_first(&self, seq: u64) -> Option<u64> {
+            self.position(seq, 1000)
+        }
+    }
+
+    #[test]
+    fn the_returned_lane_takes_its_share_of_the_positions() {
+        let v = View::parse(&answer("10,12,13,20", 1, 4, "11", "3,5,6"), 1_000).unwrap();
+        // Half the calls each: 3, 10, 5, 12, 6, 13, 20.
+        assert_eq!(v.position(3, 500), Some(1));
+        assert_eq!(v.position(10, 500), Some(2));
+        assert_eq!(v.position(5, 500), Some(3));
+        assert_eq!(v.position(12, 500), Some(4));
+        assert_eq!(v.position(6, 500), Some(5));
+        assert_eq!(v.position(13, 500), Some(6));
+        assert_eq!(v.position(20, 500), Some(7));
+    }
 
     fn answer(sample: &str, stride: u64, live: u64, called: &str, returned: &str) -> Vec<String> {
         [
@@ -179,19 +207,23 @@ mod tests {
             (v.head, v.next, v.settings.new_users_per_minute, v.measured),
             (10, 100, 600, None)
         );
-        assert_eq!(v.position(3), Some(1), "the returned lane first");
-        assert_eq!(v.position(5), Some(2));
-        assert_eq!(v.position(10), Some(3));
-        assert_eq!(v.position(13), Some(5));
-        assert_eq!(v.position(11), None, "called: claim in Redis");
-        assert_eq!(v.position(15), None, "departed: revive in Redis");
-        assert_eq!(v.position(4), None, "passed over: Redis");
-        assert_eq!(v.position(105), None, "arrived since: Redis");
+        assert_eq!(v.position_all_first(3), Some(1), "the returned lane first");
+        assert_eq!(v.position_all_first(5), Some(2));
+        assert_eq!(v.position_all_first(10), Some(3));
+        assert_eq!(v.position_all_first(13), Some(5));
+        assert_eq!(v.position_all_first(11), None, "called: claim in Redis");
+        assert_eq!(v.position_all_first(15), None, "departed: revive in Redis");
+        assert_eq!(v.position_all_first(4), None, "passed over: Redis");
+        assert_eq!(v.position_all_first(105), None, "arrived since: Redis");
         assert!(v.fresh(2_000) && !v.fresh(2_001));
         let mut v = v;
         v.note_called([10, 3]);
-        assert_eq!(v.position(12), Some(2), "5 in the returned lane, then 12");
-        assert_eq!(v.position(10), None);
+        assert_eq!(
+            v.position_all_first(12),
+            Some(2),
+            "5 in the returned lane, then 12"
+        );
+        assert_eq!(v.position_all_first(10), None);
     }
 
     #[test]
@@ -206,7 +238,7 @@ mod tests {
         let v = View::parse(&a, 0).unwrap();
         for seq in [100, 101, 103, 104, 5_000, 10_099] {
             let exact = seq - 100 + 1;
-            let got = v.position(seq).unwrap();
+            let got = v.position_all_first(seq).unwrap();
             assert!(got.abs_diff(exact) < 4, "{seq}: {got} vs {exact}");
         }
     }

@@ -309,6 +309,12 @@ impl Proxy {
             .await
     }
 
+    /// Pauses the room (`PATCH {"paused": true}`).
+    pub async fn pause(&self) {
+        let r = self.patch(serde_json::json!({"paused": true})).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+
     /// A call to the admin listener with the bearer token.
     pub async fn admin_call(&self, method: Method, path: &str, body: Option<String>) -> Reply {
         admin_call(self.admin, method, path, body).await
