@@ -191,10 +191,16 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     .await;
     let body = match collected {
         Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(_)) => {
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             return Err(closing(h::error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "body too large or broken",
+                "body too large",
+            )))
+        }
+        Ok(Err(_)) => {
+            return Err(closing(h::error(
+                StatusCode::BAD_REQUEST,
+                "the body broke off",
             )))
         }
         Err(_) => {

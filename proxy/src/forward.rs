@@ -306,8 +306,11 @@ fn set_forwarded(headers: &mut HeaderMap, peer: Peer, host: Option<HeaderValue>)
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert("x-forwarded-for", v);
     }
-    let proto = if peer.tls { "https" } else { "http" };
-    headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    // A trusted proxy that ended TLS says so; anyone else's word is replaced.
+    if !(peer.trusted && headers.contains_key("x-forwarded-proto")) {
+        let proto = if peer.tls { "https" } else { "http" };
+        headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    }
     match host {
         Some(h) => {
             headers.insert("x-forwarded-host", h);
@@ -333,6 +336,7 @@ mod tests {
         h.insert("upgrade", HeaderValue::from_static("websocket"));
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         h.insert("x-real-ip", HeaderValue::from_static("10.0.0.1"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
         h.insert("accept", HeaderValue::from_static("*/*"));
         strip_hop_by_hop(&mut h);
         let mut peer = Peer {
@@ -343,6 +347,7 @@ mod tests {
         let mut untrusted = h.clone();
         set_forwarded(&mut untrusted, peer, None);
         assert_eq!(untrusted["x-forwarded-for"], "127.0.0.2");
+        assert_eq!(untrusted["x-forwarded-proto"], "http");
         assert!(untrusted.get("x-real-ip").is_none());
         peer.trusted = true;
         set_forwarded(&mut h, peer, Some(HeaderValue::from_static("example.org")));
@@ -353,7 +358,7 @@ mod tests {
                 && h.get(CONNECTION).is_none()
         );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.2");
-        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-proto"], "https", "a trusted proxy's word");
         assert_eq!(h["x-forwarded-host"], "example.org");
         assert_eq!(h["accept"], "*/*");
     }

@@ -22,6 +22,8 @@ use crate::shutdown::Shutdown;
 const DRAIN: Duration = Duration::from_secs(10);
 /// The answer to a connection over the cap.
 const SHED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nretry-after: 5\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: 28\r\n\r\nToo many connections, retry\n";
+/// Connections over the cap answered at once; more are closed without an answer.
+const SHED_AT_ONCE: usize = 64;
 /// Longest pause between failed accepts.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -76,6 +78,8 @@ where
         .header_read_timeout(Duration::from_secs(30))
         .keep_alive(true);
     let permits = Arc::new(tokio::sync::Semaphore::new(cap.max_connections));
+    // Answering shed connections is bounded too: beyond, they are closed at once.
+    let shedding = Arc::new(tokio::sync::Semaphore::new(SHED_AT_ONCE));
     let mut failed_accepts = 0u64;
     loop {
         let (stream, peer) = tokio::select! {
@@ -89,8 +93,10 @@ where
                     }
                     failed_accepts += 1;
                     let backoff = Duration::from_millis(10 << failed_accepts.min(7)).min(MAX_BACKOFF);
-                    tokio::time::sleep(backoff).await;
-                    continue;
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => continue,
+                        _ = shutdown.wait() => break,
+                    }
                 }
             },
             _ = shutdown.wait() => break,
@@ -104,7 +110,12 @@ where
                 m.client_error("shed");
             }
             tracing::debug!(%peer, "over limits.max_connections: shedding the newest");
-            tokio::spawn(shed(stream));
+            if let Ok(slot) = shedding.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    shed(stream).await;
+                    drop(slot);
+                });
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);

@@ -599,7 +599,10 @@ impl Config {
         }
         let public = address("listen.public", &f.listen.public)?;
         let admin = address("listen.admin", &f.listen.admin)?;
-        if public == admin && public.port() != 0 {
+        let overlap = public.ip() == admin.ip()
+            || public.ip().is_unspecified()
+            || admin.ip().is_unspecified();
+        if overlap && public.port() == admin.port() && public.port() != 0 {
             return Err(invalid(
                 "listen.admin",
                 format!("must differ from listen.public ({public})"),
@@ -785,6 +788,9 @@ token = "change-me"
         );
         let same = MINIMAL.replace("127.0.0.1:9090", "127.0.0.1:8080");
         let e = Config::from_toml(&same, None).unwrap_err().to_string();
+        assert!(e.starts_with("listen.admin: must differ"), "{e}");
+        let any = MINIMAL.replace("127.0.0.1:8080", "0.0.0.0:9090");
+        let e = Config::from_toml(&any, None).unwrap_err().to_string();
         assert!(e.starts_with("listen.admin: must differ"), "{e}");
         assert!(err("[clients]\ntrusted_proxies = [\"10.0.0.0/33\"]\n")
             .starts_with("clients.trusted_proxies:"));

@@ -9,7 +9,7 @@ use std::path::Path;
 pub const LANGUAGES: [&str; 4] = ["de", "fr", "lb", "en"];
 
 /// Every key a catalogue must have.
-pub const KEYS: [&str; 26] = [
+pub const KEYS: [&str; 27] = [
     "language_name",
     "title",
     "heading",
@@ -36,6 +36,7 @@ pub const KEYS: [&str; 26] = [
     "resend",
     "too_many",
     "try_again_in",
+    "send_again",
 ];
 
 const BUILTIN: [(&str, &str); 4] = [

@@ -365,6 +365,14 @@ impl Page {
                 },
                 _,
             ) => c.text(lang, "retrying", &[("seconds", retry_secs.to_string())]),
+            (
+                Shown::Error {
+                    trouble: Trouble::TooMany,
+                    retry: false,
+                    ..
+                },
+                _,
+            ) => t("send_again"),
             (Shown::Error { retry: false, .. }, _) => t("resend"),
             // Not moving, the place still stands: say which it is.
             (Shown::Admitted, _) => String::new(),
