@@ -59,6 +59,9 @@ pub enum AppError {
     /// The operator's queue page.
     #[error(transparent)]
     Page(#[from] PageError),
+    /// A certificate, key or CA.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Runs the proxy on already-bound listeners until `shutdown` fires, or until a
@@ -115,6 +118,20 @@ pub async fn run_with(
         });
     }
     let shutdown = stopping;
+    let public_tls = match &config.tls {
+        Some((cert, key)) => {
+            let tls = crate::tls::ServerTls::load(cert, key)?;
+            tokio::spawn(tls.clone().watch(shutdown.clone()));
+            Some(tls.acceptor())
+        }
+        None => None,
+    };
+    let origin_tls = match config.origin.scheme_str() {
+        Some("https") => Some(crate::tls::origin_client_config(
+            config.origin_tls_ca.as_deref(),
+        )?),
+        _ => None,
+    };
     let registry = Registry::new();
     let metrics = Metrics::new(&registry);
     let mut shared_keys = None;
@@ -171,6 +188,7 @@ pub async fn run_with(
         config.origin_timeout,
         metrics.clone(),
         breaker,
+        origin_tls,
     );
     let (public, admin) = (Arc::new(public), Arc::new(admin));
     let public_addr = public.local_addr().ok();
@@ -217,11 +235,11 @@ pub async fn run_with(
 
     let public_task = crate::server::serve(
         public,
-        move |req, addr| {
+        move |req, conn: crate::server::Conn| {
             let s = public_service.clone();
             let peer = Peer {
-                addr,
-                tls: false,
+                addr: conn.addr,
+                tls: conn.tls,
                 trusted: false,
             };
             async move { s.handle(req, peer).await }
@@ -229,6 +247,7 @@ pub async fn run_with(
         crate::server::Cap {
             max_connections: crate::server::max_connections(config.edge.max_connections),
             metrics: Some(metrics.clone()),
+            tls: public_tls,
         },
         shutdown.clone(),
     );
@@ -241,6 +260,7 @@ pub async fn run_with(
         crate::server::Cap {
             max_connections: ADMIN_CONNECTIONS,
             metrics: None,
+            tls: None,
         },
         shutdown,
     );

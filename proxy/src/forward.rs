@@ -18,6 +18,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
 use http::{Method, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -44,7 +45,7 @@ const KEEP_BODY: u64 = 64 * 1024;
 /// The client to the origin.
 #[derive(Clone)]
 pub struct Forwarder {
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
     origin: Uri,
     timeout: Duration,
     metrics: Metrics,
@@ -115,9 +116,16 @@ impl Payload {
 }
 
 impl Forwarder {
-    /// A forwarder to `origin` (scheme and authority only), behind `breaker`.
-    pub fn new(origin: Uri, timeout: Duration, metrics: Metrics, breaker: Breaker) -> Self {
-        Self::build(origin, timeout, metrics, false, breaker)
+    /// A forwarder to `origin` (scheme and authority only), behind `breaker`;
+    /// `tls` checks an `https://` origin (HTTP/2 when it offers it).
+    pub fn new(
+        origin: Uri,
+        timeout: Duration,
+        metrics: Metrics,
+        breaker: Breaker,
+        tls: Option<rustls::ClientConfig>,
+    ) -> Self {
+        Self::build(origin, timeout, metrics, false, breaker, tls)
     }
 
     /// A forwarder to another waitroom process at `to` that passes requests on as
@@ -127,7 +135,7 @@ impl Forwarder {
             enabled: false,
             ..Default::default()
         });
-        Self::build(to, Duration::from_secs(60), metrics, true, breaker)
+        Self::build(to, Duration::from_secs(60), metrics, true, breaker, None)
     }
 
     fn build(
@@ -136,10 +144,27 @@ impl Forwarder {
         metrics: Metrics,
         relay: bool,
         breaker: Breaker,
+        tls: Option<rustls::ClientConfig>,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(5)));
+        http.enforce_http(false);
+        // A plain origin never uses the TLS configuration: an empty one will do.
+        let tls = tls.unwrap_or_else(|| {
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+        });
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(1024)
@@ -176,7 +201,11 @@ impl Forwarder {
         let uri = Uri::from_parts(uri).map_err(|e| ProxyError::OriginUnreachable(e.to_string()))?;
         strip_hop_by_hop(&mut parts.headers);
         if !self.relay {
-            let host = parts.headers.remove(HOST);
+            // HTTP/2 names the host in the URI (`:authority`), HTTP/1.1 in `Host`.
+            let host = parts.headers.remove(HOST).or_else(|| {
+                let authority = parts.uri.authority()?;
+                HeaderValue::from_str(authority.as_str()).ok()
+            });
             set_forwarded(&mut parts.headers, peer, host);
         }
         let head = Head {

@@ -19,6 +19,7 @@
 //! - [`http`]: bodies, cookies and the one place errors become answers.
 //! - [`server`]: accepting connections and serving them until shutdown.
 //! - [`handover`]: zero-downtime restarts: a new process takes the listeners over.
+//! - [`tls`]: TLS at the edge (certificates reloaded when they change) and to the origin.
 //! - [`shutdown`]: the shutdown signal.
 //! - [`app`]: wiring it all together: [`app::run`].
 
@@ -39,4 +40,5 @@ pub mod queue_page;
 pub mod server;
 pub mod shutdown;
 pub mod store;
+pub mod tls;
 pub mod token;

@@ -30,6 +30,10 @@ fn spread(poll_after_ms: u64) -> u64 {
     poll_after_ms + rand::random_range(0..=poll_after_ms / 4)
 }
 
+/// Marks a request that came over TLS (its cookie is `Secure` under `auto`).
+#[derive(Clone, Copy, Debug)]
+struct OverTls;
+
 /// What an answer about a request needs once the request itself is gone.
 struct Asked {
     lang: &'static str,
@@ -109,8 +113,11 @@ impl Public {
     }
 
     /// Answers one request.
-    pub async fn handle(&self, req: Request<Incoming>, mut peer: Peer) -> Response<Body> {
+    pub async fn handle(&self, mut req: Request<Incoming>, mut peer: Peer) -> Response<Body> {
         peer.trusted = self.clients.trusts(peer.addr.ip());
+        if peer.tls {
+            req.extensions_mut().insert(OverTls);
+        }
         if let Some((handed_over, successor)) = &self.relay {
             if handed_over.load(Ordering::SeqCst) {
                 let asked = self.asked(&req);
@@ -401,10 +408,14 @@ impl Public {
         let secure = match self.cookie.secure {
             CookieSecure::Always => true,
             CookieSecure::Never => false,
-            CookieSecure::Auto => req
-                .headers()
-                .get("x-forwarded-proto")
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https")),
+            CookieSecure::Auto => {
+                req.uri().scheme_str() == Some("https")
+                    || req.extensions().get::<OverTls>().is_some()
+                    || req
+                        .headers()
+                        .get("x-forwarded-proto")
+                        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
+            }
         };
         let ttl = self.admission.tokens().ttl_secs(kind);
         h::set_cookie(&self.cookie.name, &token, ttl, secure)

@@ -1,7 +1,8 @@
-//! Accepting connections and serving HTTP/1.1 on them until shutdown, at most
-//! so many at once: past the cap the newest connection gets a short `503` and is
-//! closed, so the process never spins at its file-descriptor limit (and keeps
-//! descriptors for its state files and the origin).
+//! Accepting connections and serving HTTP/1.1 and HTTP/2 on them (over TLS when
+//! configured, chosen by ALPN) until shutdown, at most so many at once: past the
+//! cap the newest connection gets a short `503` and is closed, so the process never
+//! spins at its file-descriptor limit (and keeps descriptors for its state files
+//! and the origin).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,7 +12,8 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
@@ -24,16 +26,32 @@ const DRAIN: Duration = Duration::from_secs(10);
 const SHED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nretry-after: 5\r\ncache-control: no-store\r\nconnection: close\r\ncontent-length: 28\r\n\r\nToo many connections, retry\n";
 /// Connections over the cap answered at once; more are closed without an answer.
 const SHED_AT_ONCE: usize = 64;
+/// Requests one HTTP/2 connection may have open at once.
+const MAX_STREAMS: u32 = 128;
 /// Longest pause between failed accepts.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// How many connections a listener serves at once.
+/// How long a client has to finish the TLS handshake.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// How a listener serves: how many connections at once, and over TLS or not.
 #[derive(Clone)]
 pub struct Cap {
     /// Connections served at once; the newest beyond are shed.
     pub max_connections: usize,
     /// Counts shed connections.
     pub metrics: Option<crate::metrics::Metrics>,
+    /// Terminates TLS on every connection when set.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Where a request came from.
+#[derive(Clone, Copy, Debug)]
+pub struct Conn {
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
 }
 
 /// A cap for `configured` connections (0: from the file-descriptor limit: half
@@ -69,14 +87,19 @@ async fn shed(mut stream: tokio::net::TcpStream) {
 /// it open after this stops accepting, so connections wait instead of being refused.
 pub async fn serve<H, F>(listener: Arc<TcpListener>, handler: H, cap: Cap, mut shutdown: Shutdown)
 where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, Conn) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
         .keep_alive(true);
+    http.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS);
+    let http = Arc::new(http);
     let permits = Arc::new(tokio::sync::Semaphore::new(cap.max_connections));
     // Answering shed connections is bounded too: beyond, they are closed at once.
     let shedding = Arc::new(tokio::sync::Semaphore::new(SHED_AT_ONCE));
@@ -119,18 +142,40 @@ where
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let service = service_fn(move |req| {
-            let handler = handler.clone();
-            async move { Ok::<_, std::convert::Infallible>(handler(req, peer).await) }
-        });
-        let conn = http.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let (handler, http, watcher, tls) = (
+            handler.clone(),
+            http.clone(),
+            graceful.watcher(),
+            cap.tls.clone(),
+        );
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let _permit = permit;
+            let service = move |tls| {
+                let conn = Conn { addr: peer, tls };
+                service_fn(move |req| {
+                    let handler = handler.clone();
+                    async move { Ok::<_, std::convert::Infallible>(handler(req, conn).await) }
+                })
+            };
+            let served = match tls {
+                None => {
+                    let conn = http.serve_connection(TokioIo::new(stream), service(false));
+                    watcher.watch(conn).await
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let conn = http.serve_connection(TokioIo::new(stream), service(true));
+                            watcher.watch(conn).await
+                        }
+                        Ok(Err(e)) => Err(e.into()),
+                        Err(_) => Err("TLS handshake timed out".into()),
+                    }
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
-            drop(permit);
         });
     }
     drop(listener);

@@ -161,6 +161,8 @@ struct ListenFile {
     admin: String,
     #[serde(default = "default_handover_wait")]
     handover_wait: String,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
 }
 
 fn default_handover_wait() -> String {
@@ -173,6 +175,7 @@ struct OriginFile {
     url: String,
     #[serde(default = "default_origin_timeout")]
     timeout: String,
+    tls_ca: Option<String>,
 }
 
 fn default_origin_timeout() -> String {
@@ -324,8 +327,12 @@ pub struct Config {
     /// How long a stopping process keeps its listeners open for a successor to
     /// take over (see [`crate::handover`]).
     pub handover_wait: Duration,
-    /// The origin's base URL (`http://host:port`).
+    /// The origin's base URL (`http://host:port` or `https://host:port`).
     pub origin: http::Uri,
+    /// A CA (PEM) to check an `https://` origin against instead of the system's roots.
+    pub origin_tls_ca: Option<PathBuf>,
+    /// The public listener's certificate chain and key (PEM), when it serves TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
     /// How long the origin may take to start answering.
     pub origin_timeout: Duration,
     /// Initial run-time settings.
@@ -410,12 +417,35 @@ impl Config {
                 format!("{:?} is not a URL ({e})", f.origin.url),
             )
         })?;
-        if origin.scheme_str() != Some("http") || origin.authority().is_none() {
+        let https = origin.scheme_str() == Some("https");
+        if !(https || origin.scheme_str() == Some("http")) || origin.authority().is_none() {
             return Err(invalid(
                 "origin.url",
-                "must be an http:// URL with a host, like \"http://127.0.0.1:8081\"",
+                "must be an http:// or https:// URL with a host, like \"http://127.0.0.1:8081\"",
             ));
         }
+        if f.origin.tls_ca.is_some() && !https {
+            return Err(invalid(
+                "origin.tls_ca",
+                "only used with an https:// origin",
+            ));
+        }
+        let tls = match (f.listen.tls_cert, f.listen.tls_key) {
+            (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid(
+                    "listen.tls_key",
+                    "missing: listen.tls_cert needs its key",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "listen.tls_cert",
+                    "missing: listen.tls_key needs its certificate",
+                ))
+            }
+        };
         if origin.path() != "/" || origin.query().is_some() {
             return Err(invalid(
                 "origin.url",
@@ -620,6 +650,8 @@ impl Config {
             admin,
             handover_wait: duration("listen.handover_wait", &f.listen.handover_wait)?,
             origin,
+            origin_tls_ca: f.origin.tls_ca.map(PathBuf::from),
+            tls,
             origin_timeout,
             settings: Settings {
                 new_users_per_minute: a.new_users_per_minute,
@@ -789,6 +821,12 @@ token = "change-me"
         let same = MINIMAL.replace("127.0.0.1:9090", "127.0.0.1:8080");
         let e = Config::from_toml(&same, None).unwrap_err().to_string();
         assert!(e.starts_with("listen.admin: must differ"), "{e}");
+        let half = MINIMAL.replace("[origin]", "tls_cert = \"c.pem\"\n[origin]");
+        let e = Config::from_toml(&half, None).unwrap_err().to_string();
+        assert!(e.starts_with("listen.tls_key: missing"), "{e}");
+        let ca = MINIMAL.replace("8081\"", "8081\"\ntls_ca = \"ca.pem\"");
+        let e = Config::from_toml(&ca, None).unwrap_err().to_string();
+        assert!(e.starts_with("origin.tls_ca:"), "{e}");
         let any = MINIMAL.replace("127.0.0.1:8080", "0.0.0.0:9090");
         let e = Config::from_toml(&any, None).unwrap_err().to_string();
         assert!(e.starts_with("listen.admin: must differ"), "{e}");

@@ -93,6 +93,9 @@ pub struct ProxyBuilder {
     redis: Option<(String, String)>,
     store_extra: String,
     clients: String,
+    listen_extra: String,
+    origin_url: Option<String>,
+    cookie_secure: &'static str,
     clock_skew_ms: i64,
 }
 
@@ -108,6 +111,9 @@ pub fn proxy(origin: &Origin) -> ProxyBuilder {
         redis: None,
         store_extra: String::new(),
         clients: CLIENTS_DEFAULT.to_owned(),
+        listen_extra: String::new(),
+        origin_url: None,
+        cookie_secure: "never",
         clock_skew_ms: 0,
     }
 }
@@ -121,6 +127,9 @@ impl ProxyBuilder {
             redis: None,
             store_extra: String::new(),
             clients: CLIENTS_DEFAULT.to_owned(),
+            listen_extra: String::new(),
+            origin_url: None,
+            cookie_secure: "never",
             clock_skew_ms: 0,
         }
     }
@@ -142,6 +151,25 @@ impl ProxyBuilder {
         self.sections.push_str(&format!(
             "[admission]\nnew_users_per_minute = {per_minute}\nmax_active_users = {max_active}\nsession_duration = \"{session}\"\n"
         ));
+        self
+    }
+
+    /// Adds raw TOML to the `[listen]` section (TLS files).
+    pub fn listen_toml(mut self, text: &str) -> Self {
+        self.listen_extra.push_str(text);
+        self.listen_extra.push('\n');
+        self
+    }
+
+    /// Sets the whole `[origin]` section (raw TOML: an https:// origin and its CA).
+    pub fn origin_toml(mut self, text: &str) -> Self {
+        self.origin_url = Some(text.to_owned());
+        self
+    }
+
+    /// Sets `cookie.secure` (`"never"` unless told: the tests speak plain HTTP).
+    pub fn cookie_secure(mut self, policy: &'static str) -> Self {
+        self.cookie_secure = policy;
         self
     }
 
@@ -176,9 +204,14 @@ impl ProxyBuilder {
             ),
             None => format!("state_dir = \"{}\"\n{}", state.display(), self.store_extra),
         };
+        let origin = self
+            .origin_url
+            .clone()
+            .unwrap_or_else(|| format!("url = \"http://{}\"", self.origin));
         let text = format!(
-            "[listen]\npublic = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[origin]\nurl = \"http://{}\"\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[cookie]\nsecure = \"never\"\n[clients]\n{}[store]\n{store}\n{}",
-            self.origin,
+            "[listen]\npublic = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n{}[origin]\n{origin}\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n[cookie]\nsecure = \"{}\"\n[clients]\n{}[store]\n{store}\n{}",
+            self.listen_extra,
+            self.cookie_secure,
             self.clients,
             self.sections
         );
