@@ -215,7 +215,10 @@ pub async fn run_with(
         );
         public_service = public_service.relay_after(handed_over.clone(), successor);
     }
-    let protection = Arc::new(Protection::new(config.edge.places, config.edge.session));
+    let (pow, difficulty) = config.edge.proof_of_work;
+    let protection = Arc::new(
+        Protection::new(config.edge.places, config.edge.session).with_pow(pow, difficulty),
+    );
     tokio::spawn(sweep_limits(protection.clone(), shutdown.clone()));
     let public_service =
         Arc::new(public_service.with_edge(config.edge.trusted_proxies.clone(), protection.clone()));

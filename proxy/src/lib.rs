@@ -10,6 +10,7 @@
 //! - [`token`]: signed queue and admission tokens (EdDSA JWTs) and their keys.
 //! - [`clients`]: who the client is, through trusted proxies.
 //! - [`limits`]: rate limits per client (new places) and per session.
+//! - [`pow`]: the proof-of-work challenge an operator can put before new places.
 //! - [`public`]: the public listener: routing, `/_waitroom/*`, forwarding decisions.
 //! - [`queue_page`]: the page and JSON a waiting visitor sees.
 //! - [`forward`]: the pooled hyper client to the origin.
@@ -35,6 +36,7 @@ pub mod handover;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod pow;
 pub mod public;
 pub mod queue_page;
 pub mod server;

@@ -129,6 +129,8 @@ pub struct Protection {
     pub places: Limiter<std::net::IpAddr>,
     /// Requests per admitted session (keyed by session number), per second.
     pub sessions: Limiter<u64>,
+    /// The proof-of-work challenge before a place.
+    pub pow: crate::pow::ProofOfWork,
 }
 
 /// The limits as the admin API shows and takes them.
@@ -143,6 +145,10 @@ pub struct ProtectionPatch {
     pub session_requests_per_second: Option<u32>,
     /// How many of them at once.
     pub session_burst: Option<u32>,
+    /// Whether newcomers must answer a proof-of-work challenge before a place.
+    pub proof_of_work: Option<bool>,
+    /// How hard the challenge is: leading zero bits (1 to 28; each one doubles it).
+    pub pow_difficulty: Option<u32>,
 }
 
 impl Protection {
@@ -152,7 +158,14 @@ impl Protection {
         Self {
             places: Limiter::new(places, Per::Minute),
             sessions: Limiter::new(session, Per::Second),
+            pow: crate::pow::ProofOfWork::new(false, DEFAULT_DIFFICULTY),
         }
+    }
+
+    /// With the proof-of-work challenge `enabled` or not, at `difficulty` bits.
+    pub fn with_pow(mut self, enabled: bool, difficulty: u32) -> Self {
+        self.pow = crate::pow::ProofOfWork::new(enabled, difficulty);
+        self
     }
 
     /// The limits in force, every field set.
@@ -163,6 +176,8 @@ impl Protection {
             places_burst: Some(p.burst),
             session_requests_per_second: Some(s.rate),
             session_burst: Some(s.burst),
+            proof_of_work: Some(self.pow.enabled()),
+            pow_difficulty: Some(self.pow.difficulty()),
         }
     }
 
@@ -184,18 +199,33 @@ impl Protection {
         if session.rate > 0 && session.burst < 10 {
             return Err("session_burst: must be at least 10".into());
         }
+        if patch
+            .pow_difficulty
+            .is_some_and(|d| !(1..=crate::pow::MAX_DIFFICULTY).contains(&d))
+        {
+            return Err(format!(
+                "pow_difficulty: must be 1 to {} (bits)",
+                crate::pow::MAX_DIFFICULTY
+            ));
+        }
+        self.pow.set(patch.proof_of_work, patch.pow_difficulty);
         self.places.set(places);
         self.sessions.set(session);
         Ok(self.current())
     }
 
-    /// Forgets clients and sessions that have fully recovered.
+    /// Forgets clients and sessions that have fully recovered, and answers to
+    /// challenges that expired.
     pub fn sweep(&self) {
+        self.pow.sweep(crate::clock::wall_ms() / 1000);
         let clients = self.places.sweep();
         let sessions = self.sessions.sweep();
         tracing::debug!(clients, sessions, "rate limits swept");
     }
 }
+
+/// The proof-of-work difficulty unless configured: about a second of a phone's work.
+pub const DEFAULT_DIFFICULTY: u32 = 18;
 
 /// Seconds to put in `Retry-After` for a wait: at least 1.
 pub fn retry_after_secs(wait: Duration) -> u64 {

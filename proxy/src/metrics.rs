@@ -13,6 +13,7 @@ pub struct Metrics {
     tokens_refused: IntCounterVec,
     client_errors: IntCounterVec,
     rate_limited: IntCounterVec,
+    challenges: IntCounterVec,
     admissions: IntCounterVec,
     queued: IntCounter,
     called: IntCounter,
@@ -67,6 +68,11 @@ impl Metrics {
                 "waitroom_rate_limited_total",
                 "Requests answered 429: places (a client asking for too many new places), session (one admission used faster than a person does)",
                 &["limit"],
+            ),
+            challenges: counter_vec(
+                "waitroom_challenges_total",
+                "Proof-of-work challenges: issued (to a newcomer without a good answer), solved (answered, a place follows)",
+                &["outcome"],
             ),
             admissions: counter_vec(
                 "waitroom_admissions_total",
@@ -168,6 +174,9 @@ impl Metrics {
         for limit in ["places", "session"] {
             self.rate_limited.with_label_values(&[limit]);
         }
+        for outcome in ["issued", "solved"] {
+            self.challenges.with_label_values(&[outcome]);
+        }
         self
     }
 
@@ -197,6 +206,11 @@ impl Metrics {
     /// Counts a request answered 429 by `limit` (`places` or `session`).
     pub fn rate_limited(&self, limit: &str) {
         self.rate_limited.with_label_values(&[limit]).inc();
+    }
+
+    /// Counts a proof-of-work challenge by outcome (`issued`, `solved`).
+    pub fn challenge(&self, outcome: &str) {
+        self.challenges.with_label_values(&[outcome]).inc();
     }
 
     /// Counts an admission.

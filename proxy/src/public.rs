@@ -153,6 +153,9 @@ impl Public {
             return self.forward(req, peer, None).await;
         }
         let presented = self.presented(&req);
+        if let Some(challenged) = self.challenged(&req, &presented) {
+            return challenged;
+        }
         if let Some(limited) = self.over_limit(&req, peer, &presented) {
             return limited;
         }
@@ -229,6 +232,9 @@ impl Public {
     async fn status(&self, req: &Request<Incoming>, peer: Peer) -> Response<Body> {
         self.metrics.request("status");
         let presented = self.presented(req);
+        if let Some(challenged) = self.challenged(req, &presented) {
+            return challenged;
+        }
         if let Some(limited) = self.over_limit(req, peer, &presented) {
             return limited;
         }
@@ -291,6 +297,55 @@ impl Public {
             r.headers_mut().append(SET_COOKIE, c);
         }
         r
+    }
+
+    /// While the proof-of-work challenge is on: a newcomer without a good answer
+    /// gets a challenge (a page that answers it and comes back; JSON `403` for
+    /// JSON clients) instead of a place. Holders of places and admissions pass.
+    fn challenged(&self, req: &Request<Incoming>, presented: &Presented) -> Option<Response<Body>> {
+        let pow = &self.protection.pow;
+        if !pow.enabled() {
+            return None;
+        }
+        let line = self.admission.store().line_id();
+        if matches!(presented, Presented::Valid(c) if c.l == line && c.k != Kind::Challenge) {
+            return None;
+        }
+        let tokens = self.admission.tokens();
+        let now = self.admission.clock().now_secs();
+        let answers = format!("{}_pow", self.cookie.name);
+        if h::cookies(req.headers(), &answers)
+            .iter()
+            .any(|answer| pow.accept(tokens, answer, now))
+        {
+            self.metrics.challenge("solved");
+            return None;
+        }
+        self.metrics.challenge("issued");
+        let challenge = pow.challenge(tokens);
+        if h::wants_json(req.headers()) {
+            return Some(h::json(
+                StatusCode::FORBIDDEN,
+                &serde_json::json!({
+                    "error": "proof_of_work_required",
+                    "challenge": challenge,
+                    "difficulty": pow.difficulty(),
+                    "cookie": answers,
+                }),
+            ));
+        }
+        let lang = self.language(req);
+        let text = |key| self.page.message(lang, key);
+        let html = crate::pow::page(
+            lang,
+            &text("check_title"),
+            &text("checking"),
+            &text("needs_js"),
+            &challenge,
+            pow.difficulty(),
+            &self.cookie.name,
+        );
+        Some(Self::page_response(StatusCode::OK, lang, html))
     }
 
     /// A 429 when the request is over a limit: a newcomer whose client has taken

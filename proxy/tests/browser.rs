@@ -591,3 +591,76 @@ async fn a_citizen_registering_never_meets_the_session_limit_that_stops_a_shared
     assert!(limited > 0, "the shared admission was never throttled");
     assert_eq!(origin.stats().await["registrations"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_challenge_on_a_browser_earns_its_place_and_a_script_does_not() {
+    let origin = origin(10, 1).await;
+    let p = proxy(&origin).admission(30, 1, "10m").start().await;
+    let http = Http::new();
+    // Somebody is inside: newcomers queue.
+    let mut inside = p.visitor(&http);
+    assert!(inside.get("/").await.unwrap().is_from_origin());
+    // Switched on live (a low difficulty keeps the test short).
+    let on = p
+        .admin_call(
+            http::Method::PATCH,
+            "/admin/protection",
+            Some(r#"{"proof_of_work": true, "pow_difficulty": 12}"#.into()),
+        )
+        .await;
+    assert_eq!(on.status, 200, "{}", on.text());
+    assert_eq!(on.json()["proof_of_work"], true);
+    let issued = p.state().await["places_issued"].clone();
+
+    // A script that does not answer gets challenges, never a place.
+    for _ in 0..20 {
+        let mut script = p.visitor(&http);
+        let r = script.get("/register").await.unwrap();
+        assert_eq!(r.status, 200);
+        let html = r.text();
+        assert!(html.contains("id=\"checking\""), "{html}");
+        assert!(
+            html.contains("<noscript>") && html.contains("needs JavaScript"),
+            "{html}"
+        );
+        assert!(script.cookie.is_none(), "a place without an answer");
+    }
+    let json = p
+        .get("/_waitroom/status", &[("accept", "application/json")])
+        .await
+        .unwrap();
+    assert_eq!(json.status, 403);
+    assert_eq!(json.json()["difficulty"], 12);
+    assert_eq!(p.state().await["places_issued"], issued);
+
+    // A browser answers by itself and lands in the line on the page it asked for.
+    let driver = chromedriver().await;
+    let c = browser(&driver, "en", true).await;
+    c.goto(&p.url("/register")).await.unwrap();
+    wait_until(
+        "a place after the challenge",
+        Duration::from_secs(30),
+        || async { text(&c, "headline").await.contains("number 1") },
+    )
+    .await;
+    assert_eq!(c.current_url().await.unwrap().path(), "/register");
+    let metrics = p.metrics().await;
+    assert!(
+        metrics.contains("waitroom_challenges_total{outcome=\"solved\"} 1"),
+        "{metrics}"
+    );
+    c.close().await.unwrap();
+
+    // Switched off, a newcomer gets a place at once again.
+    let off = p
+        .admin_call(
+            http::Method::PATCH,
+            "/admin/protection",
+            Some(r#"{"proof_of_work": false}"#.into()),
+        )
+        .await;
+    assert_eq!(off.status, 200);
+    let mut later = p.visitor(&http);
+    later.get("/").await.unwrap();
+    assert!(later.cookie.is_some(), "no place with the challenge off");
+}

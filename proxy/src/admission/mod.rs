@@ -47,7 +47,7 @@ impl Presented {
     /// as no token at all.
     fn claims_for(&self, line: u64) -> Option<&Claims> {
         match self {
-            Self::Valid(c) if c.l == line => Some(c),
+            Self::Valid(c) if c.l == line && c.k != Kind::Challenge => Some(c),
             Self::Valid(c) => {
                 tracing::debug!(token_line = c.l, line, "token from another line");
                 None
@@ -187,7 +187,7 @@ impl Admission {
             match self.tokens.verify(token) {
                 Ok(claims) => {
                     let rank = match (claims.l == line, claims.k) {
-                        (false, _) => 0,
+                        (false, _) | (_, Kind::Challenge) => 0,
                         (true, Kind::Provisional) => 1,
                         (true, Kind::Queue) => 2,
                         (true, Kind::Admission) => 3,
@@ -286,6 +286,8 @@ impl Admission {
                     let key = outage::Key::Newcomer(claims.iat, claims.n);
                     return self.arrive(now, line).await.map_err(|e| (e, None, key));
                 }
+                // Never a place (claims_for leaves them out).
+                Kind::Challenge => {}
             }
         }
         self.arrive(now, line).await.map_err(|e| {

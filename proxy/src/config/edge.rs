@@ -13,6 +13,8 @@ pub(super) struct ClientsFile {
     trusted_proxies: Vec<String>,
     places_per_minute: u32,
     places_burst: u32,
+    proof_of_work: bool,
+    pow_difficulty: u32,
 }
 
 impl Default for ClientsFile {
@@ -21,6 +23,8 @@ impl Default for ClientsFile {
             trusted_proxies: Vec::new(),
             places_per_minute: 30,
             places_burst: 30,
+            proof_of_work: false,
+            pow_difficulty: crate::limits::DEFAULT_DIFFICULTY,
         }
     }
 }
@@ -52,6 +56,8 @@ pub struct Edge {
     pub places: Limit,
     /// Requests one admitted session may make (per second; rate 0: no limit).
     pub session: Limit,
+    /// Whether newcomers answer a proof-of-work challenge, and how hard (bits).
+    pub proof_of_work: (bool, u32),
     /// Open connections per listener before the newest are shed; 0 picks a
     /// number below the process's file-descriptor limit.
     pub max_connections: usize,
@@ -84,6 +90,12 @@ pub(super) fn validate(clients: ClientsFile, limits: LimitsFile) -> Result<Edge,
             "must be at least 10: a browser loads a page with its assets at once",
         ));
     }
+    if !(1..=crate::pow::MAX_DIFFICULTY).contains(&clients.pow_difficulty) {
+        return Err(invalid(
+            "clients.pow_difficulty",
+            format!("must be 1 to {} (bits)", crate::pow::MAX_DIFFICULTY),
+        ));
+    }
     if limits.max_connections != 0 && limits.max_connections < 16 {
         return Err(invalid(
             "limits.max_connections",
@@ -101,5 +113,6 @@ pub(super) fn validate(clients: ClientsFile, limits: LimitsFile) -> Result<Edge,
             burst: limits.session_burst,
         },
         max_connections: limits.max_connections,
+        proof_of_work: (clients.proof_of_work, clients.pow_difficulty),
     })
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 pub const LANGUAGES: [&str; 4] = ["de", "fr", "lb", "en"];
 
 /// Every key a catalogue must have.
-pub const KEYS: [&str; 27] = [
+pub const KEYS: [&str; 30] = [
     "language_name",
     "title",
     "heading",
@@ -37,6 +37,9 @@ pub const KEYS: [&str; 27] = [
     "too_many",
     "try_again_in",
     "send_again",
+    "check_title",
+    "checking",
+    "needs_js",
 ];
 
 const BUILTIN: [(&str, &str); 4] = [

@@ -260,6 +260,11 @@ impl Page {
         self.catalogues.negotiate(query_lang, accept_language)
     }
 
+    /// The message `key` of the catalogue of `lang` (no placeholders filled).
+    pub fn message(&self, lang: &str, key: &str) -> String {
+        self.catalogues.text(lang, key, &[])
+    }
+
     /// The page for `status` in `lang`, served for `target` (the path and query
     /// the visitor asked for: the language links keep it).
     pub fn render(&self, status: &Status, lang: &str, target: &str) -> String {

@@ -29,6 +29,9 @@ pub enum Kind {
     /// request once it is back.
     #[serde(rename = "p")]
     Provisional,
+    /// A proof-of-work challenge (see [`crate::pow`]): never a place.
+    #[serde(rename = "c")]
+    Challenge,
 }
 
 /// The claims of a waitroom token.
@@ -131,6 +134,7 @@ impl Tokens {
     pub fn ttl_secs(&self, kind: Kind) -> u64 {
         match kind {
             Kind::Queue | Kind::Provisional => self.queue_ttl_secs,
+            Kind::Challenge => crate::pow::CHALLENGE_TTL_SECS,
             Kind::Admission => self.admission_ttl_secs,
         }
     }
@@ -160,6 +164,11 @@ impl Tokens {
             p,
         };
         jsonwebtoken::encode(&header, &claims, key.encoding()).expect("Ed25519 signing cannot fail")
+    }
+
+    /// Signs a proof-of-work challenge: `nonce`, to be solved at `difficulty` bits.
+    pub fn issue_challenge(&self, nonce: u64, difficulty: u32) -> String {
+        self.sign(Kind::Challenge, 0, nonce, Some(u64::from(difficulty)))
     }
 
     /// Verifies a presented token: our key, EdDSA, intact, not expired.
