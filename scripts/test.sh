@@ -29,6 +29,9 @@ if ! [[ -f "$npm_dir/node_modules/axe-core/axe.min.js" ]] ||
   fi
 fi
 
+# One build from scratch: incremental caches only cost time here.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 echo "== cargo fmt --check ($SECONDS s)"
 cargo fmt --all -- --check
 echo "== cargo clippy ($SECONDS s)"
