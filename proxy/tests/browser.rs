@@ -664,3 +664,34 @@ async fn with_the_challenge_on_a_browser_earns_its_place_and_a_script_does_not()
     later.get("/").await.unwrap();
     assert!(later.cookie.is_some(), "no place with the challenge off");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_that_looks_like_another_site_keeps_every_click_on_this_one() {
+    let origin = origin(10, 1).await;
+    let p = start_proxy(&origin, 1_000).await;
+    p.pause().await;
+    let driver = chromedriver().await;
+    let c = browser(&driver, "en", true).await;
+    for path in ["//evil.example/", "/%5Cevil.example/", "///evil.example"] {
+        c.goto(&p.url(path)).await.unwrap();
+        c.find(Locator::Css("a[hreflang=fr]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_until("the French page", Duration::from_secs(10), || async {
+            c.execute("return document.documentElement.lang", vec![])
+                .await
+                .is_ok_and(|l| l == "fr")
+        })
+        .await;
+        let url = c.current_url().await.unwrap();
+        assert_eq!(
+            (url.host_str(), url.port()),
+            (Some("127.0.0.1"), Some(p.public.port())),
+            "{path}: a click led to {url}"
+        );
+    }
+    c.close().await.unwrap();
+}
