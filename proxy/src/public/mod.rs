@@ -6,16 +6,18 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::admission::{Admission, Decision, Presented, Standing};
-use crate::clients::{limit_key, TrustedProxies};
+use crate::clients::TrustedProxies;
 use crate::config::CookieSecure;
 use crate::forward::{Forwarder, Peer};
 use crate::http::{self as h, Body, ProxyError};
-use crate::limits::{retry_after_secs, Limit, Protection};
+use crate::limits::{Limit, Protection};
 use crate::metrics::Metrics;
 use crate::queue_page::{Page, Status, Trouble};
 use crate::token::Kind;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+mod guard;
 
 /// Reserved prefix of the waiting room's own endpoints.
 pub const RESERVED: &str = "/_waitroom/";
@@ -185,29 +187,6 @@ impl Public {
         }
     }
 
-    /// A request no browser sends, refused before anything else: `CONNECT` (this
-    /// is not a forward proxy) and HTTP/1.1 without exactly one `Host` (RFC 9112
-    /// §3.2: a request smuggled past another proxy often looks like that).
-    fn refused(&self, req: &Request<Incoming>) -> Option<Response<Body>> {
-        let hosts = req.headers().get_all(http::header::HOST).iter().count();
-        let (status, reason) = if req.method() == Method::CONNECT {
-            (StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not served here")
-        } else if hosts > 1 || (hosts == 0 && req.version() == http::Version::HTTP_11) {
-            (
-                StatusCode::BAD_REQUEST,
-                "a request needs exactly one Host header",
-            )
-        } else {
-            return None;
-        };
-        self.metrics.client_error("request");
-        tracing::debug!(method = %req.method(), hosts, "refused a malformed request");
-        let mut r = h::error(status, reason);
-        r.headers_mut()
-            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-        Some(r)
-    }
-
     fn status_of(&self, d: &Decision) -> Status {
         match d.standing {
             Standing::Admitted { .. } => Status::admitted(),
@@ -297,100 +276,6 @@ impl Public {
             r.headers_mut().append(SET_COOKIE, c);
         }
         r
-    }
-
-    /// While the proof-of-work challenge is on: a newcomer without a good answer
-    /// gets a challenge (a page that answers it and comes back; JSON `403` for
-    /// JSON clients) instead of a place. Holders of places and admissions pass.
-    fn challenged(&self, req: &Request<Incoming>, presented: &Presented) -> Option<Response<Body>> {
-        let pow = &self.protection.pow;
-        if !pow.enabled() {
-            return None;
-        }
-        let line = self.admission.store().line_id();
-        if matches!(presented, Presented::Valid(c) if c.l == line && c.k != Kind::Challenge) {
-            return None;
-        }
-        let tokens = self.admission.tokens();
-        let now = self.admission.clock().now_secs();
-        let answers = format!("{}_pow", self.cookie.name);
-        if h::cookies(req.headers(), &answers)
-            .iter()
-            .any(|answer| pow.accept(tokens, answer, now))
-        {
-            self.metrics.challenge("solved");
-            return None;
-        }
-        self.metrics.challenge("issued");
-        let challenge = pow.challenge(tokens);
-        if h::wants_json(req.headers()) {
-            return Some(h::json(
-                StatusCode::FORBIDDEN,
-                &serde_json::json!({
-                    "error": "proof_of_work_required",
-                    "challenge": challenge,
-                    "difficulty": pow.difficulty(),
-                    "cookie": answers,
-                }),
-            ));
-        }
-        let lang = self.language(req);
-        let text = |key| self.page.message(lang, key);
-        let html = crate::pow::page(
-            lang,
-            &text("check_title"),
-            &text("checking"),
-            &text("needs_js"),
-            &challenge,
-            pow.difficulty(),
-            &self.cookie.name,
-        );
-        Some(Self::page_response(StatusCode::OK, lang, html))
-    }
-
-    /// A 429 when the request is over a limit: a newcomer whose client has taken
-    /// its allowance of new places, or an admitted session used faster than a
-    /// person does. Checked before the store is asked anything.
-    fn over_limit(
-        &self,
-        req: &Request<Incoming>,
-        peer: Peer,
-        presented: &Presented,
-    ) -> Option<Response<Body>> {
-        let line = self.admission.store().line_id();
-        let (limit, verdict) = match presented {
-            Presented::Valid(c) if c.l == line && c.k == Kind::Admission => {
-                ("session", self.protection.sessions.check(&c.n))
-            }
-            Presented::Valid(c) if c.l == line => return None,
-            _ => {
-                let client = self.clients.client(peer.addr.ip(), req.headers());
-                ("places", self.protection.places.check(&limit_key(client)))
-            }
-        };
-        let wait = verdict.err()?;
-        self.metrics.rate_limited(limit);
-        tracing::debug!(limit, peer = %peer.addr, "over a rate limit");
-        let retry_secs = retry_after_secs(wait);
-        let asked = self.asked(req);
-        let mut r = if asked.json {
-            h::json(
-                StatusCode::TOO_MANY_REQUESTS,
-                &serde_json::json!({ "error": "too_many_requests", "retry_after": retry_secs }),
-            )
-        } else {
-            let html = self.page.render_error(
-                Trouble::TooMany,
-                asked.lang,
-                &asked.target,
-                retry_secs,
-                asked.repeatable,
-            );
-            Self::page_response(StatusCode::TOO_MANY_REQUESTS, asked.lang, html)
-        };
-        r.headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(retry_secs));
-        Some(r)
     }
 
     /// What an answer about `req` needs once the request itself is gone.
