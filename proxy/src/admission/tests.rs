@@ -317,3 +317,51 @@ async fn refused_tokens_are_newcomers() {
     let d = room.admission.decide(&p).await;
     assert!(matches!(d.set_token, Some((Kind::Admission, _))));
 }
+
+/// Collects what the log writes, for the test below.
+#[derive(Clone, Default)]
+struct Log(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn refused_tokens_are_summed_up_in_one_warning_a_minute_not_a_line_each() {
+    let log = Log::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let room = room(60, 10, TIMING);
+    // The pump is running before the refusals come.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    for i in 0..4_000 {
+        let garbage = format!("garbage.{i}.x");
+        assert!(matches!(
+            room.admission.present(&[&garbage]),
+            Presented::Refused(_)
+        ));
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(61)).await;
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        text.lines().filter(|l| l.contains("refused")).count(),
+        1,
+        "{text}"
+    );
+    assert!(
+        text.contains("WARN") && text.contains("refused=4000"),
+        "{text}"
+    );
+}
