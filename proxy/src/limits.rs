@@ -89,16 +89,19 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         }
     }
 
-    /// Counts one event for `key`: `Err(wait)` when it is over the limit, with
-    /// how long until the next would be allowed.
-    pub fn check(&self, key: &K) -> Result<(), Duration> {
-        let limiter = self
-            .state
+    /// The limiter in force (`None`: the limit is off).
+    fn in_force(&self) -> Option<Arc<DefaultKeyedRateLimiter<K>>> {
+        self.state
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .1
-            .clone();
-        let Some(limiter) = limiter else {
+            .clone()
+    }
+
+    /// Counts one event for `key`: `Err(wait)` when it is over the limit, with
+    /// how long until the next would be allowed.
+    pub fn check(&self, key: &K) -> Result<(), Duration> {
+        let Some(limiter) = self.in_force() else {
             return Ok(());
         };
         limiter
@@ -108,13 +111,7 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
 
     /// Forgets keys that have fully recovered; returns how many are still kept.
     pub fn sweep(&self) -> usize {
-        let limiter = self
-            .state
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .1
-            .clone();
-        limiter.map_or(0, |l| {
+        self.in_force().map_or(0, |l| {
             l.retain_recent();
             l.shrink_to_fit();
             l.len()
