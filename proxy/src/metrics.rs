@@ -12,6 +12,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     tokens_refused: IntCounterVec,
     client_errors: IntCounterVec,
+    accept_failures: IntCounter,
     rate_limited: IntCounterVec,
     challenges: IntCounterVec,
     admissions: IntCounterVec,
@@ -63,6 +64,10 @@ impl Metrics {
                 "waitroom_client_errors_total",
                 "Requests refused as the client's mistake: body (broken or malformed body), request (no or two Host headers, CONNECT), shed (over limits.max_connections)",
                 &["kind"],
+            ),
+            accept_failures: counter(
+                "waitroom_accept_failures_total",
+                "Failed accepts on the public listener (out of file descriptors and the like); each is followed by a back-off",
             ),
             rate_limited: counter_vec(
                 "waitroom_rate_limited_total",
@@ -201,6 +206,11 @@ impl Metrics {
     /// Counts a request refused as the client's mistake (see the metric's help).
     pub fn client_error(&self, kind: &str) {
         self.client_errors.with_label_values(&[kind]).inc();
+    }
+
+    /// Counts a failed accept on the public listener.
+    pub fn accept_failed(&self) {
+        self.accept_failures.inc();
     }
 
     /// Counts a request answered 429 by `limit` (`places` or `session`).

@@ -104,6 +104,7 @@ where
     // Answering shed connections is bounded too: beyond, they are closed at once.
     let shedding = Arc::new(tokio::sync::Semaphore::new(SHED_AT_ONCE));
     let mut failed_accepts = 0u64;
+    let local = listener.local_addr().ok();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -112,9 +113,12 @@ where
                     // Out of file descriptors and the like: back off, longer each
                     // time, and say so once per episode.
                     if failed_accepts == 0 {
-                        tracing::warn!(error = %e, "accept failed; backing off (logged once until accepting again)");
+                        tracing::warn!(error = %e, listener = ?local, "accept failed; backing off (logged once until accepting again)");
                     }
                     failed_accepts += 1;
+                    if let Some(m) = &cap.metrics {
+                        m.accept_failed();
+                    }
                     let backoff = Duration::from_millis(10 << failed_accepts.min(7)).min(MAX_BACKOFF);
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => continue,
@@ -125,7 +129,7 @@ where
             _ = shutdown.wait() => break,
         };
         if failed_accepts > 0 {
-            tracing::info!(failed_accepts, "accepting connections again");
+            tracing::info!(failed_accepts, listener = ?local, "accepting connections again");
             failed_accepts = 0;
         }
         let Ok(permit) = permits.clone().try_acquire_owned() else {

@@ -5,6 +5,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::{origin, proxy, raw, raw_status, Http};
 
 /// A visitor admitted straight away (a room with room): their admission token.
@@ -221,4 +223,89 @@ async fn an_admin_body_that_never_comes_is_given_up_on() {
     );
     let answer = raw(proxy.admin, big.as_bytes()).await;
     assert_eq!(raw_status(&answer), 413, "{answer}");
+}
+
+#[tokio::test]
+async fn at_the_descriptor_limit_the_accept_loop_backs_off_and_says_so_once() {
+    use support::process::{sigterm, spawn_with_fd_limit, wait_ready, Setup};
+    let origin = origin(50, 0).await;
+    // A cap far above what 64 descriptors allow, so accepting itself fails.
+    let setup = Setup::memory(origin.addr, "[limits]\nmax_connections = 100000\n");
+    let log = setup.dir.join("waitroom.log");
+    let mut child = spawn_with_fd_limit(&setup.config, 64, &log);
+    let http = Http::new();
+    wait_ready(&http, setup.admin).await;
+    let public = std::net::SocketAddr::from(([127, 0, 0, 1], setup.public));
+    let mut held = Vec::new();
+    for _ in 0..120 {
+        held.push(tokio::net::TcpStream::connect(public).await.unwrap());
+    }
+    // Let the accept loop meet the limit again and again for a while: the
+    // back-off doubles from 20 ms, so this is several failed accepts.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drop(held);
+    // Wait until every episode has ended: the admin listener shares the
+    // descriptors, and the last word about the public one is that it accepts again.
+    let episodes = loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        let episodes = public_episodes(&text, setup.public);
+        let metrics = setup.admin(http::Method::GET, "/metrics", None).await;
+        if metrics.status == 200 && episodes.last().is_some_and(|e| e.is_some()) {
+            break episodes;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let text = std::fs::read_to_string(&log).unwrap();
+    // One warning per episode and one line when it ends, however many accepts
+    // failed in between: the first episode alone had several.
+    assert!(
+        episodes.iter().all(Option::is_some),
+        "a warning without its end:\n{text}"
+    );
+    let first = episodes[0].unwrap();
+    assert!(first >= 3, "only {first} failed accepts:\n{text}");
+    let total: u64 = episodes.iter().flatten().sum();
+    let metrics = setup
+        .admin(http::Method::GET, "/metrics", None)
+        .await
+        .text();
+    let counted = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("waitroom_accept_failures_total "))
+        .expect("the counter is exported");
+    assert_eq!(counted, total.to_string(), "{text}");
+    // Serving as before.
+    let reply = http
+        .send(http::Method::GET, &format!("{}/", setup.base()), None, &[])
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    sigterm(&mut child);
+}
+
+/// The accept episodes of the public listener on `port` in `log`: for each
+/// warning, the number of failed accepts its end reported (`None` while it lasts).
+/// Panics when an episode ends without having been warned about.
+fn public_episodes(log: &str, port: u16) -> Vec<Option<u64>> {
+    let listener = format!("127.0.0.1:{port})");
+    let mut episodes = Vec::new();
+    for line in log.lines().filter(|l| l.contains(&listener)) {
+        if line.contains("accept failed") {
+            assert!(
+                episodes.last().is_none_or(Option::is_some),
+                "warned twice:\n{log}"
+            );
+            episodes.push(None);
+        } else if line.contains("accepting connections again") {
+            let n = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("failed_accepts="))
+                .and_then(|n| n.parse().ok())
+                .expect("the count of failed accepts");
+            let last = episodes.last_mut().expect("an end after a warning");
+            assert!(last.is_none(), "ended twice:\n{log}");
+            *last = Some(n);
+        }
+    }
+    episodes
 }

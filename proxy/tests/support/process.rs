@@ -89,6 +89,23 @@ pub fn spawn(config: &Path) -> Child {
         .unwrap()
 }
 
+/// Starts `waitroom --config FILE` allowed `nofile` open files (through
+/// `prlimit`, so the child is the proxy itself), logging at info into `log` (the log goes to standard output).
+pub fn spawn_with_fd_limit(config: &Path, nofile: u32, log: &Path) -> Child {
+    Command::new("prlimit")
+        .arg(format!("--nofile={nofile}:{nofile}"))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_waitroom"))
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::fs::File::create(log).unwrap())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("prlimit (util-linux) runs the proxy")
+}
+
 /// Waits until the admin listener on `admin` answers `/readyz` with 200.
 pub async fn wait_ready(http: &Http, admin: u16) {
     for _ in 0..800 {
