@@ -9,7 +9,8 @@
 //! # Endpoints
 //! Pages (`GET /`, `GET /register`, `POST /register`, `GET /check?nrn=`, anything
 //! else) go through the overload model. The `/__*` endpoints do not:
-//! `GET /__stats`, `GET /__outbox`, `POST /__reset`, `PUT /__capacity`, `/__echo`.
+//! `GET /__stats`, `GET /__outbox`, `POST /__reset`, `PUT /__capacity`, `/__echo`,
+//! and `/__release`, `/__revoke` (answers carrying that `waitroom-command`).
 //! Every response carries `x-served-by: origin-stub`.
 
 pub mod overload;
@@ -39,6 +40,8 @@ use verify::Verifier;
 type Body = Full<Bytes>;
 
 const MAX_BODY: usize = 64 * 1024;
+/// The response header by which a site tells waitroom to end a visitor's session.
+const COMMAND: &str = "waitroom-command";
 
 fn respond(
     status: StatusCode,
@@ -67,6 +70,8 @@ pub struct Site {
     overload: Overload,
     registry: Registry,
     verifier: Option<Verifier>,
+    /// Ends the visitor's waitroom session after a confirmed registration.
+    release: bool,
 }
 
 impl Site {
@@ -76,7 +81,15 @@ impl Site {
             overload: Overload::new(options),
             registry: Registry::default(),
             verifier: None,
+            release: false,
         }
+    }
+
+    /// Answers a confirmed registration with `waitroom-command: release`, so the
+    /// waiting room gives the visitor's slot to the next in line at once.
+    pub fn releasing(mut self) -> Self {
+        self.release = true;
+        self
     }
 
     /// Keeps the registrations in `registry` (for example one in a file).
@@ -184,10 +197,17 @@ impl Site {
             (&Method::POST, "/register") => {
                 let nrn = field(body, "nrn");
                 match self.registry.submit(&nrn, &field(body, "email")) {
-                    Ok(s) => html(
-                        StatusCode::OK,
-                        pages::confirmed(&nrn, &s.confirmation, s.new),
-                    ),
+                    Ok(s) => {
+                        let mut r = html(
+                            StatusCode::OK,
+                            pages::confirmed(&nrn, &s.confirmation, s.new),
+                        );
+                        if self.release {
+                            r.headers_mut()
+                                .insert(COMMAND, HeaderValue::from_static("release"));
+                        }
+                        r
+                    }
                     Err(e) => html(StatusCode::BAD_REQUEST, pages::invalid(e.message())),
                 }
             }
@@ -205,6 +225,12 @@ impl Site {
             (&Method::GET, "/__stats") => json(self.stats()),
             (&Method::GET, "/__outbox") => {
                 json(serde_json::to_value(self.registry.outbox()).unwrap_or_default())
+            }
+            (_, "/__release" | "/__revoke") => {
+                let mut r = json(serde_json::json!({ "command": &path[3..] }));
+                let command = HeaderValue::from_str(&path[3..]).expect("a plain word");
+                r.headers_mut().insert(COMMAND, command);
+                r
             }
             (&Method::POST, "/__reset") => {
                 self.overload.reset();

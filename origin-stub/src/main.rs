@@ -38,6 +38,10 @@ struct Cli {
     /// database: they survive a restart of the process.
     #[arg(long, value_name = "FILE")]
     data: Option<std::path::PathBuf>,
+    /// Answer a confirmed registration with `waitroom-command: release`: the
+    /// waiting room then lets the next visitor in at once.
+    #[arg(long)]
+    release_after_register: bool,
 }
 
 #[tokio::main]
@@ -66,6 +70,9 @@ async fn main() -> anyhow::Result<()> {
         let registry = origin_stub::registry::Registry::in_file(path)
             .with_context(|| format!("--data {}", path.display()))?;
         site = site.with_registry(registry);
+    }
+    if cli.release_after_register {
+        site = site.releasing();
     }
     if let Some(url) = cli.verify_jwks {
         let url = url

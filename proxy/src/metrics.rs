@@ -16,6 +16,7 @@ pub struct Metrics {
     rate_limited: IntCounterVec,
     challenges: IntCounterVec,
     admissions: IntCounterVec,
+    sessions_ended: IntCounterVec,
     queued: IntCounter,
     called: IntCounter,
     passed_over: IntCounter,
@@ -83,6 +84,11 @@ impl Metrics {
                 "waitroom_admissions_total",
                 "Visitors let in: direct (nobody waiting) or claimed (their turn came)",
                 &["kind"],
+            ),
+            sessions_ended: counter_vec(
+                "waitroom_sessions_ended_total",
+                "Sessions the origin ended with a waitroom-command response header: release (its business is done, the slot goes to the next in line) or revoke (it must not go on)",
+                &["command"],
             ),
             queued: counter("waitroom_places_issued_total", "Places in line handed out"),
             called: counter(
@@ -170,11 +176,14 @@ impl Metrics {
         for kind in ["connect", "broken", "timeout", "status_5xx"] {
             self.origin_errors.with_label_values(&[kind]);
         }
-        for op in ["decide", "touch", "pump"] {
+        for op in ["decide", "touch", "pump", "end"] {
             self.store_errors.with_label_values(&[op]);
         }
         for kind in ["body", "request", "shed"] {
             self.client_errors.with_label_values(&[kind]);
+        }
+        for command in ["release", "revoke"] {
+            self.sessions_ended.with_label_values(&[command]);
         }
         for limit in ["places", "session"] {
             self.rate_limited.with_label_values(&[limit]);
@@ -226,6 +235,11 @@ impl Metrics {
     /// Counts an admission.
     pub fn admitted(&self, kind: &str) {
         self.admissions.with_label_values(&[kind]).inc();
+    }
+
+    /// Counts a session the origin ended with `command` (`release` or `revoke`).
+    pub fn session_ended(&self, command: &str) {
+        self.sessions_ended.with_label_values(&[command]).inc();
     }
 
     /// Counts a place handed out.

@@ -14,12 +14,7 @@ const BEHIND_A_BALANCER: &str = "trusted_proxies = [\"127.0.0.1/32\"]";
 
 /// A metric's value (0 when absent).
 async fn metric(proxy: &Proxy, name: &str) -> f64 {
-    proxy
-        .metrics()
-        .await
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
+    proxy.metric(name).await
 }
 
 /// A newcomer from `address` asking for the status (JSON): the reply.

@@ -713,6 +713,15 @@ impl Line {
         }
     }
 
+    /// The origin ends a session (its business is done, or it must not go on):
+    /// its slot is free at once. `true` when it was alive.
+    pub fn end_session(&mut self, sid: u64, now: Millis) -> bool {
+        let now = self.at(now);
+        self.sessions
+            .remove(&sid)
+            .is_some_and(|lapses| lapses > now)
+    }
+
     /// Advances the line: notices departures, passes over departed places at the
     /// head and calls as many places as both limits allow.
     pub fn pump(&mut self, now: Millis) -> PumpReport {

@@ -211,6 +211,32 @@ impl Admission {
         }
     }
 
+    /// Ends session `sid` at the origin's `command` (`release` or `revoke`): its slot
+    /// goes to the next in line at once. A session admitted without the store
+    /// (open mode) has no slot to free. When the store cannot be reached the
+    /// session lapses as usual; that is counted and logged.
+    pub async fn end_session(&self, sid: u64, command: &'static str) {
+        if sid & LOCAL_SESSION != 0 {
+            return;
+        }
+        let now = self.clock.now_ms();
+        match self.store.end_session(sid, now).await {
+            Ok(alive) => {
+                self.metrics.session_ended(command);
+                tracing::debug!(
+                    sid,
+                    command,
+                    was_alive = alive,
+                    "the origin ended a session"
+                );
+            }
+            Err(e) => {
+                self.metrics.store_error("end");
+                tracing::warn!(error = %e, sid, command, "store failed; the session lapses as usual");
+            }
+        }
+    }
+
     /// Decides where the visitor stands. Never fails: when the store cannot be
     /// reached the line is held — an admitted visitor goes on with their token, a
     /// waiting one keeps their place, a newcomer gets a provisional place that is

@@ -17,6 +17,7 @@ use crate::token::Kind;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+mod command;
 mod guard;
 
 /// Reserved prefix of the waiting room's own endpoints.
@@ -152,7 +153,7 @@ impl Public {
         }
         if self.bypass.iter().any(|p| path.starts_with(p.as_str())) {
             self.metrics.request("bypass");
-            return self.forward(req, peer, None).await;
+            return self.forward(req, peer, None, None).await;
         }
         let presented = self.presented(&req);
         if let Some(challenged) = self.challenged(&req, &presented) {
@@ -169,7 +170,7 @@ impl Public {
             ..
         } = decision;
         match standing {
-            Standing::Admitted { .. } => {
+            Standing::Admitted { sid } => {
                 self.metrics.request("forwarded");
                 let mut req = req;
                 let cookie = set_token.map(|t| {
@@ -177,7 +178,7 @@ impl Public {
                     h::replace_cookie(req.headers_mut(), &self.cookie.name, &t.1);
                     self.cookie_header(&req, t)
                 });
-                self.forward(req, peer, cookie).await
+                self.forward(req, peer, cookie, Some(sid)).await
             }
             _ => {
                 self.metrics.request("queued");
@@ -327,25 +328,48 @@ impl Public {
         r
     }
 
+    /// Forwards to the origin with `cookie` (a renewed token) set on the answer, and
+    /// carries out the origin's command about session `sid` (see [`command`]).
     async fn forward(
         &self,
         req: Request<Incoming>,
         peer: Peer,
         cookie: Option<HeaderValue>,
+        sid: Option<u64>,
     ) -> Response<Body> {
         let asked = self.asked(&req);
+        let secure = self.secure(&req);
         let mut r = match self.forwarder.forward(req, peer).await {
             Ok(r) => r,
             Err(e) => self.failed(&asked, e),
         };
-        if let Some(c) = cookie {
-            r.headers_mut().append(SET_COOKIE, c);
+        let command = command::take(r.headers_mut());
+        if let (Some(command), Some(sid)) = (command, sid) {
+            self.admission.end_session(sid, command.label()).await;
+        }
+        match (command, sid) {
+            (Some(command::Command::Revoke), Some(_)) => {
+                // The admission goes with this answer: the cookie is deleted.
+                let gone = h::set_cookie(&self.cookie.name, "", 0, secure);
+                r.headers_mut().append(SET_COOKIE, gone);
+            }
+            _ => {
+                if let Some(c) = cookie {
+                    r.headers_mut().append(SET_COOKIE, c);
+                }
+            }
         }
         r
     }
 
     fn cookie_header(&self, req: &Request<Incoming>, (kind, token): (Kind, String)) -> HeaderValue {
-        let secure = match self.cookie.secure {
+        let ttl = self.admission.tokens().ttl_secs(kind);
+        h::set_cookie(&self.cookie.name, &token, ttl, self.secure(req))
+    }
+
+    /// Whether the cookie set in the answer to `req` is `Secure`.
+    fn secure(&self, req: &Request<Incoming>) -> bool {
+        match self.cookie.secure {
             CookieSecure::Always => true,
             CookieSecure::Never => false,
             CookieSecure::Auto => {
@@ -356,8 +380,6 @@ impl Public {
                         .get("x-forwarded-proto")
                         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
             }
-        };
-        let ttl = self.admission.tokens().ttl_secs(kind);
-        h::set_cookie(&self.cookie.name, &token, ttl, secure)
+        }
     }
 }

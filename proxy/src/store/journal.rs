@@ -45,6 +45,13 @@ pub enum Op {
         /// When.
         now: Millis,
     },
+    /// [`Line::end_session`].
+    End {
+        /// The session.
+        sid: u64,
+        /// When.
+        now: Millis,
+    },
     /// [`Line::pump`].
     Pump {
         /// When.
@@ -78,7 +85,7 @@ pub enum Outcome {
     Arrival(Arrival),
     /// Of [`Op::Poll`].
     Poll(Poll),
-    /// Of [`Op::Touch`].
+    /// Of [`Op::Touch`] and [`Op::End`].
     Alive(bool),
     /// Of [`Op::Pump`].
     Pumped(PumpReport),
@@ -95,6 +102,7 @@ impl Op {
             Self::Arrive { now } => Outcome::Arrival(line.arrive(now)),
             Self::Poll { seq, now } => Outcome::Poll(line.poll(seq, now)),
             Self::Touch { sid, now } => Outcome::Alive(line.touch_session(sid, now)),
+            Self::End { sid, now } => Outcome::Alive(line.end_session(sid, now)),
             Self::Pump { now } => Outcome::Pumped(line.pump(now)),
             Self::Snapshot { now } => Outcome::Snapshot(line.snapshot(now)),
             Self::Update { patch, now } => Outcome::Settings(line.update(patch, now)),
@@ -122,6 +130,7 @@ impl Op {
                 encode_patch(&patch, out);
             }
             Self::Hold { until, now } => put(7, now, Some(until)),
+            Self::End { sid, now } => put(8, now, Some(sid)),
         }
     }
 
@@ -144,6 +153,7 @@ impl Op {
                 until: r.u64()?,
                 now,
             },
+            8 => Self::End { sid: r.u64()?, now },
             _ => return None,
         };
         r.0.is_empty().then_some(op)
@@ -315,6 +325,7 @@ mod tests {
             Op::Arrive { now: 1 },
             Op::Poll { seq: 7, now: 2 },
             Op::Touch { sid: 3, now: 3 },
+            Op::End { sid: 3, now: 4 },
             Op::Pump { now: 4 },
             Op::Snapshot { now: 5 },
             Op::Update {
@@ -348,7 +359,7 @@ mod tests {
         assert_eq!(read(&bytes), (ops.to_vec(), true));
         // Cut anywhere inside the last record: the others are kept.
         let (kept, whole) = read(&bytes[..bytes.len() - 3]);
-        assert_eq!((kept.as_slice(), whole), (&ops[..7], false));
+        assert_eq!((kept.as_slice(), whole), (&ops[..ops.len() - 1], false));
         let mut flipped = bytes.clone();
         flipped[4] ^= 1;
         assert_eq!(

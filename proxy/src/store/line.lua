@@ -474,6 +474,13 @@ elseif op == 'view' then
            table.concat(redis.call('ZRANGE', ret, 0, 999), ','), tostring(active()), fmt(now) })
 elseif op == 'touch' then
   return { touch(ARGV[16]) and '1' or '0' }
+elseif op == 'end' then
+  -- The origin ends session ARGV[16]: its slot is free at once; marked claimed, so a
+  -- restored line never takes it for a session from before.
+  local lapses = redis.call('ZSCORE', sess, ARGV[16])
+  redis.call('ZREM', sess, ARGV[16])
+  redis.call('SETBIT', claimed, ARGV[16], 1)
+  return { (lapses and tonumber(lapses) > now) and '1' or '0' }
 elseif op == 'snapshot' then
   sweep()
   return settings_out({ tostring(queue_length()), tostring(active()),

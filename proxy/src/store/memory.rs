@@ -360,6 +360,13 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn end_session(&self, sid: u64, now: Millis) -> Result<bool, StoreError> {
+        answer(self.apply(Op::End { sid, now }), |o| match o {
+            Outcome::Alive(a) => Some(a),
+            _ => None,
+        })
+    }
+
     async fn pump(&self, now: Millis) -> Result<PumpReport, StoreError> {
         answer(self.apply(Op::Pump { now }), |o| match o {
             Outcome::Pumped(r) => Some(r),

@@ -49,6 +49,10 @@ pub trait Store: Send + Sync + 'static {
     async fn poll(&self, seq: u64, now: Millis) -> Result<Poll, StoreError>;
     /// An admitted holder makes a request; `false` when the session has lapsed.
     async fn touch_session(&self, sid: u64, now: Millis) -> Result<bool, StoreError>;
+    /// The origin ends session `sid` (`waitroom-command: release` or `revoke`): its
+    /// slot is free at once and the session is no longer alive anywhere the store
+    /// is shared. `true` when it was alive.
+    async fn end_session(&self, sid: u64, now: Millis) -> Result<bool, StoreError>;
     /// Advances the line under both limits. Safe to call from many places at once.
     async fn pump(&self, now: Millis) -> Result<PumpReport, StoreError>;
     /// The line as operators see it.

@@ -653,6 +653,13 @@ impl Store for RedisStore {
         Ok(alive)
     }
 
+    async fn end_session(&self, sid: u64, now: Millis) -> Result<bool, StoreError> {
+        lock(&self.sessions).remove(&sid);
+        lock(&self.renewals).remove(&sid);
+        let a = self.call("end", now, &[sid.to_string()]).await?;
+        Ok(a.first().is_some_and(|v| v == "1"))
+    }
+
     async fn pump(&self, now: Millis) -> Result<PumpReport, StoreError> {
         self.flush(now).await?;
         let a = self.call("pump", now, &[]).await?;

@@ -54,6 +54,19 @@ pub async fn origin(capacity: usize, service_ms: u64) -> Origin {
     origin_at("127.0.0.1:0".parse().unwrap(), capacity, service_ms).await
 }
 
+/// An origin-stub that answers a confirmed registration with
+/// `waitroom-command: release`.
+pub async fn releasing_origin() -> Origin {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let site = origin_stub::Site::new(origin_stub::Options::default()).releasing();
+    tokio::spawn(site.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    Origin { addr, _stop: stop }
+}
+
 /// [`origin`] on `addr` (a site that comes up where the proxy expects it).
 pub async fn origin_at(addr: SocketAddr, capacity: usize, service_ms: u64) -> Origin {
     let listener = TcpListener::bind(addr).await.unwrap();
@@ -334,6 +347,15 @@ impl Proxy {
             .await
             .unwrap()
             .text()
+    }
+
+    /// The value of metric `name` (with its labels, as exported), 0 when absent.
+    pub async fn metric(&self, name: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// `PATCH /admin/settings`.
