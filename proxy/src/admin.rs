@@ -12,6 +12,7 @@ use crate::http::{self as h, Body};
 use crate::limits::{Protection, ProtectionPatch};
 use crate::shutdown::Shutdown;
 use serde_json::json;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 const MAX_BODY: usize = 64 * 1024;
@@ -48,8 +49,8 @@ impl Admin {
         }
     }
 
-    /// Answers one request.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    /// Answers one request from `from` (named in the audit log of changes).
+    pub async fn handle(&self, req: Request<Incoming>, from: SocketAddr) -> Response<Body> {
         let path = req.uri().path().to_owned();
         match (req.method(), path.as_str()) {
             (&Method::GET, "/metrics") => h::respond(
@@ -71,11 +72,11 @@ impl Admin {
                 }
                 match (req.method(), p) {
                     (&Method::GET, "/admin/state") => self.state().await,
-                    (&Method::PATCH, "/admin/settings") => self.settings(req).await,
+                    (&Method::PATCH, "/admin/settings") => self.settings(req, from).await,
                     (&Method::GET, "/admin/protection") => {
                         h::json(StatusCode::OK, &json!(self.protection.current()))
                     }
-                    (&Method::PATCH, "/admin/protection") => self.protection(req).await,
+                    (&Method::PATCH, "/admin/protection") => self.protection(req, from).await,
                     (_, "/admin/state" | "/admin/settings" | "/admin/protection") => {
                         h::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
                     }
@@ -133,21 +134,22 @@ impl Admin {
         }
     }
 
-    async fn protection(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn protection(&self, req: Request<Incoming>, from: SocketAddr) -> Response<Body> {
         let patch: ProtectionPatch = match read_json(req).await {
             Ok(p) => p,
             Err(r) => return r,
         };
+        let before = json!(self.protection.current());
         match self.protection.apply(patch) {
             Ok(now) => {
-                tracing::info!(limits = ?now, "rate limits changed");
+                audit(from, "protection", &before, &json!(now));
                 h::json(StatusCode::OK, &json!(now))
             }
             Err(reason) => h::error(StatusCode::BAD_REQUEST, &reason),
         }
     }
 
-    async fn settings(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn settings(&self, req: Request<Incoming>, from: SocketAddr) -> Response<Body> {
         let patch: SettingsPatch = match read_json(req).await {
             Ok(p) => p,
             Err(r) => return r,
@@ -156,9 +158,14 @@ impl Admin {
         if let Err(reason) = validate(&patch, crate::clock::wall_ms()) {
             return h::error(StatusCode::BAD_REQUEST, &reason);
         }
+        // What was in force, for the audit log (unknown when the store is away).
+        let before = match self.admission.store().snapshot(now).await {
+            Ok(s) => settings_json(&s.settings),
+            Err(_) => serde_json::Value::Null,
+        };
         match self.admission.store().update_settings(patch, now).await {
             Ok(s) => {
-                tracing::info!(?s, "settings changed");
+                audit(from, "settings", &before, &settings_json(&s));
                 h::json(StatusCode::OK, &settings_json(&s))
             }
             Err(e) => {
@@ -167,6 +174,32 @@ impl Admin {
             }
         }
     }
+}
+
+/// Logs an admin change (target `waitroom::audit`): who, what, and each field that
+/// changed as `before → after`.
+fn audit(from: SocketAddr, what: &str, before: &serde_json::Value, after: &serde_json::Value) {
+    let changes = changes(before, after);
+    let changes = if changes.is_empty() {
+        "nothing".to_owned()
+    } else {
+        changes.join(", ")
+    };
+    tracing::info!(target: "waitroom::audit", %from, what, %changes, "admin change");
+}
+
+/// The fields of `after` that differ from `before`, as `field: before → after`.
+fn changes(before: &serde_json::Value, after: &serde_json::Value) -> Vec<String> {
+    let Some(after) = after.as_object() else {
+        return Vec::new();
+    };
+    after
+        .iter()
+        .filter_map(|(k, v)| {
+            let old = before.get(k).unwrap_or(&serde_json::Value::Null);
+            (old != v).then(|| format!("{k}: {old} → {v}"))
+        })
+        .collect()
 }
 
 /// Reads a JSON body of at most [`MAX_BODY`] that arrives within
@@ -254,6 +287,8 @@ fn state_json(s: &Snapshot) -> serde_json::Value {
         "max_active_users": s.settings.max_active_users,
         "paused": s.settings.paused,
         "closed": s.settings.closed,
+        "queue_all": s.settings.queue_all,
+        "passthrough": s.settings.passthrough,
         "opens_at": s.settings.opens_at.map(crate::clock::format_rfc3339),
         "held_until": s.settings.held_until.map(crate::clock::format_rfc3339),
     })
@@ -270,7 +305,21 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::{changes, constant_time_eq};
+
+    #[test]
+    fn the_audit_names_each_change_with_before_and_after() {
+        let before =
+            serde_json::json!({"paused": false, "new_users_per_minute": 600, "closed": false});
+        let after =
+            serde_json::json!({"paused": true, "new_users_per_minute": 300, "closed": false});
+        assert_eq!(
+            changes(&before, &after),
+            ["new_users_per_minute: 600 → 300", "paused: false → true"]
+        );
+        let unknown = serde_json::Value::Null;
+        assert_eq!(changes(&unknown, &after).len(), 3);
+    }
 
     #[test]
     fn compares_tokens() {

@@ -256,9 +256,9 @@ pub async fn run_with(
     );
     let admin_task = crate::server::serve(
         admin,
-        move |req, _| {
+        move |req, conn: crate::server::Conn| {
             let s = admin_service.clone();
-            async move { s.handle(req).await }
+            async move { s.handle(req, conn.addr).await }
         },
         crate::server::Cap {
             max_connections: ADMIN_CONNECTIONS,

@@ -305,6 +305,8 @@ impl Metrics {
         setting("max_active_users", i64::from(s.settings.max_active_users));
         setting("paused", i64::from(s.settings.paused));
         setting("closed", i64::from(s.settings.closed));
+        setting("queue_all", i64::from(s.settings.queue_all));
+        setting("passthrough", i64::from(s.settings.passthrough));
         // Unix seconds of a scheduled opening, 0 for none.
         setting(
             "opens_at",

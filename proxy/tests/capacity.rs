@@ -73,3 +73,62 @@ async fn active_sessions_never_exceed_capacity() {
     admitted.sort_by(f64::total_cmp);
     assert!(admitted[59] - admitted[0] > 4.0 * 4.0, "{admitted:?}");
 }
+
+/// Polls as a browser does (at most a second apart) until admitted; `false` after
+/// `polls` polls.
+async fn let_in_within(visitor: &mut support::Visitor, polls: u32) -> bool {
+    for _ in 0..polls {
+        let status = visitor.status().await.unwrap().json();
+        if status["state"] == "admitted" {
+            return true;
+        }
+        let after = status["poll_after_ms"].as_u64().unwrap_or(1_000).min(1_000);
+        tokio::time::sleep(Duration::from_millis(after)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn passthrough_lets_everybody_in_and_queue_all_queues_everybody() {
+    let origin = origin(50, 0).await;
+    // Room for one, ten minutes each: nobody else gets in by the limits alone.
+    let proxy = proxy(&origin).admission(6_000, 1, "10m").start().await;
+    let http = Http::new();
+    let mut first = proxy.visitor(&http);
+    assert!(first.get("/").await.unwrap().is_from_origin());
+    let mut waiting = proxy.visitor(&http);
+    assert_eq!(waiting.status().await.unwrap().json()["state"], "queued");
+
+    // The night is over: everybody through, the one waiting too.
+    let reply = proxy.patch(serde_json::json!({"passthrough": true})).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["passthrough"], true);
+    assert!(
+        let_in_within(&mut waiting, 30).await,
+        "the waiting one stayed out"
+    );
+    for _ in 0..10 {
+        let mut newcomer = proxy.visitor(&http);
+        assert!(newcomer.get("/").await.unwrap().is_from_origin());
+    }
+    let state = proxy.state().await;
+    assert_eq!(state["passthrough"], true, "{state}");
+    // Still measured: every one of them is an active session.
+    assert_eq!(state["active_users"], 12, "{state}");
+    assert_eq!(
+        proxy.metric("waitroom_setting{name=\"passthrough\"}").await,
+        1.0
+    );
+
+    // An opening: room for many, yet everybody takes a place and is called in turn.
+    let reply = proxy
+        .patch(serde_json::json!({
+            "passthrough": false, "queue_all": true, "max_active_users": 1000
+        }))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let mut newcomer = proxy.visitor(&http);
+    let first_answer = newcomer.status().await.unwrap().json();
+    assert_eq!(first_answer["state"], "queued", "{first_answer}");
+    assert!(let_in_within(&mut newcomer, 30).await, "queued for good");
+}

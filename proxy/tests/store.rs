@@ -30,6 +30,8 @@ const SETTINGS: Settings = Settings {
     closed: false,
     opens_at: None,
     held_until: None,
+    queue_all: false,
+    passthrough: false,
 };
 
 const T: u64 = 1_800_000_000_000;
@@ -427,6 +429,83 @@ async fn hoards_are_worth_little(store: Arc<dyn Store>) {
     }
 }
 
+/// The room's modes: `queue_all` gives everybody a place although there is room,
+/// `passthrough` lets everybody in past both limits and owes nothing to them
+/// after, and the end session frees its slot at once.
+async fn modes_and_ends(store: Arc<dyn Store>) {
+    let set = |patch: SettingsPatch, at: u64| {
+        let store = store.clone();
+        async move { store.update_settings(patch, at).await.unwrap() }
+    };
+    let s = set(
+        SettingsPatch {
+            queue_all: Some(true),
+            ..Default::default()
+        },
+        T,
+    )
+    .await;
+    assert!(s.queue_all && !s.passthrough);
+    // Room for 3, a burst of 2: still everybody takes a place, called in order.
+    let (a, pos_a) = queued(store.arrive(T).await.unwrap());
+    let (b, pos_b) = queued(store.arrive(T).await.unwrap());
+    // (`b`'s arrival called `a` first.)
+    assert_eq!((pos_a, pos_b), (1, 1));
+    store.pump(T + 10).await.unwrap();
+    assert_eq!(
+        store.poll(a, T + 20).await.unwrap(),
+        Poll::Admitted { sid: a }
+    );
+    assert_eq!(
+        store.poll(b, T + 20).await.unwrap(),
+        Poll::Admitted { sid: b }
+    );
+
+    // Passthrough: capacity (3) and the rate (1/s) no longer apply.
+    let s = set(
+        SettingsPatch {
+            queue_all: Some(false),
+            passthrough: Some(true),
+            ..Default::default()
+        },
+        T + 30,
+    )
+    .await;
+    assert!(s.passthrough && !s.queue_all);
+    let mut sessions = vec![a, b];
+    for i in 0..20 {
+        match store.arrive(T + 40 + i).await.unwrap() {
+            Arrival::Admitted { sid } => sessions.push(sid),
+            other => panic!("not let through in passthrough: {other:?}"),
+        }
+    }
+    assert_eq!(store.snapshot(T + 100).await.unwrap().active_users, 22);
+
+    // Back to normal: the 22 sessions fill the room; nothing is owed to the rate.
+    set(
+        SettingsPatch {
+            passthrough: Some(false),
+            ..Default::default()
+        },
+        T + 200,
+    )
+    .await;
+    let (c, pos_c) = queued(store.arrive(T + 200).await.unwrap());
+    assert_eq!(pos_c, 1);
+    // Ending all but one session leaves room: the rate calls `c` within a second.
+    for sid in &sessions[1..] {
+        assert!(store.end_session(*sid, T + 300).await.unwrap());
+    }
+    assert!(!store.end_session(sessions[1], T + 300).await.unwrap());
+    assert!(!store.touch_session(sessions[1], T + 300).await.unwrap());
+    let called = store.pump(T + 1_300).await.unwrap().called;
+    assert_eq!(called, 1);
+    assert_eq!(
+        store.poll(c, T + 1_400).await.unwrap(),
+        Poll::Admitted { sid: c }
+    );
+}
+
 /// The line of `room` in the Redis at `target`, deciding with the story's times.
 async fn connect(target: &RedisTarget, room: &str) -> RedisStore {
     RedisStore::connect(target, room, TIMING, SETTINGS)
@@ -442,6 +521,7 @@ async fn stories(target: &RedisTarget) {
     retimed_and_held(Arc::new(connect(target, "held").await)).await;
     claims_come_one_slot_apart(Arc::new(connect(target, "claims").await)).await;
     hoards_are_worth_little(Arc::new(connect(target, "hoard").await)).await;
+    modes_and_ends(Arc::new(connect(target, "modes").await)).await;
 }
 
 #[tokio::test]
@@ -451,6 +531,7 @@ async fn memory_store_keeps_the_contract() {
     retimed_and_held(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
     claims_come_one_slot_apart(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
     hoards_are_worth_little(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
+    modes_and_ends(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
 }
 
 #[tokio::test]

@@ -48,6 +48,15 @@ pub struct Settings {
     /// [`RAMP_MS`].
     #[serde(default, with = "crate::clock::rfc3339")]
     pub held_until: Option<Millis>,
+    /// Everybody takes a place, even while there is room (for an opening: the
+    /// first arrivals do not go straight in ahead of the announcement's crowd).
+    #[serde(default)]
+    pub queue_all: bool,
+    /// Everybody goes straight through, the line is let in at once, neither limit
+    /// applies (the night is over); still measured. Paused, closed, a scheduled
+    /// opening and a hold for the origin still stop it.
+    #[serde(default)]
+    pub passthrough: bool,
 }
 
 /// After the origin recovers, the outflow starts at a tenth of the configured rate
@@ -93,6 +102,10 @@ pub struct SettingsPatch {
         deserialize_with = "crate::clock::rfc3339::deserialize_change"
     )]
     pub opens_at: Option<Option<Millis>>,
+    /// Queue everybody, or stop doing so, if given.
+    pub queue_all: Option<bool>,
+    /// Let everybody through, or stop doing so, if given.
+    pub passthrough: Option<bool>,
 }
 
 impl Settings {
@@ -112,6 +125,12 @@ impl Settings {
         }
         if let Some(v) = patch.opens_at {
             self.opens_at = v;
+        }
+        if let Some(v) = patch.queue_all {
+            self.queue_all = v;
+        }
+        if let Some(v) = patch.passthrough {
+            self.passthrough = v;
         }
     }
 
@@ -533,8 +552,17 @@ impl Line {
 
     fn may_admit(&self, now: Millis) -> bool {
         self.settings.gate(now) == Gate::Open
-            && self.active() < u64::from(self.settings.max_active_users)
-            && self.gcra.conforms(self.rate(now), now)
+            && (self.settings.passthrough
+                || self.active() < u64::from(self.settings.max_active_users)
+                    && self.gcra.conforms(self.rate(now), now))
+    }
+
+    /// Uses up one admission of the outflow limit (none in passthrough: what it
+    /// lets in would otherwise be owed to the limit once it ends).
+    fn consume(&mut self, now: Millis) {
+        if !self.settings.passthrough {
+            self.gcra.consume(self.rate(now), now);
+        }
     }
 
     /// A newcomer arrives: straight in when nobody waits and the limits allow,
@@ -544,12 +572,15 @@ impl Line {
         self.pump(now);
         let seq = self.next_seq;
         self.next_seq += 1;
-        if self.queue_length() == 0 && self.records.is_empty() && self.may_admit(now) {
+        let direct = !self.settings.queue_all || self.settings.passthrough;
+        if direct && self.queue_length() == 0 && self.records.is_empty() && self.may_admit(now) {
             self.head = self.next_seq;
             // Not counted in the outflow: nobody was waiting, so no line moved.
-            self.gcra.consume(self.rate(now), now);
+            self.consume(now);
             // They reach the origin now, as a claim would.
-            self.claims.consume(self.claim_rate(now), now);
+            if !self.settings.passthrough {
+                self.claims.consume(self.claim_rate(now), now);
+            }
             self.open_session(seq, now);
             return Arrival::Admitted { sid: seq };
         }
@@ -640,6 +671,9 @@ impl Line {
     /// origin in a burst. One that comes too soon gets the next free slot and is
     /// told to come back then; nobody has to ask twice.
     fn claim(&mut self, seq: u64, now: Millis) -> Option<Millis> {
+        if self.settings.passthrough {
+            return None;
+        }
         if let Some(&at) = self.claim_slots.get(&seq) {
             return (now < at).then(|| at - now);
         }
@@ -732,7 +766,7 @@ impl Line {
             let Some((seq, deadline)) = self.next_candidate(now, &mut report) else {
                 break;
             };
-            self.gcra.consume(self.rate(now), now);
+            self.consume(now);
             self.outflow.record(now);
             // The holder comes back at their next poll; hold the slot until they were
             // due to be noticed as departed anyway.
@@ -906,6 +940,8 @@ mod tests {
                 closed: false,
                 opens_at: None,
                 held_until: None,
+                queue_all: false,
+                passthrough: false,
             },
         )
     }

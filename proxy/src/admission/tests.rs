@@ -35,6 +35,8 @@ fn room(per_minute: u32, max_active: u32, timing: Timing) -> Room {
             closed: false,
             opens_at: None,
             held_until: None,
+            queue_all: false,
+            passthrough: false,
         },
     );
     let tokens = Tokens::new(

@@ -190,6 +190,8 @@ struct AdmissionFile {
     session_duration: String,
     burst: Option<u32>,
     opens_at: Option<String>,
+    queue_all: bool,
+    passthrough: bool,
 }
 
 impl Default for AdmissionFile {
@@ -200,6 +202,8 @@ impl Default for AdmissionFile {
             session_duration: "10m".into(),
             burst: None,
             opens_at: None,
+            queue_all: false,
+            passthrough: false,
         }
     }
 }
@@ -660,6 +664,8 @@ impl Config {
                 closed: false,
                 opens_at,
                 held_until: None,
+                queue_all: a.queue_all,
+                passthrough: a.passthrough,
             },
             timing: Timing {
                 session_ms: millis(session),

@@ -185,7 +185,9 @@ fn encode_patch(p: &SettingsPatch, out: &mut Vec<u8>) {
         | u8::from(p.max_active_users.is_some()) << 1
         | u8::from(p.paused.is_some()) << 2
         | u8::from(p.closed.is_some()) << 3
-        | u8::from(p.opens_at.is_some()) << 4;
+        | u8::from(p.opens_at.is_some()) << 4
+        | u8::from(p.queue_all.is_some()) << 5
+        | u8::from(p.passthrough.is_some()) << 6;
     out.push(mask);
     for v in [p.new_users_per_minute, p.max_active_users]
         .into_iter()
@@ -199,6 +201,9 @@ fn encode_patch(p: &SettingsPatch, out: &mut Vec<u8>) {
     if let Some(opens_at) = p.opens_at {
         // 0 cancels a scheduled opening.
         out.extend_from_slice(&opens_at.unwrap_or(0).to_le_bytes());
+    }
+    for v in [p.queue_all, p.passthrough].into_iter().flatten() {
+        out.push(u8::from(v));
     }
 }
 
@@ -220,6 +225,12 @@ fn decode_patch(r: &mut Reader<'_>) -> Option<SettingsPatch> {
     }
     if has(4) {
         p.opens_at = Some(Some(r.u64()?).filter(|t| *t > 0));
+    }
+    if has(5) {
+        p.queue_all = Some(r.u8()? != 0);
+    }
+    if has(6) {
+        p.passthrough = Some(r.u8()? != 0);
     }
     Some(p)
 }
@@ -342,6 +353,8 @@ mod tests {
                 patch: SettingsPatch {
                     max_active_users: Some(10),
                     closed: Some(false),
+                    queue_all: Some(true),
+                    passthrough: Some(false),
                     opens_at: Some(Some(1_795_856_400_000)),
                     ..Default::default()
                 },

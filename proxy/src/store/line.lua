@@ -61,16 +61,18 @@ end
 local function fmt(x) return string.format('%.0f', x) end
 
 local function settings()
-  local s = redis.call('HMGET', set, 'rate', 'max', 'paused', 'closed', 'opens', 'held')
+  local s = redis.call('HMGET', set, 'rate', 'max', 'paused', 'closed', 'opens', 'held', 'qall',
+    'pass')
   return tonumber(s[1]) or 0, tonumber(s[2]) or 0, s[3] == '1', s[4] == '1', tonumber(s[5]) or 0,
-    tonumber(s[6]) or 0
+    tonumber(s[6]) or 0, s[7] == '1', s[8] == '1'
 end
 
--- The settings as answers carry them (six strings, see admission/line.rs Settings).
+-- The settings as answers carry them (eight strings, see admission/line.rs Settings
+-- and store/view.rs settings_at).
 local function settings_out(list)
-  local rate, max, paused, closed, opens, held = settings()
+  local rate, max, paused, closed, opens, held, qall, pass = settings()
   for _, v in ipairs({ tostring(rate), tostring(max), paused and '1' or '0', closed and '1' or '0',
-                       fmt(opens), fmt(held) }) do
+                       fmt(opens), fmt(held), qall and '1' or '0', pass and '1' or '0' }) do
     list[#list + 1] = v
   end
   return list
@@ -109,7 +111,13 @@ local function conforms(rate)
   return m('tat', 0) <= now * 1000 + tau
 end
 
+local function passthrough()
+  return redis.call('HGET', set, 'pass') == '1'
+end
+
+-- Uses up one admission of the outflow limit (none in passthrough, as Line::consume).
 local function consume(rate)
+  if passthrough() then return end
   local t = gcra(rate)
   if t then redis.call('HSET', meta, 'tat', fmt(math.max(m('tat', 0), now * 1000) + t)) end
 end
@@ -123,6 +131,7 @@ end
 -- holder comes back too soon after others gets the next free slot. Returns nil
 -- when it may claim now, or the ms until its slot.
 local function claim(seq)
+  if passthrough() then return nil end
   local at = redis.call('ZSCORE', cslot, seq)
   if at then
     at = tonumber(at)
@@ -147,10 +156,10 @@ local function claim(seq)
 end
 
 local function may_admit()
-  local rate, max, paused, closed, opens, held = settings()
+  local rate, max, paused, closed, opens, held, _, pass = settings()
   rate = rate_at(rate, held)
-  return (not paused) and (not closed) and now >= opens and now >= held and active() < max
-    and conforms(rate), rate
+  return (not paused) and (not closed) and now >= opens and now >= held
+    and (pass or (active() < max and conforms(rate))), rate
 end
 
 -- The measured outflow, as admission/outflow.rs: admissions per second over the
@@ -391,13 +400,16 @@ elseif op == 'pump' then
 elseif op == 'arrive' then
   pump()
   local seq = redis.call('HINCRBY', meta, 'next', 1) - 1
-  if queue_length() == 0 and m('head', 1) == seq and may_admit() then
+  local _, _, _, _, _, _, qall, pass = settings()
+  if (pass or not qall) and queue_length() == 0 and m('head', 1) == seq and may_admit() then
     local _, rate = may_admit()
     redis.call('HSET', meta, 'head', fmt(seq + 1))
     consume(rate)
     -- They reach the origin now, as a claim would.
     local t = gcra(rate)
-    if t then redis.call('HSET', meta, 'ctat', fmt(math.max(m('ctat', 0), now * 1000) + t)) end
+    if t and not pass then
+      redis.call('HSET', meta, 'ctat', fmt(math.max(m('ctat', 0), now * 1000) + t))
+    end
     open_session(seq)
     return { 'admitted', tostring(seq) }
   end
@@ -487,7 +499,7 @@ elseif op == 'snapshot' then
            tostring(redis.call('ZCARD', called)), tostring(m('next', 1) - 1), measured() })
 elseif op == 'settings' then
   local before, _, _, _, _, held = settings()
-  local fields = { 'rate', 'max', 'paused', 'closed', 'opens' }
+  local fields = { 'rate', 'max', 'paused', 'closed', 'opens', 'qall', 'pass' }
   for i, f in ipairs(fields) do
     if ARGV[15 + i] ~= '' then redis.call('HSET', set, f, ARGV[15 + i]) end
   end

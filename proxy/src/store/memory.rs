@@ -414,6 +414,8 @@ mod tests {
             closed: false,
             opens_at: None,
             held_until: None,
+            queue_all: false,
+            passthrough: false,
         }
     }
 

@@ -712,6 +712,8 @@ impl Store for RedisStore {
                     opt(patch.paused.map(|p| u8::from(p).to_string())),
                     opt(patch.closed.map(|p| u8::from(p).to_string())),
                     opt(patch.opens_at.map(|t| t.unwrap_or(0).to_string())),
+                    opt(patch.queue_all.map(|p| u8::from(p).to_string())),
+                    opt(patch.passthrough.map(|p| u8::from(p).to_string())),
                 ],
             )
             .await?;

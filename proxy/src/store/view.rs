@@ -67,6 +67,8 @@ pub fn settings_at(a: &[String], at: usize) -> Option<Settings> {
         closed: a.get(at + 3)? == "1",
         opens_at: n(4).filter(|ms| *ms > 0),
         held_until: n(5).filter(|ms| *ms > 0),
+        queue_all: a.get(at + 6).is_some_and(|v| v == "1"),
+        passthrough: a.get(at + 7).is_some_and(|v| v == "1"),
     })
 }
 
