@@ -142,7 +142,7 @@ impl Admin {
         let before = json!(self.protection.current());
         match self.protection.apply(patch) {
             Ok(now) => {
-                audit(from, "protection", &before, &json!(now));
+                audit_change(from, "protection", &before, &json!(now));
                 h::json(StatusCode::OK, &json!(now))
             }
             Err(reason) => h::error(StatusCode::BAD_REQUEST, &reason),
@@ -165,7 +165,7 @@ impl Admin {
         };
         match self.admission.store().update_settings(patch, now).await {
             Ok(s) => {
-                audit(from, "settings", &before, &settings_json(&s));
+                audit_change(from, "settings", &before, &settings_json(&s));
                 h::json(StatusCode::OK, &settings_json(&s))
             }
             Err(e) => {
@@ -176,9 +176,14 @@ impl Admin {
     }
 }
 
-/// Logs an admin change (target `waitroom::audit`): who, what, and each field that
-/// changed as `before → after`.
-fn audit(from: SocketAddr, what: &str, before: &serde_json::Value, after: &serde_json::Value) {
+/// Logs an admin change (target `waitroom::audit`): who or what made it (an address,
+/// or `reload`), what, and each field that changed as `before → after`.
+pub fn audit_change(
+    from: impl std::fmt::Display,
+    what: &str,
+    before: &serde_json::Value,
+    after: &serde_json::Value,
+) {
     let changes = changes(before, after);
     let changes = if changes.is_empty() {
         "nothing".to_owned()

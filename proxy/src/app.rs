@@ -41,6 +41,84 @@ pub fn demo_config(port: u16) -> Config {
     c
 }
 
+/// Puts each configuration from `reloads` in force until `shutdown`.
+async fn apply_reloads(
+    mut reloader: crate::reload::Reloader,
+    mut reloads: tokio::sync::mpsc::Receiver<Config>,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        let config = tokio::select! {
+            c = reloads.recv() => match c {
+                Some(c) => c,
+                None => return,
+            },
+            _ = shutdown.wait() => return,
+        };
+        match reloader.apply(config).await {
+            Ok(()) => tracing::info!("configuration reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "configuration not reloaded; what was in force stays")
+            }
+        }
+    }
+}
+
+/// Says which settings are in force and, where they are not the file's, why: the
+/// saved line (memory) or the shared store (Redis) keeps what operators set at run
+/// time across restarts; a reload puts the file's values in force.
+async fn log_settings_in_force(admission: &Admission, config: &Config) {
+    let now = admission.clock().now_ms();
+    let Ok(snapshot) = admission.store().snapshot(now).await else {
+        return;
+    };
+    let (s, f) = (snapshot.settings, config.settings);
+    tracing::info!(
+        new_users_per_minute = s.new_users_per_minute,
+        max_active_users = s.max_active_users,
+        paused = s.paused,
+        closed = s.closed,
+        queue_all = s.queue_all,
+        passthrough = s.passthrough,
+        "settings in force"
+    );
+    let source = match config.store {
+        StoreKind::Memory => "the saved line",
+        StoreKind::Redis(_) => "the shared store",
+    };
+    let differs = [
+        (
+            "admission.new_users_per_minute",
+            s.new_users_per_minute.to_string(),
+            f.new_users_per_minute.to_string(),
+        ),
+        (
+            "admission.max_active_users",
+            s.max_active_users.to_string(),
+            f.max_active_users.to_string(),
+        ),
+        (
+            "admission.queue_all",
+            s.queue_all.to_string(),
+            f.queue_all.to_string(),
+        ),
+        (
+            "admission.passthrough",
+            s.passthrough.to_string(),
+            f.passthrough.to_string(),
+        ),
+    ];
+    for (key, in_force, file) in differs.into_iter().filter(|(_, a, b)| a != b) {
+        tracing::warn!(
+            key,
+            in_force,
+            file,
+            source,
+            "a setting changed at run time is kept over the file's; reload (SIGHUP) to put the file's in force"
+        );
+    }
+}
+
 /// How often the memory store's line is written to the state directory.
 pub const SAVE_EVERY: Duration = Duration::from_secs(5);
 
@@ -82,6 +160,7 @@ pub async fn run(
     let options = Options {
         keys,
         clock: Clock::system(),
+        reload: None,
     };
     run_with(config, public, admin, options, shutdown).await
 }
@@ -92,6 +171,8 @@ pub struct Options {
     pub keys: Option<Keyring>,
     /// This instance's clock (tests skew it).
     pub clock: Clock,
+    /// New configurations to put in force while running (see [`crate::reload`]).
+    pub reload: Option<tokio::sync::mpsc::Receiver<Config>>,
 }
 
 /// [`run`] with [`Options`].
@@ -102,7 +183,11 @@ pub async fn run_with(
     options: Options,
     shutdown: Shutdown,
 ) -> Result<(), AppError> {
-    let Options { keys, clock } = options;
+    let Options {
+        keys,
+        clock,
+        reload,
+    } = options;
     let page = Arc::new(Page::load(
         config.page_template.as_deref(),
         config.page_catalogues.as_deref(),
@@ -176,6 +261,7 @@ pub async fn run_with(
     tokio::spawn(admission.clone().run_pump(shutdown.clone()));
 
     let breaker = Breaker::new(config.breaker);
+    let reload_breaker = breaker.clone();
     tokio::spawn(hold_while_failing(
         breaker.clone(),
         admission.store().clone(),
@@ -222,6 +308,18 @@ pub async fn run_with(
     tokio::spawn(sweep_limits(protection.clone(), shutdown.clone()));
     let public_service =
         Arc::new(public_service.with_edge(config.edge.trusted_proxies.clone(), protection.clone()));
+    log_settings_in_force(&admission, &config).await;
+    if let Some(reloads) = reload {
+        let reloader = crate::reload::Reloader::new(
+            config.clone(),
+            public_service.clone(),
+            protection.clone(),
+            admission.clone(),
+            reload_breaker,
+            metrics.clone(),
+        );
+        tokio::spawn(apply_reloads(reloader, reloads, shutdown.clone()));
+    }
     let admin_service = Arc::new(Admin::new(
         admission,
         registry,

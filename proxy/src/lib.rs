@@ -21,6 +21,7 @@
 //! - [`server`]: accepting connections and serving them until shutdown.
 //! - [`handover`]: zero-downtime restarts: a new process takes the listeners over.
 //! - [`tls`]: TLS at the edge (certificates reloaded when they change) and to the origin.
+//! - [`reload`]: a new configuration put in force without a restart.
 //! - [`shutdown`]: the shutdown signal.
 //! - [`app`]: wiring it all together: [`app::run`].
 
@@ -39,6 +40,7 @@ pub mod metrics;
 pub mod pow;
 pub mod public;
 pub mod queue_page;
+pub mod reload;
 pub mod server;
 pub mod shutdown;
 pub mod store;

@@ -66,7 +66,9 @@ async fn listeners(config: &Config) -> anyhow::Result<(TcpListener, TcpListener)
     ))
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+/// Serves `config`; with `path`, a new configuration is read from it on SIGHUP
+/// and whenever the file changes (see [`watch_config`]).
+async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     let (public, admin) = listeners(&config).await?;
     tracing::info!(public = %config.public, admin = %config.admin, origin = %config.origin, "waitroom serving");
     let (trigger, shutdown) = waitroom::shutdown::channel();
@@ -75,9 +77,78 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         trigger.fire();
     });
-    waitroom::app::run(config, public, admin, None, shutdown).await?;
+    let reload = path.map(|path| {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(watch_config(path, tx));
+        rx
+    });
+    let options = waitroom::app::Options {
+        keys: None,
+        clock: waitroom::clock::Clock::system(),
+        reload,
+    };
+    waitroom::app::run_with(config, public, admin, options, shutdown).await?;
     tracing::info!("stopped; the line is saved");
     Ok(())
+}
+
+/// How often the configuration file is checked for a change.
+const CONFIG_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads the configuration at `path` again on SIGHUP and whenever the file's
+/// modification time or size changes, and sends what is valid to `reloads`; a
+/// file that is not valid is refused with the key and the reason.
+async fn watch_config(path: PathBuf, reloads: tokio::sync::mpsc::Sender<Config>) {
+    let stamp = |p: &PathBuf| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let mut seen = stamp(&path);
+    #[cfg(unix)]
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "no SIGHUP handler: reload by changing the file");
+            None
+        }
+    };
+    loop {
+        #[cfg(unix)]
+        let signalled = async {
+            match hup.as_mut() {
+                Some(h) => {
+                    h.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let signalled = std::future::pending::<()>();
+        let why = tokio::select! {
+            _ = signalled => "SIGHUP",
+            _ = tokio::time::sleep(CONFIG_CHECK_EVERY) => {
+                if stamp(&path) == seen {
+                    continue;
+                }
+                "the file changed"
+            }
+        };
+        seen = stamp(&path);
+        match load(&path) {
+            Ok(config) => {
+                tracing::info!(file = %path.display(), why, "reloading the configuration");
+                if reloads.send(config).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::error!(
+                file = %path.display(),
+                why,
+                "configuration not reloaded, what was in force stays: {e:#}"
+            ),
+        }
+    }
 }
 
 async fn wait_for_signal() {
@@ -120,7 +191,7 @@ async fn demo(port: u16) -> anyhow::Result<()> {
         "  limits: {} new users per minute, {} active at once",
         config.settings.new_users_per_minute, config.settings.max_active_users
     );
-    serve(config).await
+    serve(config, None).await
 }
 
 #[tokio::main]
@@ -153,7 +224,7 @@ async fn main() -> std::process::ExitCode {
             }),
         (Some(Command::Demo { port }), _) => demo(port).await,
         (None, Some(path)) => match load(&path) {
-            Ok(config) => serve(config).await,
+            Ok(config) => serve(config, Some(path)).await,
             Err(e) => Err(e),
         },
         (None, None) => Err(anyhow::anyhow!(

@@ -33,7 +33,8 @@ impl Rate {
         }
     }
 
-    fn interval_us(self) -> Option<u64> {
+    /// Microseconds between two admissions at this rate; `None` when it is 0.
+    pub fn interval_us(self) -> Option<u64> {
         (self.per_minute > 0).then(|| 60_000_000 / u64::from(self.per_minute))
     }
 }

@@ -517,7 +517,20 @@ impl Line {
         let now = self.at(now);
         let before = self.rate(now);
         self.settings.apply(patch);
-        self.gcra.rescale(before, self.rate(now), now);
+        let after = self.rate(now);
+        self.gcra.rescale(before, after, now);
+        // Claims are spaced at the outflow too: what they owe, and the slots
+        // already given out, are re-spaced at the new rate as well.
+        let claim = |r: Rate| Rate {
+            burst: CLAIM_BURST,
+            ..r
+        };
+        self.claims.rescale(claim(before), claim(after), now);
+        if let (Some(old), Some(new)) = (before.interval_us(), after.interval_us()) {
+            for at in self.claim_slots.values_mut().filter(|at| **at > now) {
+                *at = now + (*at - now) * new / old;
+            }
+        }
         self.settings
     }
 

@@ -34,6 +34,35 @@ pub enum ConfigError {
     },
 }
 
+/// A TOML error on one line: the key it is about (`section.name`, found from where
+/// the error is), the reason, and the line.
+fn parse_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim();
+    let Some(span) = e.span() else {
+        return message.to_owned();
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let mut lines = text[..start].lines().rev();
+    let this = text.lines().nth(line_no - 1).unwrap_or("");
+    let name = this
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"'))
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    let section = lines
+        .find_map(|l| {
+            let l = l.trim();
+            l.strip_prefix('[')
+                .and_then(|l| l.trim_start_matches('[').split(']').next())
+        })
+        .map(str::trim);
+    match (section, name) {
+        (Some(s), Some(k)) => format!("{s}.{k}: {message} (line {line_no})"),
+        (None, Some(k)) => format!("{k}: {message} (line {line_no})"),
+        _ => format!("line {line_no}: {message}"),
+    }
+}
+
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
@@ -410,7 +439,8 @@ impl Config {
     /// Parses and validates TOML text. `admin_token_env` (from `WAITROOM_ADMIN_TOKEN`)
     /// overrides `admin.token`.
     pub fn from_toml(text: &str, admin_token_env: Option<String>) -> Result<Self, ConfigError> {
-        let file: File = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let file: File =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(parse_error(text, &e)))?;
         Self::try_from_file(file, admin_token_env)
     }
 
@@ -756,6 +786,16 @@ token = "change-me"
             .starts_with("queue.poll_min: \"soon\" is not a duration"));
         assert!(err("[routes]\nbypass = [\"/_waitroom/x\"]\n").starts_with("routes.bypass:"));
         assert!(err("[routes]\nbypass = [\"/\"]\n").starts_with("routes.bypass:"));
+        // TOML's own errors name the key too, with the line.
+        let wrong_type = err("[admission]\nnew_users_per_minute = \"fast\"\n");
+        let line = format!("{MINIMAL}[admission]").lines().count() + 1;
+        assert!(
+            wrong_type.starts_with("admission.new_users_per_minute: invalid type")
+                && wrong_type.ends_with(&format!("(line {line})")),
+            "{wrong_type}"
+        );
+        let unknown = err("[queue]\nfoo = 1\n");
+        assert!(unknown.starts_with("queue.foo: unknown field"), "{unknown}");
         assert!(err("[store]\nkind = \"disk\"\n").starts_with("store.kind:"));
         assert!(err("[store]\nkind = \"redis\"\n").starts_with("store.url: missing"));
         assert!(err("[store]\nkind = \"redis\"\nurl = \"http://x\"\n").starts_with("store.url:"));

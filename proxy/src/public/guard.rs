@@ -79,7 +79,8 @@ impl Public {
             ));
         }
         let lang = self.language(req);
-        let text = |key| self.page.message(lang, key);
+        let live = self.live();
+        let text = |key| live.page.message(lang, key);
         let html = crate::pow::page(
             lang,
             &text("check_title"),
@@ -108,7 +109,7 @@ impl Public {
             }
             Presented::Valid(c) if c.l == line => return None,
             _ => {
-                let client = self.clients.client(peer.addr.ip(), req.headers());
+                let client = self.live().clients.client(peer.addr.ip(), req.headers());
                 ("places", self.protection.places.check(&limit_key(client)))
             }
         };
@@ -123,7 +124,7 @@ impl Public {
                 &serde_json::json!({ "error": "too_many_requests", "retry_after": retry_secs }),
             )
         } else {
-            let html = self.page.render_error(
+            let html = self.live().page.render_error(
                 Trouble::TooMany,
                 asked.lang,
                 &asked.target,

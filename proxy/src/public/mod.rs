@@ -15,7 +15,7 @@ use crate::metrics::Metrics;
 use crate::queue_page::{Page, Status, Trouble};
 use crate::token::Kind;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 mod command;
 mod guard;
@@ -59,19 +59,30 @@ pub struct CookiePolicy {
 #[derive(Clone)]
 pub struct Public {
     admission: Admission,
-    forwarder: Forwarder,
     cookie: CookiePolicy,
-    bypass: Vec<String>,
     metrics: Metrics,
     /// Poll interval suggested while the store cannot be reached.
     held_poll_ms: u64,
-    page: Arc<Page>,
+    /// What a reload of the configuration replaces (see [`Public::reload`]).
+    live: Arc<RwLock<Arc<Live>>>,
     /// Once set, every request goes to the successor process (see [`Public::relay_after`]).
     relay: Option<(Arc<AtomicBool>, Forwarder)>,
-    /// Whose forwarding headers are believed.
-    clients: TrustedProxies,
     /// Rate limits per client and per session.
     protection: Arc<Protection>,
+}
+
+/// The part of the public side a reload of the configuration replaces at once:
+/// requests under way finish with the one they started with.
+#[derive(Clone)]
+pub struct Live {
+    /// The origin, its timeout and its TLS.
+    pub forwarder: Forwarder,
+    /// Path prefixes forwarded without admission.
+    pub bypass: Vec<String>,
+    /// The queue page's template and catalogues.
+    pub page: Arc<Page>,
+    /// Whose forwarding headers are believed.
+    pub clients: TrustedProxies,
 }
 
 impl Public {
@@ -85,24 +96,42 @@ impl Public {
         held_poll_ms: u64,
         page: Arc<Page>,
     ) -> Self {
+        let live = Live {
+            forwarder,
+            bypass,
+            page,
+            clients: TrustedProxies::default(),
+        };
         Self {
             admission,
-            forwarder,
             cookie,
-            bypass,
             metrics,
             held_poll_ms,
-            page,
+            live: Arc::new(RwLock::new(Arc::new(live))),
             relay: None,
-            clients: TrustedProxies::default(),
             protection: Arc::new(Protection::new(Limit::OFF, Limit::OFF)),
         }
+    }
+
+    /// What is in force now.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts `live` in force for the requests that start from now on (every clone
+    /// of this service shares it).
+    pub fn reload(&self, live: Live) {
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
     }
 
     /// Tells clients apart through `clients` and limits them with `protection`
     /// (without it: every peer is its own client, and nothing is limited).
     pub fn with_edge(mut self, clients: TrustedProxies, protection: Arc<Protection>) -> Self {
-        self.clients = clients;
+        let live = Live {
+            clients,
+            ..(*self.live()).clone()
+        };
+        self.reload(live);
         self.protection = protection;
         self
     }
@@ -117,7 +146,8 @@ impl Public {
 
     /// Answers one request.
     pub async fn handle(&self, mut req: Request<Incoming>, mut peer: Peer) -> Response<Body> {
-        peer.trusted = self.clients.trusts(peer.addr.ip());
+        let live = self.live();
+        peer.trusted = live.clients.trusts(peer.addr.ip());
         if peer.tls {
             req.extensions_mut().insert(OverTls);
         }
@@ -151,7 +181,7 @@ impl Public {
                 _ => h::error(StatusCode::NOT_FOUND, "no such waiting-room endpoint"),
             };
         }
-        if self.bypass.iter().any(|p| path.starts_with(p.as_str())) {
+        if live.bypass.iter().any(|p| path.starts_with(p.as_str())) {
             self.metrics.request("bypass");
             return self.forward(req, peer, None, None).await;
         }
@@ -239,7 +269,7 @@ impl Public {
             .headers()
             .get(http::header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok());
-        self.page.language(query_lang, accept)
+        self.live().page.language(query_lang, accept)
     }
 
     /// An HTML page of ours in `lang`.
@@ -270,7 +300,7 @@ impl Public {
             Self::page_response(
                 StatusCode::OK,
                 lang,
-                self.page.render(&status, lang, target),
+                self.live().page.render(&status, lang, target),
             )
         };
         if let Some(c) = cookie {
@@ -314,7 +344,7 @@ impl Public {
                 ProxyError::OriginTimeout => Trouble::Slow,
                 _ => Trouble::Down,
             };
-            let html = self.page.render_error(
+            let html = self.live().page.render_error(
                 trouble,
                 asked.lang,
                 &asked.target,
@@ -339,7 +369,8 @@ impl Public {
     ) -> Response<Body> {
         let asked = self.asked(&req);
         let secure = self.secure(&req);
-        let mut r = match self.forwarder.forward(req, peer).await {
+        let live = self.live();
+        let mut r = match live.forwarder.forward(req, peer).await {
             Ok(r) => r,
             Err(e) => self.failed(&asked, e),
         };

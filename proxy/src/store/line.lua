@@ -511,6 +511,19 @@ elseif op == 'settings' then
   if old_t and new_t and old_t ~= new_t and tat > now * 1000 then
     redis.call('HSET', meta, 'tat', fmt(now * 1000 + math.floor((tat - now * 1000) * new_t / old_t)))
   end
+  -- Claims likewise: what they owe and the slots already given out.
+  local ctat = m('ctat', 0)
+  if old_t and new_t and old_t ~= new_t then
+    if ctat > now * 1000 then
+      redis.call('HSET', meta, 'ctat',
+        fmt(now * 1000 + math.floor((ctat - now * 1000) * new_t / old_t)))
+    end
+    local slots = redis.call('ZRANGEBYSCORE', cslot, '(' .. fmt(now), '+inf', 'WITHSCORES')
+    for i = 1, #slots, 2 do
+      local at = tonumber(slots[i + 1])
+      redis.call('ZADD', cslot, fmt(now + math.floor((at - now) * new_t / old_t)), slots[i])
+    end
+  end
   return settings_out({})
 elseif op == 'hold' then
   -- An instance's circuit breaker holds the line for ARGV[16] ms from now (the later

@@ -244,7 +244,11 @@ impl ProxyBuilder {
                     cluster: false,
                     tls_ca: None,
                 };
-                let options = waitroom::app::Options { keys: None, clock };
+                let options = waitroom::app::Options {
+                    keys: None,
+                    clock,
+                    reload: None,
+                };
                 tokio::spawn(async move {
                     let run = waitroom::app::run_with(config, public, admin, options, shutdown);
                     if let Err(e) = run.await {
@@ -263,6 +267,7 @@ impl ProxyBuilder {
                 let options = waitroom::app::Options {
                     keys: Some(keys.clone()),
                     clock,
+                    reload: None,
                 };
                 tokio::spawn(waitroom::app::run_with(
                     config, public, admin, options, shutdown,

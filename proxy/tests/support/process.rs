@@ -14,6 +14,7 @@ pub struct Setup {
     pub config: PathBuf,
     pub public: u16,
     pub admin: u16,
+    origin: SocketAddr,
 }
 
 impl Setup {
@@ -23,24 +24,32 @@ impl Setup {
         std::fs::create_dir_all(&dir).unwrap();
         let (public, admin) = (free_port(), free_port());
         let config = dir.join("waitroom.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[listen]\npublic = \"127.0.0.1:{public}\"\nadmin = \"127.0.0.1:{admin}\"\n\
-                 [origin]\nurl = \"http://{origin}\"\n\
-                 [store]\nstate_dir = \"{}\"\n[admin]\ntoken = \"{}\"\n[cookie]\nsecure = \"never\"\n\
-                 [clients]\nplaces_per_minute = 0\n{extra}",
-                dir.join("state").display(),
-                super::ADMIN_TOKEN,
-            ),
-        )
-        .unwrap();
-        Self {
+        let setup = Self {
             dir,
             config,
             public,
             admin,
-        }
+            origin,
+        };
+        setup.rewrite(extra);
+        setup
+    }
+
+    /// Writes the configuration file again, with `extra` TOML sections.
+    pub fn rewrite(&self, extra: &str) {
+        let (public, admin, origin) = (self.public, self.admin, self.origin);
+        let text = format!(
+            "[listen]\npublic = \"127.0.0.1:{public}\"\nadmin = \"127.0.0.1:{admin}\"\n\
+             [origin]\nurl = \"http://{origin}\"\n\
+             [store]\nstate_dir = \"{}\"\n[admin]\ntoken = \"{}\"\n[cookie]\nsecure = \"never\"\n\
+             [clients]\nplaces_per_minute = 0\n{extra}",
+            self.dir.join("state").display(),
+            super::ADMIN_TOKEN,
+        );
+        // Written whole, then renamed: a reader never sees half a file.
+        let fresh = self.dir.join("waitroom.toml.new");
+        std::fs::write(&fresh, text).unwrap();
+        std::fs::rename(&fresh, &self.config).unwrap();
     }
 
     /// `http://127.0.0.1:PUBLIC`.
@@ -84,6 +93,20 @@ pub fn spawn(config: &Path) -> Child {
         .env("RUST_LOG", "warn")
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// Starts `waitroom --config FILE` logging at info into `log` (the log goes to
+/// standard output).
+pub fn spawn_logging(config: &Path, log: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_waitroom"))
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(std::fs::File::create(log).unwrap())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap()

@@ -1,0 +1,185 @@
+//! Reloading the configuration of a running proxy (SIGHUP, or the file changed):
+//! a new rate applies under load without a connection or a place lost, a changed
+//! page template shows at once, a broken file is refused and what was in force
+//! stays, and SIGHUP no longer ends the process.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::process::{signal, sigterm, spawn_logging, wait_ready, Setup};
+use support::{origin, Http, Visitor};
+
+/// What one visitor under load saw.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Failed requests and 5xx answers.
+    errors: Vec<String>,
+    /// Positions while queued, in order.
+    positions: Vec<u64>,
+    admitted: bool,
+}
+
+/// A visitor who arrives, polls every 200 ms while waiting, then keeps using the
+/// site, until `stop`.
+async fn keep_visiting(mut v: Visitor, stop: Arc<AtomicBool>, inside: Arc<AtomicUsize>) -> Seen {
+    let mut seen = Seen::default();
+    while !stop.load(Ordering::SeqCst) {
+        let path = if seen.admitted {
+            "/register"
+        } else {
+            "/_waitroom/status"
+        };
+        let reply = if seen.admitted {
+            v.get(path).await
+        } else {
+            v.status().await
+        };
+        match reply {
+            Err(e) => seen.errors.push(e),
+            Ok(r) if r.status.is_server_error() => {
+                seen.errors.push(format!("{path}: {}", r.status))
+            }
+            Ok(r) if !seen.admitted => {
+                let s = r.json();
+                match s["state"].as_str() {
+                    Some("admitted") => {
+                        seen.admitted = true;
+                        inside.fetch_add(1, Ordering::SeqCst);
+                    }
+                    _ => seen.positions.push(s["position"].as_u64().unwrap_or(0)),
+                }
+            }
+            Ok(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    seen
+}
+
+/// `/admin/state` of the proxy of `setup`.
+async fn state(setup: &Setup) -> serde_json::Value {
+    setup
+        .admin(http::Method::GET, "/admin/state", None)
+        .await
+        .json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_under_load_and_a_broken_file_changes_nothing() {
+    let origin = origin(50, 1).await;
+    let template =
+        std::env::temp_dir().join(format!("waitroom-page-{}.html", rand::random::<u64>()));
+    let builtin = include_str!("../src/queue_page/page.html");
+    std::fs::write(&template, builtin).unwrap();
+    let sections = |rate: &str| {
+        format!(
+            "[admission]\nnew_users_per_minute = {rate}\nmax_active_users = 1000\n\
+             [page]\ntemplate = \"{}\"\n",
+            template.display()
+        )
+    };
+    // Six a minute: 30 visitors would take minutes.
+    let setup = Setup::memory(origin.addr, &sections("6"));
+    let log = setup.dir.join("waitroom.log");
+    let mut proxy = spawn_logging(&setup.config, &log);
+    let http = Http::new();
+    wait_ready(&http, setup.admin).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let inside = Arc::new(AtomicUsize::new(0));
+    let crowd: Vec<_> = (0..30)
+        .map(|_| {
+            let v = Visitor::new(&setup.base(), &http);
+            tokio::spawn(keep_visiting(v, stop.clone(), inside.clone()))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = state(&setup).await;
+    assert!(before["queue_length"].as_u64().unwrap() >= 20, "{before}");
+
+    // The new rate and a new edition of the page, then SIGHUP.
+    let marked = builtin.replace("</body>", "<p id=\"edition\">second edition</p></body>");
+    std::fs::write(&template, marked).unwrap();
+    setup.rewrite(&sections("6000"));
+    signal(proxy.id(), "HUP");
+    let mut applied = false;
+    for _ in 0..200 {
+        if state(&setup).await["new_users_per_minute"] == 6000 {
+            applied = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        applied,
+        "the new rate was not applied:\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    // At the old rate the rest of the crowd would take 4 minutes; now seconds.
+    for _ in 0..300 {
+        if inside.load(Ordering::SeqCst) == 30 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(inside.load(Ordering::SeqCst), 30, "{}", state(&setup).await);
+
+    // The page shows the new edition at once (a newcomer to a paused room).
+    let reply = setup
+        .admin(
+            http::Method::PATCH,
+            "/admin/settings",
+            Some(r#"{"paused":true}"#.into()),
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    let mut newcomer = Visitor::new(&setup.base(), &http);
+    let page = newcomer.get("/").await.unwrap().text();
+    assert!(page.contains("second edition"), "{page}");
+
+    // A broken file: refused with the key and the reason; nothing changes, and a
+    // reload does not undo the pause (it is not the file's).
+    setup.rewrite("[admission]\nnew_users_per_minute = \"fast\"\n");
+    signal(proxy.id(), "HUP");
+    let mut refused = String::new();
+    for _ in 0..200 {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if let Some(line) = text
+            .lines()
+            .find(|l| l.contains("configuration not reloaded"))
+        {
+            refused = line.to_owned();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        refused.contains("admission.new_users_per_minute"),
+        "{refused:?}"
+    );
+    let after = state(&setup).await;
+    assert_eq!(after["new_users_per_minute"], 6000, "{after}");
+    assert_eq!(after["paused"], true, "{after}");
+
+    stop.store(true, Ordering::SeqCst);
+    for (i, task) in crowd.into_iter().enumerate() {
+        let seen = task.await.unwrap();
+        assert!(seen.errors.is_empty(), "visitor {i}: {seen:?}");
+        assert!(seen.admitted, "visitor {i} never got in: {seen:?}");
+        // Nobody's place was lost or moved back.
+        assert!(
+            seen.positions.windows(2).all(|w| w[1] <= w[0]),
+            "visitor {i}: {seen:?}"
+        );
+    }
+    // Still running after two SIGHUPs, and stops cleanly.
+    assert!(
+        proxy.try_wait().unwrap().is_none(),
+        "SIGHUP ended the process"
+    );
+    sigterm(&mut proxy);
+    let _ = std::fs::remove_file(&template);
+}
