@@ -101,24 +101,23 @@ pub fn spawn(config: &Path) -> Child {
 /// Starts `waitroom --config FILE` logging at info into `log` (the log goes to
 /// standard output).
 pub fn spawn_logging(config: &Path, log: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_waitroom"))
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(std::fs::File::create(log).unwrap())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
+    logging(Command::new(env!("CARGO_BIN_EXE_waitroom")), config, log)
 }
 
 /// Starts `waitroom --config FILE` allowed `nofile` open files (through
-/// `prlimit`, so the child is the proxy itself), logging at info into `log` (the log goes to standard output).
+/// `prlimit`, so the child is the proxy itself), logging at info into `log`.
 pub fn spawn_with_fd_limit(config: &Path, nofile: u32, log: &Path) -> Child {
-    Command::new("prlimit")
+    let mut prlimit = Command::new("prlimit");
+    prlimit
         .arg(format!("--nofile={nofile}:{nofile}"))
         .arg("--")
-        .arg(env!("CARGO_BIN_EXE_waitroom"))
+        .arg(env!("CARGO_BIN_EXE_waitroom"));
+    logging(prlimit, config, log)
+}
+
+/// Runs `command` with `--config FILE`, its log at info into `log`.
+fn logging(mut command: Command, config: &Path, log: &Path) -> Child {
+    command
         .arg("--config")
         .arg(config)
         .env("RUST_LOG", "info")
@@ -126,7 +125,7 @@ pub fn spawn_with_fd_limit(config: &Path, nofile: u32, log: &Path) -> Child {
         .stdout(std::fs::File::create(log).unwrap())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("prlimit (util-linux) runs the proxy")
+        .expect("the proxy starts (prlimit, from util-linux, where used)")
 }
 
 /// Waits until the admin listener on `admin` answers `/readyz` with 200.
