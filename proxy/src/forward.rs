@@ -246,6 +246,7 @@ impl Forwarder {
             match sent {
                 Ok(Ok(response)) => {
                     self.metrics.origin_latency(started.elapsed().as_secs_f64());
+                    self.metrics.origin_response(response.status());
                     let failed = response.status().is_server_error();
                     if failed {
                         self.metrics.origin_error("status_5xx");

@@ -27,6 +27,8 @@ pub struct Metrics {
     breaker_opened: IntCounter,
     origin_errors: IntCounterVec,
     origin_seconds: Histogram,
+    origin_responses: IntCounterVec,
+    wait_seconds: Histogram,
     line: IntGaugeVec,
     settings: IntGaugeVec,
 }
@@ -148,12 +150,31 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            origin_responses: counter_vec(
+                "waitroom_origin_responses_total",
+                "Responses from the origin to forwarded requests, by status class: 1xx, 2xx, 3xx, 4xx, 5xx",
+                &["class"],
+            ),
+            wait_seconds: register(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "waitroom_wait_seconds",
+                        "How long visitors admitted from the line waited: from their place to their admission",
+                    )
+                    .buckets(vec![
+                        5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0,
+                        14400.0,
+                    ]),
+                )
+                .expect("valid metric"),
+            ),
             line: register(
                 registry,
                 IntGaugeVec::new(
                     Opts::new(
                         "waitroom_line",
-                        "The line: queue_length, active_users, called_pending",
+                        "The line: queue_length, active_users, called_pending, outflow_per_minute (measured admissions a minute from the line)",
                     ),
                     &["what"],
                 )
@@ -173,6 +194,18 @@ impl Metrics {
 
     /// Starts the series that alerts need at 0 rather than absent.
     fn with_zeros(self) -> Self {
+        for outcome in ["forwarded", "queued", "bypass", "status"] {
+            self.requests.with_label_values(&[outcome]);
+        }
+        for e in crate::token::TokenError::ALL {
+            self.tokens_refused.with_label_values(&[e.label()]);
+        }
+        for kind in ["direct", "claimed", "open"] {
+            self.admissions.with_label_values(&[kind]);
+        }
+        for class in ["1xx", "2xx", "3xx", "4xx", "5xx"] {
+            self.origin_responses.with_label_values(&[class]);
+        }
         for kind in ["connect", "broken", "timeout", "status_5xx"] {
             self.origin_errors.with_label_values(&[kind]);
         }
@@ -281,6 +314,23 @@ impl Metrics {
         self.origin_seconds.observe(seconds);
     }
 
+    /// Counts a response from the origin by its status class.
+    pub fn origin_response(&self, status: http::StatusCode) {
+        let class = match status.as_u16() {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.origin_responses.with_label_values(&[class]).inc();
+    }
+
+    /// Records how long a visitor admitted from the line waited.
+    pub fn waited(&self, seconds: f64) {
+        self.wait_seconds.observe(seconds);
+    }
+
     /// Records what a pump round did.
     pub fn pumped(&self, report: PumpReport) {
         self.called.inc_by(u64::from(report.called));
@@ -295,6 +345,11 @@ impl Metrics {
                 .set(i64::try_from(v).unwrap_or(i64::MAX))
         };
         gauge("queue_length", s.queue_length);
+        // The measured outflow, admissions a minute (0 until there is a line to measure).
+        gauge(
+            "outflow_per_minute",
+            s.measured_per_minute.map_or(0, |m| m.round() as u64),
+        );
         gauge("active_users", s.active_users);
         gauge("called_pending", s.called_pending);
         let setting = |name: &str, v: i64| self.settings.with_label_values(&[name]).set(v);

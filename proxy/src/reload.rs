@@ -197,7 +197,8 @@ mod tests {
 
     #[test]
     fn what_needs_a_restart_is_named_and_nothing_else() {
-        let base = "[admin]\ntoken = \"t\"\n";
+        let base = "[listen]\npublic = \"127.0.0.1:8080\"\nadmin = \"127.0.0.1:9090\"\n\
+                    [origin]\nurl = \"http://127.0.0.1:8081\"\n[admin]\ntoken = \"a-long-token\"\n";
         let old = Config::from_toml(base, None).unwrap();
         let same = Config::from_toml(
             &format!("{base}[admission]\nnew_users_per_minute = 5\n[routes]\nbypass = [\"/x/\"]\n"),
@@ -206,7 +207,10 @@ mod tests {
         .unwrap();
         assert!(needs_restart(&old, &same).is_empty());
         let moved = Config::from_toml(
-            &format!("{base}[listen]\npublic = \"127.0.0.1:9999\"\n[cookie]\nname = \"other\"\n"),
+            &format!(
+                "{}[cookie]\nname = \"other\"\n",
+                base.replace("8080", "9999")
+            ),
             None,
         )
         .unwrap();

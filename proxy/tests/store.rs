@@ -84,7 +84,8 @@ async fn contract(store: Arc<dyn Store>) {
         "capacity is full"
     );
     let s = store.snapshot(T + 3_000).await.unwrap();
-    assert_eq!((s.queue_length, s.active_users, s.places_issued), (2, 3, 5));
+    // Places in line: p3, p4, p5 (s1 and s2 went straight in).
+    assert_eq!((s.queue_length, s.active_users, s.places_issued), (2, 3, 3));
 
     // Sessions slide with requests and lapse when idle.
     assert!(store.touch_session(s1, T + 5_000).await.unwrap());
@@ -571,6 +572,13 @@ async fn redis_cluster_store_keeps_the_contract() {
             s.arrive(T).await.unwrap(),
             Arrival::Admitted { .. }
         ));
+        assert_eq!(s.snapshot(T).await.unwrap().places_issued, 0);
+        // The burst (2) goes straight in, then the first place in line.
+        assert!(matches!(
+            s.arrive(T).await.unwrap(),
+            Arrival::Admitted { .. }
+        ));
+        assert!(matches!(s.arrive(T).await.unwrap(), Arrival::Queued { .. }));
         assert_eq!(s.snapshot(T).await.unwrap().places_issued, 1);
     }
 }

@@ -370,7 +370,7 @@ pub struct Snapshot {
     pub active_users: u64,
     /// Places called whose holders have not come back yet.
     pub called_pending: u64,
-    /// Places handed out so far (including direct admissions).
+    /// Places in line handed out so far (direct admissions take none).
     pub places_issued: u64,
     /// Admissions per minute measured while a line existed, if measured.
     pub measured_per_minute: Option<f64>,
@@ -458,6 +458,9 @@ pub struct Line {
     /// [`Line::next_candidate`]).
     #[serde(default)]
     returned_credit: i64,
+    /// Places in line handed out (a line saved before this was counted starts at 0).
+    #[serde(default)]
+    places_issued: u64,
 }
 
 impl Line {
@@ -478,6 +481,7 @@ impl Line {
             claim_slots: HashMap::new(),
             claims: Gcra::default(),
             sessions: HashMap::new(),
+            places_issued: 0,
             claimed: Bits::default(),
             gcra: Gcra::default(),
             outflow: Outflow::default(),
@@ -499,9 +503,9 @@ impl Line {
         self.timing
     }
 
-    /// Places handed out so far (including direct admissions).
+    /// Places in line handed out so far (direct admissions take none).
     pub fn places_issued(&self) -> u64 {
-        self.next_seq - 1
+        self.places_issued
     }
 
     /// The current settings.
@@ -603,6 +607,7 @@ impl Line {
         self.records.push_back(0);
         self.rank.add(seq, 1);
         self.live += 1;
+        self.places_issued += 1;
         self.outflow.line_present(true, now);
         let wait = self.check_in(seq, now);
         Arrival::Queued { seq, wait }
@@ -921,7 +926,7 @@ impl Line {
             queue_length: self.queue_length(),
             active_users: self.active(),
             called_pending: self.called.len() as u64,
-            places_issued: self.next_seq - 1,
+            places_issued: self.places_issued,
             measured_per_minute: self.outflow.per_second(now).map(|r| r * 60.0),
             settings: self.settings,
         }

@@ -296,6 +296,8 @@ impl Admission {
                 {
                     Poll::Admitted { sid } => {
                         self.metrics.admitted("claimed");
+                        let waited = self.clock.now_secs().saturating_sub(claims.iat);
+                        self.metrics.waited(waited as f64);
                         return Ok(self.admitted(sid));
                     }
                     Poll::Waiting(wait) => {

@@ -38,7 +38,8 @@ pub enum ConfigError {
 /// the error is), the reason, and the line.
 fn parse_error(text: &str, e: &toml::de::Error) -> String {
     let message = e.message().trim();
-    let Some(span) = e.span() else {
+    // A missing key or section is about the whole file, not a line of it.
+    let Some(span) = e.span().filter(|s| s.start > 0 || s.end < text.len()) else {
         return message.to_owned();
     };
     let start = span.start.min(text.len());

@@ -415,6 +415,7 @@ elseif op == 'arrive' then
   end
   redis.call('ZADD', live, seq, seq)
   redis.call('ZADD', dl, now + abandon_min, seq)
+  redis.call('HINCRBY', meta, 'issued', 1)
   line_present(true)
   return settings_out({ 'queued', tostring(seq), tostring(main_position(seq)), measured(),
                        tostring(active()) })
@@ -496,7 +497,7 @@ elseif op == 'end' then
 elseif op == 'snapshot' then
   sweep()
   return settings_out({ tostring(queue_length()), tostring(active()),
-           tostring(redis.call('ZCARD', called)), tostring(m('next', 1) - 1), measured() })
+           tostring(redis.call('ZCARD', called)), tostring(m('issued', 0)), measured() })
 elseif op == 'settings' then
   local before, _, _, _, _, held = settings()
   local fields = { 'rate', 'max', 'paused', 'closed', 'opens', 'qall', 'pass' }
