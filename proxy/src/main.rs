@@ -1,5 +1,7 @@
 //! The `waitroom` binary: flags, config, tracing, binding; everything else is in the library.
 
+mod admin_cli;
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -31,6 +33,8 @@ enum Command {
         /// The TOML file.
         file: PathBuf,
     },
+    /// Talk to a running instance's admin API: state, set, pause, resume, watch…
+    Admin(admin_cli::AdminArgs),
 }
 
 fn load(path: &PathBuf) -> anyhow::Result<Config> {
@@ -223,6 +227,7 @@ async fn main() -> std::process::ExitCode {
                 );
             }),
         (Some(Command::Demo { port }), _) => demo(port).await,
+        (Some(Command::Admin(args)), _) => admin_cli::run(args).await,
         (None, Some(path)) => match load(&path) {
             Ok(config) => serve(config, Some(path)).await,
             Err(e) => Err(e),

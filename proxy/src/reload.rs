@@ -170,7 +170,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     differs("store.on_failure", old.on_failure != new.on_failure);
     differs("store.state_dir", old.state_dir != new.state_dir);
     differs(
-        "admission.session_duration, [queue]",
+        "admission.session_duration/burst, [queue]",
         old.timing != new.timing,
     );
     differs(
