@@ -343,7 +343,24 @@ pub async fn run_with(
                 tls: conn.tls,
                 trusted: false,
             };
-            async move { s.handle(req, peer).await }
+            async move {
+                if !tracing::enabled!(target: "waitroom::access", tracing::Level::DEBUG) {
+                    return s.handle(req, peer).await;
+                }
+                let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+                let started = std::time::Instant::now();
+                let r = s.handle(req, peer).await;
+                tracing::debug!(
+                    target: "waitroom::access",
+                    peer = %peer.addr,
+                    %method,
+                    path,
+                    status = r.status().as_u16(),
+                    ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "request"
+                );
+                r
+            }
         },
         crate::server::Cap {
             max_connections: crate::server::max_connections(config.edge.max_connections),

@@ -16,8 +16,41 @@ struct Cli {
     /// Run the proxy from this TOML file.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// How log lines are written: `text` (colours only on a terminal, never with
+    /// NO_COLOR set) or `json` (one object a line, for log shippers).
+    #[arg(
+        long,
+        value_enum,
+        env = "WAITROOM_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs to standard output at `RUST_LOG` (default `info`) in `format`.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+        LogFormat::Text => {
+            let colour = std::io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            builder.with_ansi(colour).init()
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -200,12 +233,8 @@ async fn demo(port: u16) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     let result = match (cli.command, cli.config) {
         (Some(Command::CheckConfig { file }), _) => load(&file)
             .and_then(|c| {

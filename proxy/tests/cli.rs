@@ -152,3 +152,66 @@ fn demo_serves_the_site_and_metrics_on_the_next_port() {
     let metrics = metrics.expect("no metrics on port + 1");
     assert!(metrics.contains("waitroom_requests_total"), "{metrics}");
 }
+
+/// Runs the demo with `args` and `RUST_LOG` (access log on), asks for `/` once,
+/// stops it and returns what it wrote to standard output (not a terminal).
+fn demo_log(args: &[&str]) -> String {
+    use std::io::Read;
+    let port = three_free_ports();
+    let mut child = Command::new(BIN)
+        .args(args)
+        .args(["demo", "--port", &port.to_string()])
+        .env("RUST_LOG", "info,waitroom::access=debug")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let public = format!("127.0.0.1:{port}");
+    let served = (0..200).any(|_| {
+        get(&public, "/").is_some() || {
+            std::thread::sleep(Duration::from_millis(50));
+            false
+        }
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(served, "the demo never answered:\n{out}");
+    out
+}
+
+#[test]
+fn logs_are_json_lines_on_request_and_never_coloured_into_a_file() {
+    let out = demo_log(&["--log-format", "json"]);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let serving = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "waitroom serving")
+        .unwrap_or_else(|| panic!("no start line:\n{out}"));
+    assert_eq!(serving["level"], "INFO");
+    let access = lines
+        .iter()
+        .find(|l| l["target"] == "waitroom::access")
+        .unwrap_or_else(|| panic!("no access log line:\n{out}"));
+    assert_eq!(access["fields"]["path"], "/", "{access}");
+    assert_eq!(access["fields"]["method"], "GET", "{access}");
+    assert!(access["fields"]["status"].as_u64().is_some(), "{access}");
+
+    let text = demo_log(&[]);
+    assert!(text.contains("waitroom serving"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour escapes in a file:\n{text}"
+    );
+}
