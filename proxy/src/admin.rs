@@ -28,6 +28,7 @@ pub struct Admin {
     /// Fired when this process stops serving (shutdown or handover): not ready.
     stopping: Shutdown,
     protection: Arc<Protection>,
+    history: crate::history::History,
 }
 
 impl Admin {
@@ -46,7 +47,14 @@ impl Admin {
             token,
             stopping,
             protection,
+            history: crate::history::History::default(),
         }
+    }
+
+    /// Serves `history` at `/admin/history` (the console's charts).
+    pub fn with_history(mut self, history: crate::history::History) -> Self {
+        self.history = history;
+        self
     }
 
     /// Answers one request from `from` (named in the audit log of changes).
@@ -59,9 +67,13 @@ impl Admin {
                 crate::metrics::render(&self.registry),
             ),
             (&Method::GET, "/healthz") => h::respond(StatusCode::OK, "text/plain", "ok\n"),
+            (&Method::GET, "/" | "/console.js" | "/console.css") => crate::console::asset(&path),
             (&Method::GET, "/readyz") => self.ready(),
             (&Method::GET, "/healthz/store") => self.store_health().await,
             (_, p) if p.starts_with("/admin/") => {
+                if let Some(refused) = cross_site(&req) {
+                    return refused;
+                }
                 if !self.authorized(&req) {
                     let mut r = h::error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
                     r.headers_mut().insert(
@@ -72,14 +84,19 @@ impl Admin {
                 }
                 match (req.method(), p) {
                     (&Method::GET, "/admin/state") => self.state().await,
+                    (&Method::GET, "/admin/history") => h::json(
+                        StatusCode::OK,
+                        &json!({ "every_ms": 1000, "samples": self.history.samples() }),
+                    ),
                     (&Method::PATCH, "/admin/settings") => self.settings(req, from).await,
                     (&Method::GET, "/admin/protection") => {
                         h::json(StatusCode::OK, &json!(self.protection.current()))
                     }
                     (&Method::PATCH, "/admin/protection") => self.protection(req, from).await,
-                    (_, "/admin/state" | "/admin/settings" | "/admin/protection") => {
-                        h::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-                    }
+                    (
+                        _,
+                        "/admin/state" | "/admin/settings" | "/admin/protection" | "/admin/history",
+                    ) => h::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
                     _ => h::error(StatusCode::NOT_FOUND, "no such admin endpoint"),
                 }
             }
@@ -174,6 +191,27 @@ impl Admin {
             }
         }
     }
+}
+
+/// A request another site's page made (its `Origin` is not this listener's own
+/// host), refused `403` before the token is even looked at: the console's calls
+/// come from its own origin. Tools that send no `Origin` (curl, the CLI) pass.
+fn cross_site(req: &Request<Incoming>) -> Option<Response<Body>> {
+    let origin = req.headers().get(http::header::ORIGIN)?;
+    let host = req.headers().get(http::header::HOST)?;
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    if origin_host.is_some_and(|o| o.as_bytes() == host.as_bytes()) {
+        return None;
+    }
+    tracing::warn!(origin = ?origin, "admin: a cross-site request refused");
+    Some(h::error(
+        StatusCode::FORBIDDEN,
+        "cross-site requests are refused",
+    ))
 }
 
 /// Logs an admin change (target `waitroom::audit`): who or what made it (an address,

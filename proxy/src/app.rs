@@ -320,13 +320,22 @@ pub async fn run_with(
         );
         tokio::spawn(apply_reloads(reloader, reloads, shutdown.clone()));
     }
-    let admin_service = Arc::new(Admin::new(
-        admission,
-        registry,
-        config.admin_token.clone(),
-        shutdown.clone(),
-        protection,
-    ));
+    let history = crate::history::History::default();
+    tokio::spawn(
+        history
+            .clone()
+            .run(admission.clone(), metrics.clone(), shutdown.clone()),
+    );
+    let admin_service = Arc::new(
+        Admin::new(
+            admission,
+            registry,
+            config.admin_token.clone(),
+            shutdown.clone(),
+            protection,
+        )
+        .with_history(history),
+    );
     let offer = offer_handover(
         &config,
         (public.clone(), admin.clone()),

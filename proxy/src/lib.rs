@@ -16,6 +16,8 @@
 //! - [`forward`]: the pooled hyper client to the origin.
 //! - [`breaker`]: the origin's health: a circuit breaker that holds the line.
 //! - [`admin`]: the admin listener: metrics, health, state, settings.
+//! - [`console`]: the ops console's page on the admin listener; [`history`]: the
+//!   last 30 minutes it charts.
 //! - [`metrics`]: Prometheus metrics, injected.
 //! - [`http`]: bodies, cookies and the one place errors become answers.
 //! - [`server`]: accepting connections and serving them until shutdown.
@@ -32,8 +34,10 @@ pub mod breaker;
 pub mod clients;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod forward;
 pub mod handover;
+pub mod history;
 pub mod http;
 pub mod limits;
 pub mod metrics;

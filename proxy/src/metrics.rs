@@ -6,6 +6,27 @@ use prometheus::{
 
 use crate::admission::line::{PumpReport, Snapshot};
 
+/// Counters of one instance at one moment (see [`Metrics::totals`]).
+#[derive(Clone, Debug, Default)]
+pub struct Totals {
+    /// Visitors let in (direct, claimed, open).
+    pub admitted: u64,
+    /// Places called by the pump.
+    pub called: u64,
+    /// Departed places passed over.
+    pub passed_over: u64,
+    /// Tokens refused.
+    pub refused: u64,
+    /// Answers from the origin.
+    pub origin_answers: u64,
+    /// Forwarded requests that failed: a 5xx answer or none.
+    pub origin_failures: u64,
+    /// Forwarded requests the origin did not answer at all.
+    pub origin_no_answer: u64,
+    /// The origin's latency histogram: (upper bound in seconds, cumulative count).
+    pub origin_latency: Vec<(f64, u64)>,
+}
+
 /// The proxy's metrics. Cheap to clone: every field is a handle.
 #[derive(Clone)]
 pub struct Metrics {
@@ -235,6 +256,36 @@ impl Metrics {
     /// Counts a refused token.
     pub fn token_refused(&self, reason: &str) {
         self.tokens_refused.with_label_values(&[reason]).inc();
+    }
+
+    /// This instance's counters so far, for the console's history.
+    pub fn totals(&self) -> Totals {
+        let sum = |v: &IntCounterVec, labels: &[&str]| {
+            labels
+                .iter()
+                .map(|l| v.with_label_values(&[l]).get())
+                .sum::<u64>()
+        };
+        let h = prometheus::core::Metric::metric(&self.origin_seconds);
+        let buckets = h
+            .get_histogram()
+            .get_bucket()
+            .iter()
+            .map(|b| (b.upper_bound(), b.cumulative_count()))
+            .collect();
+        Totals {
+            admitted: sum(&self.admissions, &["direct", "claimed", "open"]),
+            called: self.called.get(),
+            passed_over: self.passed_over.get(),
+            refused: self.tokens_refused(),
+            origin_answers: sum(&self.origin_responses, &["1xx", "2xx", "3xx", "4xx", "5xx"]),
+            origin_failures: sum(
+                &self.origin_errors,
+                &["connect", "broken", "timeout", "status_5xx"],
+            ),
+            origin_no_answer: sum(&self.origin_errors, &["connect", "broken", "timeout"]),
+            origin_latency: buckets,
+        }
     }
 
     /// Refused tokens so far, whatever the reason.

@@ -96,3 +96,69 @@ async fn admin_commands_change_a_running_instance() {
     assert!(!ok && err.contains("speed: unknown setting"), "{err}");
     assert_eq!(proxy.state().await["paused"], false);
 }
+
+#[tokio::test]
+async fn the_console_and_its_history_are_served_and_other_sites_are_refused() {
+    let origin = origin(50, 0).await;
+    let proxy = proxy(&origin).start().await;
+    let http = support::Http::new();
+    let admin = format!("http://{}", proxy.admin);
+    let page = http
+        .send(http::Method::GET, &format!("{admin}/"), None, &[])
+        .await
+        .unwrap();
+    assert_eq!(page.status, 200);
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(page.text().contains("/console.js"));
+
+    // The history fills a sample a second.
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let mut samples = Vec::new();
+    for _ in 0..50 {
+        let h = http
+            .send(
+                http::Method::GET,
+                &format!("{admin}/admin/history"),
+                None,
+                &[("authorization", &bearer)],
+            )
+            .await
+            .unwrap()
+            .json();
+        samples = h["samples"].as_array().cloned().unwrap_or_default();
+        if samples.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(samples.len() >= 2, "{samples:?}");
+    assert_eq!(samples[0]["mode"], "open");
+    assert!(samples[0]["max_active"].as_u64().is_some());
+
+    // Another site's page cannot steer the room, even with the token; the
+    // console's own origin can.
+    let host = proxy.admin.to_string();
+    for (origin, status) in [
+        ("http://evil.example", 403),
+        (&*format!("http://{host}"), 200),
+    ] {
+        let reply = http
+            .send(
+                http::Method::PATCH,
+                &format!("{admin}/admin/settings"),
+                Some(r#"{"paused":true}"#.into()),
+                &[
+                    ("authorization", &bearer),
+                    ("origin", origin),
+                    ("content-type", "application/json"),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(reply.status, status, "{origin}: {}", reply.text());
+    }
+}

@@ -695,3 +695,150 @@ async fn a_path_that_looks_like_another_site_keeps_every_click_on_this_one() {
     }
     c.close().await.unwrap();
 }
+
+/// The `points` of the first line in the console's chart `id`.
+async fn chart_points(c: &Client, id: &str) -> String {
+    c.execute(
+        &format!("const l = document.querySelector('#{id} polyline'); return l ? l.getAttribute('points') : ''"),
+        vec![],
+    )
+    .await
+    .ok()
+    .and_then(|v| v.as_str().map(str::to_owned))
+    .unwrap_or_default()
+}
+
+/// Clicks `id` on the console and accepts the confirmation it asks for.
+async fn confirm_click(c: &Client, id: &str) {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let mut accepted = false;
+    for _ in 0..50 {
+        if c.accept_alert().await.is_ok() {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(accepted, "no confirmation was asked for {id}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_charts_the_line_live_and_steers_it() {
+    let origin = origin(50, 5).await;
+    let p = proxy(&origin)
+        .admission(60, 1_000, "10m")
+        .toml("[queue]\nabandon_min = \"10m\"")
+        .start()
+        .await;
+    let http = Http::new();
+    // A small crowd keeps arriving while the console is watched.
+    let crowd = {
+        let (http, base) = (http.clone(), p.url(""));
+        tokio::spawn(async move {
+            for _ in 0..60 {
+                let mut v = support::Visitor::new(&base, &http);
+                let _ = v.get("/").await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let driver = chromedriver().await;
+    let c = browser(&driver, "en", true).await;
+    c.goto(&format!("http://{}/", p.admin)).await.unwrap();
+    c.find(Locator::Id("token"))
+        .await
+        .unwrap()
+        .send_keys(support::ADMIN_TOKEN)
+        .await
+        .unwrap();
+    c.find(Locator::Css("#login-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until(
+        "the console to show the room",
+        Duration::from_secs(20),
+        || async { text(&c, "status").await.starts_with("Live") },
+    )
+    .await;
+    // The charts move as the line grows.
+    let first = chart_points(&c, "chart-waiting").await;
+    wait_until(
+        "the waiting chart to move",
+        Duration::from_secs(20),
+        || async {
+            let now = chart_points(&c, "chart-waiting").await;
+            !now.is_empty() && now != first
+        },
+    )
+    .await;
+    crowd.await.unwrap();
+
+    // Pause from the page: the line stops moving while people wait.
+    confirm_click(&c, "pause").await;
+    wait_until("the pause to apply", Duration::from_secs(10), || async {
+        p.state().await["paused"] == true
+    })
+    .await;
+    let waiting = p.state().await["queue_length"].as_u64().unwrap();
+    assert!(waiting >= 20, "{waiting} waiting");
+    let called = p.metric("waitroom_called_total").await;
+    wait_until(
+        "the page to say paused",
+        Duration::from_secs(10),
+        || async { text(&c, "now-mode").await == "paused" },
+    )
+    .await;
+    assert_eq!(
+        p.metric("waitroom_called_total").await,
+        called,
+        "called while paused"
+    );
+
+    // A new rate and resume from the page: the line drains at the new rate.
+    c.find(Locator::Id("rate-input"))
+        .await
+        .unwrap()
+        .send_keys("6000")
+        .await
+        .unwrap();
+    confirm_click(&c, "rate-form-submit").await;
+    wait_until("the new rate to apply", Duration::from_secs(10), || async {
+        p.state().await["new_users_per_minute"] == 6000
+    })
+    .await;
+    confirm_click(&c, "pause").await;
+    wait_until(
+        "the line to drain at the new rate",
+        Duration::from_secs(20),
+        || async { p.state().await["queue_length"] == 0 },
+    )
+    .await;
+    assert!(p.metric("waitroom_called_total").await >= called + waiting as f64);
+
+    // On a phone (360 px) and a laptop (1280 px): no sideways scrolling, and no
+    // serious or critical axe-core violation.
+    let source = axe_source();
+    for width in [360, 1280] {
+        c.set_window_size(width, 900).await.unwrap();
+        let fits = c
+            .execute(
+                "return document.documentElement.scrollWidth <= window.innerWidth",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(fits, true, "the console scrolls sideways at {width} px");
+        let (bad, passes) = axe(&c, &source).await;
+        assert!(passes > 10, "axe-core checked too little: {passes}");
+        assert!(bad.is_empty(), "at {width} px: {bad:#?}");
+    }
+    c.close().await.unwrap();
+}

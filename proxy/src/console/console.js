@@ -1,0 +1,201 @@
+'use strict';
+// The ops console: the room now, the last 30 minutes (GET /admin/history) and the
+// controls (PATCH /admin/settings). The token is kept for this tab only.
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const SVG = 'http://www.w3.org/2000/svg';
+  let token = sessionStorage.getItem('waitroom-token') || '';
+  let state = null;
+
+  async function api(method, path, body) {
+    const r = await fetch(path, {
+      method,
+      cache: 'no-store',
+      headers: { Authorization: 'Bearer ' + token, 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await r.text();
+    let json = null;
+    try { json = JSON.parse(text); } catch (_) { /* not JSON */ }
+    if (!r.ok) {
+      const e = new Error((json && json.error) || text || String(r.status));
+      e.status = r.status;
+      throw e;
+    }
+    return json;
+  }
+
+  function signedIn(yes) {
+    $('login').hidden = yes;
+    for (const id of ['room', 'controls', 'charts']) $(id).hidden = !yes;
+  }
+
+  const fmt = (v, digits) => (v === null || v === undefined || Number.isNaN(v)) ? '–'
+    : Number(v).toLocaleString('en', { maximumFractionDigits: digits || 0 });
+
+  function minutes(s) {
+    if (s === null || s === undefined) return '–';
+    if (s < 90) return fmt(s) + ' s';
+    return fmt(s / 60, 1) + ' min';
+  }
+
+  // Draws `series` ([{ values, cls }]) into the SVG `id`, on one scale from 0.
+  function chart(id, series, label) {
+    const svg = $(id);
+    const desc = svg.querySelector('desc');
+    while (svg.lastChild && svg.lastChild !== desc) svg.removeChild(svg.lastChild);
+    const n = Math.max(...series.map((s) => s.values.length), 2);
+    let top = 0;
+    for (const s of series) for (const v of s.values) if (v !== null && v > top) top = v;
+    top = top > 0 ? top * 1.1 : 1;
+    for (const s of series) {
+      const points = [];
+      s.values.forEach((v, i) => {
+        if (v === null || v === undefined) return;
+        const x = (i / (n - 1)) * 300;
+        const y = 105 - (v / top) * 95;
+        points.push(x.toFixed(1) + ',' + y.toFixed(1));
+      });
+      const line = document.createElementNS(SVG, 'polyline');
+      line.setAttribute('class', s.cls);
+      line.setAttribute('points', points.join(' '));
+      svg.appendChild(line);
+    }
+    const text = document.createElementNS(SVG, 'text');
+    text.setAttribute('x', '2');
+    text.setAttribute('y', '9');
+    text.textContent = 'max ' + fmt(top / 1.1, 1);
+    svg.appendChild(text);
+    desc.textContent = label;
+  }
+
+  function render(s, samples) {
+    state = s;
+    const mode = s.closed ? 'closed' : s.paused ? 'paused' : s.passthrough ? 'everybody through'
+      : s.queue_all ? 'everybody queues' : s.opens_at ? 'opens at ' + s.opens_at : 'open';
+    $('now-mode').textContent = mode;
+    $('now-waiting').textContent = fmt(s.queue_length);
+    $('now-active').textContent = fmt(s.active_users) + ' of ' + fmt(s.max_active_users);
+    $('now-outflow').textContent = fmt(s.measured_per_minute) + ' / ' + fmt(s.new_users_per_minute);
+    const last = samples.length ? samples[samples.length - 1] : null;
+    $('now-wait').textContent = minutes(last ? last.wait_at_back_s : null);
+    $('now-issued').textContent = fmt(s.places_issued);
+    $('pause').textContent = s.paused ? 'Resume' : 'Pause';
+    $('close').textContent = s.closed ? 'Open the room' : 'Close the room';
+    $('queue-all').setAttribute('aria-pressed', String(!!s.queue_all));
+    $('passthrough').setAttribute('aria-pressed', String(!!s.passthrough));
+    if (document.activeElement !== $('rate-input') && !$('rate-input').value) $('rate-input').placeholder = s.new_users_per_minute;
+    if (document.activeElement !== $('capacity-input') && !$('capacity-input').value) $('capacity-input').placeholder = s.max_active_users;
+
+    const col = (k) => samples.map((x) => x[k]);
+    chart('chart-waiting', [{ values: col('waiting'), cls: 'series' }],
+      'People waiting, now ' + fmt(s.queue_length));
+    chart('chart-outflow', [
+      { values: col('admitted_per_minute'), cls: 'series' },
+      { values: col('measured_per_minute'), cls: 'series second' },
+      { values: col('rate'), cls: 'limit' },
+    ], 'Admissions a minute: measured ' + fmt(s.measured_per_minute) + ', configured ' + fmt(s.new_users_per_minute));
+    chart('chart-active', [
+      { values: col('active'), cls: 'series' },
+      { values: col('max_active'), cls: 'limit' },
+    ], 'Active sessions ' + fmt(s.active_users) + ' of ' + fmt(s.max_active_users));
+    chart('chart-latency', [
+      { values: col('origin_p50_ms'), cls: 'series' },
+      { values: col('origin_p95_ms'), cls: 'series third' },
+    ], 'Origin latency p50 ' + fmt(last && last.origin_p50_ms, 1) + ' ms, p95 ' + fmt(last && last.origin_p95_ms, 1) + ' ms');
+    chart('chart-errors', [{ values: samples.map((x) => x.origin_error_share === null ? null : x.origin_error_share * 100), cls: 'series third' }],
+      'Origin error share');
+    chart('chart-wait', [{ values: samples.map((x) => x.wait_at_back_s === null ? 0 : x.wait_at_back_s / 60), cls: 'series' }],
+      'Wait at the back ' + minutes(last ? last.wait_at_back_s : null));
+    chart('chart-places', [
+      { values: col('called'), cls: 'series' },
+      { values: col('passed_over'), cls: 'series second' },
+      { values: col('refused'), cls: 'series third' },
+    ], 'Places called, passed over, tokens refused each second');
+  }
+
+  async function refresh() {
+    if (!token) return;
+    try {
+      const s = await api('GET', '/admin/state');
+      const h = await api('GET', '/admin/history');
+      signedIn(true);
+      render(s, h.samples);
+      $('status').textContent = 'Live, updated ' + new Date().toLocaleTimeString('en-GB');
+    } catch (e) {
+      if (e.status === 401) {
+        token = '';
+        sessionStorage.removeItem('waitroom-token');
+        signedIn(false);
+        $('status').textContent = 'The token was refused';
+      } else {
+        $('status').textContent = 'The admin listener does not answer: ' + e.message;
+      }
+    }
+  }
+
+  // Applies a change after the operator confirmed it; the effect shows at the
+  // next refresh, started at once.
+  async function change(question, patch, done) {
+    if (!window.confirm(question)) return;
+    try {
+      await api('PATCH', '/admin/settings', patch);
+      $('result').textContent = done;
+    } catch (e) {
+      $('result').textContent = 'Not changed: ' + e.message;
+    }
+    refresh();
+  }
+
+  $('login-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    token = $('token').value.trim();
+    sessionStorage.setItem('waitroom-token', token);
+    $('token').value = '';
+    refresh();
+  });
+  $('rate-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const v = parseInt($('rate-input').value, 10);
+    change('Set the rate to ' + v + ' admissions a minute?', { new_users_per_minute: v }, 'Rate set to ' + v + ' a minute');
+    $('rate-input').value = '';
+  });
+  $('capacity-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const v = parseInt($('capacity-input').value, 10);
+    change('Allow at most ' + v + ' active sessions?', { max_active_users: v }, 'Capacity set to ' + v);
+    $('capacity-input').value = '';
+  });
+  $('pause').addEventListener('click', () => {
+    const pausing = !(state && state.paused);
+    change(pausing ? 'Pause admissions? Everybody keeps or takes a place; nobody is let in.' : 'Resume admissions?',
+      { paused: pausing }, pausing ? 'Paused' : 'Resumed');
+  });
+  $('close').addEventListener('click', () => {
+    const closing = !(state && state.closed);
+    change(closing ? 'Close the room? The page says it is closed.' : 'Open the room again?',
+      { closed: closing }, closing ? 'Closed' : 'Opened');
+  });
+  $('queue-all').addEventListener('click', () => {
+    const on = !(state && state.queue_all);
+    change(on ? 'Give everybody a place, even while there is room?' : 'Let newcomers straight in again while there is room?',
+      { queue_all: on }, on ? 'Everybody queues' : 'Newcomers go straight in while there is room');
+  });
+  $('passthrough').addEventListener('click', () => {
+    const on = !(state && state.passthrough);
+    change(on ? 'Let everybody through, with no limits?' : 'Bring the limits back?',
+      { passthrough: on }, on ? 'Everybody goes through' : 'Limits back');
+  });
+  $('opening-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const at = $('opening-input').value.trim();
+    change('Schedule the opening at ' + at + '? Nobody is let in before then.', { opens_at: at }, 'Opening scheduled at ' + at);
+  });
+  $('opening-cancel').addEventListener('click', () => {
+    change('Cancel the scheduled opening?', { opens_at: null }, 'Opening cancelled');
+  });
+
+  signedIn(false);
+  if (token) refresh();
+  setInterval(refresh, 1000);
+})();
