@@ -332,6 +332,7 @@ fn state_json(s: &Snapshot) -> serde_json::Value {
         "closed": s.settings.closed,
         "queue_all": s.settings.queue_all,
         "passthrough": s.settings.passthrough,
+        "lottery": s.settings.lottery,
         "opens_at": s.settings.opens_at.map(crate::clock::format_rfc3339),
         "held_until": s.settings.held_until.map(crate::clock::format_rfc3339),
     })

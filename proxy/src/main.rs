@@ -68,6 +68,22 @@ enum Command {
     },
     /// Talk to a running instance's admin API: state, set, pause, resume, watch…
     Admin(admin_cli::AdminArgs),
+    /// Recompute a lottery opening's order from its published seed and places
+    /// (GET /_waitroom/lottery): prints the places in the order they are called.
+    VerifyLottery {
+        /// The seed (64 hexadecimal digits), published after the opening.
+        #[arg(long)]
+        seed: String,
+        /// The pre-queue's first place.
+        #[arg(long)]
+        first: u64,
+        /// The pre-queue's last place.
+        #[arg(long)]
+        last: u64,
+        /// Also check the commitment published before the opening (64 hex digits).
+        #[arg(long)]
+        commitment: Option<String>,
+    },
 }
 
 fn load(path: &PathBuf) -> anyhow::Result<Config> {
@@ -188,6 +204,38 @@ async fn watch_config(path: PathBuf, reloads: tokio::sync::mpsc::Sender<Config>)
     }
 }
 
+/// Prints the order of a lottery's pre-queue, checking the seed against its
+/// commitment when given.
+fn verify_lottery(
+    seed: &str,
+    first: u64,
+    last: u64,
+    commitment: Option<&str>,
+) -> anyhow::Result<()> {
+    use waitroom::admission::lottery;
+    let seed = lottery::from_hex(seed).context("--seed: 64 hexadecimal digits")?;
+    anyhow::ensure!(first <= last, "--first must not be after --last");
+    anyhow::ensure!(
+        last - first < 100_000_000,
+        "--first..--last: too many places"
+    );
+    if let Some(c) = commitment {
+        let published = lottery::from_hex(c).context("--commitment: 64 hexadecimal digits")?;
+        anyhow::ensure!(
+            lottery::commitment(&seed) == published,
+            "the seed does not match the commitment: SHA-256(seed) is {}",
+            lottery::hex(&lottery::commitment(&seed))
+        );
+        eprintln!("the seed matches the commitment");
+    }
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for place in lottery::order(&seed, first, last) {
+        writeln!(out, "{place}")?;
+    }
+    Ok(())
+}
+
 async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -257,6 +305,15 @@ async fn main() -> std::process::ExitCode {
             }),
         (Some(Command::Demo { port }), _) => demo(port).await,
         (Some(Command::Admin(args)), _) => admin_cli::run(args).await,
+        (
+            Some(Command::VerifyLottery {
+                seed,
+                first,
+                last,
+                commitment,
+            }),
+            _,
+        ) => verify_lottery(&seed, first, last, commitment.as_deref()),
         (None, Some(path)) => match load(&path) {
             Ok(config) => serve(config, Some(path)).await,
             Err(e) => Err(e),

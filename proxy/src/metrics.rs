@@ -413,6 +413,7 @@ impl Metrics {
         setting("closed", i64::from(s.settings.closed));
         setting("queue_all", i64::from(s.settings.queue_all));
         setting("passthrough", i64::from(s.settings.passthrough));
+        setting("lottery", i64::from(s.settings.lottery));
         // Unix seconds of a scheduled opening, 0 for none.
         setting(
             "opens_at",

@@ -32,6 +32,7 @@ const SETTINGS: Settings = Settings {
     held_until: None,
     queue_all: false,
     passthrough: false,
+    lottery: false,
 };
 
 const T: u64 = 1_800_000_000_000;
@@ -514,6 +515,48 @@ async fn modes_and_ends(store: Arc<dyn Store>) {
     );
 }
 
+/// A lottery opening: the places taken before it are the pre-queue, which does not
+/// depart before the opening (plus `abandon_min`), and a later opening starts a new
+/// one.
+async fn lottery_pre_queue(store: Arc<dyn Store>) {
+    let opens = T + 60_000;
+    let patch = SettingsPatch {
+        opens_at: Some(Some(opens)),
+        lottery: Some(true),
+        ..Default::default()
+    };
+    assert!(store.update_settings(patch, T).await.unwrap().lottery);
+    let (a, _) = queued(store.arrive(T).await.unwrap());
+    let (b, _) = queued(store.arrive(T + 1_000).await.unwrap());
+    assert_eq!(
+        store.snapshot(T + 2_000).await.unwrap().prequeue,
+        Some((a, b))
+    );
+    // Nobody polls for 50 s: still there at the opening (abandon_min is 5 s).
+    let s = store.snapshot(T + 50_000).await.unwrap();
+    assert_eq!(s.queue_length, 2);
+    // After the opening, newcomers are not in the pre-queue.
+    store.pump(opens).await.unwrap();
+    let (c, _) = queued(store.arrive(opens + 10).await.unwrap());
+    assert!(c > b);
+    assert_eq!(
+        store.snapshot(opens + 20).await.unwrap().prequeue,
+        Some((a, b))
+    );
+    // A new opening once this one has passed: a new pre-queue.
+    let next = SettingsPatch {
+        opens_at: Some(Some(opens + 600_000)),
+        ..Default::default()
+    };
+    store.update_settings(next, opens + 1_000).await.unwrap();
+    assert_eq!(store.snapshot(opens + 1_000).await.unwrap().prequeue, None);
+    let (d, _) = queued(store.arrive(opens + 2_000).await.unwrap());
+    assert_eq!(
+        store.snapshot(opens + 2_000).await.unwrap().prequeue,
+        Some((d, d))
+    );
+}
+
 /// The line of `room` in the Redis at `target`, deciding with the story's times.
 async fn connect(target: &RedisTarget, room: &str) -> RedisStore {
     RedisStore::connect(target, room, TIMING, SETTINGS)
@@ -530,6 +573,7 @@ async fn stories(target: &RedisTarget) {
     claims_come_one_slot_apart(Arc::new(connect(target, "claims").await)).await;
     hoards_are_worth_little(Arc::new(connect(target, "hoard").await)).await;
     modes_and_ends(Arc::new(connect(target, "modes").await)).await;
+    lottery_pre_queue(Arc::new(connect(target, "lottery").await)).await;
 }
 
 #[tokio::test]
@@ -540,6 +584,7 @@ async fn memory_store_keeps_the_contract() {
     claims_come_one_slot_apart(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
     hoards_are_worth_little(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
     modes_and_ends(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
+    lottery_pre_queue(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
 }
 
 #[tokio::test]

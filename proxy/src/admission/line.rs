@@ -57,6 +57,11 @@ pub struct Settings {
     /// opening and a hold for the origin still stop it.
     #[serde(default)]
     pub passthrough: bool,
+    /// The scheduled opening is a lottery: the places taken before it (the
+    /// pre-queue) are called in an order drawn at the opening, not in arrival
+    /// order (see [`crate::admission::lottery`]); later arrivals queue behind them.
+    #[serde(default)]
+    pub lottery: bool,
 }
 
 /// After the origin recovers, the outflow starts at a tenth of the configured rate
@@ -106,6 +111,8 @@ pub struct SettingsPatch {
     pub queue_all: Option<bool>,
     /// Let everybody through, or stop doing so, if given.
     pub passthrough: Option<bool>,
+    /// Make the scheduled opening a lottery, or not, if given.
+    pub lottery: Option<bool>,
 }
 
 impl Settings {
@@ -131,6 +138,9 @@ impl Settings {
         }
         if let Some(v) = patch.passthrough {
             self.passthrough = v;
+        }
+        if let Some(v) = patch.lottery {
+            self.lottery = v;
         }
     }
 
@@ -374,6 +384,9 @@ pub struct Snapshot {
     pub places_issued: u64,
     /// Admissions per minute measured while a line existed, if measured.
     pub measured_per_minute: Option<f64>,
+    /// The first and last place taken before the scheduled opening (the
+    /// pre-queue), if any was.
+    pub prequeue: Option<(u64, u64)>,
     /// The current settings.
     pub settings: Settings,
 }
@@ -461,6 +474,9 @@ pub struct Line {
     /// Places in line handed out (a line saved before this was counted starts at 0).
     #[serde(default)]
     places_issued: u64,
+    /// The first and last place taken before the scheduled opening.
+    #[serde(default)]
+    prequeue: Option<(u64, u64)>,
 }
 
 impl Line {
@@ -482,6 +498,7 @@ impl Line {
             claims: Gcra::default(),
             sessions: HashMap::new(),
             places_issued: 0,
+            prequeue: None,
             claimed: Bits::default(),
             gcra: Gcra::default(),
             outflow: Outflow::default(),
@@ -520,6 +537,11 @@ impl Line {
     pub fn update(&mut self, patch: SettingsPatch, now: Millis) -> Settings {
         let now = self.at(now);
         let before = self.rate(now);
+        // A new opening after the last one has passed starts a new pre-queue.
+        let passed = self.settings.opens_at.is_none_or(|opens| opens <= now);
+        if passed && matches!(patch.opens_at, Some(Some(at)) if at > now) {
+            self.prequeue = None;
+        }
         self.settings.apply(patch);
         let after = self.rate(now);
         self.gcra.rescale(before, after, now);
@@ -608,6 +630,10 @@ impl Line {
         self.rank.add(seq, 1);
         self.live += 1;
         self.places_issued += 1;
+        if self.settings.opens_at.is_some_and(|opens| now < opens) {
+            let first = self.prequeue.map_or(seq, |(a, _)| a);
+            self.prequeue = Some((first, seq));
+        }
         self.outflow.line_present(true, now);
         let wait = self.check_in(seq, now);
         Arrival::Queued { seq, wait }
@@ -719,7 +745,7 @@ impl Line {
             returned_position(index as u64, self.live, share)
         };
         let wait = self.wait_for(position, now);
-        let deadline = self.timing.deadline(now, &wait);
+        let deadline = self.lottery_floor(seq, self.timing.deadline(now, &wait), now);
         if seq >= self.head {
             self.records[(seq - self.head) as usize] = deadline;
             self.deadlines
@@ -928,7 +954,24 @@ impl Line {
             called_pending: self.called.len() as u64,
             places_issued: self.places_issued,
             measured_per_minute: self.outflow.per_second(now).map(|r| r * 60.0),
+            prequeue: self.prequeue,
             settings: self.settings,
+        }
+    }
+
+    /// `deadline`, or later for a place of a lottery's pre-queue: such a place
+    /// does not depart before its holder after the draw had time to poll.
+    fn lottery_floor(&self, seq: u64, deadline: Millis, now: Millis) -> Millis {
+        match self.settings.opens_at {
+            Some(opens) if self.settings.lottery => {
+                let drawn = self.prequeue.is_some_and(|(a, b)| (a..=b).contains(&seq));
+                if now < opens || drawn {
+                    deadline.max(opens + self.timing.abandon_min_ms)
+                } else {
+                    deadline
+                }
+            }
+            _ => deadline,
         }
     }
 }
@@ -960,6 +1003,7 @@ mod tests {
                 held_until: None,
                 queue_all: false,
                 passthrough: false,
+                lottery: false,
             },
         )
     }

@@ -7,6 +7,7 @@
 
 pub mod gcra;
 pub mod line;
+pub mod lottery;
 pub mod outage;
 pub mod outflow;
 pub mod rank;
@@ -14,9 +15,9 @@ pub mod rank;
 use std::sync::Arc;
 use std::time::Duration;
 
-use line::{Arrival, Poll, Wait};
+use line::{Arrival, Poll, Snapshot, Wait};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, Millis};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::store::{Store, StoreError};
@@ -113,7 +114,27 @@ pub struct Admission {
     metrics: Metrics,
     on_failure: OnFailure,
     local: Arc<std::sync::Mutex<outage::OutageLine>>,
+    lottery: Arc<std::sync::RwLock<LotteryState>>,
 }
+
+/// The scheduled opening's lottery as this instance knows it (refreshed with the
+/// gauges, see [`Admission::note_lottery`]).
+#[derive(Clone, Debug, Default)]
+enum LotteryState {
+    /// No lottery: places are called in arrival order.
+    #[default]
+    Off,
+    /// A lottery opening at this time (Unix ms); the pre-queue is forming.
+    Before(Millis),
+    /// Opened, not drawn here yet: a pre-queue holder waits a moment.
+    Pending(Millis),
+    /// Drawn.
+    Drawn(Millis, Arc<lottery::Draw>),
+}
+
+/// How long after the opening the pre-queue is drawn: by then no instance can still
+/// be numbering a place as taken before the opening.
+const DRAW_AFTER_MS: Millis = 1_000;
 
 /// A failed decision: the store's error, the token to give the visitor, and where
 /// they stand in this instance's own line meanwhile.
@@ -129,6 +150,80 @@ impl Admission {
             metrics,
             on_failure: OnFailure::Hold,
             local: Arc::default(),
+            lottery: Arc::default(),
+        }
+    }
+
+    /// The seed of the lottery opening at `opens_at` (see [`lottery::seed`]).
+    fn lottery_seed(&self, opens_at: Millis) -> [u8; 32] {
+        let secret = self.tokens.keys().signing().derive(b"lottery");
+        lottery::seed(&secret, self.store.line_id(), opens_at)
+    }
+
+    /// Follows the room's settings and pre-queue in `snap`: draws the pre-queue
+    /// once the lottery opening has passed.
+    pub fn note_lottery(&self, snap: &Snapshot) {
+        let line_now = self.store.line_time(self.clock.now_ms());
+        let s = snap.settings;
+        let current = self
+            .lottery
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let next = match (s.lottery, s.opens_at) {
+            (true, Some(opens)) if line_now < opens => LotteryState::Before(opens),
+            (true, Some(opens)) if line_now < opens + DRAW_AFTER_MS => LotteryState::Pending(opens),
+            (true, Some(opens)) => match (current, snap.prequeue) {
+                (LotteryState::Drawn(at, d), Some((a, b)))
+                    if at == opens && (d.first, d.last) == (a, b) =>
+                {
+                    return
+                }
+                (_, Some((first, last))) => {
+                    let draw = lottery::Draw::new(self.lottery_seed(opens), first, last);
+                    tracing::info!(first, last, seed = %lottery::hex(&draw.seed), "the pre-queue is drawn");
+                    LotteryState::Drawn(opens, Arc::new(draw))
+                }
+                // Nobody came before the opening: nothing to draw.
+                (_, None) => LotteryState::Off,
+            },
+            _ => LotteryState::Off,
+        };
+        *self.lottery.write().unwrap_or_else(|p| p.into_inner()) = next;
+    }
+
+    /// The place the holder of place `seq` holds now: another one after a lottery's
+    /// draw, none for a moment while it is being drawn.
+    fn drawn_place(&self, seq: u64) -> Option<u64> {
+        match &*self.lottery.read().unwrap_or_else(|p| p.into_inner()) {
+            LotteryState::Pending(_) => None,
+            LotteryState::Drawn(_, d) => Some(d.place_of(seq)),
+            LotteryState::Off | LotteryState::Before(_) => Some(seq),
+        }
+    }
+
+    /// What anybody may know of the lottery (`GET /_waitroom/lottery`): before the
+    /// opening its commitment, after it the seed and the pre-queue's places too.
+    pub fn lottery_public(&self) -> serde_json::Value {
+        use serde_json::json;
+        let how = "order the places first_place..=last_place by SHA-256(seed bytes followed by the place as 8 bytes, big endian), ascending: the first is called first";
+        match &*self.lottery.read().unwrap_or_else(|p| p.into_inner()) {
+            LotteryState::Off => json!({ "lottery": false }),
+            LotteryState::Before(opens) | LotteryState::Pending(opens) => json!({
+                "lottery": true,
+                "opens_at": crate::clock::format_rfc3339(*opens),
+                "commitment": lottery::hex(&lottery::commitment(&self.lottery_seed(*opens))),
+                "how": how,
+            }),
+            LotteryState::Drawn(opens, d) => json!({
+                "lottery": true,
+                "opens_at": crate::clock::format_rfc3339(*opens),
+                "commitment": lottery::hex(&lottery::commitment(&d.seed)),
+                "seed": lottery::hex(&d.seed),
+                "first_place": d.first,
+                "last_place": d.last,
+                "how": how,
+            }),
         }
     }
 
@@ -290,7 +385,20 @@ impl Admission {
                 }
                 Kind::Queue => match self
                     .store
-                    .poll(claims.n, now)
+                    .poll(
+                        match self.drawn_place(claims.n) {
+                            Some(place) => place,
+                            // Being drawn: back in a moment, place kept.
+                            None => {
+                                return Ok(Decision {
+                                    standing: Standing::Held,
+                                    set_token: None,
+                                    first_position: None,
+                                })
+                            }
+                        },
+                        now,
+                    )
                     .await
                     .map_err(|e| (e, None, outage::Key::Place(claims.n)))?
                 {
@@ -394,7 +502,9 @@ impl Admission {
                 let report = self.store.pump(now).await?;
                 self.metrics.pumped(report);
                 if round % SNAPSHOT_EVERY_ROUNDS == 0 {
-                    self.metrics.observe(&self.store.snapshot(now).await?);
+                    let snap = self.store.snapshot(now).await?;
+                    self.metrics.observe(&snap);
+                    self.note_lottery(&snap);
                 }
                 Ok::<_, StoreError>(())
             }

@@ -37,6 +37,7 @@ fn room(per_minute: u32, max_active: u32, timing: Timing) -> Room {
             held_until: None,
             queue_all: false,
             passthrough: false,
+            lottery: false,
         },
     );
     let tokens = Tokens::new(

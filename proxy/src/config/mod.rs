@@ -222,6 +222,7 @@ struct AdmissionFile {
     opens_at: Option<String>,
     queue_all: bool,
     passthrough: bool,
+    lottery: bool,
 }
 
 impl Default for AdmissionFile {
@@ -234,6 +235,7 @@ impl Default for AdmissionFile {
             opens_at: None,
             queue_all: false,
             passthrough: false,
+            lottery: false,
         }
     }
 }
@@ -697,6 +699,7 @@ impl Config {
                 held_until: None,
                 queue_all: a.queue_all,
                 passthrough: a.passthrough,
+                lottery: a.lottery,
             },
             timing: Timing {
                 session_ms: millis(session),

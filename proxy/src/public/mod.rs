@@ -175,7 +175,10 @@ impl Public {
                     );
                     r
                 }
-                (_, "status" | "jwks.json") => {
+                (&Method::GET | &Method::HEAD, "lottery") => {
+                    h::json(StatusCode::OK, &self.admission.lottery_public())
+                }
+                (_, "status" | "jwks.json" | "lottery") => {
                     h::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
                 }
                 _ => h::error(StatusCode::NOT_FOUND, "no such waiting-room endpoint"),

@@ -187,7 +187,8 @@ fn encode_patch(p: &SettingsPatch, out: &mut Vec<u8>) {
         | u8::from(p.closed.is_some()) << 3
         | u8::from(p.opens_at.is_some()) << 4
         | u8::from(p.queue_all.is_some()) << 5
-        | u8::from(p.passthrough.is_some()) << 6;
+        | u8::from(p.passthrough.is_some()) << 6
+        | u8::from(p.lottery.is_some()) << 7;
     out.push(mask);
     for v in [p.new_users_per_minute, p.max_active_users]
         .into_iter()
@@ -202,7 +203,10 @@ fn encode_patch(p: &SettingsPatch, out: &mut Vec<u8>) {
         // 0 cancels a scheduled opening.
         out.extend_from_slice(&opens_at.unwrap_or(0).to_le_bytes());
     }
-    for v in [p.queue_all, p.passthrough].into_iter().flatten() {
+    for v in [p.queue_all, p.passthrough, p.lottery]
+        .into_iter()
+        .flatten()
+    {
         out.push(u8::from(v));
     }
 }
@@ -231,6 +235,9 @@ fn decode_patch(r: &mut Reader<'_>) -> Option<SettingsPatch> {
     }
     if has(6) {
         p.passthrough = Some(r.u8()? != 0);
+    }
+    if has(7) {
+        p.lottery = Some(r.u8()? != 0);
     }
     Some(p)
 }
@@ -355,6 +362,7 @@ mod tests {
                     closed: Some(false),
                     queue_all: Some(true),
                     passthrough: Some(false),
+                    lottery: Some(true),
                     opens_at: Some(Some(1_795_856_400_000)),
                     ..Default::default()
                 },

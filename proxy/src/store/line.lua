@@ -62,17 +62,18 @@ local function fmt(x) return string.format('%.0f', x) end
 
 local function settings()
   local s = redis.call('HMGET', set, 'rate', 'max', 'paused', 'closed', 'opens', 'held', 'qall',
-    'pass')
+    'pass', 'lot')
   return tonumber(s[1]) or 0, tonumber(s[2]) or 0, s[3] == '1', s[4] == '1', tonumber(s[5]) or 0,
-    tonumber(s[6]) or 0, s[7] == '1', s[8] == '1'
+    tonumber(s[6]) or 0, s[7] == '1', s[8] == '1', s[9] == '1'
 end
 
--- The settings as answers carry them (eight strings, see admission/line.rs Settings
+-- The settings as answers carry them (nine strings, see admission/line.rs Settings
 -- and store/view.rs settings_at).
 local function settings_out(list)
-  local rate, max, paused, closed, opens, held, qall, pass = settings()
+  local rate, max, paused, closed, opens, held, qall, pass, lot = settings()
   for _, v in ipairs({ tostring(rate), tostring(max), paused and '1' or '0', closed and '1' or '0',
-                       fmt(opens), fmt(held), qall and '1' or '0', pass and '1' or '0' }) do
+                       fmt(opens), fmt(held), qall and '1' or '0', pass and '1' or '0',
+                       lot and '1' or '0' }) do
     list[#list + 1] = v
   end
   return list
@@ -86,6 +87,18 @@ local function rate_at(rate, held)
     return math.max(1, math.floor(rate * (0.1 + 0.9 * (now - held) / RAMP_MS)))
   end
   return rate
+end
+
+-- `deadline`, or later for a place of a lottery's pre-queue (as Line::lottery_floor):
+-- it does not depart before its holder after the draw had time to poll.
+local function lottery_floor(seq, deadline)
+  local _, _, _, _, opens, _, _, _, lot = settings()
+  if not lot or opens == 0 then return deadline end
+  local s = tonumber(seq)
+  if now < opens or (s >= m('pq_first', 0) and s <= m('pq_last', -1)) then
+    return math.max(deadline, opens + abandon_min)
+  end
+  return deadline
 end
 
 local function active()
@@ -414,8 +427,14 @@ elseif op == 'arrive' then
     return { 'admitted', tostring(seq) }
   end
   redis.call('ZADD', live, seq, seq)
-  redis.call('ZADD', dl, now + abandon_min, seq)
+  redis.call('ZADD', dl, lottery_floor(seq, now + abandon_min), seq)
   redis.call('HINCRBY', meta, 'issued', 1)
+  local _, _, _, _, opens = settings()
+  if now < opens then
+    -- The pre-queue: the places taken before the scheduled opening.
+    if not redis.call('HGET', meta, 'pq_first') then redis.call('HSET', meta, 'pq_first', seq) end
+    redis.call('HSET', meta, 'pq_last', seq)
+  end
   line_present(true)
   return settings_out({ 'queued', tostring(seq), tostring(main_position(seq)), measured(),
                        tostring(active()) })
@@ -436,7 +455,7 @@ elseif op == 'poll' then
   end
   if seq >= m('head', 1) then
     if not redis.call('ZSCORE', live, seq) then redis.call('ZADD', live, seq, seq) end
-    redis.call('ZADD', dl, 'GT', now + abandon_min, seq)
+    redis.call('ZADD', dl, 'GT', lottery_floor(seq, now + abandon_min), seq)
     return waiting(main_position(seq))
   end
   if not redis.call('ZSCORE', ret, seq) then
@@ -452,7 +471,8 @@ elseif op == 'flush' then
   local n = tonumber(ARGV[16])
   local head = m('head', 1)
   for i = 17, 16 + 2 * n, 2 do
-    local seq, deadline = ARGV[i], now + tonumber(ARGV[i + 1])
+    local seq = ARGV[i]
+    local deadline = lottery_floor(seq, now + tonumber(ARGV[i + 1]))
     if redis.call('ZSCORE', live, seq) then
       redis.call('ZADD', dl, deadline, seq)
     elseif redis.call('ZSCORE', ret, seq) then
@@ -497,10 +517,16 @@ elseif op == 'end' then
 elseif op == 'snapshot' then
   sweep()
   return settings_out({ tostring(queue_length()), tostring(active()),
-           tostring(redis.call('ZCARD', called)), tostring(m('issued', 0)), measured() })
+           tostring(redis.call('ZCARD', called)), tostring(m('issued', 0)), measured(),
+           tostring(m('pq_first', 0)), tostring(m('pq_last', 0)) })
 elseif op == 'settings' then
-  local before, _, _, _, _, held = settings()
-  local fields = { 'rate', 'max', 'paused', 'closed', 'opens', 'qall', 'pass' }
+  local before, _, _, _, old_opens, held = settings()
+  local fields = { 'rate', 'max', 'paused', 'closed', 'opens', 'qall', 'pass', 'lot' }
+  -- A new opening after the last one has passed starts a new pre-queue.
+  local new_opens = tonumber(ARGV[20])
+  if new_opens and new_opens > now and old_opens <= now then
+    redis.call('HDEL', meta, 'pq_first', 'pq_last')
+  end
   for i, f in ipairs(fields) do
     if ARGV[15 + i] ~= '' then redis.call('HSET', set, f, ARGV[15 + i]) end
   end

@@ -416,6 +416,7 @@ mod tests {
             held_until: None,
             queue_all: false,
             passthrough: false,
+            lottery: false,
         }
     }
 

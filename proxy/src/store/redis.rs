@@ -687,7 +687,11 @@ impl Store for RedisStore {
                 .get(4)
                 .and_then(|s| s.parse::<f64>().ok())
                 .map(|r| r * 60.0),
-            settings: self.settings(&a, 5)?,
+            prequeue: match (field(&a, 5)?, field(&a, 6)?) {
+                (0, _) => None,
+                (first, last) => Some((first, last)),
+            },
+            settings: self.settings(&a, 7)?,
         })
     }
 
@@ -714,6 +718,7 @@ impl Store for RedisStore {
                     opt(patch.opens_at.map(|t| t.unwrap_or(0).to_string())),
                     opt(patch.queue_all.map(|p| u8::from(p).to_string())),
                     opt(patch.passthrough.map(|p| u8::from(p).to_string())),
+                    opt(patch.lottery.map(|p| u8::from(p).to_string())),
                 ],
             )
             .await?;

@@ -69,6 +69,7 @@ pub fn settings_at(a: &[String], at: usize) -> Option<Settings> {
         held_until: n(5).filter(|ms| *ms > 0),
         queue_all: a.get(at + 6).is_some_and(|v| v == "1"),
         passthrough: a.get(at + 7).is_some_and(|v| v == "1"),
+        lottery: a.get(at + 8).is_some_and(|v| v == "1"),
     })
 }
 

@@ -66,6 +66,17 @@ impl KeyPair {
         }
     }
 
+    /// 32 bytes derived from the secret key for `label`'s own use (they reveal
+    /// nothing of the key, nor of what is derived for another label).
+    pub fn derive(&self, label: &[u8]) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"waitroom derive\0");
+        h.update(label);
+        h.update([0]);
+        h.update(self.seed);
+        h.finalize().into()
+    }
+
     /// The key id carried in token headers.
     pub fn kid(&self) -> &str {
         &self.kid
