@@ -51,8 +51,14 @@ fn check_config_accepts_the_examples_and_names_key_and_reason() {
     let example = include_str!("../../config/example.toml");
     let (ok, text) = check_config(example);
     assert!(ok, "{text}");
-    let (ok, text) = check_config(include_str!("../../config/demo.toml"));
-    assert!(ok, "{text}");
+    for shipped in [
+        include_str!("../../config/demo.toml"),
+        include_str!("../../config/container.toml"),
+        include_str!("../../deploy/kubernetes/waitroom.toml"),
+    ] {
+        let (ok, text) = check_config(shipped);
+        assert!(ok, "{text}");
+    }
 
     let (ok, text) = check_config(&example.replace(
         "session_duration     = \"10m\"",
