@@ -106,6 +106,11 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `GET /admin/state` of the instance at `url`.
+pub async fn state(url: &str, token: &str) -> anyhow::Result<Value> {
+    Api::new(url, token)?.get("/admin/state").await
+}
+
 /// The JSON of `set`'s `key=value` pairs (`rate` and `capacity` are short for the
 /// API's names).
 fn settings_patch(changes: &[String]) -> anyhow::Result<Value> {

@@ -130,11 +130,27 @@ async fn serve(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         trigger.fire();
     });
-    let reload = path.map(|path| {
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(watch_config(path, tx));
-        rx
-    });
+    let reload = match path {
+        Some(path) => {
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            tokio::spawn(watch_config(path, tx));
+            Some(rx)
+        }
+        None => {
+            // No file to read again (the demo): SIGHUP is noted, never fatal.
+            #[cfg(unix)]
+            if let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP: no configuration file to reload");
+                    }
+                });
+            }
+            None
+        }
+    };
     let options = waitroom::app::Options {
         keys: None,
         clock: waitroom::clock::Clock::system(),
@@ -268,14 +284,28 @@ async fn demo(port: u16) -> anyhow::Result<()> {
         config.public
     );
     println!(
-        "  metrics and admin: http://{}/metrics  (admin token: {})",
+        "  console and admin: http://{}/  (admin token: {})",
         config.admin, config.admin_token
     );
     println!("  origin-stub:       http://{origin_addr}/__stats");
-    println!(
-        "  limits: {} new users per minute, {} active at once",
-        config.settings.new_users_per_minute, config.settings.max_active_users
+    let (admin, token) = (
+        format!("http://{}", config.admin),
+        config.admin_token.clone(),
     );
+    tokio::spawn(async move {
+        // The limits in force, once serving: the demo's saved line may hold ones
+        // changed at run time, which win over the file's.
+        for _ in 0..100 {
+            if let Ok(s) = admin_cli::state(&admin, &token).await {
+                println!(
+                    "  limits in force: {} new users per minute, {} active at once",
+                    s["new_users_per_minute"], s["max_active_users"]
+                );
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
     serve(config, None).await
 }
 

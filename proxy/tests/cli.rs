@@ -147,8 +147,40 @@ fn demo_serves_the_site_and_metrics_on_the_next_port() {
         std::thread::sleep(Duration::from_millis(25));
     }
     let metrics = get(&admin, "/metrics");
+    // The banner says which limits are in force, once they are known.
+    let (lines, banner) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line);
+        }
+    });
+    let mut in_force = None;
+    while let Ok(line) = banner.recv_timeout(Duration::from_secs(20)) {
+        if line.contains("limits in force") {
+            in_force = Some(line);
+            break;
+        }
+    }
+    // SIGHUP (a closed terminal, a reload habit) does not end the demo.
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let after_hup = get(&public, "/");
+    let alive = child.try_wait().unwrap().is_none();
     let _ = child.kill();
     let _ = child.wait();
+    assert!(
+        in_force.is_some_and(|l| l.contains("new users per minute")),
+        "no limits in the banner"
+    );
+    assert!(alive && after_hup.is_some(), "SIGHUP ended the demo");
     let page = page.expect("demo never answered");
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(
