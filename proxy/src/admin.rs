@@ -198,13 +198,22 @@ impl Admin {
 /// come from its own origin. Tools that send no `Origin` (curl, the CLI) pass.
 fn cross_site(req: &Request<Incoming>) -> Option<Response<Body>> {
     let origin = req.headers().get(http::header::ORIGIN)?;
-    let host = req.headers().get(http::header::HOST)?;
+    // HTTP/1.1 names the host in `Host`, HTTP/2 in the URI's authority.
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .map(|h| h.as_bytes().to_vec())
+        .or_else(|| {
+            req.uri()
+                .authority()
+                .map(|a| a.as_str().as_bytes().to_vec())
+        });
     let origin_host = origin
         .to_str()
         .ok()
         .and_then(|o| o.split_once("://"))
         .map(|(_, rest)| rest.trim_end_matches('/'));
-    if origin_host.is_some_and(|o| o.as_bytes() == host.as_bytes()) {
+    if origin_host.is_some_and(|o| host.as_deref() == Some(o.as_bytes())) {
         return None;
     }
     tracing::warn!(origin = ?origin, "admin: a cross-site request refused");

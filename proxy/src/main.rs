@@ -174,6 +174,9 @@ async fn watch_config(path: PathBuf, reloads: tokio::sync::mpsc::Sender<Config>)
             .map(|m| (m.modified().ok(), m.len()))
     };
     let mut seen = stamp(&path);
+    // A change is read once the file has stayed the same for a whole check, so
+    // that a file caught half-written is never read.
+    let mut settling = None;
     #[cfg(unix)]
     let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => Some(s),
@@ -197,13 +200,19 @@ async fn watch_config(path: PathBuf, reloads: tokio::sync::mpsc::Sender<Config>)
         let why = tokio::select! {
             _ = signalled => "SIGHUP",
             _ = tokio::time::sleep(CONFIG_CHECK_EVERY) => {
-                if stamp(&path) == seen {
+                let now = stamp(&path);
+                if now == seen {
+                    continue;
+                }
+                if settling != Some(now) {
+                    settling = Some(now);
                     continue;
                 }
                 "the file changed"
             }
         };
         seen = stamp(&path);
+        settling = None;
         match load(&path) {
             Ok(config) => {
                 tracing::info!(file = %path.display(), why, "reloading the configuration");

@@ -135,6 +135,7 @@ impl Reloader {
             max_active_users: Some(s.max_active_users),
             queue_all: Some(s.queue_all),
             passthrough: Some(s.passthrough),
+            lottery: Some(s.lottery),
             opens_at: s.opens_at.map(Some),
             ..SettingsPatch::default()
         };

@@ -516,8 +516,8 @@ async fn modes_and_ends(store: Arc<dyn Store>) {
 }
 
 /// A lottery opening: the places taken before it are the pre-queue, which does not
-/// depart before the opening (plus `abandon_min`), and a later opening starts a new
-/// one.
+/// depart before the opening (plus `abandon_min`); at the opening its range is
+/// recorded as the draw, once, and kept whatever the settings say later.
 async fn lottery_pre_queue(store: Arc<dyn Store>) {
     let opens = T + 60_000;
     let patch = SettingsPatch {
@@ -528,32 +528,48 @@ async fn lottery_pre_queue(store: Arc<dyn Store>) {
     assert!(store.update_settings(patch, T).await.unwrap().lottery);
     let (a, _) = queued(store.arrive(T).await.unwrap());
     let (b, _) = queued(store.arrive(T + 1_000).await.unwrap());
-    assert_eq!(
-        store.snapshot(T + 2_000).await.unwrap().prequeue,
-        Some((a, b))
-    );
+    let s = store.snapshot(T + 2_000).await.unwrap();
+    assert_eq!((s.prequeue, s.last_draw), (Some((a, b)), None));
     // Nobody polls for 50 s: still there at the opening (abandon_min is 5 s).
     let s = store.snapshot(T + 50_000).await.unwrap();
     assert_eq!(s.queue_length, 2);
-    // After the opening, newcomers are not in the pre-queue.
+    // The opening records the draw; newcomers after it are not in it.
     store.pump(opens).await.unwrap();
     let (c, _) = queued(store.arrive(opens + 10).await.unwrap());
     assert!(c > b);
-    assert_eq!(
-        store.snapshot(opens + 20).await.unwrap().prequeue,
-        Some((a, b))
-    );
-    // A new opening once this one has passed: a new pre-queue.
-    let next = SettingsPatch {
-        opens_at: Some(Some(opens + 600_000)),
+    let s = store.snapshot(opens + 20).await.unwrap();
+    assert_eq!((s.prequeue, s.last_draw), (None, Some((opens, a, b))));
+    // The pre-queue's places wait for their new holders a while after the opening.
+    let s = store.snapshot(opens + 4_000).await.unwrap();
+    assert_eq!(s.queue_length + s.called_pending, 3, "{s:?}");
+    // Cancelling the lottery or the opening afterwards changes nothing drawn.
+    let off = SettingsPatch {
+        lottery: Some(false),
+        opens_at: Some(None),
         ..Default::default()
     };
-    store.update_settings(next, opens + 1_000).await.unwrap();
-    assert_eq!(store.snapshot(opens + 1_000).await.unwrap().prequeue, None);
-    let (d, _) = queued(store.arrive(opens + 2_000).await.unwrap());
+    store.update_settings(off, opens + 1_000).await.unwrap();
     assert_eq!(
-        store.snapshot(opens + 2_000).await.unwrap().prequeue,
+        store.snapshot(opens + 1_000).await.unwrap().last_draw,
+        Some((opens, a, b))
+    );
+    // A later lottery opening: a new pre-queue, a new draw; nobody came: empty.
+    let next = opens + 600_000;
+    let again = SettingsPatch {
+        lottery: Some(true),
+        opens_at: Some(Some(next)),
+        ..Default::default()
+    };
+    store.update_settings(again, opens + 2_000).await.unwrap();
+    let (d, _) = queued(store.arrive(opens + 3_000).await.unwrap());
+    assert_eq!(
+        store.snapshot(opens + 3_000).await.unwrap().prequeue,
         Some((d, d))
+    );
+    store.pump(next).await.unwrap();
+    assert_eq!(
+        store.snapshot(next).await.unwrap().last_draw,
+        Some((next, d, d))
     );
 }
 

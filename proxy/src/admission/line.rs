@@ -385,11 +385,17 @@ pub struct Snapshot {
     /// Admissions per minute measured while a line existed, if measured.
     pub measured_per_minute: Option<f64>,
     /// The first and last place taken before the scheduled opening (the
-    /// pre-queue), if any was.
+    /// pre-queue), if any was, until the opening.
     pub prequeue: Option<(u64, u64)>,
+    /// The last lottery drawn: its opening (Unix ms), its pre-queue's first and
+    /// last place (`first > last`: nobody came). Recorded once, kept.
+    pub last_draw: Option<(Millis, u64, u64)>,
     /// The current settings.
     pub settings: Settings,
 }
+
+/// Places called in one pump round at most (only passthrough comes near it).
+pub const CALLS_PER_ROUND: u32 = 2_000;
 
 /// Claims allowed back to back (see [`Line::claim`]).
 pub const CLAIM_BURST: u32 = 2;
@@ -477,6 +483,10 @@ pub struct Line {
     /// The first and last place taken before the scheduled opening.
     #[serde(default)]
     prequeue: Option<(u64, u64)>,
+    /// The last lottery drawn: its opening (Unix ms) and its pre-queue's first and
+    /// last place (`first > last`: nobody came).
+    #[serde(default)]
+    last_draw: Option<(Millis, u64, u64)>,
 }
 
 impl Line {
@@ -499,6 +509,7 @@ impl Line {
             sessions: HashMap::new(),
             places_issued: 0,
             prequeue: None,
+            last_draw: None,
             claimed: Bits::default(),
             gcra: Gcra::default(),
             outflow: Outflow::default(),
@@ -512,7 +523,26 @@ impl Line {
     /// The time an operation stamped `now` is applied at: never before the last one.
     fn at(&mut self, now: Millis) -> Millis {
         self.last_now = self.last_now.max(now);
+        self.record_draw(self.last_now);
         self.last_now
+    }
+
+    /// At the first operation from a scheduled opening on, the pre-queue is
+    /// settled: for a lottery, its range is recorded as the opening's draw (empty
+    /// when nobody came), once; either way a later opening starts a new pre-queue.
+    /// Whatever the settings say later, the draw recorded stays.
+    fn record_draw(&mut self, now: Millis) {
+        let Some(opens) = self.settings.opens_at.filter(|o| now >= *o) else {
+            return;
+        };
+        if self.last_draw.is_some_and(|(o, _, _)| o == opens) {
+            return;
+        }
+        let range = self.prequeue.take();
+        if self.settings.lottery {
+            let (first, last) = range.unwrap_or((1, 0));
+            self.last_draw = Some((opens, first, last));
+        }
     }
 
     /// The timings it runs with.
@@ -553,8 +583,12 @@ impl Line {
         };
         self.claims.rescale(claim(before), claim(after), now);
         if let (Some(old), Some(new)) = (before.interval_us(), after.interval_us()) {
-            for at in self.claim_slots.values_mut().filter(|at| **at > now) {
+            for (seq, at) in self.claim_slots.iter_mut().filter(|(_, at)| **at > now) {
                 *at = now + (*at - now) * new / old;
+                // A slot moved later keeps its place called until then.
+                if let Some(claim_by) = self.called.get_mut(seq) {
+                    *claim_by = (*claim_by).max(*at + self.timing.abandon_min_ms);
+                }
             }
         }
         self.settings
@@ -806,7 +840,11 @@ impl Line {
         let now = self.at(now);
         let mut report = PumpReport::default();
         self.sweep(now);
-        while self.may_admit(now) {
+        // Passthrough has no limit: at most so many a round, so that one round of a
+        // long line stays short.
+        let mut budget = CALLS_PER_ROUND;
+        while budget > 0 && self.may_admit(now) {
+            budget -= 1;
             let Some((seq, deadline)) = self.next_candidate(now, &mut report) else {
                 break;
             };
@@ -955,6 +993,7 @@ impl Line {
             places_issued: self.places_issued,
             measured_per_minute: self.outflow.per_second(now).map(|r| r * 60.0),
             prequeue: self.prequeue,
+            last_draw: self.last_draw,
             settings: self.settings,
         }
     }
@@ -962,16 +1001,18 @@ impl Line {
     /// `deadline`, or later for a place of a lottery's pre-queue: such a place
     /// does not depart before its holder after the draw had time to poll.
     fn lottery_floor(&self, seq: u64, deadline: Millis, now: Millis) -> Millis {
-        match self.settings.opens_at {
-            Some(opens) if self.settings.lottery => {
-                let drawn = self.prequeue.is_some_and(|(a, b)| (a..=b).contains(&seq));
-                if now < opens || drawn {
-                    deadline.max(opens + self.timing.abandon_min_ms)
-                } else {
-                    deadline
-                }
-            }
-            _ => deadline,
+        let abandon = self.timing.abandon_min_ms;
+        let before = match self.settings.opens_at {
+            Some(opens) if self.settings.lottery && now < opens => Some(opens),
+            _ => None,
+        };
+        let drawn = self
+            .last_draw
+            .filter(|(o, a, b)| (*a..=*b).contains(&seq) && now < o + abandon)
+            .map(|(o, _, _)| o);
+        match before.or(drawn) {
+            Some(opens) => deadline.max(opens + abandon),
+            None => deadline,
         }
     }
 }

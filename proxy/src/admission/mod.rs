@@ -117,24 +117,20 @@ pub struct Admission {
     lottery: Arc<std::sync::RwLock<LotteryState>>,
 }
 
-/// The scheduled opening's lottery as this instance knows it (refreshed with the
-/// gauges, see [`Admission::note_lottery`]).
-#[derive(Clone, Debug, Default)]
-enum LotteryState {
-    /// No lottery: places are called in arrival order.
-    #[default]
-    Off,
-    /// A lottery opening at this time (Unix ms); the pre-queue is forming.
-    Before(Millis),
-    /// Opened, not drawn here yet: a pre-queue holder waits a moment.
-    Pending(Millis),
-    /// Drawn.
-    Drawn(Millis, Arc<lottery::Draw>),
+/// What this instance knows of lottery openings (refreshed with the gauges, see
+/// [`Admission::note_lottery`]).
+#[derive(Debug, Default)]
+struct LotteryState {
+    /// The room's settings and pre-queue as last seen; `None` until the first
+    /// snapshot (then nobody's place is mapped: a queued visitor waits a moment).
+    seen: Option<(line::Settings, Option<(u64, u64)>)>,
+    /// Every draw seen, newest last: the store keeps the last one, this instance
+    /// every one it saw (a few).
+    draws: Vec<(Millis, Arc<lottery::Draw>)>,
 }
 
-/// How long after the opening the pre-queue is drawn: by then no instance can still
-/// be numbering a place as taken before the opening.
-const DRAW_AFTER_MS: Millis = 1_000;
+/// Draws kept in memory at most.
+const DRAWS_KEPT: usize = 8;
 
 /// A failed decision: the store's error, the token to give the visitor, and where
 /// they stand in this instance's own line meanwhile.
@@ -160,68 +156,87 @@ impl Admission {
         lottery::seed(&secret, self.store.line_id(), opens_at)
     }
 
-    /// Follows the room's settings and pre-queue in `snap`: draws the pre-queue
-    /// once the lottery opening has passed.
+    /// Follows the room's settings, pre-queue and last draw in `snap`.
     pub fn note_lottery(&self, snap: &Snapshot) {
-        let line_now = self.store.line_time(self.clock.now_ms());
-        let s = snap.settings;
-        let current = self
-            .lottery
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let next = match (s.lottery, s.opens_at) {
-            (true, Some(opens)) if line_now < opens => LotteryState::Before(opens),
-            (true, Some(opens)) if line_now < opens + DRAW_AFTER_MS => LotteryState::Pending(opens),
-            (true, Some(opens)) => match (current, snap.prequeue) {
-                (LotteryState::Drawn(at, d), Some((a, b)))
-                    if at == opens && (d.first, d.last) == (a, b) =>
-                {
-                    return
+        let known =
+            |opens: Millis, lottery: &LotteryState| lottery.draws.iter().any(|(o, _)| *o == opens);
+        let new_draw = snap.last_draw.filter(|(opens, _, _)| {
+            !known(
+                *opens,
+                &self.lottery.read().unwrap_or_else(|p| p.into_inner()),
+            )
+        });
+        let draw = new_draw.map(|(opens, first, last)| {
+            let d = lottery::Draw::new(self.lottery_seed(opens), first, last);
+            tracing::info!(first, last, seed = %lottery::hex(&d.seed), "the pre-queue is drawn");
+            (opens, Arc::new(d))
+        });
+        let mut state = self.lottery.write().unwrap_or_else(|p| p.into_inner());
+        state.seen = Some((snap.settings, snap.prequeue));
+        if let Some((opens, d)) = draw {
+            if !known(opens, &state) {
+                state.draws.push((opens, d));
+                if state.draws.len() > DRAWS_KEPT {
+                    state.draws.remove(0);
                 }
-                (_, Some((first, last))) => {
-                    let draw = lottery::Draw::new(self.lottery_seed(opens), first, last);
-                    tracing::info!(first, last, seed = %lottery::hex(&draw.seed), "the pre-queue is drawn");
-                    LotteryState::Drawn(opens, Arc::new(draw))
-                }
-                // Nobody came before the opening: nothing to draw.
-                (_, None) => LotteryState::Off,
-            },
-            _ => LotteryState::Off,
-        };
-        *self.lottery.write().unwrap_or_else(|p| p.into_inner()) = next;
+            }
+        }
     }
 
-    /// The place the holder of place `seq` holds now: another one after a lottery's
-    /// draw, none for a moment while it is being drawn.
+    /// The place the holder of place `seq` holds now: its drawn place after a
+    /// lottery; `None` while this instance cannot tell yet (before it first saw
+    /// the room, or from a lottery opening until it has seen that opening's draw),
+    /// so that no place is ever answered for two holders.
     fn drawn_place(&self, seq: u64) -> Option<u64> {
-        match &*self.lottery.read().unwrap_or_else(|p| p.into_inner()) {
-            LotteryState::Pending(_) => None,
-            LotteryState::Drawn(_, d) => Some(d.place_of(seq)),
-            LotteryState::Off | LotteryState::Before(_) => Some(seq),
+        let state = self.lottery.read().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, d)) = state
+            .draws
+            .iter()
+            .find(|(_, d)| (d.first..=d.last).contains(&seq))
+        {
+            return Some(d.place_of(seq));
+        }
+        let (settings, prequeue) = state.seen?;
+        match settings.opens_at {
+            Some(opens)
+                if settings.lottery
+                    && self.store.line_time(self.clock.now_ms()) >= opens
+                    && !state.draws.iter().any(|(o, _)| *o == opens)
+                    && prequeue.is_none_or(|(first, _)| seq >= first) =>
+            {
+                None
+            }
+            _ => Some(seq),
         }
     }
 
     /// What anybody may know of the lottery (`GET /_waitroom/lottery`): before the
-    /// opening its commitment, after it the seed and the pre-queue's places too.
+    /// opening its commitment, after the draw the seed and the pre-queue's places too.
     pub fn lottery_public(&self) -> serde_json::Value {
         use serde_json::json;
         let how = "order the places first_place..=last_place by SHA-256(seed bytes followed by the place as 8 bytes, big endian), ascending: the first is called first";
-        match &*self.lottery.read().unwrap_or_else(|p| p.into_inner()) {
-            LotteryState::Off => json!({ "lottery": false }),
-            LotteryState::Before(opens) | LotteryState::Pending(opens) => json!({
+        let state = self.lottery.read().unwrap_or_else(|p| p.into_inner());
+        let Some((settings, _)) = state.seen else {
+            return json!({ "lottery": false });
+        };
+        let opens = match settings.opens_at {
+            Some(opens) if settings.lottery => opens,
+            _ => return json!({ "lottery": false }),
+        };
+        match state.draws.iter().find(|(o, _)| *o == opens) {
+            Some((_, d)) => json!({
                 "lottery": true,
-                "opens_at": crate::clock::format_rfc3339(*opens),
-                "commitment": lottery::hex(&lottery::commitment(&self.lottery_seed(*opens))),
-                "how": how,
-            }),
-            LotteryState::Drawn(opens, d) => json!({
-                "lottery": true,
-                "opens_at": crate::clock::format_rfc3339(*opens),
+                "opens_at": crate::clock::format_rfc3339(opens),
                 "commitment": lottery::hex(&lottery::commitment(&d.seed)),
                 "seed": lottery::hex(&d.seed),
                 "first_place": d.first,
                 "last_place": d.last,
+                "how": how,
+            }),
+            None => json!({
+                "lottery": true,
+                "opens_at": crate::clock::format_rfc3339(opens),
+                "commitment": lottery::hex(&lottery::commitment(&self.lottery_seed(opens))),
                 "how": how,
             }),
         }

@@ -71,8 +71,10 @@
 
   function render(s, samples) {
     state = s;
+    const opening = s.opens_at && Date.parse(s.opens_at) > Date.now();
     const mode = s.closed ? 'closed' : s.paused ? 'paused' : s.passthrough ? 'everybody through'
-      : s.queue_all ? 'everybody queues' : s.opens_at ? 'opens at ' + s.opens_at : 'open';
+      : opening ? 'opens at ' + s.opens_at + (s.lottery ? ' (lottery)' : '')
+        : s.queue_all ? 'everybody queues' : 'open';
     $('now-mode').textContent = mode;
     $('now-waiting').textContent = fmt(s.queue_length);
     $('now-active').textContent = fmt(s.active_users) + ' of ' + fmt(s.max_active_users);
@@ -157,12 +159,14 @@
   $('rate-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
     const v = parseInt($('rate-input').value, 10);
+    if (!(v >= 1)) return;
     change('Set the rate to ' + v + ' admissions a minute?', { new_users_per_minute: v }, 'Rate set to ' + v + ' a minute');
     $('rate-input').value = '';
   });
   $('capacity-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
     const v = parseInt($('capacity-input').value, 10);
+    if (!(v >= 1)) return;
     change('Allow at most ' + v + ' active sessions?', { max_active_users: v }, 'Capacity set to ' + v);
     $('capacity-input').value = '';
   });

@@ -10,7 +10,8 @@
 -- (zset: where the head was when, member head, score ms; as Line::head_marks).
 -- ARGV: 1 op, 2 the caller's time (ms) or '' for Redis's own (TIME: one clock for
 -- every instance), 3 session_ms, 4 abandon_min_ms, 5 burst (0: default), 6 line id,
--- 7-9 initial rate, max, paused, 10 the highest place the caller has seen, 11-12
+-- 7-9 initial rate, max, flags (paused, queue_all, passthrough, lottery as bits 0-3),
+-- 10 the highest place the caller has seen, 11-12
 -- initial closed, opens, 13 the time (ms, Redis's clock) after which the caller
 -- has given up on this call, or '': a call that runs later (Redis was hung, the
 -- call waited in its connection) changes nothing; 14 return_grace_ms, 15 the
@@ -93,10 +94,15 @@ end
 -- it does not depart before its holder after the draw had time to poll.
 local function lottery_floor(seq, deadline)
   local _, _, _, _, opens, _, _, _, lot = settings()
-  if not lot or opens == 0 then return deadline end
-  local s = tonumber(seq)
-  if now < opens or (s >= m('pq_first', 0) and s <= m('pq_last', -1)) then
-    return math.max(deadline, opens + abandon_min)
+  if lot and opens > 0 and now < opens then return math.max(deadline, opens + abandon_min) end
+  local draw = redis.call('HGET', meta, 'draw')
+  if draw then
+    local o, a, b = string.match(draw, '^(%d+):(%d+):(%d+)$')
+    local s = tonumber(seq)
+    o, a, b = tonumber(o), tonumber(a), tonumber(b)
+    if o and s >= a and s <= b and now < o + abandon_min then
+      return math.max(deadline, o + abandon_min)
+    end
   end
   return deadline
 end
@@ -271,7 +277,8 @@ local function pump()
   local head = m('head', 1)
   local called_n, passed = 0, 0
   local called_list = {}
-  while true do
+  -- At most CALLS_PER_ROUND a round (only passthrough comes near it), as Line::pump.
+  while called_n < 2000 do
     local ok, rate = may_admit()
     if not ok then break end
     -- The returned lane at its share of the calls while the main line waits
@@ -341,7 +348,13 @@ end
 
 redis.call('HSETNX', set, 'rate', ARGV[7])
 redis.call('HSETNX', set, 'max', ARGV[8])
-redis.call('HSETNX', set, 'paused', ARGV[9])
+-- ARGV[9]: paused, queue_all, passthrough and lottery as bits 0 to 3.
+local flags = tonumber(ARGV[9]) or 0
+local function bit(n) return tostring(math.floor(flags / 2 ^ n) % 2) end
+redis.call('HSETNX', set, 'paused', bit(0))
+redis.call('HSETNX', set, 'qall', bit(1))
+redis.call('HSETNX', set, 'pass', bit(2))
+redis.call('HSETNX', set, 'lot', bit(3))
 redis.call('HSETNX', set, 'closed', ARGV[11])
 redis.call('HSETNX', set, 'opens', ARGV[12])
 -- Puts `seqs` (strings) into zset `key` with score `score(seq)`, a few thousand at a
@@ -405,6 +418,24 @@ if redis.call('EXISTS', meta) == 0 then
 elseif op == 'restore' then
   return { 'ok' }
 end
+
+-- At the first operation from a scheduled opening on, the pre-queue is settled: for
+-- a lottery its range is recorded as the opening's draw ('opens:first:last', empty
+-- as 'opens:1:0'), once, and kept whatever the settings say later (as
+-- Line::record_draw); either way a later opening starts a new pre-queue.
+local function record_draw()
+  local _, _, _, _, opens, _, _, _, lot = settings()
+  if opens == 0 or now < opens then return end
+  local draw = redis.call('HGET', meta, 'draw')
+  if draw and tonumber(string.match(draw, '^(%d+):')) == opens then return end
+  local first, last = redis.call('HGET', meta, 'pq_first'), redis.call('HGET', meta, 'pq_last')
+  redis.call('HDEL', meta, 'pq_first', 'pq_last')
+  if lot then
+    redis.call('HSET', meta, 'draw', fmt(opens) .. ':' .. (first or '1') .. ':' .. (last or '0'))
+  end
+end
+
+if op ~= 'init' then record_draw() end
 
 if op == 'init' then
   return { redis.call('HGET', meta, 'line_id'), fmt(now) }
@@ -518,15 +549,11 @@ elseif op == 'snapshot' then
   sweep()
   return settings_out({ tostring(queue_length()), tostring(active()),
            tostring(redis.call('ZCARD', called)), tostring(m('issued', 0)), measured(),
-           tostring(m('pq_first', 0)), tostring(m('pq_last', 0)) })
+           tostring(m('pq_first', 0)), tostring(m('pq_last', 0)),
+           redis.call('HGET', meta, 'draw') or '' })
 elseif op == 'settings' then
-  local before, _, _, _, old_opens, held = settings()
+  local before, _, _, _, _, held = settings()
   local fields = { 'rate', 'max', 'paused', 'closed', 'opens', 'qall', 'pass', 'lot' }
-  -- A new opening after the last one has passed starts a new pre-queue.
-  local new_opens = tonumber(ARGV[20])
-  if new_opens and new_opens > now and old_opens <= now then
-    redis.call('HDEL', meta, 'pq_first', 'pq_last')
-  end
   for i, f in ipairs(fields) do
     if ARGV[15 + i] ~= '' then redis.call('HSET', set, f, ARGV[15 + i]) end
   end
@@ -547,8 +574,10 @@ elseif op == 'settings' then
     end
     local slots = redis.call('ZRANGEBYSCORE', cslot, '(' .. fmt(now), '+inf', 'WITHSCORES')
     for i = 1, #slots, 2 do
-      local at = tonumber(slots[i + 1])
-      redis.call('ZADD', cslot, fmt(now + math.floor((at - now) * new_t / old_t)), slots[i])
+      local at = now + math.floor((tonumber(slots[i + 1]) - now) * new_t / old_t)
+      redis.call('ZADD', cslot, fmt(at), slots[i])
+      -- A slot moved later keeps its place called until then.
+      redis.call('ZADD', called, 'XX', 'GT', fmt(at + abandon_min), slots[i])
     end
   end
   return settings_out({})

@@ -444,7 +444,12 @@ impl RedisStore {
             .arg(self.line_id)
             .arg(known.new_users_per_minute)
             .arg(known.max_active_users)
-            .arg(u8::from(known.paused))
+            .arg(
+                u8::from(known.paused)
+                    | u8::from(known.queue_all) << 1
+                    | u8::from(known.passthrough) << 2
+                    | u8::from(known.lottery) << 3,
+            )
             .arg(self.high_water.load(Ordering::Relaxed))
             .arg(u8::from(known.closed))
             .arg(known.opens_at.unwrap_or(0))
@@ -691,7 +696,11 @@ impl Store for RedisStore {
                 (0, _) => None,
                 (first, last) => Some((first, last)),
             },
-            settings: self.settings(&a, 7)?,
+            last_draw: a.get(7).and_then(|d| {
+                let mut n = d.split(':').map(|x| x.parse::<u64>().ok());
+                Some((n.next()??, n.next()??, n.next()??))
+            }),
+            settings: self.settings(&a, 8)?,
         })
     }
 
