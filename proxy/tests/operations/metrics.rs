@@ -3,12 +3,10 @@
 //! Grafana dashboard in `config/monitoring/` use exists — with the label values
 //! they select.
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use support::{origin, proxy, Http};
+use crate::support::{origin, proxy, Http};
 
 /// Series names and the label values each was seen with, from a parsed scrape.
 struct Exported {

@@ -4,13 +4,11 @@
 //! matches the commitment published before it) reproduces the order, also through
 //! `waitroom verify-lottery`.
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::support::{claims, origin, proxy, Http, Proxy, Visitor};
 use sha2::{Digest, Sha256};
-use support::{claims, origin, proxy, Http, Proxy, Visitor};
 
 /// A newcomer's first status poll: the visitor and their place number.
 async fn arrive(proxy: &Proxy, http: &Http) -> (Visitor, u64) {

@@ -2,13 +2,11 @@
 //! the slot to the next in line at once, `revoke` also deletes the admission; the
 //! header never reaches the browser. In memory and in Redis.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::redis::RedisServer;
+use crate::support::{origin, proxy, releasing_origin, Http, Origin, Proxy, Visitor};
 use http::Method;
-use support::redis::RedisServer;
-use support::{origin, proxy, releasing_origin, Http, Origin, Proxy, Visitor};
 
 /// One session at a time, long enough that nobody gets in by its lapsing.
 async fn one_at_a_time(origin: &Origin, redis: Option<&RedisServer>) -> Proxy {

@@ -3,14 +3,12 @@
 //! page template shows at once, a broken file is refused and what was in force
 //! stays, and SIGHUP no longer ends the process.
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::process::{signal, sigterm, spawn_logging, wait_ready, Setup};
-use support::{origin, Http, Visitor};
+use crate::support::process::{signal, sigterm, spawn_logging, wait_ready, Setup};
+use crate::support::{origin, Http, Visitor};
 
 /// What one visitor under load saw.
 #[derive(Debug, Default)]
@@ -72,7 +70,7 @@ async fn a_reload_applies_under_load_and_a_broken_file_changes_nothing() {
     let origin = origin(50, 1).await;
     let template =
         std::env::temp_dir().join(format!("waitroom-page-{}.html", rand::random::<u64>()));
-    let builtin = include_str!("../src/queue_page/page.html");
+    let builtin = include_str!("../../src/queue_page/page.html");
     std::fs::write(&template, builtin).unwrap();
     let sections = |rate: &str| {
         format!(

@@ -1,11 +1,9 @@
 //! `waitroom admin …` changes the settings of a running instance, reading the
 //! admin URL and token from flags or the environment.
 
-mod support;
-
 use std::process::Command;
 
-use support::{origin, proxy, ADMIN_TOKEN};
+use crate::support::{origin, proxy, ADMIN_TOKEN};
 
 const BIN: &str = env!("CARGO_BIN_EXE_waitroom");
 
@@ -101,7 +99,7 @@ async fn admin_commands_change_a_running_instance() {
 async fn the_console_and_its_history_are_served_and_other_sites_are_refused() {
     let origin = origin(50, 0).await;
     let proxy = proxy(&origin).start().await;
-    let http = support::Http::new();
+    let http = crate::support::Http::new();
     let admin = format!("http://{}", proxy.admin);
     let page = http
         .send(http::Method::GET, &format!("{admin}/"), None, &[])
