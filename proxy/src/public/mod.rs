@@ -72,7 +72,8 @@ pub struct Public {
 }
 
 /// The part of the public side a reload of the configuration replaces at once:
-/// requests under way finish with the one they started with.
+/// requests that start after it use the new one; a request under way at that very
+/// moment may still use the old one for what it does next (its origin, or its page).
 #[derive(Clone)]
 pub struct Live {
     /// The origin, its timeout and its TLS.
