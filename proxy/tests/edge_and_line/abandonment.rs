@@ -1,10 +1,8 @@
 //! Acceptance: visitors who walk away stop costing admissions once noticed.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{origin, proxy, visit, Behaviour, Http};
+use crate::support::{origin, proxy, visit, Behaviour, Http};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stayers_move_at_the_configured_rate_once_the_departed_are_noticed() {

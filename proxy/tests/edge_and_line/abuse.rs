@@ -3,12 +3,10 @@
 //! exhausting the process. Clients are told apart by `X-Forwarded-For`, believed
 //! from loopback here as from a load balancer in front.
 
-mod support;
-
 use std::time::Instant;
 
+use crate::support::{origin, proxy, raw, raw_status, Http, Proxy};
 use http::Method;
-use support::{origin, proxy, raw, raw_status, Http, Proxy};
 
 const BEHIND_A_BALANCER: &str = "trusted_proxies = [\"127.0.0.1/32\"]";
 
@@ -18,7 +16,7 @@ async fn metric(proxy: &Proxy, name: &str) -> f64 {
 }
 
 /// A newcomer from `address` asking for the status (JSON): the reply.
-async fn newcomer(http: &Http, proxy: &Proxy, address: &str) -> support::Reply {
+async fn newcomer(http: &Http, proxy: &Proxy, address: &str) -> crate::support::Reply {
     http.send(
         Method::GET,
         &proxy.url("/_waitroom/status"),
@@ -275,7 +273,7 @@ async fn a_hoard_of_places_presented_again_does_not_push_an_honest_visitor_back(
         hoard.push(r.set_cookie("waitroom").unwrap());
     }
     let mut honest = proxy.visitor(&http);
-    let position = |r: support::Reply| r.json()["position"].as_u64().unwrap();
+    let position = |r: crate::support::Reply| r.json()["position"].as_u64().unwrap();
     assert_eq!(position(honest.status().await.unwrap()), 301);
     // The hoard departs and is passed over; the honest visitor, polling, moves up.
     let started = Instant::now();

@@ -3,11 +3,9 @@
 //! by one must still reach the origin one by one (the long version, 10,000
 //! visitors at 200 a second, is scripts/bench-smooth.sh).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{origin, proxy, visit, Behaviour, Http};
+use crate::support::{origin, proxy, visit, Behaviour, Http};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crowd_that_arrived_together_reaches_the_origin_one_by_one() {

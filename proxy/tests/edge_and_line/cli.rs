@@ -48,13 +48,13 @@ fn help_exits_zero() {
 
 #[test]
 fn check_config_accepts_the_examples_and_names_key_and_reason() {
-    let example = include_str!("../../config/example.toml");
+    let example = include_str!("../../../config/example.toml");
     let (ok, text) = check_config(example);
     assert!(ok, "{text}");
     for shipped in [
-        include_str!("../../config/demo.toml"),
-        include_str!("../../config/container.toml"),
-        include_str!("../../deploy/kubernetes/waitroom.toml"),
+        include_str!("../../../config/demo.toml"),
+        include_str!("../../../config/container.toml"),
+        include_str!("../../../deploy/kubernetes/waitroom.toml"),
     ] {
         let (ok, text) = check_config(shipped);
         assert!(ok, "{text}");

@@ -1,12 +1,10 @@
 //! Acceptance: an altered, forged or expired token is never admitted, never reaches
 //! the origin and never gets a 5xx.
 
-mod support;
-
+use crate::support::{origin, proxy, Http, Reply};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, Header};
-use support::{origin, proxy, Http, Reply};
 use waitroom::clock::Clock;
 use waitroom::token::{Claims, KeyPair, Kind, Tokens};
 

@@ -2,12 +2,11 @@
 //! certificates generated for the test (a CA of its own, certificates for
 //! 127.0.0.1 signed by it).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::{origin, proxy};
 use bytes::Bytes;
 use http::{Request, Version};
 use http_body_util::{BodyExt, Full};
@@ -18,7 +17,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
-use support::{origin, proxy};
 
 /// A CA of the test's own, writing certificates for 127.0.0.1 into `dir`.
 struct Ca {
@@ -198,7 +196,7 @@ async fn https_origin(ca: &Ca) -> std::net::SocketAddr {
 async fn an_https_origin_is_reached_over_http2() {
     let ca = Ca::new();
     let origin = https_origin(&ca).await;
-    let proxy = support::ProxyBuilder::to(origin)
+    let proxy = crate::support::ProxyBuilder::to(origin)
         .admission(600, 100, "10m")
         .origin_toml(&format!(
             "url = \"https://127.0.0.1:{}\"\ntls_ca = \"{}\"",

@@ -3,14 +3,12 @@
 //! 3, 4, 6 and 8). Requests are written as raw bytes where a client library would
 //! refuse to send them.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{origin, proxy, raw, raw_status, Http};
+use crate::support::{origin, proxy, raw, raw_status, Http};
 
 /// A visitor admitted straight away (a room with room): their admission token.
-async fn admitted(proxy: &support::Proxy) -> String {
+async fn admitted(proxy: &crate::support::Proxy) -> String {
     let mut v = proxy.visitor(&Http::new());
     let r = v.get("/").await.unwrap();
     assert!(r.is_from_origin(), "not admitted: {}", r.status);
@@ -211,7 +209,7 @@ async fn an_admin_body_that_never_comes_is_given_up_on() {
     let proxy = proxy(&origin).start().await;
     let request = format!(
         "PATCH /admin/settings HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"paused\":",
-        support::ADMIN_TOKEN
+        crate::support::ADMIN_TOKEN
     );
     // The connection is answered and closed (within the test's 20 s, not the 40 s
     // it took before): a 408.
@@ -219,7 +217,7 @@ async fn an_admin_body_that_never_comes_is_given_up_on() {
     assert_eq!(raw_status(&answer), 408, "{answer}");
     let big = format!(
         "PATCH /admin/settings HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\nConnection: close\r\n\r\n",
-        support::ADMIN_TOKEN
+        crate::support::ADMIN_TOKEN
     );
     let answer = raw(proxy.admin, big.as_bytes()).await;
     assert_eq!(raw_status(&answer), 413, "{answer}");
@@ -227,7 +225,7 @@ async fn an_admin_body_that_never_comes_is_given_up_on() {
 
 #[tokio::test]
 async fn at_the_descriptor_limit_the_accept_loop_backs_off_and_says_so_once() {
-    use support::process::{sigterm, spawn_with_fd_limit, wait_ready, Setup};
+    use crate::support::process::{sigterm, spawn_with_fd_limit, wait_ready, Setup};
     let origin = origin(50, 0).await;
     // A cap far above what 64 descriptors allow, so accepting itself fails.
     let setup = Setup::memory(origin.addr, "[limits]\nmax_connections = 100000\n");

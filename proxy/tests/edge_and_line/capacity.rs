@@ -1,12 +1,10 @@
 //! Acceptance: with 12 sessions allowed, never more than 12 in, and everyone gets in.
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{origin, proxy, visit, Behaviour, Http};
+use crate::support::{origin, proxy, visit, Behaviour, Http};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_sessions_never_exceed_capacity() {
@@ -76,7 +74,7 @@ async fn active_sessions_never_exceed_capacity() {
 
 /// Polls as a browser does (at most a second apart) until admitted; `false` after
 /// `polls` polls.
-async fn let_in_within(visitor: &mut support::Visitor, polls: u32) -> bool {
+async fn let_in_within(visitor: &mut crate::support::Visitor, polls: u32) -> bool {
     for _ in 0..polls {
         let status = visitor.status().await.unwrap().json();
         if status["state"] == "admitted" {
