@@ -98,8 +98,12 @@ impl History {
             }
             let now = admission.clock().now_ms();
             let totals = metrics.totals();
-            let mut s = match admission.store().snapshot(now).await {
-                Ok(snap) => {
+            // The pump's last snapshot: the history costs the store nothing.
+            let fresh = admission
+                .last_snapshot()
+                .filter(|(at, _)| now.saturating_sub(*at) <= 2 * EVERY.as_millis() as u64);
+            let mut s = match fresh {
+                Some((_, snap)) => {
                     let set = snap.settings;
                     let moving = snap
                         .measured_per_minute
@@ -119,7 +123,7 @@ impl History {
                     }
                 }
                 // The room as last seen; this second's counters still count.
-                Err(_) => Sample {
+                None => Sample {
                     store_up: false,
                     ..last.clone()
                 },

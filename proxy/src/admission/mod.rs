@@ -115,6 +115,8 @@ pub struct Admission {
     on_failure: OnFailure,
     local: Arc<std::sync::Mutex<outage::OutageLine>>,
     lottery: Arc<std::sync::RwLock<LotteryState>>,
+    /// The last snapshot the pump took, and when (this instance's clock).
+    last_snapshot: Arc<std::sync::Mutex<Option<(Millis, Snapshot)>>>,
 }
 
 /// What this instance knows of lottery openings (refreshed with the gauges, see
@@ -147,7 +149,14 @@ impl Admission {
             on_failure: OnFailure::Hold,
             local: Arc::default(),
             lottery: Arc::default(),
+            last_snapshot: Arc::default(),
         }
+    }
+
+    /// The last snapshot the pump took (every few hundred milliseconds) and when,
+    /// so that readers such as the console's history cost the store nothing more.
+    pub fn last_snapshot(&self) -> Option<(Millis, Snapshot)> {
+        *self.last_snapshot.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The seed of the lottery opening at `opens_at` (see [`lottery::seed`]).
@@ -520,6 +529,8 @@ impl Admission {
                     let snap = self.store.snapshot(now).await?;
                     self.metrics.observe(&snap);
                     self.note_lottery(&snap);
+                    *self.last_snapshot.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some((now, snap));
                 }
                 Ok::<_, StoreError>(())
             }
