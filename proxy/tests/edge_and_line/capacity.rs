@@ -72,20 +72,6 @@ async fn active_sessions_never_exceed_capacity() {
     assert!(admitted[59] - admitted[0] > 4.0 * 4.0, "{admitted:?}");
 }
 
-/// Polls as a browser does (at most a second apart) until admitted; `false` after
-/// `polls` polls.
-async fn let_in_within(visitor: &mut crate::support::Visitor, polls: u32) -> bool {
-    for _ in 0..polls {
-        let status = visitor.status().await.unwrap().json();
-        if status["state"] == "admitted" {
-            return true;
-        }
-        let after = status["poll_after_ms"].as_u64().unwrap_or(1_000).min(1_000);
-        tokio::time::sleep(Duration::from_millis(after)).await;
-    }
-    false
-}
-
 #[tokio::test]
 async fn passthrough_lets_everybody_in_and_queue_all_queues_everybody() {
     let origin = origin(50, 0).await;
@@ -102,7 +88,7 @@ async fn passthrough_lets_everybody_in_and_queue_all_queues_everybody() {
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(reply.json()["passthrough"], true);
     assert!(
-        let_in_within(&mut waiting, 30).await,
+        waiting.admitted_within(30).await,
         "the waiting one stayed out"
     );
     for _ in 0..10 {
@@ -128,5 +114,5 @@ async fn passthrough_lets_everybody_in_and_queue_all_queues_everybody() {
     let mut newcomer = proxy.visitor(&http);
     let first_answer = newcomer.status().await.unwrap().json();
     assert_eq!(first_answer["state"], "queued", "{first_answer}");
-    assert!(let_in_within(&mut newcomer, 30).await, "queued for good");
+    assert!(newcomer.admitted_within(30).await, "queued for good");
 }

@@ -2,8 +2,6 @@
 //! the slot to the next in line at once, `revoke` also deletes the admission; the
 //! header never reaches the browser. In memory and in Redis.
 
-use std::time::Duration;
-
 use crate::support::redis::RedisServer;
 use crate::support::{origin, proxy, releasing_origin, Http, Origin, Proxy, Visitor};
 use http::Method;
@@ -27,26 +25,13 @@ async fn one_in_one_waiting(proxy: &Proxy, http: &Http) -> (Visitor, Visitor) {
     (first, second)
 }
 
-/// Polls as a browser does until admitted; `None` after `polls` polls.
-async fn admitted_within(visitor: &mut Visitor, polls: u32) -> Option<u32> {
-    for n in 0..polls {
-        let status = visitor.status().await.unwrap().json();
-        if status["state"] == "admitted" {
-            return Some(n);
-        }
-        let after = status["poll_after_ms"].as_u64().unwrap_or(1_000).min(1_000);
-        tokio::time::sleep(Duration::from_millis(after)).await;
-    }
-    None
-}
-
 async fn release_lets_the_next_in(redis: Option<&RedisServer>) {
     let origin = releasing_origin().await;
     let proxy = one_at_a_time(&origin, redis).await;
     let http = Http::new();
     let (first, mut second) = one_in_one_waiting(&proxy, &http).await;
     // A few polls: still waiting while the first is on the form.
-    assert_eq!(admitted_within(&mut second, 3).await, None);
+    assert!(!second.admitted_within(3).await);
 
     // The first registers; the site answers with `release`.
     let cookie = format!("waitroom={}", first.cookie.as_ref().unwrap());
@@ -71,7 +56,7 @@ async fn release_lets_the_next_in(redis: Option<&RedisServer>) {
     );
     // The session would last 10 minutes: being let in now is the release's doing.
     assert!(
-        admitted_within(&mut second, 30).await.is_some(),
+        second.admitted_within(30).await,
         "the next visitor was not let in after the release"
     );
     assert_eq!(
@@ -116,7 +101,7 @@ async fn revoke_ends_the_admission(redis: Option<&RedisServer>) {
         "the admission cookie is not deleted: {:?}",
         reply.headers
     );
-    assert!(admitted_within(&mut second, 30).await.is_some());
+    assert!(second.admitted_within(30).await);
 
     // The old admission, presented again, is no admission: the room is full
     // again, so its holder takes a place in line.

@@ -522,6 +522,20 @@ impl Visitor {
             .await
     }
 
+    /// Polls as a browser does (at most a second apart) until admitted; `false`
+    /// after `polls` polls.
+    pub async fn admitted_within(&mut self, polls: u32) -> bool {
+        for _ in 0..polls {
+            let status = self.status().await.unwrap().json();
+            if status["state"] == "admitted" {
+                return true;
+            }
+            let after = status["poll_after_ms"].as_u64().unwrap_or(1_000).min(1_000);
+            tokio::time::sleep(Duration::from_millis(after)).await;
+        }
+        false
+    }
+
     /// Any request, keeping the cookie.
     pub async fn request(
         &mut self,
