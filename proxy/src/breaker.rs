@@ -89,9 +89,18 @@ impl State {
 pub enum Outcome {
     /// An answer below 500.
     Success,
-    /// No answer (refused, broken, timed out) or a 5xx.
+    /// No answer (broken, timed out) or a 5xx.
     Failure,
+    /// The origin refused the connection: a failure, but one that cost the origin
+    /// nothing, so while it lasts the breaker probes again after
+    /// [`REFUSED_PROBE_AFTER`] rather than [`BreakerConfig::open_for`], and a
+    /// restarted origin gets the held requests as soon as it listens.
+    Refused,
 }
+
+/// How soon a breaker opened by a refused connection probes again (at most
+/// [`BreakerConfig::open_for`]).
+pub const REFUSED_PROBE_AFTER: Duration = Duration::from_millis(250);
 
 /// What a request may do now.
 pub enum Pass {
@@ -240,7 +249,7 @@ impl Breaker {
             Some((s, _, _)) if *s == sec => {}
             _ => inner.buckets.push((sec, 0, 0)),
         }
-        let failed = outcome == Outcome::Failure;
+        let failed = outcome != Outcome::Success;
         if let Some((_, n, f)) = inner.buckets.last_mut() {
             *n += 1;
             *f += u32::from(failed);
@@ -262,11 +271,16 @@ impl Breaker {
         let share_exceeded = n >= self.config.min_requests
             && f64::from(f) >= self.config.failure_share * f64::from(n);
         let trips = inner.in_a_row >= self.config.consecutive_failures || share_exceeded;
+        let open_for = if outcome == Outcome::Refused {
+            self.config.open_for.min(REFUSED_PROBE_AFTER)
+        } else {
+            self.config.open_for
+        };
         match inner.state {
             // Still failing: the open time counts from the last failure.
-            State::Open { .. } => self.open(&mut inner, now),
-            State::HalfOpen => self.open(&mut inner, now),
-            State::Closed if trips => self.open(&mut inner, now),
+            State::Open { .. } => self.open(&mut inner, now + open_for),
+            State::HalfOpen => self.open(&mut inner, now + open_for),
+            State::Closed if trips => self.open(&mut inner, now + open_for),
             State::Closed => {}
         }
     }
@@ -277,17 +291,12 @@ impl Breaker {
         self.state.subscribe()
     }
 
-    fn open(&self, inner: &mut Inner, now: Instant) {
+    fn open(&self, inner: &mut Inner, until: Instant) {
         if inner.state == State::Closed {
             inner.opened += 1;
             tracing::warn!("the origin is failing: holding the line and its requests");
         }
-        self.set(
-            inner,
-            State::Open {
-                until: now + self.config.open_for,
-            },
-        );
+        self.set(inner, State::Open { until });
     }
 
     fn refresh(&self, inner: &mut Inner, now: Instant) {
@@ -304,7 +313,7 @@ impl Breaker {
                     in_flight = inner.in_flight,
                     "the origin has answered nothing for a while"
                 );
-                self.open(inner, now);
+                self.open(inner, now + self.config.open_for);
             }
             _ => {}
         }
@@ -404,5 +413,29 @@ mod tests {
             go(&off, Outcome::Success),
             "a disabled breaker lets everything through"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusing_origin_is_probed_again_soon() {
+        let b = Breaker::new(BreakerConfig::default());
+        for _ in 0..3 {
+            assert!(go(&b, Outcome::Refused));
+        }
+        assert!(matches!(b.state(), State::Open { .. }));
+        tokio::time::advance(REFUSED_PROBE_AFTER).await;
+        assert_eq!(
+            b.state(),
+            State::HalfOpen,
+            "a refusal costs the origin nothing"
+        );
+        assert!(go(&b, Outcome::Failure), "the probe reached it and failed");
+        tokio::time::advance(REFUSED_PROBE_AFTER).await;
+        assert!(
+            matches!(b.state(), State::Open { .. }),
+            "an origin that answers badly gets the whole open time"
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(go(&b, Outcome::Success));
+        assert_eq!(b.state(), State::Closed);
     }
 }

@@ -6,7 +6,9 @@
 //! failing, requests wait here for it to recover (up to the breaker's
 //! `hold_requests`) instead of failing against it. A request whose body is small
 //! and known (most are: a page, a form) is kept, so that when the origin refused
-//! the connection (nothing reached it) it is sent again once the origin is back.
+//! the connection (nothing reached it) it is sent again once the origin is back;
+//! an idempotent request (GET, HEAD, PUT, DELETE…) whose connection broke under it
+//! is sent once more as well.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -217,6 +219,7 @@ impl Forwarder {
         let mut payload = Payload::of(body).await?;
         let deadline = Instant::now() + self.breaker.config().hold_requests;
         let mut changes = self.breaker.subscribe();
+        let mut retried = false;
         loop {
             let ticket = match self.breaker.pass() {
                 Pass::Go(ticket) => ticket,
@@ -269,7 +272,7 @@ impl Forwarder {
                     return Err(ProxyError::OriginTimeout);
                 }
                 Ok(Err(e)) if e.is_connect() => {
-                    ticket.record(Outcome::Failure);
+                    ticket.record(Outcome::Refused);
                     self.metrics.origin_error("connect");
                     // Nothing reached the origin: the request may go again once it
                     // is back, if its body was kept.
@@ -289,12 +292,33 @@ impl Forwarder {
                 Ok(Err(e)) => {
                     ticket.record(Outcome::Failure);
                     self.metrics.origin_error("broken");
+                    // The origin went away under the request (killed, restarted):
+                    // a request that means the same sent twice goes once more, when
+                    // the breaker lets it; any other could have been acted on.
+                    if !retried
+                        && idempotent(&head.method)
+                        && matches!(payload, Payload::Kept(_))
+                        && Instant::now() < deadline
+                    {
+                        retried = true;
+                        tracing::info!(error = %e, "origin request broke: sending it again");
+                        continue;
+                    }
                     tracing::warn!(error = %e, "origin request failed");
                     return Err(ProxyError::OriginUnreachable(e.to_string()));
                 }
             }
         }
     }
+}
+
+/// Whether sending a request with `method` twice means the same as sending it
+/// once (RFC 9110, 9.2.2).
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
 
 /// Removes hop-by-hop headers, including those named in `Connection`.

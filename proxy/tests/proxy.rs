@@ -2,6 +2,8 @@
 
 mod support;
 
+use std::sync::{Arc, Mutex};
+
 use http::Method;
 use support::{origin, proxy, Http, ADMIN_TOKEN};
 
@@ -200,6 +202,89 @@ async fn a_dead_origin_holds_the_line_and_admitted_visitors_get_a_retry_page() {
     assert!(
         proxy.state().await["held_until"].is_string(),
         "admin state shows the hold"
+    );
+}
+
+/// An origin that reads each request's head and then, for every other request
+/// (the first, the third…), goes away without answering; it counts what it saw.
+async fn origin_that_breaks_every_other_request() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>)
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match socket.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let line = String::from_utf8_lossy(&head)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let n = {
+                let mut seen = log.lock().unwrap();
+                seen.push(line);
+                seen.len()
+            };
+            if n % 2 == 1 {
+                drop(socket); // gone, as a killed origin is
+                continue;
+            }
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                .await;
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn a_get_the_origin_dropped_goes_once_more_and_a_post_never_twice() {
+    let (addr, seen) = origin_that_breaks_every_other_request().await;
+    let proxy = support::ProxyBuilder::to(addr)
+        .admission(600, 100, "10m")
+        .start()
+        .await;
+    let http = Http::new();
+    let mut v = proxy.visitor(&http);
+    let page = v
+        .request(Method::GET, "/register", "text/html")
+        .await
+        .unwrap();
+    assert_eq!(
+        (page.status.as_u16(), page.text().as_str()),
+        (200, "ok"),
+        "the visitor never sees the origin's hiccup"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 2, "sent once more");
+    let post = v
+        .request(Method::POST, "/register", "text/html")
+        .await
+        .unwrap();
+    assert_eq!(post.status, 502, "a form may have been acted on");
+    assert!(post.text().contains("go back and send it again"));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.iter().filter(|l| l.starts_with("POST")).count(),
+        1,
+        "{seen:?}"
+    );
+    assert_eq!(
+        proxy
+            .metric("waitroom_origin_errors_total{kind=\"broken\"}")
+            .await,
+        2.0
     );
 }
 
