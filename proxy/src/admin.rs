@@ -22,12 +22,21 @@ const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 /// The admin side of the proxy.
 #[derive(Clone)]
 pub struct Admin {
-    admission: Admission,
-    registry: Registry,
+    /// Every room, the default one first.
+    rooms: Vec<Room>,
+    /// The default room's registry (and the process's), then the other rooms'.
+    registries: Vec<Registry>,
     token: String,
     /// Fired when this process stops serving (shutdown or handover): not ready.
     stopping: Shutdown,
     protection: Arc<Protection>,
+}
+
+/// What the admin API steers of one room.
+#[derive(Clone)]
+struct Room {
+    name: String,
+    admission: Admission,
     history: crate::history::History,
 }
 
@@ -42,19 +51,49 @@ impl Admin {
         protection: Arc<Protection>,
     ) -> Self {
         Self {
-            admission,
-            registry,
+            rooms: vec![Room {
+                name: crate::config::DEFAULT_ROOM.into(),
+                admission,
+                history: crate::history::History::default(),
+            }],
+            registries: vec![registry],
             token,
             stopping,
             protection,
-            history: crate::history::History::default(),
         }
     }
 
     /// Serves `history` at `/admin/history` (the console's charts).
     pub fn with_history(mut self, history: crate::history::History) -> Self {
-        self.history = history;
+        self.rooms[0].history = history;
         self
+    }
+
+    /// Steers room `name` as well (`?room=NAME` on `/admin/state`, `/settings`,
+    /// `/history`), and shows its metrics from `registry`.
+    pub fn with_room(
+        mut self,
+        name: &str,
+        admission: Admission,
+        history: crate::history::History,
+        registry: Registry,
+    ) -> Self {
+        self.rooms.push(Room {
+            name: name.into(),
+            admission,
+            history,
+        });
+        self.registries.push(registry);
+        self
+    }
+
+    /// The room `req` names (`?room=`; the default room without one), if any has
+    /// that name.
+    fn room(&self, req: &Request<Incoming>) -> Option<&Room> {
+        match h::query_param(req.uri(), "room") {
+            None => Some(&self.rooms[0]),
+            Some(name) => self.rooms.iter().find(|r| r.name == name),
+        }
     }
 
     /// Answers one request from `from` (named in the audit log of changes).
@@ -64,7 +103,7 @@ impl Admin {
             (&Method::GET, "/metrics") => h::respond(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                crate::metrics::render(&self.registry),
+                crate::metrics::render_all(&self.registries),
             ),
             (&Method::GET, "/healthz") => h::respond(StatusCode::OK, "text/plain", "ok\n"),
             (&Method::GET, "/" | "/console.js" | "/console.css") => crate::console::asset(&path),
@@ -82,20 +121,25 @@ impl Admin {
                     );
                     return r;
                 }
+                let Some(room) = self.room(&req).cloned() else {
+                    return h::error(StatusCode::NOT_FOUND, "no such room");
+                };
                 match (req.method(), p) {
-                    (&Method::GET, "/admin/state") => self.state().await,
+                    (&Method::GET, "/admin/state") => Self::state(&room).await,
+                    (&Method::GET, "/admin/rooms") => self.rooms_json().await,
                     (&Method::GET, "/admin/history") => h::json(
                         StatusCode::OK,
-                        &json!({ "every_ms": 1000, "samples": self.history.samples() }),
+                        &json!({ "every_ms": 1000, "samples": room.history.samples() }),
                     ),
-                    (&Method::PATCH, "/admin/settings") => self.settings(req, from).await,
+                    (&Method::PATCH, "/admin/settings") => Self::settings(&room, req, from).await,
                     (&Method::GET, "/admin/protection") => {
                         h::json(StatusCode::OK, &json!(self.protection.current()))
                     }
                     (&Method::PATCH, "/admin/protection") => self.protection(req, from).await,
                     (
                         _,
-                        "/admin/state" | "/admin/settings" | "/admin/protection" | "/admin/history",
+                        "/admin/state" | "/admin/settings" | "/admin/protection" | "/admin/history"
+                        | "/admin/rooms",
                     ) => h::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
                     _ => h::error(StatusCode::NOT_FOUND, "no such admin endpoint"),
                 }
@@ -114,9 +158,9 @@ impl Admin {
         constant_time_eq(presented.as_bytes(), self.token.as_bytes())
     }
 
-    async fn snapshot(&self) -> Result<Snapshot, Response<Body>> {
-        let now = self.admission.clock().now_ms();
-        self.admission.store().snapshot(now).await.map_err(|e| {
+    async fn snapshot(room: &Room) -> Result<Snapshot, Response<Body>> {
+        let now = room.admission.clock().now_ms();
+        room.admission.store().snapshot(now).await.map_err(|e| {
             tracing::warn!(error = %e, "admin: store failed");
             h::error(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
         })
@@ -134,7 +178,7 @@ impl Admin {
 
     /// Whether the store answers (its own endpoint: for alerts, not for balancers).
     async fn store_health(&self) -> Response<Body> {
-        match self.snapshot().await {
+        match Self::snapshot(&self.rooms[0]).await {
             Ok(_) => h::respond(StatusCode::OK, "text/plain", "store ok\n"),
             Err(_) => h::respond(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -144,11 +188,23 @@ impl Admin {
         }
     }
 
-    async fn state(&self) -> Response<Body> {
-        match self.snapshot().await {
+    async fn state(room: &Room) -> Response<Body> {
+        match Self::snapshot(room).await {
             Ok(s) => h::json(StatusCode::OK, &state_json(&s)),
             Err(r) => r,
         }
+    }
+
+    /// Every room with its state (`null` while its store is away).
+    async fn rooms_json(&self) -> Response<Body> {
+        let mut rooms = Vec::new();
+        for room in &self.rooms {
+            let state = Self::snapshot(room)
+                .await
+                .map_or(serde_json::Value::Null, |s| state_json(&s));
+            rooms.push(json!({ "name": room.name, "state": state }));
+        }
+        h::json(StatusCode::OK, &json!({ "rooms": rooms }))
     }
 
     async fn protection(&self, req: Request<Incoming>, from: SocketAddr) -> Response<Body> {
@@ -166,29 +222,40 @@ impl Admin {
         }
     }
 
-    async fn settings(&self, req: Request<Incoming>, from: SocketAddr) -> Response<Body> {
+    async fn settings(room: &Room, req: Request<Incoming>, from: SocketAddr) -> Response<Body> {
         let patch: SettingsPatch = match read_json(req).await {
             Ok(p) => p,
             Err(r) => return r,
         };
-        let now = self.admission.clock().now_ms();
+        let now = room.admission.clock().now_ms();
         if let Err(reason) = validate(&patch, crate::clock::wall_ms()) {
             return h::error(StatusCode::BAD_REQUEST, &reason);
         }
         // What was in force, for the audit log (unknown when the store is away).
-        let before = match self.admission.store().snapshot(now).await {
+        let before = match room.admission.store().snapshot(now).await {
             Ok(s) => settings_json(&s.settings),
             Err(_) => serde_json::Value::Null,
         };
-        match self.admission.store().update_settings(patch, now).await {
+        match room.admission.store().update_settings(patch, now).await {
             Ok(s) => {
-                audit_change(from, "settings", &before, &settings_json(&s));
+                audit_change(from, &room.audited("settings"), &before, &settings_json(&s));
                 h::json(StatusCode::OK, &settings_json(&s))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "admin: store failed");
                 h::error(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
             }
+        }
+    }
+}
+
+impl Room {
+    /// What the audit log names for a change of `what` in this room.
+    fn audited(&self, what: &str) -> String {
+        if self.name == crate::config::DEFAULT_ROOM {
+            what.to_owned()
+        } else {
+            format!("{what} of room {}", self.name)
         }
     }
 }

@@ -22,6 +22,9 @@ pub struct AdminArgs {
     /// The admin bearer token.
     #[arg(long, env = "WAITROOM_ADMIN_TOKEN", hide_env_values = true)]
     token: String,
+    /// The room to steer (`[[rooms]]`); the default room without it.
+    #[arg(long, env = "WAITROOM_ROOM")]
+    room: Option<String>,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -30,6 +33,8 @@ pub struct AdminArgs {
 enum AdminCommand {
     /// Print the room's state (JSON).
     State,
+    /// List the rooms with their states (JSON).
+    Rooms,
     /// Change settings: rate=N capacity=N queue_all=true|false passthrough=true|false.
     Set {
         /// `key=value` pairs.
@@ -81,10 +86,11 @@ impl Switch {
 
 /// Runs one admin command, printing its answer.
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
-    let api = Api::new(&args.url, &args.token)?;
+    let api = Api::new(&args.url, &args.token)?.in_room(args.room.as_deref());
     let patch = |v: Value| async { api.patch(v).await };
     let answer = match args.command {
         AdminCommand::State => api.get("/admin/state").await?,
+        AdminCommand::Rooms => api.get("/admin/rooms").await?,
         AdminCommand::Set { changes } => patch(settings_patch(&changes)?).await?,
         AdminCommand::Pause => patch(json!({"paused": true})).await?,
         AdminCommand::Resume => patch(json!({"paused": false})).await?,
@@ -191,6 +197,8 @@ fn one_line(s: &Value) -> String {
 struct Api {
     base: String,
     token: String,
+    /// `?room=NAME`, or nothing for the default room.
+    room: String,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<bytes::Bytes>>,
 }
 
@@ -203,8 +211,15 @@ impl Api {
         Ok(Self {
             base,
             token: token.to_owned(),
+            room: String::new(),
             client: Client::builder(TokioExecutor::new()).build_http(),
         })
+    }
+
+    /// Steers room `room` (the default room with `None`).
+    fn in_room(mut self, room: Option<&str>) -> Self {
+        self.room = room.map_or_else(String::new, |r| format!("?room={r}"));
+        self
     }
 
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -222,7 +237,7 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
-        let url = format!("{}{path}", self.base);
+        let url = format!("{}{path}{}", self.base, self.room);
         let request = http::Request::builder()
             .method(method)
             .uri(&url)

@@ -11,8 +11,8 @@ use crate::admin::Admin;
 use crate::admission::Admission;
 use crate::breaker::Breaker;
 use crate::clock::Clock;
-use crate::config::Config;
 use crate::config::StoreKind;
+use crate::config::{Config, RoomConfig};
 use crate::forward::{Forwarder, Peer};
 use crate::limits::Protection;
 use crate::metrics::Metrics;
@@ -67,13 +67,14 @@ async fn apply_reloads(
 /// Says which settings are in force and, where they are not the file's, why: the
 /// saved line (memory) or the shared store (Redis) keeps what operators set at run
 /// time across restarts; a reload puts the file's values in force.
-async fn log_settings_in_force(admission: &Admission, config: &Config) {
+async fn log_settings_in_force(admission: &Admission, room: &RoomConfig, store: &StoreKind) {
     let now = admission.clock().now_ms();
     let Ok(snapshot) = admission.store().snapshot(now).await else {
         return;
     };
-    let (s, f) = (snapshot.settings, config.settings);
+    let (s, f) = (snapshot.settings, room.settings);
     tracing::info!(
+        room = room.name,
         new_users_per_minute = s.new_users_per_minute,
         max_active_users = s.max_active_users,
         paused = s.paused,
@@ -82,7 +83,7 @@ async fn log_settings_in_force(admission: &Admission, config: &Config) {
         passthrough = s.passthrough,
         "settings in force"
     );
-    let source = match config.store {
+    let source = match store {
         StoreKind::Memory => "the saved line",
         StoreKind::Redis(_) => "the shared store",
     };
@@ -110,6 +111,7 @@ async fn log_settings_in_force(admission: &Admission, config: &Config) {
     ];
     for (key, in_force, file) in differs.into_iter().filter(|(_, a, b)| a != b) {
         tracing::warn!(
+            room = room.name,
             key,
             in_force,
             file,
@@ -188,10 +190,6 @@ pub async fn run_with(
         clock,
         reload,
     } = options;
-    let page = Arc::new(Page::load(
-        config.page_template.as_deref(),
-        config.page_catalogues.as_deref(),
-    )?);
     // One stop for everything here: the caller's shutdown, or a handover.
     let (stop, stopping) = crate::shutdown::channel();
     let stop = Arc::new(stop);
@@ -219,129 +217,151 @@ pub async fn run_with(
     };
     let registry = Registry::new();
     let metrics = Metrics::new(&registry);
-    let mut shared_keys = None;
-    let (store, keys, memory): (Arc<dyn Store>, Keyring, Option<MemoryStore>) = match &config.store
-    {
-        StoreKind::Memory => {
-            let memory = open_memory(&config, shutdown.clone()).await?;
-            let keys = match keys {
-                Some(k) => k,
-                None => Keyring::load_or_create(&config.state_dir)?,
-            };
-            (Arc::new(memory.clone()), keys, Some(memory))
-        }
-        StoreKind::Redis(target) => {
-            let redis = Arc::new(
-                RedisStore::connect(target, &config.room, config.timing, config.settings).await?,
-            );
-            let keys = match keys {
-                Some(k) => k,
-                None => redis.shared_keys().await?,
-            };
-            shared_keys = Some(redis.clone());
-            (redis, keys, None)
-        }
-    };
-    let saver = memory.clone().map(|m| {
-        tokio::spawn(save_periodically(m.clone(), shutdown.clone()));
-        tokio::spawn(sync_periodically(m, shutdown.clone()))
-    });
-    let tokens = Tokens::new(
-        keys,
-        clock.clone(),
-        config.queue_token_ttl.as_secs(),
-        // Sessions slide server-side; the token only needs to outlive a long visit.
-        (config.timing.session_ms / 1000).max(3600) * 4,
-    );
+    // The rooms' pages first: a broken one stops the start before anything opens.
+    let room_configs = config.all_rooms();
+    let mut pages = Vec::new();
+    for room in &room_configs {
+        let page = Page::load(
+            room.page_template.as_deref(),
+            room.page_catalogues.as_deref(),
+        )?;
+        pages.push(Arc::new(page.for_room(&room.name)));
+    }
+    // The default room's store holds the signing keys every room shares (a token
+    // names its line, so one room's is nothing in another's).
+    let (store, keys, memory, shared_keys) =
+        open_store(&config, &room_configs[0], keys, shutdown.clone()).await?;
+    let keys = keys.expect("the default room brings the keys");
+    let tokens = Tokens::new(keys, clock.clone(), 0, 0);
     if let Some(redis) = shared_keys {
         tokio::spawn(keep_keys_in_sync(redis, tokens.clone(), shutdown.clone()));
     }
-    let admission =
-        Admission::new(store, tokens, clock, metrics.clone()).on_failure(config.on_failure);
-    tokio::spawn(admission.clone().run_pump(shutdown.clone()));
-
     let breaker = Breaker::new(config.breaker);
     let reload_breaker = breaker.clone();
-    tokio::spawn(hold_while_failing(
-        breaker.clone(),
-        admission.store().clone(),
-        admission.clock().clone(),
-        metrics.clone(),
-        shutdown.clone(),
-    ));
     let forwarder = Forwarder::new(
         config.origin.clone(),
         config.origin_timeout,
         metrics.clone(),
-        breaker,
+        breaker.clone(),
         origin_tls,
     );
     let (public, admin) = (Arc::new(public), Arc::new(admin));
     let public_addr = public.local_addr().ok();
-    let mut public_service = Public::new(
-        admission.clone(),
-        forwarder,
-        CookiePolicy {
-            name: config.cookie_name.clone(),
-            secure: config.cookie_secure,
-        },
-        config.bypass.clone(),
-        metrics.clone(),
-        config.timing.poll_max_ms.min(5_000),
-        page,
-    );
     let handed_over = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    if let (Some(addr), Some(_)) = (public_addr, &memory) {
-        // After a handover in memory mode the line lives in the new process: what
-        // still reaches this one (a request on a connection open from before) is
-        // passed on to it, on the same address.
-        let successor = Forwarder::relay(
+    // After a handover in memory mode the line lives in the new process: what
+    // still reaches this one (a request on a connection open from before) is
+    // passed on to it, on the same address.
+    let successor = match (public_addr, &memory) {
+        (Some(addr), Some(_)) => Some(Forwarder::relay(
             format!("http://{addr}").parse().expect("an address URL"),
             metrics.clone(),
-        );
-        public_service = public_service.relay_after(handed_over.clone(), successor);
-    }
+        )),
+        _ => None,
+    };
     let (pow, difficulty) = config.edge.proof_of_work;
     let protection = Arc::new(
         Protection::new(config.edge.places, config.edge.session).with_pow(pow, difficulty),
     );
     tokio::spawn(sweep_limits(protection.clone(), shutdown.clone()));
-    let public_service =
-        Arc::new(public_service.with_edge(config.edge.trusted_proxies.clone(), protection.clone()));
-    log_settings_in_force(&admission, &config).await;
+
+    let mut rooms = Vec::new();
+    let mut first = Some((store, memory));
+    for (room, page) in room_configs.iter().zip(pages) {
+        let (store, memory, registry, metrics) = match first.take() {
+            Some((store, memory)) => (store, memory, registry.clone(), metrics.clone()),
+            None => {
+                let (store, _, memory, _) =
+                    open_store(&config, room, None, shutdown.clone()).await?;
+                let registry = crate::metrics::room_registry(&room.name);
+                let metrics = Metrics::new(&registry);
+                (store, memory, registry, metrics)
+            }
+        };
+        let parts = RoomParts {
+            config: room,
+            store,
+            memory,
+            tokens: &tokens,
+            clock: &clock,
+            metrics,
+            registry,
+            page,
+        };
+        let built = start_room(parts, &breaker, &shutdown);
+        let mut public = Public::new(
+            built.admission.clone(),
+            forwarder.clone(),
+            CookiePolicy {
+                name: room.cookie_name.clone(),
+                secure: config.cookie_secure,
+            },
+            config.bypass.clone(),
+            built.metrics.clone(),
+            room.timing.poll_max_ms.min(5_000),
+            built.page.clone(),
+        );
+        if let Some(successor) = &successor {
+            public = public.relay_after(handed_over.clone(), successor.clone());
+        }
+        let public =
+            Arc::new(public.with_edge(config.edge.trusted_proxies.clone(), protection.clone()));
+        log_settings_in_force(&built.admission, room, &config.store).await;
+        rooms.push((built, public));
+    }
     if let Some(reloads) = reload {
         let reloader = crate::reload::Reloader::new(
             config.clone(),
-            public_service.clone(),
+            rooms
+                .iter()
+                .map(|(b, p)| crate::reload::ReloadedRoom {
+                    name: b.name.clone(),
+                    public: p.clone(),
+                    admission: b.admission.clone(),
+                })
+                .collect(),
             protection.clone(),
-            admission.clone(),
             reload_breaker,
             metrics.clone(),
         );
         tokio::spawn(apply_reloads(reloader, reloads, shutdown.clone()));
     }
-    let history = crate::history::History::default();
-    tokio::spawn(
-        history
-            .clone()
-            .run(admission.clone(), metrics.clone(), shutdown.clone()),
-    );
-    let admin_service = Arc::new(
-        Admin::new(
-            admission,
-            registry,
-            config.admin_token.clone(),
-            shutdown.clone(),
-            protection,
-        )
-        .with_history(history),
-    );
+    let mut admin_service = None::<Admin>;
+    for (built, _) in &rooms {
+        admin_service = Some(match admin_service {
+            None => Admin::new(
+                built.admission.clone(),
+                built.registry.clone(),
+                config.admin_token.clone(),
+                shutdown.clone(),
+                protection.clone(),
+            )
+            .with_history(built.history.clone()),
+            Some(admin) => admin.with_room(
+                &built.name,
+                built.admission.clone(),
+                built.history.clone(),
+                built.registry.clone(),
+            ),
+        });
+    }
+    let admin_service = Arc::new(admin_service.expect("at least the default room"));
+    let memories: Vec<MemoryStore> = rooms.iter().filter_map(|(b, _)| b.memory.clone()).collect();
+    let savers: Vec<_> = rooms
+        .iter_mut()
+        .filter_map(|(b, _)| b.saver.take())
+        .collect();
     let offer = offer_handover(
         &config,
         (public.clone(), admin.clone()),
         stop,
-        memory.clone().map(|m| (m, handed_over)),
+        (!memories.is_empty()).then(|| (memories.clone(), handed_over)),
     );
+    let public_service = Arc::new(crate::public::Rooms::new(
+        room_configs
+            .into_iter()
+            .zip(rooms.iter().map(|(_, p)| p.clone()))
+            .collect(),
+    ));
 
     let public_task = crate::server::serve(
         public,
@@ -402,11 +422,131 @@ pub async fn run_with(
             offer.abort();
         }
     }
-    if let (Some(saver), Some(memory)) = (saver, memory) {
+    for saver in savers {
         let _ = saver.await;
+    }
+    for memory in memories {
         blocking(move || memory.close()).await?;
     }
     Ok(())
+}
+
+/// A room's store, and with the default room's the signing keys (`keys`, or the
+/// state directory's, or the shared store's) and, in Redis mode, the store that
+/// keeps them in sync; in memory mode the store again, to save and close.
+async fn open_store(
+    config: &Config,
+    room: &RoomConfig,
+    keys: Option<Keyring>,
+    shutdown: Shutdown,
+) -> Result<OpenedStore, AppError> {
+    let default = room.name == crate::config::DEFAULT_ROOM;
+    Ok(match &config.store {
+        StoreKind::Memory => {
+            let dir = room.state_dir(config);
+            let memory = open_memory(&dir, room, shutdown).await?;
+            let keys = match (default, keys) {
+                (_, Some(k)) => Some(k),
+                (true, None) => Some(Keyring::load_or_create(&config.state_dir)?),
+                (false, None) => None,
+            };
+            (Arc::new(memory.clone()), keys, Some(memory), None)
+        }
+        StoreKind::Redis(target) => {
+            let redis = Arc::new(
+                RedisStore::connect(target, &room.store_name(config), room.timing, room.settings)
+                    .await?,
+            );
+            let keys = match (default, keys) {
+                (_, Some(k)) => Some(k),
+                (true, None) => Some(redis.shared_keys().await?),
+                (false, None) => None,
+            };
+            let shared = default.then(|| redis.clone());
+            (redis, keys, None, shared)
+        }
+    })
+}
+
+/// What [`open_store`] opened.
+type OpenedStore = (
+    Arc<dyn Store>,
+    Option<Keyring>,
+    Option<MemoryStore>,
+    Option<Arc<RedisStore>>,
+);
+
+/// What [`start_room`] takes.
+struct RoomParts<'a> {
+    config: &'a RoomConfig,
+    store: Arc<dyn Store>,
+    memory: Option<MemoryStore>,
+    tokens: &'a Tokens,
+    clock: &'a Clock,
+    metrics: Metrics,
+    registry: Registry,
+    page: Arc<Page>,
+}
+
+/// A room, running: its line's pump, its hold while the origin fails, its
+/// history and, in memory mode, its saving.
+struct Room {
+    name: String,
+    admission: Admission,
+    metrics: Metrics,
+    registry: Registry,
+    history: crate::history::History,
+    page: Arc<Page>,
+    memory: Option<MemoryStore>,
+    saver: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn start_room(parts: RoomParts<'_>, breaker: &Breaker, shutdown: &Shutdown) -> Room {
+    let RoomParts {
+        config: room,
+        store,
+        memory,
+        tokens,
+        clock,
+        metrics,
+        registry,
+        page,
+    } = parts;
+    let saver = memory.clone().map(|m| {
+        tokio::spawn(save_periodically(m.clone(), shutdown.clone()));
+        tokio::spawn(sync_periodically(m, shutdown.clone()))
+    });
+    let tokens = tokens.with_ttls(
+        room.queue_token_ttl.as_secs(),
+        // Sessions slide server-side; the token only needs to outlive a long visit.
+        (room.timing.session_ms / 1000).max(3600) * 4,
+    );
+    let admission =
+        Admission::new(store, tokens, clock.clone(), metrics.clone()).on_failure(room.on_failure);
+    tokio::spawn(admission.clone().run_pump(shutdown.clone()));
+    tokio::spawn(hold_while_failing(
+        breaker.clone(),
+        admission.store().clone(),
+        admission.clock().clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let history = crate::history::History::default();
+    tokio::spawn(
+        history
+            .clone()
+            .run(admission.clone(), metrics.clone(), shutdown.clone()),
+    );
+    Room {
+        name: room.name.clone(),
+        admission,
+        metrics,
+        registry,
+        history,
+        page,
+        memory,
+        saver,
+    }
 }
 
 /// Connections the admin listener serves at once (operators and scrapers).
@@ -450,7 +590,7 @@ fn offer_handover(
     config: &Config,
     listeners: (Arc<TcpListener>, Arc<TcpListener>),
     stop: Arc<crate::shutdown::Trigger>,
-    memory: Option<(MemoryStore, Arc<std::sync::atomic::AtomicBool>)>,
+    memory: Option<(Vec<MemoryStore>, Arc<std::sync::atomic::AtomicBool>)>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let offer = match crate::handover::Offer::bind(&config.state_dir, listeners.0, listeners.1) {
         Ok(offer) => offer,
@@ -461,12 +601,16 @@ fn offer_handover(
     };
     Some(tokio::spawn(offer.serve(move || async move {
         stop.fire();
-        if let Some((memory, handed_over)) = memory {
-            match blocking(move || memory.close()).await {
-                Ok(()) => handed_over.store(true, std::sync::atomic::Ordering::SeqCst),
-                Err(e) => {
-                    tracing::error!(error = %e, "could not save the line for the new process")
+        if let Some((memories, handed_over)) = memory {
+            let mut saved = true;
+            for memory in memories {
+                if let Err(e) = blocking(move || memory.close()).await {
+                    tracing::error!(error = %e, "could not save the line for the new process");
+                    saved = false;
                 }
+            }
+            if saved {
+                handed_over.store(true, std::sync::atomic::Ordering::SeqCst);
             }
         }
     })))
@@ -474,11 +618,15 @@ fn offer_handover(
 
 /// Opens the memory store in the state directory, waiting while another process
 /// holds it (a previous instance still draining writes its last save first).
-async fn open_memory(config: &Config, mut shutdown: Shutdown) -> Result<MemoryStore, StateError> {
+async fn open_memory(
+    dir: &std::path::Path,
+    room: &RoomConfig,
+    mut shutdown: Shutdown,
+) -> Result<MemoryStore, StateError> {
     let waiting_since = tokio::time::Instant::now();
     let mut told = None;
     loop {
-        let (dir, timing, settings) = (config.state_dir.clone(), config.timing, config.settings);
+        let (dir, timing, settings) = (dir.to_owned(), room.timing, room.settings);
         match blocking(move || MemoryStore::open(&dir, timing, settings)).await {
             Err(StateError::Locked(dir)) => {
                 let waited = waiting_since.elapsed().as_secs();

@@ -106,6 +106,15 @@ pub fn set_cookie(name: &str, value: &str, max_age_secs: u64, secure: bool) -> H
     HeaderValue::from_str(&text).expect("cookie value is a valid header")
 }
 
+/// The value of `key` in `uri`'s query, as written (the first, if several).
+pub fn query_param<'a>(uri: &'a http::Uri, key: &str) -> Option<&'a str> {
+    uri.query()?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
 /// Whether the client asked for JSON rather than a page.
 pub fn wants_json(headers: &HeaderMap) -> bool {
     headers

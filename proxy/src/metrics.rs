@@ -438,10 +438,42 @@ impl Drop for HeldRequest {
 
 /// Renders a registry in the Prometheus text format.
 pub fn render(registry: &Registry) -> String {
+    render_all(std::slice::from_ref(registry))
+}
+
+/// A registry for room `name`'s metrics: each carries the label `room="NAME"`
+/// (the default room's have none, so a single room reads as it always did).
+pub fn room_registry(name: &str) -> Registry {
+    let labels = std::collections::HashMap::from([("room".to_owned(), name.to_owned())]);
+    Registry::new_custom(None, Some(labels)).expect("a valid label name and value")
+}
+
+/// Whether a metric is the process's (the origin, the listener), counted in the
+/// default room's registry only: other rooms' registries have it at zero.
+fn process_wide(name: &str) -> bool {
+    name.starts_with("waitroom_origin_") || name == "waitroom_accept_failures_total"
+}
+
+/// The metrics of several registries in one exposition, the process's (the
+/// default room's) first, then other rooms' (their own line's metrics): a metric
+/// several of them have is written once, with every registry's series.
+pub fn render_all(registries: &[Registry]) -> String {
     use prometheus::Encoder;
+    let mut families: Vec<prometheus::proto::MetricFamily> = Vec::new();
+    for (i, registry) in registries.iter().enumerate() {
+        for mut family in registry.gather() {
+            if i > 0 && process_wide(family.name()) {
+                continue;
+            }
+            match families.iter_mut().find(|f| f.name() == family.name()) {
+                Some(f) => f.mut_metric().extend(family.take_metric()),
+                None => families.push(family),
+            }
+        }
+    }
     let mut out = Vec::new();
     prometheus::TextEncoder::new()
-        .encode(&registry.gather(), &mut out)
+        .encode(&families, &mut out)
         .expect("text encoding into a Vec cannot fail");
     String::from_utf8(out).expect("the text format is UTF-8")
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::admission::line::SettingsPatch;
 use crate::admission::Admission;
 use crate::breaker::Breaker;
-use crate::config::Config;
+use crate::config::{Config, RoomConfig};
 use crate::forward::Forwarder;
 use crate::limits::{Protection, ProtectionPatch};
 use crate::metrics::Metrics;
@@ -43,28 +43,35 @@ pub enum ReloadError {
 /// Puts a new configuration in force.
 pub struct Reloader {
     current: Config,
-    public: Arc<Public>,
+    rooms: Vec<ReloadedRoom>,
     protection: Arc<Protection>,
-    admission: Admission,
     breaker: Breaker,
     metrics: Metrics,
 }
 
+/// What a reload changes of one room: its public side and its line's settings.
+pub struct ReloadedRoom {
+    /// Its name (see [`crate::config::RoomConfig::name`]).
+    pub name: String,
+    /// Its public side.
+    pub public: Arc<Public>,
+    /// Its line.
+    pub admission: Admission,
+}
+
 impl Reloader {
-    /// A reloader for a proxy started with `current`.
+    /// A reloader for a proxy started with `current`, whose rooms are `rooms`.
     pub fn new(
         current: Config,
-        public: Arc<Public>,
+        rooms: Vec<ReloadedRoom>,
         protection: Arc<Protection>,
-        admission: Admission,
         breaker: Breaker,
         metrics: Metrics,
     ) -> Self {
         Self {
             current,
-            public,
+            rooms,
             protection,
-            admission,
             breaker,
             metrics,
         }
@@ -74,11 +81,18 @@ impl Reloader {
     /// cannot be used, and then nothing changed (but for the store's settings,
     /// which are applied last).
     pub async fn apply(&mut self, new: Config) -> Result<(), ReloadError> {
-        let page = Arc::new(Page::load(
-            new.page_template.as_deref(),
-            new.page_catalogues.as_deref(),
-        )?);
-        let live = self.public.live();
+        // Each running room with its new configuration and page (a room the file
+        // no longer has, or has anew, waits for a restart).
+        let configs = new.all_rooms();
+        let mut pages = Vec::new();
+        for room in &self.rooms {
+            let Some(c) = configs.iter().find(|c| c.name == room.name) else {
+                continue;
+            };
+            let page = Page::load(c.page_template.as_deref(), c.page_catalogues.as_deref())?;
+            pages.push((c.clone(), Arc::new(page.for_room(&c.name))));
+        }
+        let live = self.rooms[0].public.live();
         let origin_changed = new.origin != self.current.origin
             || new.origin_timeout != self.current.origin_timeout
             || new.origin_tls_ca != self.current.origin_tls_ca;
@@ -119,38 +133,61 @@ impl Reloader {
                 "changed in the configuration file: takes effect at the next restart, the old value stays until then"
             );
         }
-        self.public.reload(Live {
-            forwarder,
-            bypass: new.bypass.clone(),
-            page,
-            clients: new.edge.trusted_proxies.clone(),
-        });
+        for (c, page) in &pages {
+            if let Some(room) = self.rooms.iter().find(|r| r.name == c.name) {
+                room.public.reload(Live {
+                    forwarder: forwarder.clone(),
+                    bypass: new.bypass.clone(),
+                    page: page.clone(),
+                    clients: new.edge.trusted_proxies.clone(),
+                });
+            }
+        }
         if origin_changed {
             tracing::info!(origin = %new.origin, timeout = ?new.origin_timeout, "origin changed");
         }
+        self.current = new;
 
         // The file's settings win on a reload (paused and closed are not in it).
-        let s = new.settings;
-        let patch = SettingsPatch {
-            new_users_per_minute: Some(s.new_users_per_minute),
-            max_active_users: Some(s.max_active_users),
-            queue_all: Some(s.queue_all),
-            passthrough: Some(s.passthrough),
-            lottery: Some(s.lottery),
-            opens_at: s.opens_at.map(Some),
-            ..SettingsPatch::default()
-        };
-        let now = self.admission.clock().now_ms();
-        let store = self.admission.store();
-        let before = match store.snapshot(now).await {
-            Ok(snap) => serde_json::json!(snap.settings),
-            Err(_) => serde_json::Value::Null,
-        };
-        self.current = new;
-        let after = store.update_settings(patch, now).await?;
-        crate::admin::audit_change("reload", "settings", &before, &serde_json::json!(after));
-        Ok(())
+        let mut failed = None;
+        for (c, _) in &pages {
+            let Some(room) = self.rooms.iter().find(|r| r.name == c.name) else {
+                continue;
+            };
+            if let Err(e) = put_settings(room, c).await {
+                failed.get_or_insert(e);
+            }
+        }
+        failed.map_or(Ok(()), Err)
     }
+}
+
+/// Puts `c`'s settings in force in `room`'s line.
+async fn put_settings(room: &ReloadedRoom, c: &RoomConfig) -> Result<(), ReloadError> {
+    let s = c.settings;
+    let patch = SettingsPatch {
+        new_users_per_minute: Some(s.new_users_per_minute),
+        max_active_users: Some(s.max_active_users),
+        queue_all: Some(s.queue_all),
+        passthrough: Some(s.passthrough),
+        lottery: Some(s.lottery),
+        opens_at: s.opens_at.map(Some),
+        ..SettingsPatch::default()
+    };
+    let now = room.admission.clock().now_ms();
+    let store = room.admission.store();
+    let before = match store.snapshot(now).await {
+        Ok(snap) => serde_json::json!(snap.settings),
+        Err(_) => serde_json::Value::Null,
+    };
+    let after = store.update_settings(patch, now).await?;
+    let what = if c.name == crate::config::DEFAULT_ROOM {
+        "settings".to_owned()
+    } else {
+        format!("settings of room {}", c.name)
+    };
+    crate::admin::audit_change("reload", &what, &before, &serde_json::json!(after));
+    Ok(())
 }
 
 /// The keys whose change needs a restart and that differ between `old` and `new`.
@@ -185,6 +222,23 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         old.cookie_name != new.cookie_name || old.cookie_secure != new.cookie_secure,
     );
     differs("breaker", old.breaker != new.breaker);
+    // Which rooms there are and where they apply, their timings and cookies.
+    let shape = |c: &Config| {
+        c.rooms
+            .iter()
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    r.hosts.clone(),
+                    r.paths.clone(),
+                    r.cookie_name.clone(),
+                    r.timing,
+                    r.queue_token_ttl,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    differs("rooms", shape(old) != shape(new));
     differs(
         "limits.max_connections",
         old.edge.max_connections != new.edge.max_connections,

@@ -5,8 +5,10 @@
 //! and the `WAITROOM_ADMIN_TOKEN` override in.
 
 mod edge;
+mod rooms;
 
 pub use edge::Edge;
+pub use rooms::{route, RoomConfig, DEFAULT_ROOM};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -97,6 +99,8 @@ pub struct File {
     clients: edge::ClientsFile,
     #[serde(default)]
     limits: edge::LimitsFile,
+    #[serde(default)]
+    rooms: Vec<rooms::RoomFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -401,6 +405,8 @@ pub struct Config {
     pub page_catalogues: Option<PathBuf>,
     /// Who the client is, and what one client or session may ask for.
     pub edge: Edge,
+    /// The rooms beside the default one (`[[rooms]]`), see [`RoomConfig`].
+    pub rooms: Vec<RoomConfig>,
 }
 
 /// The longest duration any key takes: more is a typo, and overflows the
@@ -442,9 +448,20 @@ impl Config {
     /// Parses and validates TOML text. `admin_token_env` (from `WAITROOM_ADMIN_TOKEN`)
     /// overrides `admin.token`.
     pub fn from_toml(text: &str, admin_token_env: Option<String>) -> Result<Self, ConfigError> {
-        let file: File =
+        let mut file: File =
             toml::from_str(text).map_err(|e| ConfigError::Parse(parse_error(text, &e)))?;
-        Self::try_from_file(file, admin_token_env)
+        let rooms = std::mem::take(&mut file.rooms);
+        let mut config = Self::try_from_file(file, admin_token_env.clone())?;
+        config.rooms = rooms::validate(text, rooms, &config, admin_token_env.as_ref())?;
+        Ok(config)
+    }
+
+    /// Every room: the default one (the file's own sections) first, then the
+    /// file's `[[rooms]]` in order.
+    pub fn all_rooms(&self) -> Vec<RoomConfig> {
+        std::iter::once(RoomConfig::default_of(self))
+            .chain(self.rooms.iter().cloned())
+            .collect()
     }
 
     fn try_from_file(f: File, admin_token_env: Option<String>) -> Result<Self, ConfigError> {
@@ -725,6 +742,7 @@ impl Config {
             page_template: f.page.template.map(PathBuf::from),
             page_catalogues: f.page.catalogues.map(PathBuf::from),
             edge: edge::validate(f.clients, f.limits)?,
+            rooms: Vec::new(),
         })
     }
 }

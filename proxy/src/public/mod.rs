@@ -19,6 +19,9 @@ use std::sync::{Arc, RwLock};
 
 mod command;
 mod guard;
+mod rooms;
+
+pub use rooms::Rooms;
 
 /// Reserved prefix of the waiting room's own endpoints.
 pub const RESERVED: &str = "/_waitroom/";
@@ -263,12 +266,7 @@ impl Public {
 
     /// The language a page for `req` is in: `?lang=`, then `Accept-Language`.
     fn language(&self, req: &Request<Incoming>) -> &'static str {
-        let query_lang = req.uri().query().and_then(|q| {
-            q.split('&')
-                .filter_map(|pair| pair.split_once('='))
-                .find(|(k, _)| *k == "lang")
-                .map(|(_, v)| v)
-        });
+        let query_lang = h::query_param(req.uri(), "lang");
         let accept = req
             .headers()
             .get(http::header::ACCEPT_LANGUAGE)

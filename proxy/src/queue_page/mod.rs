@@ -168,7 +168,12 @@ pub struct PageError {
 pub struct Page {
     env: Environment<'static>,
     catalogues: Catalogues,
+    /// Where the page asks for the visitor's status (see [`Page::for_room`]).
+    status_url: String,
 }
+
+/// Where a room's page asks for the visitor's status.
+const STATUS_URL: &str = "/_waitroom/status";
 
 const TEMPLATE: &str = "page.html";
 
@@ -207,7 +212,11 @@ impl Page {
                 key: "page.template",
                 reason: e.to_string(),
             })?;
-        let page = Self { env, catalogues };
+        let page = Self {
+            env,
+            catalogues,
+            status_url: STATUS_URL.into(),
+        };
         let wait = |position, gate| Wait {
             position,
             eta_ms: 300_000,
@@ -249,6 +258,15 @@ impl Page {
             }
         }
         Ok(page)
+    }
+
+    /// The page of room `name` (not the default room): it asks for the status
+    /// of a place in that room's line (`/_waitroom/status?room=NAME`).
+    pub fn for_room(mut self, name: &str) -> Self {
+        if name != crate::config::DEFAULT_ROOM {
+            self.status_url = format!("{STATUS_URL}?room={name}");
+        }
+        self
     }
 
     /// The language for a request (see [`Catalogues::negotiate`]).
@@ -424,6 +442,10 @@ impl Page {
             refresh_secs => status.poll_after_ms.div_ceil(1000).max(1),
             poll_after_ms => status.poll_after_ms,
             messages_json => minijinja::Value::from_safe_string(messages_json),
+            // A room name is letters, digits, '_' and '-': nothing to escape.
+            status_url => minijinja::Value::from_safe_string(
+                serde_json::to_string(&self.status_url).unwrap_or_default(),
+            ),
             state => shown.name(),
             position => status.position,
             eta_seconds => status.eta_seconds,

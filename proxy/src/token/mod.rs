@@ -116,6 +116,16 @@ impl Tokens {
         }
     }
 
+    /// The same keys (replaced together) with other lifetimes: another room's.
+    pub fn with_ttls(&self, queue_ttl_secs: u64, admission_ttl_secs: u64) -> Self {
+        Self {
+            keys: self.keys.clone(),
+            clock: self.clock.clone(),
+            queue_ttl_secs,
+            admission_ttl_secs,
+        }
+    }
+
     /// The keyring now (for the JWKS).
     pub fn keys(&self) -> Keyring {
         self.ring().clone()

@@ -9,7 +9,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_waitroom");
 
 /// Runs `waitroom admin ARGS` against `url` with the token in the environment:
 /// (success, standard output, standard error).
-fn admin(url: &str, args: &[&str]) -> (bool, String, String) {
+pub(crate) fn admin(url: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN)
         .arg("admin")
         .args(args)

@@ -318,11 +318,7 @@ impl Proxy {
 
     /// A new visitor with an empty cookie jar.
     pub fn visitor(&self, http: &Http) -> Visitor {
-        Visitor {
-            base: format!("http://{}", self.public),
-            cookie: None,
-            http: http.clone(),
-        }
+        Visitor::new(&format!("http://{}", self.public), http)
     }
 
     /// `GET /admin/state`.
@@ -493,6 +489,10 @@ pub struct Visitor {
     base: String,
     pub cookie: Option<String>,
     http: Http,
+    /// The cookie it keeps (its room's).
+    cookie_name: String,
+    /// Where it asks for its status (its room's).
+    status_path: String,
 }
 
 impl Visitor {
@@ -502,7 +502,16 @@ impl Visitor {
             base: base.to_owned(),
             cookie: None,
             http: http.clone(),
+            cookie_name: "waitroom".into(),
+            status_path: "/_waitroom/status".into(),
         }
+    }
+
+    /// A visitor of room `room` (not the default one): its cookie and status.
+    pub fn in_room(mut self, room: &str) -> Self {
+        self.cookie_name = format!("waitroom_{room}");
+        self.status_path = format!("/_waitroom/status?room={room}");
+        self
     }
 
     /// From now on uses connections of its own (as a browser that retries a
@@ -518,8 +527,8 @@ impl Visitor {
 
     /// A status poll.
     pub async fn status(&mut self) -> Result<Reply, String> {
-        self.request(Method::GET, "/_waitroom/status", "application/json")
-            .await
+        let path = self.status_path.clone();
+        self.request(Method::GET, &path, "application/json").await
     }
 
     /// Polls as a browser does (at most a second apart) until admitted; `false`
@@ -543,14 +552,17 @@ impl Visitor {
         path: &str,
         accept: &str,
     ) -> Result<Reply, String> {
-        let cookie = self.cookie.as_ref().map(|c| format!("waitroom={c}"));
+        let cookie = self
+            .cookie
+            .as_ref()
+            .map(|c| format!("{}={c}", self.cookie_name));
         let mut headers = vec![("accept", accept)];
         if let Some(c) = &cookie {
             headers.push(("cookie", c.as_str()));
         }
         let url = format!("{}{path}", self.base);
         let reply = self.http.send(method, &url, None, &headers).await?;
-        if let Some(c) = reply.set_cookie("waitroom") {
+        if let Some(c) = reply.set_cookie(&self.cookie_name) {
             self.cookie = Some(c);
         }
         Ok(reply)

@@ -1,0 +1,70 @@
+//! Which room a request is for (see [`crate::config::RoomConfig`]).
+//!
+//! A page or a forwarded request goes to the room its host and path match (the
+//! most specific; the default room takes the rest). A request to `/_waitroom/…`
+//! names its room with `?room=NAME` (the queue page of a room asks so); without
+//! one it is the default room's, and a name no room has is a 404.
+
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::{Public, RESERVED};
+use crate::config::RoomConfig;
+use crate::forward::Peer;
+use crate::http::{self as h, Body};
+
+/// The public side of every room.
+pub struct Rooms {
+    configs: Vec<RoomConfig>,
+    publics: Vec<Arc<Public>>,
+}
+
+impl Rooms {
+    /// The rooms, the default one first, each with its public side.
+    pub fn new(rooms: Vec<(RoomConfig, Arc<Public>)>) -> Self {
+        let (configs, publics) = rooms.into_iter().unzip();
+        Self { configs, publics }
+    }
+
+    /// Each room's name and public side, the default one first.
+    pub fn each(&self) -> impl Iterator<Item = (&str, &Arc<Public>)> {
+        self.configs
+            .iter()
+            .map(|c| c.name.as_str())
+            .zip(self.publics.iter())
+    }
+
+    /// Answers one request in the room it is for.
+    pub async fn handle(&self, req: Request<Incoming>, peer: Peer) -> Response<Body> {
+        match self.room_of(&req) {
+            Some(i) => self.publics[i].handle(req, peer).await,
+            None => h::error(StatusCode::NOT_FOUND, "no such room"),
+        }
+    }
+
+    fn room_of(&self, req: &Request<Incoming>) -> Option<usize> {
+        if self.configs.len() == 1 {
+            return Some(0);
+        }
+        let path = req.uri().path();
+        if path.starts_with(RESERVED) {
+            return match h::query_param(req.uri(), "room") {
+                None => Some(0),
+                Some(name) => self.configs.iter().position(|c| c.name == name),
+            };
+        }
+        Some(crate::config::route(&self.configs, host(req).as_deref(), path).unwrap_or(0))
+    }
+}
+
+/// The host a request is for, without a port: `Host`, or the URI's authority
+/// (HTTP/2).
+fn host(req: &Request<Incoming>) -> Option<String> {
+    let authority = match req.headers().get(http::header::HOST) {
+        Some(v) => v.to_str().ok()?.parse::<http::uri::Authority>().ok()?,
+        None => req.uri().authority()?.clone(),
+    };
+    Some(authority.host().to_owned())
+}
