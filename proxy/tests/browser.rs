@@ -6,6 +6,7 @@
 
 mod support;
 
+use http::Method;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -733,6 +734,7 @@ async fn the_console_charts_the_line_live_and_steers_it() {
     let p = proxy(&origin)
         .admission(60, 1_000, "10m")
         .toml("[queue]\nabandon_min = \"10m\"")
+        .toml("[[rooms]]\nname = \"tickets\"\npaths = [\"/tickets\"]")
         .start()
         .await;
     let http = Http::new();
@@ -822,6 +824,28 @@ async fn the_console_charts_the_line_live_and_steers_it() {
     )
     .await;
     assert!(p.metric("waitroom_called_total").await >= called + waiting as f64);
+
+    // Another room is picked and steered on its own.
+    c.find(Locator::Id("room-select"))
+        .await
+        .unwrap()
+        .select_by_value("tickets")
+        .await
+        .unwrap();
+    confirm_click(&c, "pause").await;
+    let tickets_paused = || async {
+        p.admin_call(Method::GET, "/admin/state?room=tickets", None)
+            .await
+            .json()["paused"]
+            == true
+    };
+    wait_until(
+        "the tickets room to pause",
+        Duration::from_secs(10),
+        tickets_paused,
+    )
+    .await;
+    assert_eq!(p.state().await["paused"], false, "the default room runs on");
 
     // On a phone (360 px) and a laptop (1280 px): no sideways scrolling, and no
     // serious or critical axe-core violation.

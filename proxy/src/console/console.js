@@ -6,6 +6,9 @@
   const SVG = 'http://www.w3.org/2000/svg';
   let token = sessionStorage.getItem('waitroom-token') || '';
   let state = null;
+  // The room steered (several with [[rooms]]): '' is the default room.
+  let room = sessionStorage.getItem('waitroom-room') || '';
+  const inRoom = (path) => room ? path + '?room=' + encodeURIComponent(room) : path;
 
   async function api(method, path, body) {
     const r = await fetch(path, {
@@ -119,8 +122,10 @@
   async function refresh() {
     if (!token) return;
     try {
-      const s = await api('GET', '/admin/state');
-      const h = await api('GET', '/admin/history');
+      const rooms = (await api('GET', '/admin/rooms')).rooms;
+      pickers(rooms);
+      const s = await api('GET', inRoom('/admin/state'));
+      const h = await api('GET', inRoom('/admin/history'));
       signedIn(true);
       render(s, h.samples);
       $('status').textContent = 'Live, updated ' + new Date().toLocaleTimeString('en-GB');
@@ -136,12 +141,30 @@
     }
   }
 
+  // The room picker, shown when there is more than one room.
+  function pickers(rooms) {
+    const select = $('room-select');
+    const names = rooms.map((r) => r.name);
+    if (!names.includes(room || 'default')) room = '';
+    if (select.options.length !== names.length) {
+      select.textContent = '';
+      for (const name of names) {
+        const o = document.createElement('option');
+        o.value = name === 'default' ? '' : name;
+        o.textContent = name;
+        select.appendChild(o);
+      }
+    }
+    select.value = room;
+    $('room-picker').hidden = names.length < 2;
+  }
+
   // Applies a change after the operator confirmed it; the effect shows at the
   // next refresh, started at once.
   async function change(question, patch, done) {
-    if (!window.confirm(question)) return;
+    if (!window.confirm(room ? question + ' (room ' + room + ')' : question)) return;
     try {
-      await api('PATCH', '/admin/settings', patch);
+      await api('PATCH', inRoom('/admin/settings'), patch);
       $('result').textContent = done;
     } catch (e) {
       $('result').textContent = 'Not changed: ' + e.message;
@@ -197,6 +220,12 @@
   });
   $('opening-cancel').addEventListener('click', () => {
     change('Cancel the scheduled opening?', { opens_at: null }, 'Opening cancelled');
+  });
+
+  $('room-select').addEventListener('change', () => {
+    room = $('room-select').value;
+    sessionStorage.setItem('waitroom-room', room);
+    refresh();
   });
 
   signedIn(false);

@@ -179,3 +179,69 @@ async fn two_rooms_on_different_paths_keep_separate_lines_rates_and_pages() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn with_redis_each_room_is_one_line_shared_by_every_instance() {
+    let redis = crate::support::redis::RedisServer::start();
+    let origin = origin(100, 1).await;
+    let rooms = "[[rooms]]\nname = \"tickets\"\npaths = [\"/tickets\"]\n\
+                 [rooms.admission]\nmax_active_users = 1\n";
+    let start = || {
+        support::proxy(&origin)
+            .redis(&redis.url(), "portal")
+            .admission(600, 1000, "10m")
+            .toml(rooms)
+            .start()
+    };
+    let (a, b) = (start().await, start().await);
+    let http = Http::new();
+    let mut first = a.visitor(&http).in_room("tickets");
+    assert!(first.get("/tickets").await.unwrap().is_from_origin());
+    // The tickets room is full on every instance; the default room is not.
+    let mut second = b.visitor(&http).in_room("tickets");
+    assert!(!second.get("/tickets/x").await.unwrap().is_from_origin());
+    assert!(b
+        .visitor(&http)
+        .get("/register")
+        .await
+        .unwrap()
+        .is_from_origin());
+    for proxy in [&a, &b] {
+        let tickets = proxy
+            .admin_call(Method::GET, "/admin/state?room=tickets", None)
+            .await
+            .json();
+        assert_eq!(
+            (
+                tickets["queue_length"].as_u64(),
+                tickets["active_users"].as_u64()
+            ),
+            (Some(1), Some(1)),
+            "{tickets}"
+        );
+        assert_eq!(proxy.state().await["queue_length"], 0);
+    }
+    // A change on one instance is the room's on both.
+    let raised = b
+        .admin_call(
+            Method::PATCH,
+            "/admin/settings?room=tickets",
+            Some(r#"{"max_active_users": 2}"#.into()),
+        )
+        .await;
+    assert_eq!(raised.status, 200);
+    let mut waiting = a.visitor(&http).in_room("tickets");
+    waiting.cookie = second.cookie.clone();
+    assert!(
+        waiting.admitted_within(10).await,
+        "let in through the other instance"
+    );
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("{waitroom:portal.tickets}:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty(), "the room's own keys");
+}
