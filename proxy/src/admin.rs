@@ -132,6 +132,9 @@ impl Admin {
                         &json!({ "every_ms": 1000, "samples": room.history.samples() }),
                     ),
                     (&Method::PATCH, "/admin/settings") => Self::settings(&room, req, from).await,
+                    (&Method::GET, "/admin/event") => Self::event(&room).await,
+                    (&Method::PUT, "/admin/event") => Self::schedule(&room, req, from).await,
+                    (&Method::DELETE, "/admin/event") => Self::cancel(&room, from).await,
                     (&Method::GET, "/admin/protection") => {
                         h::json(StatusCode::OK, &json!(self.protection.current()))
                     }
@@ -139,7 +142,7 @@ impl Admin {
                     (
                         _,
                         "/admin/state" | "/admin/settings" | "/admin/protection" | "/admin/history"
-                        | "/admin/rooms",
+                        | "/admin/rooms" | "/admin/event",
                     ) => h::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
                     _ => h::error(StatusCode::NOT_FOUND, "no such admin endpoint"),
                 }
@@ -192,6 +195,73 @@ impl Admin {
         match Self::snapshot(room).await {
             Ok(s) => h::json(StatusCode::OK, &state_json(&s)),
             Err(r) => r,
+        }
+    }
+
+    /// The room's event, if it has one.
+    async fn event(room: &Room) -> Response<Body> {
+        match crate::event::current(room.admission.store().as_ref()).await {
+            Ok(event) => h::json(StatusCode::OK, &json!({ "event": event.map(|(_, e)| e) })),
+            Err(e) => {
+                tracing::warn!(error = %e, "admin: store failed");
+                h::error(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+            }
+        }
+    }
+
+    /// Schedules the room's event (replacing one that is not under way).
+    async fn schedule(room: &Room, req: Request<Incoming>, from: SocketAddr) -> Response<Body> {
+        let event: crate::event::Event = match read_json(req).await {
+            Ok(e) => e,
+            Err(r) => return r,
+        };
+        let event = match event.validated(crate::clock::wall_ms()) {
+            Ok(e) => e,
+            Err(reason) => return h::error(StatusCode::BAD_REQUEST, &reason),
+        };
+        let store = room.admission.store();
+        let before = crate::event::current(store.as_ref())
+            .await
+            .ok()
+            .flatten()
+            .map_or(serde_json::Value::Null, |(_, e)| json!(e));
+        match crate::event::schedule(store.as_ref(), &event).await {
+            Ok(()) => {
+                audit_change(from, &room.audited("event"), &before, &json!(event));
+                h::json(StatusCode::OK, &json!({ "event": event }))
+            }
+            Err(e) => Self::event_error(e),
+        }
+    }
+
+    /// Cancels the room's event (one under way gives the room's settings back).
+    async fn cancel(room: &Room, from: SocketAddr) -> Response<Body> {
+        let now = room
+            .admission
+            .store()
+            .line_time(room.admission.clock().now_ms());
+        match crate::event::cancel(room.admission.store().as_ref(), now).await {
+            Ok(old) => {
+                let before = old.map_or(serde_json::Value::Null, |e| json!(e));
+                audit_change(
+                    from,
+                    &room.audited("event"),
+                    &before,
+                    &serde_json::Value::Null,
+                );
+                h::json(StatusCode::OK, &json!({ "event": null }))
+            }
+            Err(e) => Self::event_error(e),
+        }
+    }
+
+    fn event_error(e: crate::event::EventError) -> Response<Body> {
+        match e {
+            crate::event::EventError::Store(e) => {
+                tracing::warn!(error = %e, "admin: store failed");
+                h::error(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+            }
+            e => h::error(StatusCode::CONFLICT, &e.to_string()),
         }
     }
 

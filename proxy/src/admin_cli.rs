@@ -64,12 +64,50 @@ enum AdminCommand {
         /// `on` or `off`.
         switch: Switch,
     },
+    /// The room's event: `show`, `set …` (a pre-queue, an opening, an end), `cancel`.
+    #[command(subcommand)]
+    Event(EventCommand),
     /// A live one-line view of the room, once a second.
     Watch {
         /// Stop after this many lines (default: until interrupted).
         #[arg(long)]
         count: Option<u64>,
     },
+}
+
+#[derive(Subcommand)]
+enum EventCommand {
+    /// Print the room's event (JSON).
+    Show,
+    /// Schedule an event (replacing one not under way).
+    Set {
+        /// The opening (RFC 3339, UTC).
+        #[arg(long)]
+        opens_at: String,
+        /// When everybody arriving starts taking a place (default: now).
+        #[arg(long)]
+        prequeue_at: Option<String>,
+        /// The end, if it has one.
+        #[arg(long)]
+        ends_at: Option<String>,
+        /// Its own admissions a minute from the pre-queue on.
+        #[arg(long)]
+        rate: Option<u32>,
+        /// Its own capacity from the pre-queue on.
+        #[arg(long)]
+        capacity: Option<u32>,
+        /// Draw the pre-queue by lot at the opening.
+        #[arg(long)]
+        lottery: bool,
+        /// A text the queue page shows during the event.
+        #[arg(long)]
+        message: Option<String>,
+        /// What the room does at the end: back to `normal`, or `close`.
+        #[arg(long, value_name = "normal|close", default_value = "normal")]
+        then: String,
+    },
+    /// Cancel the event (one under way gives the room its settings back).
+    Cancel,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -106,6 +144,33 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         }
         AdminCommand::Passthrough { switch } => patch(json!({"passthrough": switch.on()})).await?,
         AdminCommand::QueueAll { switch } => patch(json!({"queue_all": switch.on()})).await?,
+        AdminCommand::Event(EventCommand::Show) => api.get("/admin/event").await?,
+        AdminCommand::Event(EventCommand::Cancel) => {
+            api.call(http::Method::DELETE, "/admin/event", None).await?
+        }
+        AdminCommand::Event(EventCommand::Set {
+            opens_at,
+            prequeue_at,
+            ends_at,
+            rate,
+            capacity,
+            lottery,
+            message,
+            then,
+        }) => {
+            let event = json!({
+                "opens_at": opens_at,
+                "prequeue_at": prequeue_at,
+                "ends_at": ends_at,
+                "new_users_per_minute": rate,
+                "max_active_users": capacity,
+                "lottery": lottery,
+                "message": message,
+                "after": then,
+            });
+            api.call(http::Method::PUT, "/admin/event", Some(event))
+                .await?
+        }
         AdminCommand::Watch { count } => return watch(&api, count).await,
     };
     println!("{}", serde_json::to_string_pretty(&answer)?);

@@ -524,6 +524,7 @@ fn start_room(parts: RoomParts<'_>, breaker: &Breaker, shutdown: &Shutdown) -> R
     let admission =
         Admission::new(store, tokens, clock.clone(), metrics.clone()).on_failure(room.on_failure);
     tokio::spawn(admission.clone().run_pump(shutdown.clone()));
+    tokio::spawn(crate::event::run(admission.clone(), shutdown.clone()));
     tokio::spawn(hold_while_failing(
         breaker.clone(),
         admission.store().clone(),

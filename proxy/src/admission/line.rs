@@ -116,6 +116,22 @@ pub struct SettingsPatch {
 }
 
 impl Settings {
+    /// An open room letting `new_users_per_minute` in, `max_active_users` at once,
+    /// nothing else set.
+    pub fn open(new_users_per_minute: u32, max_active_users: u32) -> Self {
+        Self {
+            new_users_per_minute,
+            max_active_users,
+            paused: false,
+            closed: false,
+            opens_at: None,
+            held_until: None,
+            queue_all: false,
+            passthrough: false,
+            lottery: false,
+        }
+    }
+
     /// Applies a patch.
     pub fn apply(&mut self, patch: SettingsPatch) {
         if let Some(v) = patch.new_users_per_minute {
@@ -1033,20 +1049,7 @@ mod tests {
     };
 
     fn line(per_minute: u32) -> Line {
-        Line::new(
-            TIMING,
-            Settings {
-                new_users_per_minute: per_minute,
-                max_active_users: 1_000_000,
-                paused: false,
-                closed: false,
-                opens_at: None,
-                held_until: None,
-                queue_all: false,
-                passthrough: false,
-                lottery: false,
-            },
-        )
+        Line::new(TIMING, Settings::open(per_minute, 1_000_000))
     }
 
     fn queue(l: &mut Line, n: usize, now: Millis) -> Vec<u64> {

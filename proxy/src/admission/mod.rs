@@ -117,6 +117,8 @@ pub struct Admission {
     lottery: Arc<std::sync::RwLock<LotteryState>>,
     /// The last snapshot the pump took, and when (this instance's clock).
     last_snapshot: Arc<std::sync::Mutex<Option<(Millis, Snapshot)>>>,
+    /// The page text of the room's event under way (see [`crate::event`]).
+    event_message: Arc<std::sync::RwLock<Option<Arc<str>>>>,
 }
 
 /// What this instance knows of lottery openings (refreshed with the gauges, see
@@ -150,7 +152,24 @@ impl Admission {
             local: Arc::default(),
             lottery: Arc::default(),
             last_snapshot: Arc::default(),
+            event_message: Arc::default(),
         }
+    }
+
+    /// The page text of the room's event under way, if it has one.
+    pub fn event_message(&self) -> Option<Arc<str>> {
+        self.event_message
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Keeps the page text of the room's event under way (see [`crate::event::run`]).
+    pub fn set_event_message(&self, message: Option<String>) {
+        *self
+            .event_message
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = message.map(Arc::from);
     }
 
     /// The last snapshot the pump took (every few hundred milliseconds) and when,

@@ -256,12 +256,21 @@ impl Public {
             return limited;
         }
         let d = self.admission.decide(&presented).await;
-        let mut r = h::json(StatusCode::OK, &self.status_of(&d).to_json());
+        let mut r = h::json(StatusCode::OK, &self.status_json(&self.status_of(&d)));
         if let Some(t) = d.set_token {
             r.headers_mut()
                 .append(SET_COOKIE, self.cookie_header(req, t));
         }
         r
+    }
+
+    /// The status JSON, with the page text of the room's event under way, if any.
+    fn status_json(&self, status: &Status) -> serde_json::Value {
+        let mut json = status.to_json();
+        if let Some(m) = self.admission.event_message() {
+            json["message"] = serde_json::Value::from(&*m);
+        }
+        json
     }
 
     /// The language a page for `req` is in: `?lang=`, then `Accept-Language`.
@@ -294,16 +303,17 @@ impl Public {
         status: Status,
         cookie: Option<HeaderValue>,
     ) -> Response<Body> {
+        let message = self.admission.event_message();
         let mut r = if h::wants_json(req.headers()) {
-            h::json(StatusCode::OK, &status.to_json())
+            h::json(StatusCode::OK, &self.status_json(&status))
         } else {
             let lang = self.language(req);
             let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-            Self::page_response(
-                StatusCode::OK,
-                lang,
-                self.live().page.render(&status, lang, target),
-            )
+            let html = self
+                .live()
+                .page
+                .render_noting(&status, lang, target, message.as_deref());
+            Self::page_response(StatusCode::OK, lang, html)
         };
         if let Some(c) = cookie {
             r.headers_mut().append(SET_COOKIE, c);

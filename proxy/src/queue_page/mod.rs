@@ -250,7 +250,7 @@ impl Page {
                     retry_secs: 5,
                     retry,
                 };
-                page.try_render_shown(&Status::admitted(), shown, lang, "/register")
+                page.try_render_shown(&Status::admitted(), shown, lang, "/register", Some("-"))
                     .map_err(|e| PageError {
                         key: "page.template",
                         reason: format!("the error page does not render: {e:#}"),
@@ -286,11 +286,24 @@ impl Page {
     /// The page for `status` in `lang`, served for `target` (the path and query
     /// the visitor asked for: the language links keep it).
     pub fn render(&self, status: &Status, lang: &str, target: &str) -> String {
-        self.try_render(status, lang, target).unwrap_or_else(|e| {
-            // Checked at start-up for every state and language; keep serving anyway.
-            tracing::error!(error = %e, "queue page failed to render");
-            render_plain(status)
-        })
+        self.render_noting(status, lang, target, None)
+    }
+
+    /// [`Page::render`] with the operator's `message` (the page text of an event
+    /// under way) shown as well.
+    pub fn render_noting(
+        &self,
+        status: &Status,
+        lang: &str,
+        target: &str,
+        message: Option<&str>,
+    ) -> String {
+        self.try_render_shown(status, Shown::of(status), lang, target, message)
+            .unwrap_or_else(|e| {
+                // Checked at start-up for every state and language; keep serving anyway.
+                tracing::error!(error = %e, "queue page failed to render");
+                render_plain(status)
+            })
     }
 
     /// The page for an admitted visitor whose request the site could not answer:
@@ -314,7 +327,7 @@ impl Page {
             retry_secs,
             retry,
         };
-        self.try_render_shown(&status, shown, lang, target)
+        self.try_render_shown(&status, shown, lang, target, None)
             .unwrap_or_else(|e| {
                 tracing::error!(error = %e, "error page failed to render");
                 render_plain(&status)
@@ -327,7 +340,7 @@ impl Page {
         lang: &str,
         target: &str,
     ) -> Result<String, minijinja::Error> {
-        self.try_render_shown(status, Shown::of(status), lang, target)
+        self.try_render_shown(status, Shown::of(status), lang, target, None)
     }
 
     fn try_render_shown(
@@ -336,6 +349,7 @@ impl Page {
         shown: Shown,
         lang: &str,
         target: &str,
+        message: Option<&str>,
     ) -> Result<String, minijinja::Error> {
         let c = &self.catalogues;
         let t = |key: &str| c.text(lang, key, &[]);
@@ -453,6 +467,7 @@ impl Page {
             opens_in_seconds => status.opens_in_seconds,
             opens_at => status.opens_at.map(crate::clock::format_rfc3339),
             progress_percent => status.progress_percent,
+            message => message,
         })
     }
 }

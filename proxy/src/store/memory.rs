@@ -35,6 +35,8 @@ pub struct MemoryStore {
 struct Inner {
     line_id: u64,
     state: Mutex<State>,
+    /// The room's event (kept in [`EVENT_FILE`] of the state directory).
+    event: Mutex<Option<String>>,
     /// Where the line is kept, when it is durable.
     dir: Option<StateDir>,
     /// One save at a time.
@@ -122,6 +124,10 @@ impl MemoryStore {
                     closed: false,
                     journal_failing: false,
                 }),
+                event: Mutex::new(
+                    dir.as_ref()
+                        .and_then(|d| std::fs::read_to_string(d.path.join(EVENT_FILE)).ok()),
+                ),
                 dir,
                 saving: Mutex::new(()),
             }),
@@ -297,8 +303,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Writes the saved line durably: a temporary file flushed to the disk, renamed
-/// over the old one, and the directory flushed.
+/// Where the room's event is kept in the state directory.
+const EVENT_FILE: &str = "event.json";
+
+/// Writes the saved line durably (see [`write_durably`]).
 fn write_saved(dir: &Path, line_id: u64, line: &Line, journal: u64) -> Result<(), StateError> {
     let saved = SavedRef {
         line_id,
@@ -306,12 +314,18 @@ fn write_saved(dir: &Path, line_id: u64, line: &Line, journal: u64) -> Result<()
         journal,
     };
     let bytes = serde_json::to_vec(&saved).expect("the line serializes");
-    let path = dir.join(STATE_FILE);
-    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+    write_durably(dir, STATE_FILE, &bytes)
+}
+
+/// Writes file `name` in `dir` durably: a temporary file flushed to the disk,
+/// renamed over the old one, and the directory flushed.
+fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
     let io = io_error(&path);
     {
         let mut f = File::create(&tmp).map_err(&io)?;
-        std::io::Write::write_all(&mut f, &bytes).map_err(&io)?;
+        std::io::Write::write_all(&mut f, bytes).map_err(&io)?;
         f.sync_all().map_err(&io)?;
     }
     std::fs::rename(&tmp, &path).map_err(&io)?;
@@ -398,6 +412,35 @@ impl Store for MemoryStore {
             Outcome::Settings(s) => Some(s),
             _ => None,
         })
+    }
+
+    async fn event(&self) -> Result<Option<String>, StoreError> {
+        Ok(lock(&self.inner.event).clone())
+    }
+
+    async fn swap_event(
+        &self,
+        expected: Option<&str>,
+        new: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut event = lock(&self.inner.event);
+        if event.as_deref() != expected {
+            return Ok(false);
+        }
+        if let Some(dir) = &self.inner.dir {
+            let written = match new {
+                Some(text) => write_durably(&dir.path, EVENT_FILE, text.as_bytes()),
+                None => match std::fs::remove_file(dir.path.join(EVENT_FILE)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        Err(io_error(&dir.path)(e))
+                    }
+                    _ => Ok(()),
+                },
+            };
+            written.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        }
+        *event = new.map(str::to_owned);
+        Ok(true)
     }
 }
 

@@ -66,4 +66,14 @@ pub trait Store: Send + Sync + 'static {
         patch: SettingsPatch,
         now: Millis,
     ) -> Result<Settings, StoreError>;
+    /// The room's event as stored (see [`crate::event`]), if it has one.
+    async fn event(&self) -> Result<Option<String>, StoreError>;
+    /// Replaces the room's event with `new` (`None`: removes it) if it is still
+    /// `expected`; `false` (and nothing changed) when another caller changed it
+    /// first. Every instance sharing the store sees the same event.
+    async fn swap_event(
+        &self,
+        expected: Option<&str>,
+        new: Option<&str>,
+    ) -> Result<bool, StoreError>;
 }

@@ -131,6 +131,19 @@ pub enum LineClock {
     Caller,
 }
 
+/// Replaces the event at KEYS[1] with ARGV[2] ('' removes it) if it is ARGV[1]
+/// ('' for none): 1 when it did, 0 when another instance changed it first.
+static SWAP_EVENT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local now = redis.call('GET', KEYS[1]) or ''
+if now ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2]) end
+return 1
+",
+    )
+});
+
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -335,6 +348,11 @@ impl RedisStore {
     /// Where the room's keyring lives.
     fn keys_key(&self) -> String {
         format!("{}keys", self.prefix)
+    }
+
+    /// Where the room's event lives (see [`crate::event`]).
+    fn event_key(&self) -> String {
+        format!("{}event", self.prefix)
     }
 
     /// The room's signing keys, shared by every instance: the first instance to
@@ -732,5 +750,32 @@ impl Store for RedisStore {
             )
             .await?;
         self.settings(&a, 0)
+    }
+
+    async fn event(&self) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        within(
+            redis::cmd("GET")
+                .arg(self.event_key())
+                .query_async(&mut conn),
+        )
+        .await
+    }
+
+    async fn swap_event(
+        &self,
+        expected: Option<&str>,
+        new: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let swapped: i64 = within(
+            SWAP_EVENT
+                .key(self.event_key())
+                .arg(expected.unwrap_or(""))
+                .arg(new.unwrap_or(""))
+                .invoke_async(&mut conn),
+        )
+        .await?;
+        Ok(swapped == 1)
     }
 }

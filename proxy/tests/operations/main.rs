@@ -8,6 +8,7 @@ mod support;
 
 mod admin_cli;
 mod commands;
+mod events;
 mod lottery;
 mod metrics;
 mod reload;
