@@ -847,6 +847,41 @@ async fn the_console_charts_the_line_live_and_steers_it() {
     .await;
     assert_eq!(p.state().await["paused"], false, "the default room runs on");
 
+    // An event scheduled from the page, in that room.
+    let in_an_hour = waitroom::clock::format_rfc3339(waitroom::clock::wall_ms() + 3_600_000);
+    for (id, value) in [
+        ("event-opens", in_an_hour.as_str()),
+        ("event-capacity", "25"),
+        ("event-message", "Ticket sale"),
+    ] {
+        c.find(Locator::Id(id))
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+    confirm_click(&c, "event-submit").await;
+    let event = || async {
+        p.admin_call(Method::GET, "/admin/event?room=tickets", None)
+            .await
+            .json()["event"]
+            .clone()
+    };
+    wait_until(
+        "the event to be scheduled",
+        Duration::from_secs(10),
+        || async { event().await["opens_at"] == in_an_hour.as_str() },
+    )
+    .await;
+    assert_eq!(event().await["max_active_users"], 25);
+    wait_until(
+        "the page to show the event",
+        Duration::from_secs(10),
+        || async { text(&c, "event-now").await.contains(&in_an_hour) },
+    )
+    .await;
+
     // On a phone (360 px) and a laptop (1280 px): no sideways scrolling, and no
     // serious or critical axe-core violation.
     let source = axe_source();

@@ -30,7 +30,7 @@
 
   function signedIn(yes) {
     $('login').hidden = yes;
-    for (const id of ['room', 'controls', 'charts']) $(id).hidden = !yes;
+    for (const id of ['room', 'controls', 'event', 'charts']) $(id).hidden = !yes;
   }
 
   const fmt = (v, digits) => (v === null || v === undefined || Number.isNaN(v)) ? '–'
@@ -126,8 +126,14 @@
       pickers(rooms);
       const s = await api('GET', inRoom('/admin/state'));
       const h = await api('GET', inRoom('/admin/history'));
+      const ev = (await api('GET', inRoom('/admin/event'))).event;
       signedIn(true);
       render(s, h.samples);
+      $('event-now').textContent = ev
+        ? 'Event ' + ev.phase.replace('_', '-') + ': pre-queue from ' + ev.prequeue_at + ', opens at ' + ev.opens_at
+          + (ev.ends_at ? ', ends at ' + ev.ends_at + (ev.after === 'close' ? ' (then closed)' : '') : '')
+          + (ev.lottery ? ', by lot' : '')
+        : 'No event';
       $('status').textContent = 'Live, updated ' + new Date().toLocaleTimeString('en-GB');
     } catch (e) {
       if (e.status === 401) {
@@ -157,6 +163,18 @@
     }
     select.value = room;
     $('room-picker').hidden = names.length < 2;
+  }
+
+  // Sends an event call after the operator confirmed it.
+  async function eventCall(question, method, body, done) {
+    if (!window.confirm(room ? question + ' (room ' + room + ')' : question)) return;
+    try {
+      await api(method, inRoom('/admin/event'), body);
+      $('result').textContent = done;
+    } catch (e) {
+      $('result').textContent = 'Not changed: ' + e.message;
+    }
+    refresh();
   }
 
   // Applies a change after the operator confirmed it; the effect shows at the
@@ -222,6 +240,21 @@
     change('Cancel the scheduled opening?', { opens_at: null }, 'Opening cancelled');
   });
 
+  $('event-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const text = (id) => $(id).value.trim() || null;
+    const number = (id) => { const v = parseInt($(id).value, 10); return v >= 1 ? v : null; };
+    const body = {
+      prequeue_at: text('event-prequeue'), opens_at: text('event-opens'), ends_at: text('event-ends'),
+      new_users_per_minute: number('event-rate'), max_active_users: number('event-capacity'),
+      message: text('event-message'), lottery: $('event-lottery').checked,
+      after: $('event-close').checked ? 'close' : 'normal',
+    };
+    eventCall('Schedule the event opening at ' + body.opens_at + '?', 'PUT', body, 'Event scheduled');
+  });
+  $('event-cancel').addEventListener('click', () => {
+    eventCall('Cancel the event? One under way gives the room its settings back.', 'DELETE', undefined, 'Event cancelled');
+  });
   $('room-select').addEventListener('change', () => {
     room = $('room-select').value;
     sessionStorage.setItem('waitroom-room', room);
