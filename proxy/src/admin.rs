@@ -30,6 +30,8 @@ pub struct Admin {
     /// Fired when this process stops serving (shutdown or handover): not ready.
     stopping: Shutdown,
     protection: Arc<Protection>,
+    /// This process, for `/admin/instances`.
+    instance: Option<Arc<crate::instance::Instance>>,
 }
 
 /// What the admin API steers of one room.
@@ -60,7 +62,14 @@ impl Admin {
             token,
             stopping,
             protection,
+            instance: None,
         }
+    }
+
+    /// Lists `instance` and the room's others at `/admin/instances`.
+    pub fn with_instance(mut self, instance: Arc<crate::instance::Instance>) -> Self {
+        self.instance = Some(instance);
+        self
     }
 
     /// Serves `history` at `/admin/history` (the console's charts).
@@ -127,6 +136,7 @@ impl Admin {
                 match (req.method(), p) {
                     (&Method::GET, "/admin/state") => Self::state(&room).await,
                     (&Method::GET, "/admin/rooms") => self.rooms_json().await,
+                    (&Method::GET, "/admin/instances") => self.instances().await,
                     (&Method::GET, "/admin/history") => h::json(
                         StatusCode::OK,
                         &json!({ "every_ms": 1000, "samples": room.history.samples() }),
@@ -142,7 +152,7 @@ impl Admin {
                     (
                         _,
                         "/admin/state" | "/admin/settings" | "/admin/protection" | "/admin/history"
-                        | "/admin/rooms" | "/admin/event",
+                        | "/admin/rooms" | "/admin/event" | "/admin/instances",
                     ) => h::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
                     _ => h::error(StatusCode::NOT_FOUND, "no such admin endpoint"),
                 }
@@ -263,6 +273,20 @@ impl Admin {
             }
             e => h::error(StatusCode::CONFLICT, &e.to_string()),
         }
+    }
+
+    /// This instance and the others sharing its store.
+    async fn instances(&self) -> Response<Body> {
+        let room = &self.rooms[0];
+        let now = room
+            .admission
+            .store()
+            .line_time(room.admission.clock().now_ms());
+        let list = match &self.instance {
+            Some(me) => me.all(room.admission.store().as_ref(), now).await,
+            None => Vec::new(),
+        };
+        h::json(StatusCode::OK, &json!({ "instances": list }))
     }
 
     /// Every room with its state (`null` while its store is away).

@@ -344,7 +344,23 @@ pub async fn run_with(
             ),
         });
     }
-    let admin_service = Arc::new(admin_service.expect("at least the default room"));
+    let instance = Arc::new(crate::instance::Instance::new(
+        public_addr,
+        admin.local_addr().ok(),
+        crate::clock::wall_ms(),
+    ));
+    let default_room = &rooms[0].0.admission;
+    tokio::spawn(crate::instance::announce(
+        instance.clone(),
+        default_room.store().clone(),
+        default_room.clock().clone(),
+        shutdown.clone(),
+    ));
+    let admin_service = Arc::new(
+        admin_service
+            .expect("at least the default room")
+            .with_instance(instance),
+    );
     let memories: Vec<MemoryStore> = rooms.iter().filter_map(|(b, _)| b.memory.clone()).collect();
     let savers: Vec<_> = rooms
         .iter_mut()

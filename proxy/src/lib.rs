@@ -40,6 +40,7 @@ pub mod forward;
 pub mod handover;
 pub mod history;
 pub mod http;
+pub mod instance;
 pub mod limits;
 pub mod metrics;
 pub mod pow;

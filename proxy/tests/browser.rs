@@ -770,6 +770,11 @@ async fn the_console_charts_the_line_live_and_steers_it() {
         || async { text(&c, "status").await.starts_with("Live") },
     )
     .await;
+    assert_eq!(
+        text(&c, "now-instances").await,
+        "1",
+        "this instance, alone in memory mode"
+    );
     // The charts move as the line grows.
     let first = chart_points(&c, "chart-waiting").await;
     wait_until(

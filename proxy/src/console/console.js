@@ -127,6 +127,16 @@
       const s = await api('GET', inRoom('/admin/state'));
       const h = await api('GET', inRoom('/admin/history'));
       const ev = (await api('GET', inRoom('/admin/event'))).event;
+      const instances = (await api('GET', '/admin/instances')).instances;
+      $('now-instances').textContent = fmt(instances.length);
+      const list = $('instances-list');
+      list.textContent = '';
+      for (const i of instances) {
+        const li = document.createElement('li');
+        li.textContent = i.id + (i.host ? ' on ' + i.host : '') + ', public ' + i.public + ', admin ' + i.admin
+          + ', version ' + i.version + ', since ' + i.started_at + (i.this ? ' (this one)' : '');
+        list.appendChild(li);
+      }
       signedIn(true);
       render(s, h.samples);
       $('event-now').textContent = ev

@@ -66,6 +66,19 @@ pub trait Store: Send + Sync + 'static {
         patch: SettingsPatch,
         now: Millis,
     ) -> Result<Settings, StoreError>;
+    /// Notes that instance `id` is alive, described by `info` (JSON), at `now`:
+    /// in a shared store every instance lists the others (see
+    /// [`Store::instances`]). A store of one instance keeps nothing.
+    async fn announce(&self, id: &str, info: &str, now: Millis) -> Result<(), StoreError> {
+        let _ = (id, info, now);
+        Ok(())
+    }
+    /// What the instances sharing the store announced in the last `within` ms
+    /// before `now` (those silent for much longer are forgotten).
+    async fn instances(&self, now: Millis, within: Millis) -> Result<Vec<String>, StoreError> {
+        let _ = (now, within);
+        Ok(Vec::new())
+    }
     /// The room's event as stored (see [`crate::event`]), if it has one.
     async fn event(&self) -> Result<Option<String>, StoreError>;
     /// Replaces the room's event with `new` (`None`: removes it) if it is still

@@ -131,6 +131,9 @@ pub enum LineClock {
     Caller,
 }
 
+/// An instance silent this long is removed from the room's list.
+const FORGET_INSTANCES_MS: Millis = 10 * 60 * 1000;
+
 /// Replaces the event at KEYS[1] with ARGV[2] ('' removes it) if it is ARGV[1]
 /// ('' for none): 1 when it did, 0 when another instance changed it first.
 static SWAP_EVENT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
@@ -348,6 +351,11 @@ impl RedisStore {
     /// Where the room's keyring lives.
     fn keys_key(&self) -> String {
         format!("{}keys", self.prefix)
+    }
+
+    /// Where the instances sharing the room announce themselves.
+    fn instances_key(&self) -> String {
+        format!("{}instances", self.prefix)
     }
 
     /// Where the room's event lives (see [`crate::event`]).
@@ -750,6 +758,43 @@ impl Store for RedisStore {
             )
             .await?;
         self.settings(&a, 0)
+    }
+
+    async fn announce(&self, id: &str, info: &str, now: Millis) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let entry = format!("{now} {info}");
+        within(
+            redis::cmd("HSET")
+                .arg(self.instances_key())
+                .arg(id)
+                .arg(entry)
+                .query_async::<()>(&mut conn),
+        )
+        .await
+    }
+
+    async fn instances(&self, now: Millis, within_ms: Millis) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = self.instances_key();
+        let all: Vec<(String, String)> =
+            within(redis::cmd("HGETALL").arg(&key).query_async(&mut conn)).await?;
+        let mut alive = Vec::new();
+        for (id, entry) in all {
+            let (seen, info) = entry.split_once(' ').unwrap_or(("0", ""));
+            let age = now.saturating_sub(seen.parse().unwrap_or(0));
+            if age <= within_ms {
+                alive.push(info.to_owned());
+            } else if age > FORGET_INSTANCES_MS {
+                let _: Result<(), _> = within(
+                    redis::cmd("HDEL")
+                        .arg(&key)
+                        .arg(&id)
+                        .query_async::<()>(&mut conn),
+                )
+                .await;
+            }
+        }
+        Ok(alive)
     }
 
     async fn event(&self) -> Result<Option<String>, StoreError> {

@@ -194,6 +194,23 @@ async fn with_redis_each_room_is_one_line_shared_by_every_instance() {
             .start()
     };
     let (a, b) = (start().await, start().await);
+    // Each instance lists both (the console shows them).
+    let mut listed = serde_json::Value::Null;
+    for _ in 0..100 {
+        listed = a
+            .admin_call(Method::GET, "/admin/instances", None)
+            .await
+            .json();
+        if listed["instances"].as_array().is_some_and(|l| l.len() == 2) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let list = listed["instances"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{listed}");
+    assert_eq!(list[0]["this"], true);
+    assert_eq!(list[0]["admin"], a.admin.to_string());
+    assert_eq!(list[1]["admin"], b.admin.to_string(), "{listed}");
     let http = Http::new();
     let mut first = a.visitor(&http).in_room("tickets");
     assert!(first.get("/tickets").await.unwrap().is_from_origin());
