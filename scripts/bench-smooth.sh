@@ -3,7 +3,8 @@
 # at 200 a second, each making three 5 ms requests at the origin. Baseline in the
 # same run: the same origin with visitors arriving evenly at 200 a second straight
 # at it (no queue: the smoothest stream this load generator makes). Pairs are
-# interleaved.
+# interleaved. A third run per pair goes through a waitroom that gives the origin
+# at most 20 requests at once (config/bench-smooth-capped.toml, origin.max_in_flight).
 #   scripts/bench-smooth.sh [PAIRS] [USERS] [SECONDS]   (defaults: 3 10000 30)
 # Release builds, each part a process of its own (origin-stub, waitroom with
 # config/bench-smooth.toml, loadtest). Prints the origin's largest number of
@@ -25,8 +26,12 @@ rm -rf target/bench-smooth-state
 pids+=($!)
 RUST_LOG=warn "$bin/waitroom" --config config/bench-smooth.toml >"$out/waitroom.log" 2>&1 &
 pids+=($!)
+rm -rf target/bench-smooth-capped-state
+RUST_LOG=warn "$bin/waitroom" --config config/bench-smooth-capped.toml >"$out/waitroom-capped.log" 2>&1 &
+pids+=($!)
 for _ in $(seq 50); do
-  curl -sf http://127.0.0.1:18091/readyz >/dev/null && curl -sf http://127.0.0.1:18092/__stats >/dev/null && break
+  curl -sf http://127.0.0.1:18091/readyz >/dev/null && curl -sf http://127.0.0.1:18094/readyz >/dev/null &&
+    curl -sf http://127.0.0.1:18092/__stats >/dev/null && break
   sleep 0.2
 done
 summary() {
@@ -51,4 +56,10 @@ for pair in $(seq "$pairs"); do
     --users "$users" --over "$over" --profile uniform --report "$out/waitroom-$pair" \
     >"$out/waitroom-$pair.log" 2>&1
   summary waitroom "$out/waitroom-$pair/summary.json"
+  # The same crowd through the waitroom that gives the origin at most 20 at once.
+  WAITROOM_ADMIN_TOKEN=bench-admin-token "$bin/loadtest" spike \
+    --target http://127.0.0.1:18093 --origin http://127.0.0.1:18092 --admin http://127.0.0.1:18094 \
+    --users "$users" --over "$over" --profile uniform --report "$out/capped-$pair" \
+    >"$out/capped-$pair.log" 2>&1
+  summary capped "$out/capped-$pair/summary.json"
 done

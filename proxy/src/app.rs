@@ -244,7 +244,8 @@ pub async fn run_with(
         metrics.clone(),
         breaker.clone(),
         origin_tls,
-    );
+    )
+    .with_max_in_flight(config.origin_max_in_flight);
     let (public, admin) = (Arc::new(public), Arc::new(admin));
     let public_addr = public.local_addr().ok();
     let handed_over = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -143,14 +143,24 @@ impl Event {
         self.message.as_deref().filter(|_| self.under_way())
     }
 
+    /// The phase due at `now`, if it moves on.
+    fn due(&self, now: Millis) -> Option<Phase> {
+        let opens = self.opens_at?;
+        match self.phase {
+            Phase::Scheduled if now >= self.prequeue_at.unwrap_or(0) => Some(Phase::PreQueue),
+            Phase::PreQueue if now >= opens => Some(Phase::Open),
+            Phase::Open if self.ends_at.is_some_and(|end| now >= end) => Some(Phase::Ended),
+            _ => None,
+        }
+    }
+
     /// The step due at `now`, if one is: the event after it, and the change of
     /// settings it makes (`settings`: those in force now).
     fn step(&self, now: Millis, settings: &Settings) -> Option<(Event, Option<SettingsPatch>)> {
         let mut next = self.clone();
-        let opens = self.opens_at?;
-        let patch = match self.phase {
-            Phase::Scheduled if now >= self.prequeue_at.unwrap_or(0) => {
-                next.phase = Phase::PreQueue;
+        next.phase = self.due(now)?;
+        let patch = match next.phase {
+            Phase::PreQueue => {
                 next.kept = Some(Kept {
                     new_users_per_minute: settings.new_users_per_minute,
                     max_active_users: settings.max_active_users,
@@ -158,22 +168,15 @@ impl Event {
                     opens_at: settings.opens_at,
                 });
                 Some(SettingsPatch {
-                    opens_at: Some(Some(opens)),
+                    opens_at: Some(self.opens_at),
                     lottery: Some(self.lottery),
                     new_users_per_minute: self.new_users_per_minute,
                     max_active_users: self.max_active_users,
                     ..SettingsPatch::default()
                 })
             }
-            Phase::PreQueue if now >= opens => {
-                next.phase = Phase::Open;
-                None
-            }
-            Phase::PreQueue | Phase::Open if self.ends_at.is_some_and(|end| now >= end) => {
-                next.phase = Phase::Ended;
-                Some(self.back(self.after == After::Close))
-            }
-            _ => return None,
+            Phase::Open | Phase::Scheduled => None,
+            Phase::Ended => Some(self.back(self.after == After::Close)),
         };
         Some((next, patch))
     }
@@ -274,9 +277,12 @@ async fn advance(admission: &Admission) -> Result<(), StoreError> {
         return Ok(());
     };
     let now = store.line_time(admission.clock().now_ms());
+    if event.due(now).is_none() {
+        admission.set_event_message(event.message().map(str::to_owned));
+        return Ok(());
+    }
     let settings = store.snapshot(now).await?.settings;
     let Some((next, patch)) = event.step(now, &settings) else {
-        admission.set_event_message(event.message().map(str::to_owned));
         return Ok(());
     };
     let new = serde_json::to_string(&next).expect("an event serializes");

@@ -54,6 +54,8 @@ pub struct Forwarder {
     /// Pass requests on as they came (`Host`, `X-Forwarded-*`): to another waitroom.
     relay: bool,
     breaker: Breaker,
+    /// At most this many requests at the origin at once (`origin.max_in_flight`).
+    limit: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// Where a request came from, for the `X-Forwarded-*` headers.
@@ -178,7 +180,16 @@ impl Forwarder {
             metrics,
             relay,
             breaker,
+            limit: None,
         }
+    }
+
+    /// Gives the origin at most `max` requests at once (0: no limit): the others
+    /// wait here in the order they came, up to the breaker's `hold_requests`, and a
+    /// request keeps its place until the origin's whole answer has gone through.
+    pub fn with_max_in_flight(mut self, max: u32) -> Self {
+        self.limit = (max > 0).then(|| Arc::new(tokio::sync::Semaphore::new(max as usize)));
+        self
     }
 
     /// The origin's circuit breaker.
@@ -218,6 +229,17 @@ impl Forwarder {
         };
         let mut payload = Payload::of(body).await?;
         let deadline = Instant::now() + self.breaker.config().hold_requests;
+        // A turn at the origin first (a fair semaphore: in the order asked).
+        let permit = match &self.limit {
+            Some(limit) => {
+                let _waiting = self.metrics.queued_for_origin();
+                match tokio::time::timeout_at(deadline, limit.clone().acquire_owned()).await {
+                    Ok(Ok(permit)) => Some(permit),
+                    _ => return Err(ProxyError::OriginHeld),
+                }
+            }
+            None => None,
+        };
         let mut changes = self.breaker.subscribe();
         let mut retried = false;
         loop {
@@ -261,10 +283,16 @@ impl Forwarder {
                     });
                     let (mut parts, body) = response.into_parts();
                     strip_hop_by_hop(&mut parts.headers);
-                    return Ok(Response::from_parts(
-                        parts,
-                        body.map_err(Into::into).boxed(),
-                    ));
+                    let body = body.map_err(Into::into).boxed();
+                    let body = match permit {
+                        Some(permit) => Holding {
+                            body,
+                            _permit: permit,
+                        }
+                        .boxed(),
+                        None => body,
+                    };
+                    return Ok(Response::from_parts(parts, body));
                 }
                 Err(_) => {
                     ticket.record(Outcome::Failure);
@@ -309,6 +337,33 @@ impl Forwarder {
                 }
             }
         }
+    }
+}
+
+/// A response body that keeps its request's turn at the origin until it is
+/// through (or dropped).
+struct Holding {
+    body: Body,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl hyper::body::Body for Holding {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -325,11 +325,19 @@ async fn main() -> std::process::ExitCode {
     let result = match (cli.command, cli.config) {
         (Some(Command::CheckConfig { file }), _) => load(&file)
             .and_then(|c| {
-                waitroom::queue_page::Page::load(
-                    c.page_template.as_deref(),
-                    c.page_catalogues.as_deref(),
-                )
-                .with_context(|| format!("invalid configuration {}", file.display()))?;
+                for room in c.all_rooms() {
+                    waitroom::queue_page::Page::load(
+                        room.page_template.as_deref(),
+                        room.page_catalogues.as_deref(),
+                    )
+                    .with_context(|| {
+                        format!(
+                            "invalid configuration {} (room {})",
+                            file.display(),
+                            room.name
+                        )
+                    })?;
+                }
                 Ok(c)
             })
             .map(|c| {

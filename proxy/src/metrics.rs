@@ -44,6 +44,7 @@ pub struct Metrics {
     store_errors: IntCounterVec,
     store_up: IntGauge,
     held_requests: IntGauge,
+    queued_for_origin: IntGauge,
     breaker: IntGauge,
     breaker_opened: IntCounter,
     origin_errors: IntCounterVec,
@@ -140,6 +141,14 @@ impl Metrics {
                 IntGauge::new(
                     "waitroom_origin_held_requests",
                     "Admitted visitors' requests waiting for a failing origin to recover",
+                )
+                .expect("valid metric"),
+            ),
+            queued_for_origin: register(
+                registry,
+                IntGauge::new(
+                    "waitroom_origin_queued_requests",
+                    "Requests waiting for their turn at the origin (origin.max_in_flight)",
                 )
                 .expect("valid metric"),
             ),
@@ -341,7 +350,14 @@ impl Metrics {
         self.store_up.set(i64::from(up));
     }
 
-    /// Counts a request waiting for a failing origin, until the guard is dropped.
+    /// Counts a request waiting for its turn at the origin (`origin.max_in_flight`)
+    /// while the guard lives.
+    pub fn queued_for_origin(&self) -> HeldRequest {
+        self.queued_for_origin.inc();
+        HeldRequest(self.queued_for_origin.clone())
+    }
+
+    /// Counts a request held for a failing origin while the guard lives.
     pub fn holding_request(&self) -> HeldRequest {
         self.held_requests.inc();
         HeldRequest(self.held_requests.clone())
@@ -427,7 +443,8 @@ impl Metrics {
     }
 }
 
-/// A request counted in `waitroom_origin_held_requests` while it lives.
+/// A request counted in a gauge (`waitroom_origin_held_requests`,
+/// `waitroom_origin_queued_requests`) while it lives.
 pub struct HeldRequest(IntGauge);
 
 impl Drop for HeldRequest {

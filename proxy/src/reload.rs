@@ -5,7 +5,7 @@
 //! settings (rate, capacity, `queue_all`, `passthrough`, a scheduled opening —
 //! through the store, so on every instance), the per-client and per-session limits
 //! and the proof of work, the page's template and catalogues, the bypass routes,
-//! the trusted proxies, and the origin (URL, timeout, CA). Requests that start after
+//! the trusted proxies, and the origin (URL, timeout, CA, `max_in_flight`). Requests that start after
 //! it use the new ones (one under way at that moment may use either for its next
 //! step); no connection is dropped and no place is touched.
 //! What needs a restart (the listeners, the store, the line's timings, the cookie,
@@ -95,7 +95,8 @@ impl Reloader {
         let live = self.rooms[0].public.live();
         let origin_changed = new.origin != self.current.origin
             || new.origin_timeout != self.current.origin_timeout
-            || new.origin_tls_ca != self.current.origin_tls_ca;
+            || new.origin_tls_ca != self.current.origin_tls_ca
+            || new.origin_max_in_flight != self.current.origin_max_in_flight;
         let forwarder = if origin_changed {
             let tls = match new.origin.scheme_str() {
                 Some("https") => Some(crate::tls::origin_client_config(
@@ -110,6 +111,7 @@ impl Reloader {
                 self.breaker.clone(),
                 tls,
             )
+            .with_max_in_flight(new.origin_max_in_flight)
         } else {
             live.forwarder.clone()
         };

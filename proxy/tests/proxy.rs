@@ -288,6 +288,42 @@ async fn a_get_the_origin_dropped_goes_once_more_and_a_post_never_twice() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_origin_is_never_given_more_than_max_in_flight_at_once() {
+    let origin = origin(100, 300).await;
+    let proxy = support::ProxyBuilder::to(origin.addr)
+        .origin_toml(&format!(
+            "url = \"http://{}\"\nmax_in_flight = 4",
+            origin.addr
+        ))
+        .admission(600, 100, "10m")
+        .start()
+        .await;
+    let http = Http::new();
+    let mut v = proxy.visitor(&http);
+    assert!(v.get("/").await.unwrap().is_from_origin());
+    let cookie = format!("waitroom={}", v.cookie.clone().unwrap());
+    // 20 requests at once, each 300 ms at the origin (long enough for all of them
+    // to be under way together): they go 4 at a time, in turn.
+    let all: Vec<_> = (0..20)
+        .map(|_| {
+            let (http, url, cookie) = (http.clone(), proxy.url("/register"), cookie.clone());
+            tokio::spawn(async move {
+                http.send(Method::GET, &url, None, &[("cookie", &cookie)])
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for r in all {
+        let r = r.await.unwrap();
+        assert!(r.is_from_origin() && r.status == 200, "{}", r.status);
+    }
+    let stats = origin.stats().await;
+    assert_eq!(stats["max_in_flight"], 4, "{stats}");
+    assert_eq!(proxy.metric("waitroom_origin_queued_requests").await, 0.0);
+}
+
 #[tokio::test]
 async fn admin_api_needs_the_token_and_validates_settings() {
     let origin = origin(10, 1).await;

@@ -210,6 +210,8 @@ struct OriginFile {
     #[serde(default = "default_origin_timeout")]
     timeout: String,
     tls_ca: Option<String>,
+    #[serde(default)]
+    max_in_flight: u32,
 }
 
 fn default_origin_timeout() -> String {
@@ -375,6 +377,9 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// How long the origin may take to start answering.
     pub origin_timeout: Duration,
+    /// Requests the origin is given at once at most (0: no limit); the others wait
+    /// here, in order.
+    pub origin_max_in_flight: u32,
     /// Initial run-time settings.
     pub settings: Settings,
     /// Timings of the line.
@@ -707,6 +712,7 @@ impl Config {
             origin_tls_ca: f.origin.tls_ca.map(PathBuf::from),
             tls,
             origin_timeout,
+            origin_max_in_flight: f.origin.max_in_flight,
             settings: Settings {
                 new_users_per_minute: a.new_users_per_minute,
                 max_active_users: a.max_active_users,

@@ -75,6 +75,23 @@ fn check_config_accepts_the_examples_and_names_key_and_reason() {
     let (ok, text) = check_config(&with_page);
     assert!(!ok);
     assert!(text.contains("page.template:"), "{text}");
+    // A room's page is checked as well, and named.
+    let in_a_room = format!(
+        "{example}
+[[rooms]]
+name = \"tickets\"
+paths = [\"/tickets\"]
+[rooms.page]
+template = \"{}\"
+",
+        broken.display()
+    );
+    let (ok, text) = check_config(&in_a_room);
+    assert!(!ok);
+    assert!(
+        text.contains("room tickets") && text.contains("page.template:"),
+        "{text}"
+    );
     let _ = std::fs::remove_file(&broken);
     let (ok, text) = check_config("this is not toml");
     assert!(!ok);
