@@ -4,6 +4,7 @@
 //! request keeps it. Expiry is checked against [`Clock`], not the system clock, so
 //! tests with paused time control it too.
 
+mod cache;
 pub mod keys;
 
 use std::sync::{Arc, RwLock};
@@ -100,6 +101,11 @@ impl TokenError {
 pub struct Tokens {
     /// Replaced at run time when instances sharing a store converge on one ring.
     keys: Arc<RwLock<Keyring>>,
+    /// Tokens whose signature verified (emptied when the keys change).
+    verified: Arc<cache::Verified>,
+    /// Counts key changes, so a verification under the old keys that ends after a
+    /// change is not kept.
+    generation: Arc<std::sync::atomic::AtomicU64>,
     clock: Clock,
     queue_ttl_secs: u64,
     admission_ttl_secs: u64,
@@ -110,6 +116,8 @@ impl Tokens {
     pub fn new(keys: Keyring, clock: Clock, queue_ttl_secs: u64, admission_ttl_secs: u64) -> Self {
         Self {
             keys: Arc::new(RwLock::new(keys)),
+            verified: Arc::default(),
+            generation: Arc::default(),
             clock,
             queue_ttl_secs,
             admission_ttl_secs,
@@ -120,6 +128,8 @@ impl Tokens {
     pub fn with_ttls(&self, queue_ttl_secs: u64, admission_ttl_secs: u64) -> Self {
         Self {
             keys: self.keys.clone(),
+            verified: self.verified.clone(),
+            generation: self.generation.clone(),
             clock: self.clock.clone(),
             queue_ttl_secs,
             admission_ttl_secs,
@@ -134,6 +144,9 @@ impl Tokens {
     /// Signs and verifies with `keys` from now on.
     pub fn replace_keys(&self, keys: Keyring) {
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.verified.clear();
     }
 
     fn ring(&self) -> std::sync::RwLockReadGuard<'_, Keyring> {
@@ -181,11 +194,34 @@ impl Tokens {
         self.sign(Kind::Challenge, 0, nonce, Some(u64::from(difficulty)))
     }
 
-    /// Verifies a presented token: our key, EdDSA, intact, not expired.
+    /// Verifies a presented token: our key, EdDSA, intact, not expired. A token
+    /// verified before is not checked again (see [`cache`]); its expiry is.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }
+        let claims = match self.verified.get(token) {
+            Some(claims) => claims,
+            None => {
+                use std::sync::atomic::Ordering::SeqCst;
+                let generation = self.generation.load(SeqCst);
+                let claims = self.verify_signature(token)?;
+                self.verified.insert(token, claims.clone());
+                if self.generation.load(SeqCst) != generation {
+                    // The keys changed meanwhile: verified under the old ones.
+                    self.verified.clear();
+                }
+                claims
+            }
+        };
+        if claims.exp <= self.clock.now_secs() {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// Checks the token's header and signature with the keys in force.
+    fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Algorithm);
@@ -205,9 +241,6 @@ impl Tokens {
                 _ => TokenError::Malformed,
             },
         )?;
-        if data.claims.exp <= self.clock.now_secs() {
-            return Err(TokenError::Expired);
-        }
         Ok(data.claims)
     }
 }
@@ -237,6 +270,20 @@ mod tests {
         assert_eq!((place.k, place.n, place.p), (Kind::Queue, 43, Some(17)));
         tokio::time::advance(std::time::Duration::from_secs(3601)).await;
         assert_eq!(t.verify(&token), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn a_token_verified_before_is_refused_once_its_key_is_gone() {
+        let t = tokens();
+        let token = t.issue(Kind::Admission, 1, 7);
+        assert!(t.verify(&token).is_ok());
+        assert!(t.verify(&token).is_ok(), "from the cache");
+        t.replace_keys(Keyring::new(KeyPair::generate(), Vec::new()));
+        assert_eq!(t.verify(&token), Err(TokenError::UnknownKey));
+        let other_room = t.with_ttls(60, 60);
+        assert!(other_room
+            .verify(&other_room.issue(Kind::Queue, 2, 1))
+            .is_ok());
     }
 
     #[test]
