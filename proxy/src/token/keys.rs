@@ -36,6 +36,10 @@ pub enum KeyError {
 pub struct KeyPair {
     kid: String,
     seed: [u8; 32],
+    /// Parsed once: signing a token is then the signature's work alone.
+    signing: SigningKey,
+    /// The token header for this key, base64url: `{"typ":"JWT","alg":"EdDSA","kid":…}`.
+    header_b64: String,
     encoding: EncodingKey,
     decoding: DecodingKey,
     public_b64: String,
@@ -56,9 +60,12 @@ impl KeyPair {
             .expect("an Ed25519 key always encodes as PKCS#8");
         let public_b64 = URL_SAFE_NO_PAD.encode(public);
         let kid = URL_SAFE_NO_PAD.encode(&Sha256::digest(public)[..12]);
+        let header = serde_json::json!({ "typ": "JWT", "alg": "EdDSA", "kid": kid });
         Self {
+            header_b64: URL_SAFE_NO_PAD.encode(header.to_string()),
             kid,
             seed,
+            signing,
             encoding: EncodingKey::from_ed_der(der.as_bytes()),
             decoding: DecodingKey::from_ed_components(&public_b64)
                 .expect("a base64url public key always decodes"),
@@ -75,6 +82,20 @@ impl KeyPair {
         h.update([0]);
         h.update(self.seed);
         h.finalize().into()
+    }
+
+    /// A JWT of `claims` (their JSON) signed with this key: the kept header, the
+    /// claims and the Ed25519 signature of both, each base64url.
+    pub(crate) fn sign_jwt(&self, claims: &[u8]) -> String {
+        use ed25519_dalek::Signer;
+        let mut jwt = String::with_capacity(self.header_b64.len() + claims.len() * 4 / 3 + 90);
+        jwt.push_str(&self.header_b64);
+        jwt.push('.');
+        URL_SAFE_NO_PAD.encode_string(claims, &mut jwt);
+        let signature = self.signing.sign(jwt.as_bytes());
+        jwt.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut jwt);
+        jwt
     }
 
     /// The key id carried in token headers.

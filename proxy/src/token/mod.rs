@@ -9,7 +9,7 @@ pub mod keys;
 
 use std::sync::{Arc, RwLock};
 
-use jsonwebtoken::{Algorithm, Header, Validation};
+use jsonwebtoken::{Algorithm, Validation};
 
 use crate::clock::Clock;
 pub use keys::{KeyError, KeyPair, Keyring};
@@ -173,10 +173,6 @@ impl Tokens {
     }
 
     fn sign(&self, kind: Kind, line: u64, n: u64, p: Option<u64>) -> String {
-        let ring = self.ring();
-        let key = ring.signing();
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(key.kid().to_owned());
         let iat = self.clock.now_secs();
         let claims = Claims {
             k: kind,
@@ -186,7 +182,8 @@ impl Tokens {
             exp: iat + self.ttl_secs(kind),
             p,
         };
-        jsonwebtoken::encode(&header, &claims, key.encoding()).expect("Ed25519 signing cannot fail")
+        let json = serde_json::to_vec(&claims).expect("claims serialize");
+        self.ring().signing().sign_jwt(&json)
     }
 
     /// Signs a proof-of-work challenge: `nonce`, to be solved at `difficulty` bits.
@@ -312,7 +309,7 @@ mod tests {
         let none = format!("{}.{payload}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#));
         assert!(t.verify(&none).is_err());
         let hs = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
+            &jsonwebtoken::Header::new(Algorithm::HS256),
             &t.verify(&token).unwrap(),
             &jsonwebtoken::EncodingKey::from_secret(b"guess"),
         )
