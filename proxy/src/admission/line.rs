@@ -797,11 +797,14 @@ impl Line {
         let wait = self.wait_for(position, now);
         let deadline = self.lottery_floor(seq, self.timing.deadline(now, &wait), now);
         if seq >= self.head {
-            self.records[(seq - self.head) as usize] = deadline;
-            self.deadlines
-                .entry(deadline.div_ceil(1000))
-                .or_default()
-                .push(seq);
+            let record = &mut self.records[(seq - self.head) as usize];
+            let old = std::mem::replace(record, deadline);
+            // One entry per place is enough while its deadline only moves later:
+            // the sweep finds the entry of the earlier one and moves it on. A new
+            // place, or a deadline that came nearer, needs an entry of its own.
+            if old == 0 || deadline.div_ceil(1000) < old.div_ceil(1000) {
+                self.schedule(seq, deadline);
+            }
         } else {
             self.returned_deadline.insert(seq, deadline);
         }
@@ -959,6 +962,14 @@ impl Line {
             .map_or(0, |&(_, head)| head)
     }
 
+    /// Looks at place `seq` again when `deadline` has passed (see [`Line::sweep`]).
+    fn schedule(&mut self, seq: u64, deadline: Millis) {
+        self.deadlines
+            .entry(deadline.div_ceil(1000))
+            .or_default()
+            .push(seq);
+    }
+
     /// Notices departures whose deadline has passed and drops lapsed sessions and
     /// unclaimed calls (at most every [`SCAN_EVERY_MS`]).
     fn sweep(&mut self, now: Millis) {
@@ -972,10 +983,16 @@ impl Line {
                 }
                 let i = (seq - self.head) as usize;
                 let r = self.records[i];
-                if r & DEPARTED == 0 && r <= now {
+                if r & DEPARTED != 0 {
+                    continue;
+                }
+                if r <= now {
                     self.records[i] = r | DEPARTED;
                     self.rank.add(seq, -1);
                     self.live -= 1;
+                } else {
+                    // Checked in since: looked at again at its new deadline.
+                    self.schedule(seq, r);
                 }
             }
         }
@@ -1065,6 +1082,44 @@ mod tests {
         for now in (from..to).step_by(20) {
             l.pump(now);
         }
+    }
+
+    #[test]
+    fn polling_again_and_again_keeps_one_deadline_entry_and_departure_still_counts() {
+        let mut l = line(60);
+        l.update(
+            SettingsPatch {
+                paused: Some(true),
+                ..Default::default()
+            },
+            0,
+        );
+        let seqs = queue(&mut l, 2, 0);
+        let (poller, leaver) = (seqs[0], seqs[1]);
+        // One holder polls 100,000 times over ten minutes; the other never again.
+        for i in 0..100_000u64 {
+            let now = i * 6;
+            assert!(matches!(l.poll(poller, now), Poll::Waiting(_)));
+            if i % 1_000 == 0 {
+                l.pump(now);
+            }
+        }
+        let entries: usize = l.deadlines.values().map(Vec::len).sum();
+        assert!(entries <= 2, "{entries} deadline entries for two places");
+        // Past the abandonment window (10 minutes) the one who stopped has
+        // departed, and the poller, always back in time, has not.
+        let later = 900_000;
+        l.pump(later);
+        let Poll::Waiting(w) = l.poll(poller, later) else {
+            panic!()
+        };
+        assert_eq!(w.position, 1, "the one who left no longer counts");
+        assert_eq!(l.live, 1);
+        assert!(
+            matches!(l.poll(leaver, later), Poll::Waiting(_)),
+            "and may come back"
+        );
+        assert_eq!(l.live, 2);
     }
 
     #[test]
