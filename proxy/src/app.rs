@@ -266,6 +266,7 @@ pub async fn run_with(
     tokio::spawn(sweep_limits(protection.clone(), shutdown.clone()));
 
     let mut rooms = Vec::new();
+    let process_metrics = metrics.clone();
     let mut first = Some((store, memory));
     for (room, page) in room_configs.iter().zip(pages) {
         let (store, memory, registry, metrics) = match first.take() {
@@ -285,6 +286,7 @@ pub async fn run_with(
             tokens: &tokens,
             clock: &clock,
             metrics,
+            origin_metrics: &process_metrics,
             registry,
             page,
         };
@@ -501,6 +503,8 @@ struct RoomParts<'a> {
     tokens: &'a Tokens,
     clock: &'a Clock,
     metrics: Metrics,
+    /// The process's metrics (the origin's figures).
+    origin_metrics: &'a Metrics,
     registry: Registry,
     page: Arc<Page>,
 }
@@ -526,6 +530,7 @@ fn start_room(parts: RoomParts<'_>, breaker: &Breaker, shutdown: &Shutdown) -> R
         tokens,
         clock,
         metrics,
+        origin_metrics,
         registry,
         page,
     } = parts;
@@ -550,11 +555,12 @@ fn start_room(parts: RoomParts<'_>, breaker: &Breaker, shutdown: &Shutdown) -> R
         shutdown.clone(),
     ));
     let history = crate::history::History::default();
-    tokio::spawn(
-        history
-            .clone()
-            .run(admission.clone(), metrics.clone(), shutdown.clone()),
-    );
+    tokio::spawn(history.clone().run(
+        admission.clone(),
+        metrics.clone(),
+        origin_metrics.clone(),
+        shutdown.clone(),
+    ));
     Room {
         name: room.name.clone(),
         admission,

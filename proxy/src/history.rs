@@ -85,11 +85,27 @@ impl History {
         q.push_back(s);
     }
 
-    /// Takes a sample every [`EVERY`] until `shutdown`.
-    pub async fn run(self, admission: Admission, metrics: Metrics, mut shutdown: Shutdown) {
+    /// Takes a sample every [`EVERY`] until `shutdown`: the line's figures from
+    /// `metrics` (its room's), the origin's from `origin` (the process's: every
+    /// room forwards to the same origin).
+    pub async fn run(
+        self,
+        admission: Admission,
+        metrics: Metrics,
+        origin: Metrics,
+        mut shutdown: Shutdown,
+    ) {
         let mut tick = tokio::time::interval(EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut before = metrics.totals();
+        let totals = |metrics: &Metrics| {
+            let (mut line, origin) = (metrics.totals(), origin.totals());
+            line.origin_answers = origin.origin_answers;
+            line.origin_failures = origin.origin_failures;
+            line.origin_no_answer = origin.origin_no_answer;
+            line.origin_latency = origin.origin_latency;
+            line
+        };
+        let mut before = totals(&metrics);
         let mut last = Sample::default();
         loop {
             tokio::select! {
@@ -97,7 +113,7 @@ impl History {
                 _ = shutdown.wait() => return,
             }
             let now = admission.clock().now_ms();
-            let totals = metrics.totals();
+            let totals = totals(&metrics);
             // The pump's last snapshot: the history costs the store nothing.
             let fresh = admission
                 .last_snapshot()

@@ -173,6 +173,16 @@ async fn two_rooms_on_different_paths_keep_separate_lines_rates_and_pages() {
         !metrics.contains("waitroom_origin_breaker{room="),
         "the origin is the process's: {metrics}"
     );
+    // The room's history charts its own line and the (one) origin's answers.
+    let history = proxy
+        .admin_call(Method::GET, "/admin/history?room=tickets", None)
+        .await
+        .json();
+    let samples = history["samples"].as_array().unwrap();
+    assert!(
+        samples.iter().any(|s| s["origin_p50_ms"].is_number()),
+        "{history}"
+    );
     assert!(
         metrics.contains("waitroom_setting{name=\"paused\"} 0"),
         "{metrics}"
