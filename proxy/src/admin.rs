@@ -346,11 +346,17 @@ impl Admin {
 impl Room {
     /// What the audit log names for a change of `what` in this room.
     fn audited(&self, what: &str) -> String {
-        if self.name == crate::config::DEFAULT_ROOM {
-            what.to_owned()
-        } else {
-            format!("{what} of room {}", self.name)
-        }
+        in_room(what, &self.name)
+    }
+}
+
+/// What the audit log names for a change of `what` in room `room`: the default
+/// room's changes as they always were, another room's with its name.
+pub fn in_room(what: &str, room: &str) -> String {
+    if room == crate::config::DEFAULT_ROOM {
+        what.to_owned()
+    } else {
+        format!("{what} of room {room}")
     }
 }
 

@@ -231,13 +231,17 @@ impl Forwarder {
         let deadline = Instant::now() + self.breaker.config().hold_requests;
         // A turn at the origin first (a fair semaphore: in the order asked).
         let permit = match &self.limit {
-            Some(limit) => {
-                let _waiting = self.metrics.queued_for_origin();
-                match tokio::time::timeout_at(deadline, limit.clone().acquire_owned()).await {
-                    Ok(Ok(permit)) => Some(permit),
-                    _ => return Err(ProxyError::OriginHeld),
+            Some(limit) => match limit.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    // Counted as waiting only when it does wait.
+                    let _waiting = self.metrics.queued_for_origin();
+                    match tokio::time::timeout_at(deadline, limit.clone().acquire_owned()).await {
+                        Ok(Ok(permit)) => Some(permit),
+                        _ => return Err(ProxyError::OriginHeld),
+                    }
                 }
-            }
+            },
             None => None,
         };
         let mut changes = self.breaker.subscribe();

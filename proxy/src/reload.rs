@@ -183,11 +183,7 @@ async fn put_settings(room: &ReloadedRoom, c: &RoomConfig) -> Result<(), ReloadE
         Err(_) => serde_json::Value::Null,
     };
     let after = store.update_settings(patch, now).await?;
-    let what = if c.name == crate::config::DEFAULT_ROOM {
-        "settings".to_owned()
-    } else {
-        format!("settings of room {}", c.name)
-    };
+    let what = crate::admin::in_room("settings", &c.name);
     crate::admin::audit_change("reload", &what, &before, &serde_json::json!(after));
     Ok(())
 }

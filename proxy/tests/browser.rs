@@ -8,13 +8,13 @@ mod support;
 
 use http::Method;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
-use support::{free_port, origin, proxy, Http, Proxy};
+use support::{free_port, origin, proxy, wait_until, Http, Proxy};
 
 struct Driver {
     child: Child,
@@ -112,21 +112,6 @@ async fn queue_two(p: &Proxy) {
         let mut v = p.visitor(&http);
         v.get("/").await.unwrap();
     }
-}
-
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("gave up waiting for {what}");
 }
 
 /// A proxy admitting 30 a minute, `max_active` at once, whose visitors poll every

@@ -23,17 +23,7 @@ const TIMING: Timing = Timing {
     returned_share_permille: 500,
 };
 
-const SETTINGS: Settings = Settings {
-    new_users_per_minute: 60,
-    max_active_users: 3,
-    paused: false,
-    closed: false,
-    opens_at: None,
-    held_until: None,
-    queue_all: false,
-    passthrough: false,
-    lottery: false,
-};
+const SETTINGS: Settings = Settings::open(60, 3);
 
 const T: u64 = 1_800_000_000_000;
 

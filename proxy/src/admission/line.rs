@@ -118,7 +118,7 @@ pub struct SettingsPatch {
 impl Settings {
     /// An open room letting `new_users_per_minute` in, `max_active_users` at once,
     /// nothing else set.
-    pub fn open(new_users_per_minute: u32, max_active_users: u32) -> Self {
+    pub const fn open(new_users_per_minute: u32, max_active_users: u32) -> Self {
         Self {
             new_users_per_minute,
             max_active_users,

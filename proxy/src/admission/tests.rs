@@ -26,20 +26,7 @@ struct Room {
 
 fn room(per_minute: u32, max_active: u32, timing: Timing) -> Room {
     let clock = Clock::system();
-    let store = MemoryStore::new(
-        timing,
-        Settings {
-            new_users_per_minute: per_minute,
-            max_active_users: max_active,
-            paused: false,
-            closed: false,
-            opens_at: None,
-            held_until: None,
-            queue_all: false,
-            passthrough: false,
-            lottery: false,
-        },
-    );
+    let store = MemoryStore::new(timing, Settings::open(per_minute, max_active));
     let tokens = Tokens::new(
         Keyring::new(KeyPair::generate(), Vec::new()),
         clock.clone(),

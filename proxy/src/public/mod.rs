@@ -303,10 +303,10 @@ impl Public {
         status: Status,
         cookie: Option<HeaderValue>,
     ) -> Response<Body> {
-        let message = self.admission.event_message();
         let mut r = if h::wants_json(req.headers()) {
             h::json(StatusCode::OK, &self.status_json(&status))
         } else {
+            let message = self.admission.event_message();
             let lang = self.language(req);
             let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
             let html = self

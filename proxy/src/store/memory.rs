@@ -450,17 +450,7 @@ mod tests {
     use crate::admission::line::Arrival;
 
     fn settings() -> Settings {
-        Settings {
-            new_users_per_minute: 60,
-            max_active_users: 1,
-            paused: false,
-            closed: false,
-            opens_at: None,
-            held_until: None,
-            queue_all: false,
-            passthrough: false,
-            lottery: false,
-        }
+        Settings::open(60, 1)
     }
 
     fn temp_dir() -> PathBuf {

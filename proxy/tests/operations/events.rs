@@ -10,18 +10,12 @@ use http::Method;
 use crate::support::{self, origin, Http, Proxy};
 
 /// Polls `what` until it holds (the event moves on the wall clock).
-async fn until<F, Fut>(what: &str, mut check: F)
+async fn until<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    for _ in 0..200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what} never came");
+    support::wait_until(what, Duration::from_secs(10), check).await
 }
 
 async fn event(proxy: &Proxy) -> serde_json::Value {
@@ -30,6 +24,13 @@ async fn event(proxy: &Proxy) -> serde_json::Value {
         .await
         .json()["event"]
         .clone()
+}
+
+/// `PUT /admin/event` with `event`.
+async fn put_event(proxy: &Proxy, event: serde_json::Value) -> support::Reply {
+    proxy
+        .admin_call(Method::PUT, "/admin/event", Some(event.to_string()))
+        .await
 }
 
 async fn cli(proxy: &Proxy, args: Vec<String>) -> (bool, String, String) {
@@ -155,21 +156,16 @@ async fn cancelling_an_event_under_way_gives_the_room_its_settings_back() {
         .admission(600, 1, "10m")
         .start()
         .await;
-    let scheduled = proxy
-        .admin_call(
-            Method::PUT,
-            "/admin/event",
-            Some(
-                serde_json::json!({
-                    "opens_at": at(3_600_000),
-                    "max_active_users": 500,
-                    "new_users_per_minute": 60,
-                    "lottery": true,
-                })
-                .to_string(),
-            ),
-        )
-        .await;
+    let scheduled = put_event(
+        &proxy,
+        serde_json::json!({
+            "opens_at": at(3_600_000),
+            "max_active_users": 500,
+            "new_users_per_minute": 60,
+            "lottery": true,
+        }),
+    )
+    .await;
     assert_eq!(scheduled.status, 200, "{}", scheduled.text());
     until("the pre-queue", || async {
         event(&proxy).await["phase"] == "pre_queue"
@@ -177,21 +173,9 @@ async fn cancelling_an_event_under_way_gives_the_room_its_settings_back() {
     .await;
     assert_eq!(settings_of(&proxy).await, (60, 500, true, true));
     // Another event cannot replace one under way.
-    let refused = proxy
-        .admin_call(
-            Method::PUT,
-            "/admin/event",
-            Some(serde_json::json!({ "opens_at": at(60_000) }).to_string()),
-        )
-        .await;
+    let refused = put_event(&proxy, serde_json::json!({ "opens_at": at(60_000) })).await;
     assert_eq!(refused.status, 409, "{}", refused.text());
-    let bad = proxy
-        .admin_call(
-            Method::PUT,
-            "/admin/event",
-            Some(serde_json::json!({ "prequeue_at": at(60_000) }).to_string()),
-        )
-        .await;
+    let bad = put_event(&proxy, serde_json::json!({ "prequeue_at": at(60_000) })).await;
     assert_eq!(bad.status, 400);
     assert!(bad.text().contains("opens_at: missing"), "{}", bad.text());
 
@@ -222,20 +206,15 @@ async fn with_redis_every_instance_runs_the_same_event_once() {
             .start()
     };
     let (a, b) = (start().await, start().await);
-    let scheduled = a
-        .admin_call(
-            Method::PUT,
-            "/admin/event",
-            Some(
-                serde_json::json!({
-                    "opens_at": at(3_600_000),
-                    "max_active_users": 7,
-                    "message": "Bientôt",
-                })
-                .to_string(),
-            ),
-        )
-        .await;
+    let scheduled = put_event(
+        &a,
+        serde_json::json!({
+            "opens_at": at(3_600_000),
+            "max_active_users": 7,
+            "message": "Bientôt",
+        }),
+    )
+    .await;
     assert_eq!(scheduled.status, 200, "{}", scheduled.text());
     until("the pre-queue on the other instance", || async {
         event(&b).await["phase"] == "pre_queue"

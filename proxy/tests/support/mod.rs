@@ -21,6 +21,23 @@ use waitroom::token::{KeyPair, Keyring};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
+/// Asks `f` every 100 ms until it holds; panics naming `what` after `limit` (for
+/// what moves on the wall clock: a browser's page, an event's steps).
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("gave up waiting for {what}");
+}
+
 /// A loopback port that was free a moment ago (for servers that cannot take `:0`:
 /// a separate process, or one that must come back on the same port).
 pub fn free_port() -> u16 {
