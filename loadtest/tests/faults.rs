@@ -6,7 +6,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{waitroom, OriginProcess, ADMIN_TOKEN};
+use common::{waitroom_with, OriginProcess, ADMIN_TOKEN};
 use http::Method;
 use loadtest::client::Http;
 use loadtest::profile::Profile;
@@ -30,8 +30,12 @@ async fn metric(admin: SocketAddr, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_origin_killed_for_ten_seconds_mid_spike_loses_nobody() {
     let mut origin = OriginProcess::start(&["--capacity", "100", "--service-time-ms", "10"]);
-    let (public, admin) = waitroom(
+    // origin-stub registers a number once and answers the same confirmation to
+    // the same form sent again: it says so, and a registration in flight when
+    // the origin dies is sent once more when it is back.
+    let (public, admin) = waitroom_with(
         origin.addr,
+        "idempotent_paths = [\"/register\"]",
         "[admission]\nnew_users_per_minute = 1200\nmax_active_users = 1000\nsession_duration = \"10m\"\n\
          [queue]\npoll_min = \"500ms\"\npoll_max = \"5s\"\n",
     )

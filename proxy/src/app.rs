@@ -245,7 +245,8 @@ pub async fn run_with(
         breaker.clone(),
         origin_tls,
     )
-    .with_max_in_flight(config.origin_max_in_flight);
+    .with_max_in_flight(config.origin_max_in_flight)
+    .with_idempotent_paths(&config.origin_idempotent_paths);
     let (public, admin) = (Arc::new(public), Arc::new(admin));
     let public_addr = public.local_addr().ok();
     let handed_over = Arc::new(std::sync::atomic::AtomicBool::new(false));

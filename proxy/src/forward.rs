@@ -7,8 +7,9 @@
 //! `hold_requests`) instead of failing against it. A request whose body is small
 //! and known (most are: a page, a form) is kept, so that when the origin refused
 //! the connection (nothing reached it) it is sent again once the origin is back;
-//! an idempotent request (GET, HEAD, PUT, DELETE…) whose connection broke under it
-//! is sent once more as well.
+//! an idempotent request (GET, HEAD, PUT, DELETE…; a POST carrying an
+//! `Idempotency-Key`, or to a path in `origin.idempotent_paths`) whose connection
+//! broke under it is sent once more as well.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +42,10 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+/// A client's promise that sending its request twice means sending it once
+/// (draft-ietf-httpapi-idempotency-key-header).
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
 /// Bodies up to this size are kept to be sent again after a refused connection.
 const KEEP_BODY: u64 = 64 * 1024;
 
@@ -56,6 +61,9 @@ pub struct Forwarder {
     breaker: Breaker,
     /// At most this many requests at the origin at once (`origin.max_in_flight`).
     limit: Option<Arc<tokio::sync::Semaphore>>,
+    /// Path prefixes where a POST or PATCH means the same sent twice
+    /// (`origin.idempotent_paths`).
+    idempotent_paths: Arc<[String]>,
 }
 
 /// Where a request came from, for the `X-Forwarded-*` headers.
@@ -181,6 +189,7 @@ impl Forwarder {
             relay,
             breaker,
             limit: None,
+            idempotent_paths: Arc::new([]),
         }
     }
 
@@ -189,6 +198,14 @@ impl Forwarder {
     /// request keeps its place until the origin's whole answer has gone through.
     pub fn with_max_in_flight(mut self, max: u32) -> Self {
         self.limit = (max > 0).then(|| Arc::new(tokio::sync::Semaphore::new(max as usize)));
+        self
+    }
+
+    /// Declares that at these path prefixes the origin treats a request sent twice
+    /// as sent once (a registration keyed by the person's number, say), so a
+    /// POST or PATCH whose connection broke under it may be sent once more.
+    pub fn with_idempotent_paths(mut self, paths: &[String]) -> Self {
+        self.idempotent_paths = paths.into();
         self
     }
 
@@ -205,6 +222,12 @@ impl Forwarder {
         peer: Peer,
     ) -> Result<Response<Body>, ProxyError> {
         let (mut parts, body) = req.into_parts();
+        let resendable = idempotent(&parts.method)
+            || parts.headers.contains_key(IDEMPOTENCY_KEY)
+            || self
+                .idempotent_paths
+                .iter()
+                .any(|p| crate::http::path_under(parts.uri.path(), p));
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let mut uri = self.origin.clone().into_parts();
         uri.path_and_query = Some(
@@ -325,10 +348,12 @@ impl Forwarder {
                     ticket.record(Outcome::Failure);
                     self.metrics.origin_error("broken");
                     // The origin went away under the request (killed, restarted):
-                    // a request that means the same sent twice goes once more, when
-                    // the breaker lets it; any other could have been acted on.
+                    // a request that means the same sent twice (by its method, the
+                    // client's Idempotency-Key or the operator's word for its path)
+                    // goes once more, when the breaker lets it; any other could
+                    // have been acted on.
                     if !retried
-                        && idempotent(&head.method)
+                        && resendable
                         && matches!(payload, Payload::Kept(_))
                         && Instant::now() < deadline
                     {

@@ -167,6 +167,16 @@ impl ProxyError {
     }
 }
 
+/// Whether `path` is under `prefix`, matching whole segments: `/tickets` takes
+/// `/tickets` and `/tickets/…`, not `/ticketsale` (a prefix ending in `/` takes
+/// what follows it).
+pub fn path_under(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 //! settings (rate, capacity, `queue_all`, `passthrough`, a scheduled opening —
 //! through the store, so on every instance), the per-client and per-session limits
 //! and the proof of work, the page's template and catalogues, the bypass routes,
-//! the trusted proxies, and the origin (URL, timeout, CA, `max_in_flight`). Requests that start after
+//! the trusted proxies, and the origin (URL, timeout, CA, `max_in_flight`, `idempotent_paths`). Requests that start after
 //! it use the new ones (one under way at that moment may use either for its next
 //! step); no connection is dropped and no place is touched.
 //! What needs a restart (the listeners, the store, the line's timings, the cookie,
@@ -96,7 +96,8 @@ impl Reloader {
         let origin_changed = new.origin != self.current.origin
             || new.origin_timeout != self.current.origin_timeout
             || new.origin_tls_ca != self.current.origin_tls_ca
-            || new.origin_max_in_flight != self.current.origin_max_in_flight;
+            || new.origin_max_in_flight != self.current.origin_max_in_flight
+            || new.origin_idempotent_paths != self.current.origin_idempotent_paths;
         let forwarder = if origin_changed {
             let tls = match new.origin.scheme_str() {
                 Some("https") => Some(crate::tls::origin_client_config(
@@ -112,6 +113,7 @@ impl Reloader {
                 tls,
             )
             .with_max_in_flight(new.origin_max_in_flight)
+            .with_idempotent_paths(&new.origin_idempotent_paths)
         } else {
             live.forwarder.clone()
         };

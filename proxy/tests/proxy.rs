@@ -288,6 +288,53 @@ async fn a_get_the_origin_dropped_goes_once_more_and_a_post_never_twice() {
     );
 }
 
+#[tokio::test]
+async fn a_post_the_origin_declared_idempotent_goes_once_more() {
+    let (addr, seen) = origin_that_breaks_every_other_request().await;
+    let proxy = support::ProxyBuilder::to(addr)
+        .origin_toml(&format!(
+            "url = \"http://{addr}\"\nidempotent_paths = [\"/register\"]"
+        ))
+        .admission(600, 100, "10m")
+        .start()
+        .await;
+    let http = Http::new();
+    let mut v = proxy.visitor(&http);
+    let cookie = {
+        // The first request breaks and, being a GET, goes again: the pair is even.
+        assert_eq!(v.get("/").await.unwrap().status, 200);
+        format!("waitroom={}", v.cookie.clone().unwrap())
+    };
+    let send = |path: &'static str, key: Option<&'static str>| {
+        let (http, url, cookie) = (http.clone(), proxy.url(path), cookie.clone());
+        async move {
+            let mut headers = vec![("cookie", cookie.as_str()), ("accept", "text/html")];
+            headers.extend(key.map(|k| ("idempotency-key", k)));
+            http.send(Method::POST, &url, Some("nrn=1".into()), &headers)
+                .await
+                .unwrap()
+        }
+    };
+    let declared = send("/register/", None).await;
+    assert_eq!(
+        (declared.status.as_u16(), declared.text().as_str()),
+        (200, "ok"),
+        "the origin said a registration may be sent twice"
+    );
+    let keyed = send("/other", Some("4f1c")).await;
+    assert_eq!(keyed.status, 200, "the client said so (Idempotency-Key)");
+    let other = send("/registered", None).await;
+    assert_eq!(other.status, 502, "nobody said so for this path");
+    let posts: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("POST"))
+        .cloned()
+        .collect();
+    assert_eq!(posts.len(), 5, "{posts:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_origin_is_never_given_more_than_max_in_flight_at_once() {
     let origin = origin(100, 300).await;

@@ -15,8 +15,17 @@ pub const ADMIN_TOKEN: &str = "loadtest-token";
 /// Starts a waitroom in front of `origin` with `sections` of TOML (admission,
 /// queue, ...); it runs until the test process ends. Returns (public, admin).
 pub async fn waitroom(origin: SocketAddr, sections: &str) -> (SocketAddr, SocketAddr) {
+    waitroom_with(origin, "", sections).await
+}
+
+/// [`waitroom`] with more keys of `[origin]` (`origin_keys`, TOML lines).
+pub async fn waitroom_with(
+    origin: SocketAddr,
+    origin_keys: &str,
+    sections: &str,
+) -> (SocketAddr, SocketAddr) {
     let text = format!(
-        "[listen]\npublic = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[origin]\nurl = \"http://{origin}\"\n\
+        "[listen]\npublic = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[origin]\nurl = \"http://{origin}\"\n{origin_keys}\n\
          [admin]\ntoken = \"{ADMIN_TOKEN}\"\n[store]\nstate_dir = \"{}\"\n\
          [clients]\ntrusted_proxies = [\"127.0.0.1/32\"]\n{sections}",
         std::env::temp_dir()

@@ -212,6 +212,8 @@ struct OriginFile {
     tls_ca: Option<String>,
     #[serde(default)]
     max_in_flight: u32,
+    #[serde(default)]
+    idempotent_paths: Vec<String>,
 }
 
 fn default_origin_timeout() -> String {
@@ -380,6 +382,9 @@ pub struct Config {
     /// Requests the origin is given at once at most (0: no limit); the others wait
     /// here, in order.
     pub origin_max_in_flight: u32,
+    /// Path prefixes where the origin treats a POST or PATCH sent twice as sent
+    /// once, so that one whose connection broke may be sent again.
+    pub origin_idempotent_paths: Vec<String>,
     /// Initial run-time settings.
     pub settings: Settings,
     /// Timings of the line.
@@ -566,6 +571,14 @@ impl Config {
         if queue_token_ttl < Duration::from_secs(60) {
             return Err(invalid("queue.token_ttl", "must be at least 1m"));
         }
+        for prefix in &f.origin.idempotent_paths {
+            if !prefix.starts_with('/') {
+                return Err(invalid(
+                    "origin.idempotent_paths",
+                    format!("{prefix:?} must start with '/'"),
+                ));
+            }
+        }
         for prefix in &f.routes.bypass {
             if !prefix.starts_with('/') {
                 return Err(invalid(
@@ -713,6 +726,7 @@ impl Config {
             tls,
             origin_timeout,
             origin_max_in_flight: f.origin.max_in_flight,
+            origin_idempotent_paths: f.origin.idempotent_paths,
             settings: Settings {
                 new_users_per_minute: a.new_users_per_minute,
                 max_active_users: a.max_active_users,
@@ -814,6 +828,12 @@ token = "change-me"
             .starts_with("queue.poll_min: \"soon\" is not a duration"));
         assert!(err("[routes]\nbypass = [\"/_waitroom/x\"]\n").starts_with("routes.bypass:"));
         assert!(err("[routes]\nbypass = [\"/\"]\n").starts_with("routes.bypass:"));
+        let relative = MINIMAL.replace(
+            "url = \"http://127.0.0.1:8081\"",
+            "url = \"http://127.0.0.1:8081\"\nidempotent_paths = [\"register\"]",
+        );
+        let e = Config::from_toml(&relative, None).unwrap_err().to_string();
+        assert!(e.starts_with("origin.idempotent_paths:"), "{e}");
         // TOML's own errors name the key too, with the line.
         let wrong_type = err("[admission]\nnew_users_per_minute = \"fast\"\n");
         let line = format!("{MINIMAL}[admission]").lines().count() + 1;

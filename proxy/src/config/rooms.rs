@@ -111,16 +111,9 @@ impl RoomConfig {
     pub fn prefix_of(&self, path: &str) -> Option<usize> {
         self.paths
             .iter()
-            .filter(|p| under(path, p))
+            .filter(|p| crate::http::path_under(path, p))
             .map(|p| p.len())
             .max()
-    }
-}
-
-fn under(path: &str, prefix: &str) -> bool {
-    match path.strip_prefix(prefix) {
-        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
-        None => false,
     }
 }
 
