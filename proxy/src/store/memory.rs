@@ -5,7 +5,10 @@
 //! every operation since ([`super::journal`]). Saves happen every few seconds and
 //! start a new journal generation; at start the saved line is read and the journal
 //! replayed, so a process killed at any moment comes back with every place,
-//! session and setting it had handed out. One process at a time owns the
+//! session and setting it had handed out. A save does not copy the line being
+//! served (a million places would stall every request for the copy): it starts
+//! the next journal under the lock, then builds the line to save beside it, from
+//! the last save and the journals since, as a start would. One process at a time owns the
 //! directory: it holds an exclusive lock on `state_dir/lock` for as long as it
 //! serves, and a second process waits for it (see [`StateError::Locked`]).
 
@@ -50,6 +53,9 @@ struct State {
     closed: bool,
     /// Whether the last journal write failed (logged once until it works again).
     journal_failing: bool,
+    /// Whether a journal write failed since the last save: the journal then lacks
+    /// an operation, and the next save copies the line instead of replaying it.
+    journal_gap: bool,
 }
 
 /// The state directory, locked by this process.
@@ -123,6 +129,7 @@ impl MemoryStore {
                     journal,
                     closed: false,
                     journal_failing: false,
+                    journal_gap: false,
                 }),
                 event: Mutex::new(
                     dir.as_ref()
@@ -187,29 +194,31 @@ impl MemoryStore {
             }
             Err(e) => return Err(io_error(&path)(e)),
         };
-        // Replayed with the timings it ran with, so that it comes out exactly.
-        let ran_with = saved.line.timing();
-        let mut line = saved.line.restored(ran_with);
-        let mut replayed = 0usize;
-        for gen in generations.into_iter().filter(|g| *g >= saved.journal) {
-            let file = journal::path(dir, gen);
-            let bytes = std::fs::read(&file).map_err(io_error(&file))?;
-            let (ops, whole) = journal::read(&bytes);
-            if !whole {
-                tracing::warn!(file = %file.display(), kept = ops.len(), "the journal ends in a torn record; replaying what is whole");
-            }
-            for op in &ops {
-                op.apply(&mut line);
-            }
-            replayed += ops.len();
-        }
+        let line_id = saved.line_id;
+        let (line, replayed) = replay(dir, saved, &generations)?;
         tracing::info!(
             dir = %dir.display(),
             replayed,
             places_issued = line.places_issued(),
             "continuing the saved line"
         );
-        Ok((saved.line_id, line.restored(timing), next_gen))
+        Ok((line_id, line.restored(timing), next_gen))
+    }
+
+    /// The line as it was when journal generation `gen` started: the last save
+    /// with the journals before `gen` replayed (read from the files; the line
+    /// being served is not touched).
+    fn rebuilt(dir: &Path, gen: u64, timing: Timing) -> Result<Line, StateError> {
+        let path = dir.join(STATE_FILE);
+        let bytes = std::fs::read(&path).map_err(io_error(&path))?;
+        let saved = serde_json::from_slice::<Saved>(&bytes)
+            .map_err(|e| StateError::Invalid(path.display().to_string(), e.to_string()))?;
+        let generations: Vec<u64> = journal::generations(dir)
+            .map_err(io_error(dir))?
+            .into_iter()
+            .filter(|g| *g < gen)
+            .collect();
+        Ok(replay(dir, saved, &generations)?.0.restored(timing))
     }
 
     /// Saves the line and starts a new journal generation; the older journals are
@@ -242,11 +251,16 @@ impl MemoryStore {
             return Ok(());
         };
         let _one = lock(&self.inner.saving);
-        let (line, gen) = {
+        let (copied, gen, timing) = {
             let mut state = self.state();
             if state.closed {
                 return Ok(());
             }
+            // Replaying is exact only when the journal since the last save is
+            // whole and the save was this process's; otherwise (a journal write
+            // failed, the first save after a start, the last one) the line is
+            // copied under the lock.
+            let replayable = state.journal.is_some() && !state.journal_gap && !closing;
             let gen = state
                 .journal
                 .as_ref()
@@ -257,7 +271,13 @@ impl MemoryStore {
                 true => None,
                 false => Some(Journal::open(&dir.path, gen).map_err(io_error(&dir.path))?),
             };
-            (state.line.clone(), gen)
+            state.journal_gap = false;
+            let copied = (!replayable).then(|| state.line.clone());
+            (copied, gen, state.line.timing())
+        };
+        let line = match copied {
+            Some(line) => line,
+            None => Self::rebuilt(&dir.path, gen, timing)?,
         };
         write_saved(&dir.path, self.inner.line_id, &line, gen)?;
         remove_journals_before(&dir.path, gen);
@@ -288,9 +308,10 @@ impl MemoryStore {
                 Ok(()) => state.journal_failing = false,
                 Err(e) if !state.journal_failing => {
                     state.journal_failing = true;
+                    state.journal_gap = true;
                     tracing::error!(error = %e, "cannot write the journal: a crash now would lose what changes from here on");
                 }
-                Err(_) => {}
+                Err(_) => state.journal_gap = true,
             }
         }
         Ok(outcome)
@@ -301,6 +322,27 @@ impl MemoryStore {
 /// state is still the best we have, so keep serving rather than poison every call.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `saved` with the journals of `generations` from its own on replayed, with the
+/// timings it ran with (so that it comes out exactly); and how many operations.
+fn replay(dir: &Path, saved: Saved, generations: &[u64]) -> Result<(Line, usize), StateError> {
+    let ran_with = saved.line.timing();
+    let mut line = saved.line.restored(ran_with);
+    let mut replayed = 0usize;
+    for &gen in generations.iter().filter(|g| **g >= saved.journal) {
+        let file = journal::path(dir, gen);
+        let bytes = std::fs::read(&file).map_err(io_error(&file))?;
+        let (ops, whole) = journal::read(&bytes);
+        if !whole {
+            tracing::warn!(file = %file.display(), kept = ops.len(), "the journal ends in a torn record; replaying what is whole");
+        }
+        for op in &ops {
+            op.apply(&mut line);
+        }
+        replayed += ops.len();
+    }
+    Ok((line, replayed))
 }
 
 /// Where the room's event is kept in the state directory.
@@ -484,6 +526,45 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.to_string().contains("is not a saved line"), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_save_rebuilt_from_the_journal_is_the_line_being_served() {
+        let dir = temp_dir();
+        let store = MemoryStore::open(&dir, Timing::default(), Settings::open(600, 3)).unwrap();
+        let saved = || {
+            let bytes = std::fs::read(dir.join(STATE_FILE)).unwrap();
+            serde_json::to_value(serde_json::from_slice::<Saved>(&bytes).unwrap().line).unwrap()
+        };
+        let served = || serde_json::to_value(&store.state().line).unwrap();
+        let mut seqs = Vec::new();
+        for round in 0..3u64 {
+            let t = 1_000 + round * 7_000;
+            for i in 0..40 {
+                match store.arrive(t + i).await.unwrap() {
+                    Arrival::Queued { seq, .. } => seqs.push(seq),
+                    Arrival::Admitted { sid } => {
+                        store.touch_session(sid, t + 50).await.unwrap();
+                    }
+                    _ => {}
+                }
+            }
+            for (i, seq) in seqs.iter().enumerate().skip(round as usize * 7) {
+                store.poll(*seq, t + 3_000 + i as u64).await.unwrap();
+            }
+            store.pump(t + 5_000).await.unwrap();
+            store.snapshot(t + 5_100).await.unwrap();
+            store.save().unwrap();
+            assert!(store.state().journal.is_some());
+            assert_eq!(saved(), served(), "round {round}");
+        }
+        // A journal that missed an operation: the next save copies the line.
+        store.state().journal_gap = true;
+        store.arrive(30_000).await.unwrap();
+        store.save().unwrap();
+        assert_eq!(saved(), served());
+        store.close().unwrap();
         std::fs::remove_dir_all(dir).unwrap();
     }
 
