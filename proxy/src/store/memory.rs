@@ -547,7 +547,6 @@ mod tests {
                     Arrival::Admitted { sid } => {
                         store.touch_session(sid, t + 50).await.unwrap();
                     }
-                    _ => {}
                 }
             }
             for (i, seq) in seqs.iter().enumerate().skip(round as usize * 7) {
