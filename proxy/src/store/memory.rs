@@ -182,9 +182,8 @@ impl MemoryStore {
         let path = dir.join(STATE_FILE);
         let generations = journal::generations(dir).map_err(io_error(dir))?;
         let next_gen = generations.last().map_or(1, |g| g + 1);
-        let saved = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<Saved>(&bytes)
-                .map_err(|e| StateError::Invalid(path.display().to_string(), e.to_string()))?,
+        let saved = match std::fs::metadata(&path) {
+            Ok(_) => read_saved(&path)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if !generations.is_empty() {
                     tracing::warn!(dir = %dir.display(), "journal files without a saved line; starting a new line");
@@ -209,10 +208,7 @@ impl MemoryStore {
     /// with the journals before `gen` replayed (read from the files; the line
     /// being served is not touched).
     fn rebuilt(dir: &Path, gen: u64, timing: Timing) -> Result<Line, StateError> {
-        let path = dir.join(STATE_FILE);
-        let bytes = std::fs::read(&path).map_err(io_error(&path))?;
-        let saved = serde_json::from_slice::<Saved>(&bytes)
-            .map_err(|e| StateError::Invalid(path.display().to_string(), e.to_string()))?;
+        let saved = read_saved(&dir.join(STATE_FILE))?;
         let generations: Vec<u64> = journal::generations(dir)
             .map_err(io_error(dir))?
             .into_iter()
@@ -355,19 +351,33 @@ fn write_saved(dir: &Path, line_id: u64, line: &Line, journal: u64) -> Result<()
         line,
         journal,
     };
-    let bytes = serde_json::to_vec(&saved).expect("the line serializes");
-    write_durably(dir, STATE_FILE, &bytes)
+    // Streamed to the file: a million places are never a second copy in memory.
+    write_durably(dir, STATE_FILE, |w| {
+        serde_json::to_writer(w, &saved).map_err(std::io::Error::other)
+    })
+}
+
+/// Reads the saved line at `path`, streaming (see [`write_saved`]).
+fn read_saved(path: &Path) -> Result<Saved, StateError> {
+    let file = File::open(path).map_err(io_error(path))?;
+    serde_json::from_reader(std::io::BufReader::with_capacity(1 << 16, file))
+        .map_err(|e| StateError::Invalid(path.display().to_string(), e.to_string()))
 }
 
 /// Writes file `name` in `dir` durably: a temporary file flushed to the disk,
 /// renamed over the old one, and the directory flushed.
-fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+fn write_durably(
+    dir: &Path,
+    name: &str,
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<(), StateError> {
     let path = dir.join(name);
     let tmp = dir.join(format!("{name}.tmp"));
     let io = io_error(&path);
     {
-        let mut f = File::create(&tmp).map_err(&io)?;
-        std::io::Write::write_all(&mut f, bytes).map_err(&io)?;
+        let mut f = std::io::BufWriter::with_capacity(1 << 16, File::create(&tmp).map_err(&io)?);
+        write(&mut f).map_err(&io)?;
+        let f = f.into_inner().map_err(|e| io(e.into_error()))?;
         f.sync_all().map_err(&io)?;
     }
     std::fs::rename(&tmp, &path).map_err(&io)?;
@@ -471,7 +481,9 @@ impl Store for MemoryStore {
         }
         if let Some(dir) = &self.inner.dir {
             let written = match new {
-                Some(text) => write_durably(&dir.path, EVENT_FILE, text.as_bytes()),
+                Some(text) => {
+                    write_durably(&dir.path, EVENT_FILE, |w| w.write_all(text.as_bytes()))
+                }
                 None => match std::fs::remove_file(dir.path.join(EVENT_FILE)) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                         Err(io_error(&dir.path)(e))
