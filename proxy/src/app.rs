@@ -719,10 +719,37 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// Saves the line every [`SAVE_EVERY`], on a thread of its own: building and
+/// writing a save of a long line allocates as much as the line, and one thread
+/// reuses that memory from save to save where the blocking pool's changing threads
+/// would each keep some (the allocator keeps memory per thread).
 async fn save_periodically(store: MemoryStore, shutdown: Shutdown) {
+    type Reply = tokio::sync::oneshot::Sender<Result<(), StateError>>;
+    let (ask, asked) = std::sync::mpsc::channel::<Reply>();
+    let saver = std::thread::Builder::new()
+        .name("waitroom-save".into())
+        .spawn(move || {
+            while let Ok(reply) = asked.recv() {
+                let _ = reply.send(store.save());
+            }
+        });
+    if let Err(e) = saver {
+        tracing::error!(error = %e, "cannot start the thread that saves the line");
+        return;
+    }
     every(SAVE_EVERY, shutdown, || async {
-        let store = store.clone();
-        if let Err(e) = blocking(move || store.save()).await {
+        let (reply, saved) = tokio::sync::oneshot::channel();
+        let stopped = || {
+            Err(StateError::Io(
+                "state directory".into(),
+                std::io::Error::other("the thread that saves the line stopped"),
+            ))
+        };
+        let saved = match ask.send(reply) {
+            Ok(()) => saved.await.unwrap_or_else(|_| stopped()),
+            Err(_) => stopped(),
+        };
+        if let Err(e) = saved {
             tracing::warn!(error = %e, "could not save the line; will retry");
         }
     })
