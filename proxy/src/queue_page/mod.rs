@@ -168,8 +168,33 @@ pub struct PageError {
 pub struct Page {
     env: Environment<'static>,
     catalogues: Catalogues,
+    /// Each language's catalogue as the template gets it, prepared once.
+    prepared: Vec<(&'static str, Prepared)>,
     /// Where the page asks for the visitor's status (see [`Page::for_room`]).
     status_url: String,
+}
+
+/// A language's catalogue as the template gets it: as a map (`t`) and as the
+/// JSON the page's script reads. Built once, not on every render (where turning
+/// the catalogue into template values was much of the page's cost).
+#[derive(Clone, Debug)]
+struct Prepared {
+    t: minijinja::Value,
+    messages_json: minijinja::Value,
+}
+
+impl Prepared {
+    fn of(catalogues: &Catalogues, lang: &str) -> Self {
+        let messages = catalogues.messages(lang);
+        // `</` cannot appear inside the JSON, so it cannot close the script element.
+        let json = serde_json::to_string(messages)
+            .unwrap_or_default()
+            .replace("</", "<\\/");
+        Self {
+            t: minijinja::Value::from_serialize(messages),
+            messages_json: minijinja::Value::from_safe_string(json),
+        }
+    }
 }
 
 /// Where a room's page asks for the visitor's status.
@@ -212,9 +237,14 @@ impl Page {
                 key: "page.template",
                 reason: e.to_string(),
             })?;
+        let prepared = LANGUAGES
+            .iter()
+            .map(|lang| (*lang, Prepared::of(&catalogues, lang)))
+            .collect();
         let page = Self {
             env,
             catalogues,
+            prepared,
             status_url: STATUS_URL.into(),
         };
         let wait = |position, gate| Wait {
@@ -440,13 +470,13 @@ impl Page {
             "updated",
             &[("time", utc_time(crate::clock::wall_ms(), true))],
         );
-        // `</` cannot appear inside the JSON, so it cannot close the script element.
-        let messages_json = serde_json::to_string(c.messages(lang))
-            .unwrap_or_default()
-            .replace("</", "<\\/");
+        let prepared = match self.prepared.iter().find(|(l, _)| *l == lang) {
+            Some((_, p)) => p.clone(),
+            None => Prepared::of(c, lang),
+        };
         self.env.get_template(TEMPLATE)?.render(context! {
             lang => lang,
-            t => c.messages(lang),
+            t => prepared.t,
             headline => headline,
             ahead => ahead,
             eta => eta,
@@ -455,7 +485,7 @@ impl Page {
             refresh => shown.refreshes(),
             refresh_secs => status.poll_after_ms.div_ceil(1000).max(1),
             poll_after_ms => status.poll_after_ms,
-            messages_json => minijinja::Value::from_safe_string(messages_json),
+            messages_json => prepared.messages_json,
             // A room name is letters, digits, '_' and '-': nothing to escape.
             status_url => minijinja::Value::from_safe_string(
                 serde_json::to_string(&self.status_url).unwrap_or_default(),
