@@ -844,6 +844,11 @@ impl Line {
         }
     }
 
+    /// When session `sid` lapses unless it is active again, if it is known.
+    pub fn session_lapses(&self, sid: u64) -> Option<Millis> {
+        self.sessions.get(&sid).copied()
+    }
+
     /// The origin ends a session (its business is done, or it must not go on):
     /// its slot is free at once. `true` when it was alive.
     pub fn end_session(&mut self, sid: u64, now: Millis) -> bool {

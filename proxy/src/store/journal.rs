@@ -5,11 +5,17 @@
 //! effects: replaying them in order on the last saved line gives back the same
 //! line, bit for bit (the line carries its timings and its clock in the save).
 //!
-//! Each record is written with one `write` call before the operation's answer is
-//! returned, so a process killed (`kill -9`) loses nothing: the kernel has the
-//! bytes. The file is flushed to the disk (`fdatasync`) by [`Journal::sync`] once
-//! per pump round (every 20 ms): a power cut loses at most the operations of the
-//! last round that was not yet synced.
+//! A record that hands something out (a place, an admission, a setting) is
+//! written with one `write` call before the operation's answer is returned, so a
+//! process killed (`kill -9`) loses none of them: the kernel has the bytes. A
+//! record that only says someone is still there (a waiting visitor's poll, an
+//! active session's request) waits, in order, for the next record written at
+//! once or for the next pump round (every 20 ms), whichever comes first: the file
+//! is always a prefix of what happened, and a kill loses at most the last 20 ms of
+//! such signs of life (a deadline or a session's end a little earlier than it
+//! would have been, never a place or an admission). The file is flushed to the
+//! disk (`fdatasync`) once per pump round: a power cut loses at most the
+//! operations of the last round that was not yet synced.
 //!
 //! A record is `len: u16 | payload | crc32(payload): u32` (little endian); the
 //! payload is a tag byte, the time, and the operation's arguments. A torn or
@@ -267,8 +273,12 @@ pub fn generations(dir: &Path) -> std::io::Result<Vec<u64>> {
 pub struct Journal {
     file: Arc<File>,
     generation: u64,
-    record: Vec<u8>,
+    /// Records not written yet (signs of life, see the module docs).
+    pending: Vec<u8>,
 }
+
+/// Records kept back at most this many bytes before they are written anyway.
+const PENDING_MAX: usize = 64 * 1024;
 
 impl Journal {
     /// Creates (or appends to) the journal of `generation` in `dir`.
@@ -280,7 +290,7 @@ impl Journal {
         Ok(Self {
             file: Arc::new(file),
             generation,
-            record: Vec::with_capacity(64),
+            pending: Vec::with_capacity(4096),
         })
     }
 
@@ -289,22 +299,44 @@ impl Journal {
         self.generation
     }
 
-    /// Appends `op` with one `write` (the kernel holds it from then on).
-    pub fn append(&mut self, op: &Op) -> std::io::Result<()> {
-        let r = &mut self.record;
-        r.clear();
+    /// Appends `op`: written at once with whatever is pending (one `write`; the
+    /// kernel holds it from then on), or, when it is only a sign of life
+    /// (`at_once` false), kept to go with the next write.
+    pub fn append(&mut self, op: &Op, at_once: bool) -> std::io::Result<()> {
+        let r = &mut self.pending;
+        let start = r.len();
         r.extend_from_slice(&[0, 0]);
         op.encode(r);
-        let len = u16::try_from(r.len() - 2).expect("records are small");
-        r[..2].copy_from_slice(&len.to_le_bytes());
-        let crc = crc32fast::hash(&r[2..]);
+        let len = u16::try_from(r.len() - start - 2).expect("records are small");
+        r[start..start + 2].copy_from_slice(&len.to_le_bytes());
+        let crc = crc32fast::hash(&r[start + 2..]);
         r.extend_from_slice(&crc.to_le_bytes());
-        (&*self.file).write_all(r)
+        if at_once || r.len() >= PENDING_MAX {
+            self.flush()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Writes what is pending (nothing is kept back after it, even on an error).
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let written = (&*self.file).write_all(&self.pending);
+        self.pending.clear();
+        written
     }
 
     /// A handle to flush the file to the disk without holding the store's lock.
     pub fn syncer(&self) -> Arc<File> {
         self.file.clone()
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }
 
@@ -372,9 +404,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("waitroom-journal-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut j = Journal::open(&dir, 3).unwrap();
-        for op in &ops {
-            j.append(op).unwrap();
+        for (i, op) in ops.iter().enumerate() {
+            // Every third kept back: it goes, in order, with the next one written.
+            j.append(op, i % 3 != 1).unwrap();
         }
+        let last = Op::Poll { seq: 9, now: 8 };
+        j.append(&last, false).unwrap();
+        let before = std::fs::read(path(&dir, 3)).unwrap();
+        assert_eq!(read(&before), (ops.to_vec(), true), "the last is pending");
+        j.flush().unwrap();
+        let ops: Vec<Op> = ops.iter().copied().chain([last]).collect();
         assert_eq!(generations(&dir).unwrap(), vec![3]);
         let bytes = std::fs::read(path(&dir, 3)).unwrap();
         assert_eq!(read(&bytes), (ops.to_vec(), true));

@@ -226,8 +226,16 @@ impl MemoryStore {
     /// Flushes the journal to the disk (once per pump round: the bound on what a
     /// power cut can lose).
     pub fn sync(&self) -> Result<(), StateError> {
-        let Some(file) = self.state().journal.as_ref().map(Journal::syncer) else {
-            return Ok(());
+        let file = {
+            let mut state = self.state();
+            let state = &mut *state;
+            let Some(journal) = state.journal.as_mut() else {
+                return Ok(());
+            };
+            if journal.flush().is_err() {
+                state.journal_gap = true;
+            }
+            journal.syncer()
         };
         file.sync_data()
             .map_err(|e| StateError::Io("journal".into(), e))
@@ -263,6 +271,12 @@ impl MemoryStore {
                 .map_or(at_least, |j| j.generation() + 1)
                 .max(at_least);
             state.closed = closing;
+            if let Some(old) = state.journal.as_mut() {
+                if old.flush().is_err() {
+                    state.journal_gap = true;
+                }
+            }
+            let replayable = replayable && !state.journal_gap;
             state.journal = match closing {
                 true => None,
                 false => Some(Journal::open(&dir.path, gen).map_err(io_error(&dir.path))?),
@@ -297,10 +311,13 @@ impl MemoryStore {
                 "this process has handed the line over".into(),
             ));
         }
+        let at_once = !sign_of_life(&state.line, &op);
         let outcome = op.apply(&mut state.line);
+        // A poll that called its holder in hands out an admission.
+        let at_once = at_once || matches!(outcome, Outcome::Poll(Poll::Admitted { .. }));
         let state = &mut *state;
         if let Some(j) = &mut state.journal {
-            match j.append(&op) {
+            match j.append(&op, at_once) {
                 Ok(()) => state.journal_failing = false,
                 Err(e) if !state.journal_failing => {
                     state.journal_failing = true;
@@ -318,6 +335,21 @@ impl MemoryStore {
 /// state is still the best we have, so keep serving rather than poison every call.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether `op` only says that someone is still there, so that its record may
+/// wait for the next write (see [`super::journal`]): a waiting visitor's poll
+/// (unless it turns out to call them in), and a request of a session that had
+/// more than half its time left (losing that sign of life in a crash cannot end
+/// a session that was about to lapse).
+fn sign_of_life(line: &Line, op: &Op) -> bool {
+    match *op {
+        Op::Poll { .. } => true,
+        Op::Touch { sid, now } => line
+            .session_lapses(sid)
+            .is_some_and(|lapses| lapses.saturating_sub(now) > line.timing().session_ms / 2),
+        _ => false,
+    }
 }
 
 /// `saved` with the journals of `generations` from its own on replayed, with the
