@@ -256,7 +256,7 @@ impl Public {
             return limited;
         }
         let d = self.admission.decide(&presented).await;
-        let mut r = h::json(StatusCode::OK, &self.status_json(&self.status_of(&d)));
+        let mut r = self.status_response(&self.status_of(&d));
         if let Some(t) = d.set_token {
             r.headers_mut()
                 .append(SET_COOKIE, self.cookie_header(req, t));
@@ -264,13 +264,19 @@ impl Public {
         r
     }
 
-    /// The status JSON, with the page text of the room's event under way, if any.
-    fn status_json(&self, status: &Status) -> serde_json::Value {
-        let mut json = status.to_json();
-        if let Some(m) = self.admission.event_message() {
-            json["message"] = serde_json::Value::from(&*m);
-        }
-        json
+    /// The status JSON, with the page text of the room's event under way, if any
+    /// (written straight from the status, without a JSON tree in between, when
+    /// there is none: the answer to every poll).
+    fn status_response(&self, status: &Status) -> Response<Body> {
+        let body = match self.admission.event_message() {
+            None => serde_json::to_vec(status).expect("status serializes"),
+            Some(m) => {
+                let mut json = status.to_json();
+                json["message"] = serde_json::Value::from(&*m);
+                json.to_string().into_bytes()
+            }
+        };
+        h::respond(StatusCode::OK, "application/json", body)
     }
 
     /// The language a page for `req` is in: `?lang=`, then `Accept-Language`.
@@ -304,7 +310,7 @@ impl Public {
         cookie: Option<HeaderValue>,
     ) -> Response<Body> {
         let mut r = if h::wants_json(req.headers()) {
-            h::json(StatusCode::OK, &self.status_json(&status))
+            self.status_response(&status)
         } else {
             let message = self.admission.event_message();
             let lang = self.language(req);
