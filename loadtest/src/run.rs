@@ -76,7 +76,7 @@ pub async fn run(spike: &Spike) -> anyhow::Result<Outcome> {
             .await;
         anyhow::ensure!(
             r.as_ref().is_ok_and(|r| r.status.is_success()),
-            "could not reset the origin at {origin} (is it an origin-stub?)"
+            "could not reset the origin at {origin}: POST /__reset is origin-stub's; against another site pass --no-reset"
         );
     }
     let configured = match &spike.admin {
