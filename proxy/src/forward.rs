@@ -209,6 +209,17 @@ impl Forwarder {
         self
     }
 
+    /// Whether the request means the same sent twice: by its method, the client's
+    /// Idempotency-Key, or the operator's word for its path.
+    fn resendable(&self, head: &Head) -> bool {
+        idempotent(&head.method)
+            || head.headers.contains_key(IDEMPOTENCY_KEY)
+            || self
+                .idempotent_paths
+                .iter()
+                .any(|p| crate::http::path_under(head.uri.path(), p))
+    }
+
     /// The origin's circuit breaker.
     pub fn breaker(&self) -> &Breaker {
         &self.breaker
@@ -222,12 +233,6 @@ impl Forwarder {
         peer: Peer,
     ) -> Result<Response<Body>, ProxyError> {
         let (mut parts, body) = req.into_parts();
-        let resendable = idempotent(&parts.method)
-            || parts.headers.contains_key(IDEMPOTENCY_KEY)
-            || self
-                .idempotent_paths
-                .iter()
-                .any(|p| crate::http::path_under(parts.uri.path(), p));
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let mut uri = self.origin.clone().into_parts();
         uri.path_and_query = Some(
@@ -348,12 +353,10 @@ impl Forwarder {
                     ticket.record(Outcome::Failure);
                     self.metrics.origin_error("broken");
                     // The origin went away under the request (killed, restarted):
-                    // a request that means the same sent twice (by its method, the
-                    // client's Idempotency-Key or the operator's word for its path)
-                    // goes once more, when the breaker lets it; any other could
-                    // have been acted on.
+                    // a request that means the same sent twice goes once more,
+                    // when the breaker lets it; any other could have been acted on.
                     if !retried
-                        && resendable
+                        && self.resendable(&head)
                         && matches!(payload, Payload::Kept(_))
                         && Instant::now() < deadline
                     {

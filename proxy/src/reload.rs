@@ -5,9 +5,10 @@
 //! settings (rate, capacity, `queue_all`, `passthrough`, a scheduled opening —
 //! through the store, so on every instance), the per-client and per-session limits
 //! and the proof of work, the page's template and catalogues, the bypass routes,
-//! the trusted proxies, and the origin (URL, timeout, CA, `max_in_flight`, `idempotent_paths`). Requests that start after
-//! it use the new ones (one under way at that moment may use either for its next
-//! step); no connection is dropped and no place is touched.
+//! the trusted proxies, and the origin (URL, timeout, CA, `max_in_flight`,
+//! `idempotent_paths`). Requests that start after it use the new ones (one under
+//! way at that moment may use either for its next step); no connection is dropped
+//! and no place is touched.
 //! What needs a restart (the listeners, the store, the line's timings, the cookie,
 //! the admin token, TLS files, the breaker) is named in a warning and left as it is.
 

@@ -66,6 +66,14 @@ fn parse_error(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
+/// A path prefix of the configuration must start with `/`; the reason when not.
+fn absolute(prefix: &str) -> Result<(), String> {
+    match prefix.starts_with('/') {
+        true => Ok(()),
+        false => Err(format!("{prefix:?} must start with '/'")),
+    }
+}
+
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
@@ -572,20 +580,10 @@ impl Config {
             return Err(invalid("queue.token_ttl", "must be at least 1m"));
         }
         for prefix in &f.origin.idempotent_paths {
-            if !prefix.starts_with('/') {
-                return Err(invalid(
-                    "origin.idempotent_paths",
-                    format!("{prefix:?} must start with '/'"),
-                ));
-            }
+            absolute(prefix).map_err(|reason| invalid("origin.idempotent_paths", reason))?;
         }
         for prefix in &f.routes.bypass {
-            if !prefix.starts_with('/') {
-                return Err(invalid(
-                    "routes.bypass",
-                    format!("{prefix:?} must start with '/'"),
-                ));
-            }
+            absolute(prefix).map_err(|reason| invalid("routes.bypass", reason))?;
             if prefix.starts_with("/_waitroom") || "/_waitroom/".starts_with(prefix.as_str()) {
                 return Err(invalid(
                     "routes.bypass",

@@ -166,13 +166,7 @@ pub(super) fn validate(
             ));
         }
         for p in &room.paths {
-            if !p.starts_with('/') {
-                return Err(invalid(
-                    &name,
-                    "paths",
-                    format!("{p:?} must start with '/'"),
-                ));
-            }
+            super::absolute(p).map_err(|reason| invalid(&name, "paths", reason))?;
             if p == "/" && hosts_of(&room.hosts).is_empty() {
                 return Err(invalid(
                     &name,

@@ -58,6 +58,17 @@ struct State {
     journal_gap: bool,
 }
 
+impl State {
+    /// Writes the journal's kept-back records; a failure leaves a gap in it.
+    fn flush_journal(&mut self) {
+        if let Some(journal) = self.journal.as_mut() {
+            if journal.flush().is_err() {
+                self.journal_gap = true;
+            }
+        }
+    }
+}
+
 /// The state directory, locked by this process.
 struct StateDir {
     path: PathBuf,
@@ -228,14 +239,11 @@ impl MemoryStore {
     pub fn sync(&self) -> Result<(), StateError> {
         let file = {
             let mut state = self.state();
-            let state = &mut *state;
-            let Some(journal) = state.journal.as_mut() else {
+            state.flush_journal();
+            let Some(file) = state.journal.as_ref().map(Journal::syncer) else {
                 return Ok(());
             };
-            if journal.flush().is_err() {
-                state.journal_gap = true;
-            }
-            journal.syncer()
+            file
         };
         file.sync_data()
             .map_err(|e| StateError::Io("journal".into(), e))
@@ -260,23 +268,18 @@ impl MemoryStore {
             if state.closed {
                 return Ok(());
             }
-            // Replaying is exact only when the journal since the last save is
-            // whole and the save was this process's; otherwise (a journal write
-            // failed, the first save after a start, the last one) the line is
-            // copied under the lock.
-            let replayable = state.journal.is_some() && !state.journal_gap && !closing;
             let gen = state
                 .journal
                 .as_ref()
                 .map_or(at_least, |j| j.generation() + 1)
                 .max(at_least);
             state.closed = closing;
-            if let Some(old) = state.journal.as_mut() {
-                if old.flush().is_err() {
-                    state.journal_gap = true;
-                }
-            }
-            let replayable = replayable && !state.journal_gap;
+            state.flush_journal();
+            // Replaying is exact only when the journal since the last save is
+            // whole and the save was this process's; otherwise (a journal write
+            // failed, the first save after a start, the last one) the line is
+            // copied under the lock.
+            let replayable = state.journal.is_some() && !state.journal_gap && !closing;
             state.journal = match closing {
                 true => None,
                 false => Some(Journal::open(&dir.path, gen).map_err(io_error(&dir.path))?),
