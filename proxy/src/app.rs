@@ -221,10 +221,7 @@ pub async fn run_with(
     let room_configs = config.all_rooms();
     let mut pages = Vec::new();
     for room in &room_configs {
-        let page = Page::load(
-            room.page_template.as_deref(),
-            room.page_catalogues.as_deref(),
-        )?;
+        let page = Page::load(&room.page)?;
         pages.push(Arc::new(page.for_room(&room.name)));
     }
     // The default room's store holds the signing keys every room shares (a token

@@ -326,11 +326,7 @@ async fn main() -> std::process::ExitCode {
         (Some(Command::CheckConfig { file }), _) => load(&file)
             .and_then(|c| {
                 for room in c.all_rooms() {
-                    waitroom::queue_page::Page::load(
-                        room.page_template.as_deref(),
-                        room.page_catalogues.as_deref(),
-                    )
-                    .with_context(|| {
+                    waitroom::queue_page::Page::load(&room.page).with_context(|| {
                         format!(
                             "invalid configuration {} (room {})",
                             file.display(),

@@ -90,7 +90,7 @@ impl Reloader {
             let Some(c) = configs.iter().find(|c| c.name == room.name) else {
                 continue;
             };
-            let page = Page::load(c.page_template.as_deref(), c.page_catalogues.as_deref())?;
+            let page = Page::load(&c.page)?;
             pages.push((c.clone(), Arc::new(page.for_room(&c.name))));
         }
         let live = self.rooms[0].public.live();

@@ -153,6 +153,7 @@ async fn in_each_language_the_place_counts_down_and_the_visitor_arrives() {
             "Nummer 1",
         ),
         ("en", "Entry is paused", "You are number 3", "number 1"),
+        ("pt", "A entrada está suspensa", "É o número 3", "número 1"),
     ];
     for (lang, paused, first, last) in expected {
         // Paused while two join and then the browser: it is third.
@@ -194,6 +195,9 @@ async fn in_each_language_the_place_counts_down_and_the_visitor_arrives() {
             marker, true,
             "{lang}: the page reloaded to update the place"
         );
+        // The tab's title carries the place too, updated with it.
+        let title = c.title().await.unwrap();
+        assert!(title.starts_with("#1 · "), "{lang}: {title}");
         wait_until(
             &format!("{lang}: the origin's page"),
             Duration::from_secs(20),
@@ -391,7 +395,8 @@ async fn the_language_switcher_works_from_the_keyboard_with_a_visible_focus() {
     p.patch(serde_json::json!({"paused": true})).await;
     let c = browser(&driver, "en", true).await;
     c.goto(&p.url("/register?step=2")).await.unwrap();
-    // The switcher comes first: Deutsch, then Français.
+    // The switcher comes first: a menu that Enter opens, then Deutsch, Français.
+    keys(&c, 1, true).await;
     keys(&c, 2, false).await;
     let focused = c.active_element().await.unwrap();
     assert_eq!(focused.text().await.unwrap(), "Français");
@@ -424,6 +429,13 @@ async fn the_language_switcher_works_from_the_keyboard_with_a_visible_focus() {
         (url.path(), url.query()),
         ("/register", Some("step=2&lang=fr"))
     );
+    // The choice is kept: a later page without `?lang=` is French too.
+    c.goto(&p.url("/register")).await.unwrap();
+    let lang = c
+        .execute("return document.documentElement.lang", vec![])
+        .await
+        .unwrap();
+    assert_eq!(lang, "fr", "the choice of language was forgotten");
     c.close().await.unwrap();
 }
 
@@ -660,6 +672,12 @@ async fn a_path_that_looks_like_another_site_keeps_every_click_on_this_one() {
     let c = browser(&driver, "en", true).await;
     for path in ["//evil.example/", "/%5Cevil.example/", "///evil.example"] {
         c.goto(&p.url(path)).await.unwrap();
+        c.find(Locator::Css("#languages summary"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         c.find(Locator::Css("a[hreflang=fr]"))
             .await
             .unwrap()

@@ -148,11 +148,13 @@ fn languages() {
     for _ in 0..rounds() {
         let accept = mutate(&mut rng, b"fr-LU,fr;q=0.9,de;q=0.8,en;q=0.5");
         let query = mutate(&mut rng, b"lb");
-        let (accept, query) = (
+        let chosen = mutate(&mut rng, b"pt");
+        let (accept, query, chosen) = (
             String::from_utf8_lossy(&accept),
             String::from_utf8_lossy(&query),
+            String::from_utf8_lossy(&chosen),
         );
-        let lang = page.language(Some(&query), Some(&accept));
+        let lang = page.language(Some(&query), Some(&chosen), Some(&accept));
         assert!(LANGUAGES.contains(&lang), "seed {seed}: {lang}");
     }
 }

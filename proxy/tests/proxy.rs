@@ -135,7 +135,7 @@ async fn a_dead_origin_holds_the_line_and_admitted_visitors_get_a_retry_page() {
     assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
     assert_eq!(page.headers["retry-after"], "5");
     let html = page.text();
-    assert!(html.contains("<html lang=\"fr\">"), "{html}");
+    assert!(html.contains("<html lang=\"fr\""), "{html}");
     assert!(
         html.contains("Le site ne répond pas pour le moment."),
         "{html}"

@@ -194,6 +194,45 @@ impl BreakerFile {
 struct PageFile {
     template: Option<String>,
     catalogues: Option<String>,
+    site_name: Option<String>,
+    logo: Option<String>,
+}
+
+/// The longest site name shown (in characters).
+const SITE_NAME_MAX: usize = 80;
+
+impl PageFile {
+    fn checked(self) -> Result<PageConfig, ConfigError> {
+        let site_name = match self.site_name.map(|n| n.trim().to_owned()) {
+            Some(n) if n.is_empty() => None,
+            Some(n) if n.chars().count() > SITE_NAME_MAX || n.chars().any(char::is_control) => {
+                return Err(invalid(
+                    "page.site_name",
+                    format!("must be at most {SITE_NAME_MAX} characters on one line"),
+                ))
+            }
+            n => n,
+        };
+        Ok(PageConfig {
+            template: self.template.map(PathBuf::from),
+            catalogues: self.catalogues.map(PathBuf::from),
+            site_name,
+            logo: self.logo.map(PathBuf::from),
+        })
+    }
+}
+
+/// The queue page's parts the operator chooses (`[page]`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PageConfig {
+    /// The operator's template, if not the built-in one.
+    pub template: Option<PathBuf>,
+    /// A folder of the operator's catalogues (`de.toml`, `pl.toml`, …), if any.
+    pub catalogues: Option<PathBuf>,
+    /// The site's name, shown at the top of every page and in the tab's title.
+    pub site_name: Option<String>,
+    /// An image file (SVG, PNG, JPEG or WebP) shown beside the site's name.
+    pub logo: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -417,10 +456,8 @@ pub struct Config {
     pub cookie_secure: CookieSecure,
     /// The origin's circuit breaker.
     pub breaker: BreakerConfig,
-    /// The operator's queue page template, if any.
-    pub page_template: Option<PathBuf>,
-    /// A directory of the operator's catalogues (`de.toml`, `fr.toml`, …), if any.
-    pub page_catalogues: Option<PathBuf>,
+    /// The queue page: template, catalogues and the site's identity.
+    pub page: PageConfig,
     /// Who the client is, and what one client or session may ask for.
     pub edge: Edge,
     /// The rooms beside the default one (`[[rooms]]`), see [`RoomConfig`].
@@ -757,8 +794,7 @@ impl Config {
             cookie_name: f.cookie.name,
             cookie_secure,
             breaker: f.breaker.validate()?,
-            page_template: f.page.template.map(PathBuf::from),
-            page_catalogues: f.page.catalogues.map(PathBuf::from),
+            page: f.page.checked()?,
             edge: edge::validate(f.clients, f.limits)?,
             rooms: Vec::new(),
         })

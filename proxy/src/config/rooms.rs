@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Config, ConfigError, File};
+use super::{Config, ConfigError, File, PageConfig};
 use crate::admission::line::{Settings, Timing};
 use crate::admission::OnFailure;
 
@@ -56,10 +56,8 @@ pub struct RoomConfig {
     pub on_failure: OnFailure,
     /// Its cookie's name.
     pub cookie_name: String,
-    /// Its queue page's template, if not the built-in one.
-    pub page_template: Option<PathBuf>,
-    /// Its catalogues, if not the built-in ones.
-    pub page_catalogues: Option<PathBuf>,
+    /// Its queue page's template, catalogues and site identity.
+    pub page: PageConfig,
 }
 
 impl RoomConfig {
@@ -74,8 +72,7 @@ impl RoomConfig {
             queue_token_ttl: c.queue_token_ttl,
             on_failure: c.on_failure,
             cookie_name: c.cookie_name.clone(),
-            page_template: c.page_template.clone(),
-            page_catalogues: c.page_catalogues.clone(),
+            page: c.page.clone(),
         }
     }
 
@@ -150,6 +147,13 @@ pub(super) fn validate(
             return Err(ConfigError::Parse(format!(
                 "rooms[{i}].name: {name:?} must be 1 to 32 lower-case letters, digits, '_' or '-'"
             )));
+        }
+        if name == "pow" || name == "lang" {
+            return Err(invalid(
+                &name,
+                "name",
+                "is reserved (the cookies of the challenge and of the chosen language end in it)",
+            ));
         }
         if name == DEFAULT_ROOM || out.iter().any(|r| r.name == name) {
             return Err(invalid(
@@ -238,8 +242,7 @@ pub(super) fn validate(
             queue_token_ttl: c.queue_token_ttl,
             on_failure: c.on_failure,
             cookie_name,
-            page_template: c.page_template,
-            page_catalogues: c.page_catalogues,
+            page: c.page,
         };
         for other in &out {
             let hosts_meet = other.hosts.is_empty() && new.hosts.is_empty()
@@ -305,8 +308,8 @@ mod tests {
             "its own rate, the file's capacity"
         );
         assert_eq!(t.cookie_name, "waitroom_tickets");
-        assert_eq!(t.page_template, Some(PathBuf::from("tickets.html")));
-        assert_eq!(all[0].page_template, None);
+        assert_eq!(t.page.template, Some(PathBuf::from("tickets.html")));
+        assert_eq!(all[0].page.template, None);
         assert_eq!(t.store_name(&c), "default.tickets");
         assert!(t.state_dir(&c).ends_with("rooms/tickets"));
     }
@@ -327,6 +330,7 @@ mod tests {
         for (room, says) in [
             ("name = \"Big\"\npaths = [\"/b\"]", "rooms[0].name"),
             ("name = \"default\"\npaths = [\"/b\"]", "is taken"),
+            ("name = \"lang\"\npaths = [\"/b\"]", "is reserved"),
             ("name = \"a\"\npaths = []", "at least one path"),
             ("name = \"a\"\npaths = [\"b\"]", "must start with '/'"),
             ("name = \"a\"\npaths = [\"/_waitroom\"]", "reserved"),

@@ -29,6 +29,9 @@ pub const RESERVED: &str = "/_waitroom/";
 /// When a visitor whose request the site could not answer should try again.
 const RETRY_AFTER_SECS: u64 = 5;
 
+/// How long a visitor's choice of language is kept (a year).
+const LANGUAGE_KEPT_SECS: u64 = 365 * 24 * 3600;
+
 /// A poll interval made up to a quarter longer at random: visitors who arrived in
 /// the same second do not keep polling in step (never sooner than told: that may
 /// be the time their claim slot comes, see [`crate::admission::line`]).
@@ -43,6 +46,8 @@ struct OverTls;
 /// What an answer about a request needs once the request itself is gone.
 struct Asked {
     lang: &'static str,
+    /// The cookie that keeps the language the visitor just chose, if they did.
+    chosen: Option<HeaderValue>,
     target: String,
     json: bool,
     /// A GET or HEAD: the page may send it again by itself.
@@ -182,7 +187,31 @@ impl Public {
                 (&Method::GET | &Method::HEAD, "lottery") => {
                     h::json(StatusCode::OK, &self.admission.lottery_public())
                 }
-                (_, "status" | "jwks.json" | "lottery") => {
+                (&Method::GET | &Method::HEAD, "logo") => match live.page.logo() {
+                    Some(logo) => {
+                        let mut r =
+                            h::respond(StatusCode::OK, logo.content_type, logo.bytes.clone());
+                        let headers = r.headers_mut();
+                        headers.insert(
+                            http::header::CACHE_CONTROL,
+                            HeaderValue::from_static("public, max-age=300"),
+                        );
+                        // An SVG opened on its own runs no script of ours.
+                        headers.insert(
+                            http::header::CONTENT_SECURITY_POLICY,
+                            HeaderValue::from_static(
+                                "default-src 'none'; style-src 'unsafe-inline'",
+                            ),
+                        );
+                        headers.insert(
+                            http::header::X_CONTENT_TYPE_OPTIONS,
+                            HeaderValue::from_static("nosniff"),
+                        );
+                        r
+                    }
+                    None => h::error(StatusCode::NOT_FOUND, "this waiting room has no logo"),
+                },
+                (_, "status" | "jwks.json" | "lottery" | "logo") => {
                     h::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
                 }
                 _ => h::error(StatusCode::NOT_FOUND, "no such waiting-room endpoint"),
@@ -279,14 +308,41 @@ impl Public {
         h::respond(StatusCode::OK, "application/json", body)
     }
 
-    /// The language a page for `req` is in: `?lang=`, then `Accept-Language`.
+    /// The language a page for `req` is in: `?lang=`, then the one the visitor
+    /// chose before (their language cookie), then `Accept-Language`.
     fn language(&self, req: &Request<Incoming>) -> &'static str {
         let query_lang = h::query_param(req.uri(), "lang");
+        let chosen = h::cookies(req.headers(), &self.language_cookie());
         let accept = req
             .headers()
             .get(http::header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok());
-        self.live().page.language(query_lang, accept)
+        self.live()
+            .page
+            .language(query_lang, chosen.first().copied(), accept)
+    }
+
+    /// The name of the cookie that keeps the visitor's choice of language.
+    fn language_cookie(&self) -> String {
+        format!("{}_lang", self.cookie.name)
+    }
+
+    /// The cookie that keeps the language chosen with `?lang=` in `req`, when it
+    /// names one offered and is not what the cookie already says: a reload or the
+    /// next visit without `?lang=` stays in it.
+    fn remember_language(&self, req: &Request<Incoming>) -> Option<HeaderValue> {
+        let asked = h::query_param(req.uri(), "lang")?;
+        let lang = self.live().page.known_language(asked)?;
+        let name = self.language_cookie();
+        if h::cookies(req.headers(), &name).first() == Some(&lang) {
+            return None;
+        }
+        Some(h::set_cookie(
+            &name,
+            lang,
+            LANGUAGE_KEPT_SECS,
+            self.secure(req),
+        ))
     }
 
     /// An HTML page of ours in `lang`.
@@ -319,7 +375,11 @@ impl Public {
                 .live()
                 .page
                 .render_noting(&status, lang, target, message.as_deref());
-            Self::page_response(StatusCode::OK, lang, html)
+            let mut r = Self::page_response(StatusCode::OK, lang, html);
+            if let Some(c) = self.remember_language(req) {
+                r.headers_mut().append(SET_COOKIE, c);
+            }
+            r
         };
         if let Some(c) = cookie {
             r.headers_mut().append(SET_COOKIE, c);
@@ -331,6 +391,7 @@ impl Public {
     fn asked(&self, req: &Request<Incoming>) -> Asked {
         Asked {
             lang: self.language(req),
+            chosen: self.remember_language(req),
             target: req
                 .uri()
                 .path_and_query()
@@ -369,7 +430,11 @@ impl Public {
                 retry_secs,
                 asked.repeatable,
             );
-            Self::page_response(status, asked.lang, html)
+            let mut r = Self::page_response(status, asked.lang, html);
+            if let Some(c) = &asked.chosen {
+                r.headers_mut().append(SET_COOKIE, c.clone());
+            }
+            r
         };
         r.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(retry_secs));

@@ -1,12 +1,16 @@
-//! Messages of the queue page in German, French, Luxembourgish and English, from
-//! catalogue files a translator edits without touching code (`proxy/locales/*.toml`,
-//! or a directory of the operator's own), and the choice of language per request.
+//! Messages of the queue page, from catalogue files a translator edits without
+//! touching code: the ones that ship (`proxy/locales/*.toml`: German, French,
+//! Luxembourgish, English, Portuguese, Italian, Dutch, Spanish) and any in a folder
+//! of the operator's own, which replace those or add languages; and the choice of
+//! language per request.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Mutex;
 
-/// The languages offered, in the order of the switcher.
-pub const LANGUAGES: [&str; 4] = ["de", "fr", "lb", "en"];
+/// The languages that ship, in the order of the switcher (a folder's new ones
+/// follow, in the order of their codes).
+pub const LANGUAGES: [&str; 8] = ["de", "fr", "lb", "en", "pt", "it", "nl", "es"];
 
 /// Every key a catalogue must have.
 pub const KEYS: [&str; 30] = [
@@ -42,17 +46,46 @@ pub const KEYS: [&str; 30] = [
     "needs_js",
 ];
 
-const BUILTIN: [(&str, &str); 4] = [
+const BUILTIN: [(&str, &str); 8] = [
     ("de", include_str!("../../locales/de.toml")),
     ("fr", include_str!("../../locales/fr.toml")),
     ("lb", include_str!("../../locales/lb.toml")),
     ("en", include_str!("../../locales/en.toml")),
+    ("pt", include_str!("../../locales/pt.toml")),
+    ("it", include_str!("../../locales/it.toml")),
+    ("nl", include_str!("../../locales/nl.toml")),
+    ("es", include_str!("../../locales/es.toml")),
 ];
 
 /// The messages of every language.
 #[derive(Clone, Debug)]
 pub struct Catalogues {
+    /// The languages offered, in the order of the switcher.
+    order: Vec<&'static str>,
     by_lang: BTreeMap<&'static str, BTreeMap<String, String>>,
+}
+
+/// Whether `code` can name a catalogue: a language's two or three lowercase letters
+/// (ISO 639-1, or 639-3 where there is no shorter one).
+fn is_language_code(code: &str) -> bool {
+    (2..=3).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_lowercase())
+}
+
+/// The one `'static` copy of a language code (answers and headers carry codes for
+/// the life of the process; a code read from a folder is kept once, however often
+/// the folder is read again).
+fn intern(code: &str) -> &'static str {
+    static CODES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    if let Some(known) = LANGUAGES.iter().find(|l| **l == code) {
+        return known;
+    }
+    let mut codes = CODES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(known) = codes.get(code) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(code.to_owned().into_boxed_str());
+    codes.insert(leaked);
+    leaked
 }
 
 fn parse(lang: &str, text: &str, origin: &str) -> Result<BTreeMap<String, String>, String> {
@@ -81,42 +114,73 @@ impl Catalogues {
                 )
             })
             .collect();
-        Self { by_lang }
+        Self {
+            order: LANGUAGES.to_vec(),
+            by_lang,
+        }
     }
 
-    /// The built-in catalogues with `dir/LANG.toml` files replacing theirs.
-    pub fn with_overrides(dir: &Path) -> Result<Self, String> {
+    /// The built-in catalogues, with every `LANG.toml` in `dir` replacing the one
+    /// of its language or adding a language (named by the file: `pl.toml` adds
+    /// Polish, offered after the built-in ones). Every file must have every message.
+    pub fn with_folder(dir: &Path) -> Result<Self, String> {
         let mut c = Self::builtin();
-        for lang in LANGUAGES {
-            let path = dir.join(format!("{lang}.toml"));
-            match std::fs::read_to_string(&path) {
-                Ok(text) => {
-                    let map = parse(lang, &text, &path.display().to_string())?;
-                    c.by_lang.insert(lang, map);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("{}: {e}", path.display())),
+        let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+            if path.extension().and_then(|e| e.to_str()) == Some("toml") {
+                files.push(path);
             }
+        }
+        files.sort();
+        for path in files {
+            let shown = path.display().to_string();
+            let code = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            if !is_language_code(code) {
+                return Err(format!(
+                    "{shown}: a catalogue is named by its language's code, two or three lowercase letters (\"pl.toml\")"
+                ));
+            }
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("{shown}: {e}"))?;
+            let map = parse(code, &text, &shown)?;
+            let lang = intern(code);
+            if !c.order.contains(&lang) {
+                c.order.push(lang);
+            }
+            c.by_lang.insert(lang, map);
         }
         Ok(c)
     }
 
-    /// The language for a request: `?lang=` first, then `Accept-Language` (by
+    /// The languages offered, in the order of the switcher.
+    pub fn languages(&self) -> &[&'static str] {
+        &self.order
+    }
+
+    /// The offered language `tag` names (by its primary subtag: `pt-BR` is `pt`).
+    pub fn known(&self, tag: &str) -> Option<&'static str> {
+        let primary = tag.split(['-', '_']).next().unwrap_or("");
+        self.order
+            .iter()
+            .copied()
+            .find(|l| l.eq_ignore_ascii_case(primary))
+    }
+
+    /// The language for a request: `?lang=` first, then the language the visitor
+    /// chose before (`chosen`, from their cookie), then `Accept-Language` (by
     /// quality), then English.
     pub fn negotiate(
         &self,
         query_lang: Option<&str>,
+        chosen: Option<&str>,
         accept_language: Option<&str>,
     ) -> &'static str {
-        let known = |tag: &str| {
-            let primary = tag
-                .split(['-', '_'])
-                .next()
-                .unwrap_or("")
-                .to_ascii_lowercase();
-            LANGUAGES.into_iter().find(|l| *l == primary)
-        };
-        if let Some(l) = query_lang.and_then(known) {
+        let known = |tag: &str| self.known(tag);
+        if let Some(l) = query_lang
+            .and_then(known)
+            .or_else(|| chosen.and_then(known))
+        {
             return l;
         }
         let mut offered: Vec<(f32, &'static str)> = accept_language
@@ -176,14 +240,26 @@ mod tests {
     #[test]
     fn negotiates_query_then_accept_language_then_english() {
         let c = Catalogues::builtin();
-        assert_eq!(c.negotiate(None, Some("fr-LU,fr;q=0.9,en;q=0.8")), "fr");
-        assert_eq!(c.negotiate(None, Some("en;q=0.5, de-DE;q=0.9")), "de");
-        assert_eq!(c.negotiate(None, Some("lb")), "lb");
-        assert_eq!(c.negotiate(None, Some("pt-BR, es;q=0.9")), "en");
-        assert_eq!(c.negotiate(None, Some("de;q=0, fr;q=0.1")), "fr");
-        assert_eq!(c.negotiate(Some("LB"), Some("de")), "lb");
-        assert_eq!(c.negotiate(Some("xx"), Some("de")), "de");
-        assert_eq!(c.negotiate(None, None), "en");
+        assert_eq!(
+            c.negotiate(None, None, Some("fr-LU,fr;q=0.9,en;q=0.8")),
+            "fr"
+        );
+        assert_eq!(c.negotiate(None, None, Some("en;q=0.5, de-DE;q=0.9")), "de");
+        assert_eq!(c.negotiate(None, None, Some("lb")), "lb");
+        assert_eq!(c.negotiate(None, None, Some("pt-BR, es;q=0.9")), "pt");
+        assert_eq!(c.negotiate(None, None, Some("pl, sv;q=0.9")), "en");
+        assert_eq!(c.negotiate(None, None, Some("de;q=0, fr;q=0.1")), "fr");
+        assert_eq!(c.negotiate(Some("LB"), None, Some("de")), "lb");
+        assert_eq!(c.negotiate(Some("xx"), None, Some("de")), "de");
+        assert_eq!(c.negotiate(None, None, None), "en");
+    }
+
+    #[test]
+    fn a_chosen_language_comes_after_the_query_and_before_the_browser() {
+        let c = Catalogues::builtin();
+        assert_eq!(c.negotiate(None, Some("it"), Some("de")), "it");
+        assert_eq!(c.negotiate(Some("nl"), Some("it"), Some("de")), "nl");
+        assert_eq!(c.negotiate(None, Some("xx"), Some("de")), "de");
     }
 
     #[test]
@@ -191,7 +267,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("waitroom-locales-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("fr.toml"), "title = \"File d'attente\"\n").unwrap();
-        let e = Catalogues::with_overrides(&dir).unwrap_err();
+        let e = Catalogues::with_folder(&dir).unwrap_err();
         assert!(
             e.contains("fr.toml") && e.contains("lacks the message"),
             "{e}"
@@ -199,8 +275,40 @@ mod tests {
         let full =
             include_str!("../../locales/fr.toml").replace("Merci de votre patience", "Merci !");
         std::fs::write(dir.join("fr.toml"), full).unwrap();
-        let c = Catalogues::with_overrides(&dir).unwrap();
+        let c = Catalogues::with_folder(&dir).unwrap();
         assert_eq!(c.text("fr", "heading", &[]), "Merci !");
+        assert_eq!(
+            c.languages(),
+            LANGUAGES,
+            "a replaced language keeps its place"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_in_the_folder_adds_its_language() {
+        let dir = std::env::temp_dir().join(format!("waitroom-locales-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let polish = include_str!("../../locales/en.toml")
+            .replace("language_name = \"English\"", "language_name = \"Polski\"");
+        std::fs::write(dir.join("pl.toml"), &polish).unwrap();
+        std::fs::write(dir.join("README.txt"), "not a catalogue").unwrap();
+        let c = Catalogues::with_folder(&dir).unwrap();
+        assert_eq!(c.languages().last(), Some(&"pl"));
+        assert_eq!(c.languages().len(), LANGUAGES.len() + 1);
+        assert_eq!(c.text("pl", "language_name", &[]), "Polski");
+        assert_eq!(c.negotiate(None, None, Some("pl-PL")), "pl");
+        let again = Catalogues::with_folder(&dir).unwrap();
+        assert!(
+            std::ptr::eq(c.languages()[8], again.languages()[8]),
+            "kept once"
+        );
+        std::fs::write(dir.join("Polish.toml"), &polish).unwrap();
+        let e = Catalogues::with_folder(&dir).unwrap_err();
+        assert!(
+            e.contains("Polish.toml") && e.contains("two or three"),
+            "{e}"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -1,7 +1,8 @@
 //! What a waiting visitor sees: the status JSON and the queue page.
 //!
 //! The page is a template (`page.html`, minijinja; an operator may supply their
-//! own) filled with messages from catalogues in four languages ([`i18n`]). Without
+//! own) filled with messages from catalogues in eight languages or more ([`i18n`]),
+//! under the site's name and logo when the operator gives them. Without
 //! JavaScript it refreshes itself (a meta refresh at the poll interval, inside
 //! `<noscript>`); with JavaScript it polls `/_waitroom/status`, updates the place in
 //! an `aria-live` region, and reloads the page the visitor asked for when their
@@ -11,12 +12,14 @@ pub mod i18n;
 
 use std::path::Path;
 
+use bytes::Bytes;
 use minijinja::{context, Environment, UndefinedBehavior};
 
-use i18n::{Catalogues, LANGUAGES};
+use i18n::Catalogues;
 
 use crate::admission::line::{Gate, Wait};
 use crate::clock::Millis;
+use crate::config::PageConfig;
 
 /// The visitor's state as `/_waitroom/status` reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -172,6 +175,59 @@ pub struct Page {
     prepared: Vec<(&'static str, Prepared)>,
     /// Where the page asks for the visitor's status (see [`Page::for_room`]).
     status_url: String,
+    /// The site's name, shown at the top and in the tab's title.
+    site_name: Option<String>,
+    /// The site's logo, served at `logo_url`.
+    logo: Option<Logo>,
+    /// Where the page finds the logo (see [`Page::for_room`]).
+    logo_url: String,
+}
+
+/// An image the page shows, as it is served.
+#[derive(Clone, Debug)]
+pub struct Logo {
+    /// The file's bytes.
+    pub bytes: Bytes,
+    /// Its media type, from the file's extension.
+    pub content_type: &'static str,
+}
+
+/// The largest logo file accepted.
+const LOGO_MAX_BYTES: u64 = 256 * 1024;
+
+impl Logo {
+    /// Reads the image at `path` (SVG, PNG, JPEG or WebP, at most 256 KiB).
+    fn load(path: &Path) -> Result<Self, String> {
+        let shown = path.display();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        let content_type = match ext.as_deref() {
+            Some("svg") => "image/svg+xml",
+            Some("png") => "image/png",
+            Some("jpg" | "jpeg") => "image/jpeg",
+            Some("webp") => "image/webp",
+            _ => {
+                return Err(format!(
+                    "{shown}: must be an .svg, .png, .jpg or .webp file"
+                ))
+            }
+        };
+        let size = std::fs::metadata(path)
+            .map_err(|e| format!("{shown}: {e}"))?
+            .len();
+        if size > LOGO_MAX_BYTES {
+            return Err(format!(
+                "{shown}: {size} bytes, more than the {LOGO_MAX_BYTES} a logo may have"
+            ));
+        }
+        let bytes = std::fs::read(path).map_err(|e| format!("{shown}: {e}"))?;
+        Ok(Self {
+            bytes: Bytes::from(bytes),
+            content_type,
+        })
+    }
 }
 
 /// A language's catalogue as the template gets it: as a map (`t`) and as the
@@ -199,37 +255,57 @@ impl Prepared {
 
 /// Where a room's page asks for the visitor's status.
 const STATUS_URL: &str = "/_waitroom/status";
+/// Where a room's page finds its logo.
+const LOGO_URL: &str = "/_waitroom/logo";
 
 const TEMPLATE: &str = "page.html";
 
 impl Page {
     /// The page that ships with waitroom.
     pub fn builtin() -> Self {
-        Self::new(include_str!("page.html").to_owned(), Catalogues::builtin())
-            .expect("the built-in page renders")
+        Self::new(
+            include_str!("page.html").to_owned(),
+            Catalogues::builtin(),
+            None,
+            None,
+        )
+        .expect("the built-in page renders")
     }
 
-    /// The operator's template and/or catalogue directory, checked by rendering
-    /// every state in every language: a broken page is refused here, never shown.
-    pub fn load(template: Option<&Path>, catalogues: Option<&Path>) -> Result<Self, PageError> {
-        let source = match template {
+    /// The operator's template, catalogue folder, site name and logo, checked by
+    /// rendering every state in every language: a broken page is refused here,
+    /// never shown.
+    pub fn load(config: &PageConfig) -> Result<Self, PageError> {
+        let source = match config.template.as_deref() {
             Some(path) => std::fs::read_to_string(path).map_err(|e| PageError {
                 key: "page.template",
                 reason: format!("{}: {e}", path.display()),
             })?,
             None => include_str!("page.html").to_owned(),
         };
-        let catalogues = match catalogues {
-            Some(dir) => Catalogues::with_overrides(dir).map_err(|reason| PageError {
+        let catalogues = match config.catalogues.as_deref() {
+            Some(dir) => Catalogues::with_folder(dir).map_err(|reason| PageError {
                 key: "page.catalogues",
                 reason,
             })?,
             None => Catalogues::builtin(),
         };
-        Self::new(source, catalogues)
+        let logo = match config.logo.as_deref() {
+            Some(path) => Some(Logo::load(path).map_err(|reason| PageError {
+                key: "page.logo",
+                reason,
+            })?),
+            None => None,
+        };
+        Self::new(source, catalogues, config.site_name.clone(), logo)
     }
 
-    fn new(source: String, catalogues: Catalogues) -> Result<Self, PageError> {
+    fn new(
+        source: String,
+        catalogues: Catalogues,
+        site_name: Option<String>,
+        logo: Option<Logo>,
+    ) -> Result<Self, PageError> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.add_template_owned(TEMPLATE, source)
@@ -237,7 +313,8 @@ impl Page {
                 key: "page.template",
                 reason: e.to_string(),
             })?;
-        let prepared = LANGUAGES
+        let prepared = catalogues
+            .languages()
             .iter()
             .map(|lang| (*lang, Prepared::of(&catalogues, lang)))
             .collect();
@@ -246,6 +323,9 @@ impl Page {
             catalogues,
             prepared,
             status_url: STATUS_URL.into(),
+            site_name,
+            logo,
+            logo_url: LOGO_URL.into(),
         };
         let wait = |position, gate| Wait {
             position,
@@ -262,7 +342,7 @@ impl Page {
             Status::held(5_000),
             Status::admitted(),
         ];
-        for lang in LANGUAGES {
+        for lang in page.catalogues.languages() {
             for s in &samples {
                 page.try_render(s, lang, "/register")
                     .map_err(|e| PageError {
@@ -295,17 +375,30 @@ impl Page {
     pub fn for_room(mut self, name: &str) -> Self {
         if name != crate::config::DEFAULT_ROOM {
             self.status_url = format!("{STATUS_URL}?room={name}");
+            self.logo_url = format!("{LOGO_URL}?room={name}");
         }
         self
+    }
+
+    /// The site's logo, if the operator gave one.
+    pub fn logo(&self) -> Option<&Logo> {
+        self.logo.as_ref()
     }
 
     /// The language for a request (see [`Catalogues::negotiate`]).
     pub fn language(
         &self,
         query_lang: Option<&str>,
+        chosen: Option<&str>,
         accept_language: Option<&str>,
     ) -> &'static str {
-        self.catalogues.negotiate(query_lang, accept_language)
+        self.catalogues
+            .negotiate(query_lang, chosen, accept_language)
+    }
+
+    /// The offered language `tag` names, if any (see [`Catalogues::known`]).
+    pub fn known_language(&self, tag: &str) -> Option<&'static str> {
+        self.catalogues.known(tag)
     }
 
     /// The message `key` of the catalogue of `lang` (no placeholders filled).
@@ -454,7 +547,8 @@ impl Page {
             ),
             _ => (String::new(), String::new()),
         };
-        let languages: Vec<_> = LANGUAGES
+        let languages: Vec<_> = c
+            .languages()
             .iter()
             .map(|code| {
                 context! {
@@ -498,6 +592,12 @@ impl Page {
             opens_at => status.opens_at.map(crate::clock::format_rfc3339),
             progress_percent => status.progress_percent,
             message => message,
+            site_name => self.site_name.as_deref(),
+            // Our own path and a room's name (letters, digits, '_', '-'): nothing to escape.
+            logo_url => self
+                .logo
+                .as_ref()
+                .map(|_| minijinja::Value::from_safe_string(self.logo_url.clone())),
         })
     }
 }
@@ -645,7 +745,11 @@ mod tests {
     fn renders_each_language_with_place_range_and_switcher() {
         let page = Page::builtin();
         let html = page.render(&queued(12, 300), "de", "/register");
-        assert!(html.contains("<html lang=\"de\">"), "{html}");
+        assert!(html.contains("<html lang=\"de\""), "{html}");
+        assert!(
+            html.contains("<title>#12 · Sie sind in der Warteschlange</title>"),
+            "{html}"
+        );
         assert!(html.contains("Sie sind Nummer 12 in der Warteschlange."));
         assert!(html.contains("11 Personen sind vor Ihnen."));
         assert!(html.contains("Geschätzte Wartezeit: 4 bis 7 Minuten."));
@@ -727,17 +831,55 @@ mod tests {
         assert_eq!(with_lang("//evil.example/?a=b", "de"), "?a=b&lang=de");
     }
 
+    fn template(path: &Path) -> PageConfig {
+        PageConfig {
+            template: Some(path.to_owned()),
+            ..PageConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_logo_that_is_no_image_or_too_big_is_refused_with_the_reason() {
+        let dir = std::env::temp_dir().join(format!("waitroom-logo-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let with_logo = |name: &str, bytes: usize| {
+            let path = dir.join(name);
+            std::fs::write(&path, vec![b'x'; bytes]).unwrap();
+            Page::load(&PageConfig {
+                logo: Some(path),
+                ..PageConfig::default()
+            })
+        };
+        let e = with_logo("logo.gif", 10).unwrap_err().to_string();
+        assert!(e.starts_with("page.logo:") && e.contains(".svg"), "{e}");
+        let e = with_logo("big.png", 300 * 1024).unwrap_err().to_string();
+        assert!(
+            e.starts_with("page.logo:") && e.contains("more than"),
+            "{e}"
+        );
+        let page = with_logo("logo.PNG", 10).unwrap();
+        assert_eq!(page.logo().unwrap().content_type, "image/png");
+        assert!(page
+            .render(&queued(3, 90), "en", "/")
+            .contains("<img src=\"/_waitroom/logo\""));
+        let room = page.for_room("tickets");
+        assert!(room
+            .render(&queued(3, 90), "en", "/")
+            .contains("<img src=\"/_waitroom/logo?room=tickets\""));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn a_broken_template_is_refused_with_the_reason() {
         let dir = std::env::temp_dir().join(format!("waitroom-page-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         let syntax = dir.join("syntax.html");
         std::fs::write(&syntax, "<p>{{ position </p>").unwrap();
-        let e = Page::load(Some(&syntax), None).unwrap_err().to_string();
+        let e = Page::load(&template(&syntax)).unwrap_err().to_string();
         assert!(e.starts_with("page.template:"), "{e}");
         let unknown = dir.join("unknown.html");
         std::fs::write(&unknown, "<p>{{ no_such_variable }}</p>").unwrap();
-        let e = Page::load(Some(&unknown), None).unwrap_err().to_string();
+        let e = Page::load(&template(&unknown)).unwrap_err().to_string();
         assert!(e.starts_with("page.template: does not render"), "{e}");
         let custom = dir.join("custom.html");
         std::fs::write(
@@ -745,7 +887,7 @@ mod tests {
             "<html lang=\"{{ lang }}\"><p id=custom>{{ headline }}</p></html>",
         )
         .unwrap();
-        let page = Page::load(Some(&custom), None).unwrap();
+        let page = Page::load(&template(&custom)).unwrap();
         assert!(page
             .render(&queued(3, 90), "en", "/")
             .contains("<p id=custom>You are number 3 in line.</p>"));

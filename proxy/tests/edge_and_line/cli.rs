@@ -71,10 +71,21 @@ fn check_config_accepts_the_examples_and_names_key_and_reason() {
     assert!(text.contains("unknown field `extra`"), "{text}");
     let broken = std::env::temp_dir().join(format!("waitroom-broken-{}.html", std::process::id()));
     std::fs::write(&broken, "<p>{{ position </p>").unwrap();
-    let with_page = format!("{example}\n[page]\ntemplate = \"{}\"\n", broken.display());
-    let (ok, text) = check_config(&with_page);
+    let page_with = |line: String| example.replace("[page]", &format!("[page]\n{line}"));
+    let (ok, text) = check_config(&page_with(format!("template = \"{}\"", broken.display())));
     assert!(!ok);
     assert!(text.contains("page.template:"), "{text}");
+    // A catalogue is named by its language's code.
+    let folder = std::env::temp_dir().join(format!("waitroom-locales-{}", std::process::id()));
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("Polish.toml"), "").unwrap();
+    let (ok, text) = check_config(&page_with(format!("catalogues = \"{}\"", folder.display())));
+    assert!(!ok);
+    assert!(
+        text.contains("page.catalogues:") && text.contains("Polish.toml"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&folder);
     // A room's page is checked as well, and named.
     let in_a_room = format!(
         "{example}

@@ -181,3 +181,141 @@ async fn a_reload_applies_under_load_and_a_broken_file_changes_nothing() {
     sigterm(&mut proxy);
     let _ = std::fs::remove_file(&template);
 }
+
+/// A proxy process stopped when the test ends, passed or not (a process left
+/// running would hold the test's output open).
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The answer at `path` for a browser, with `cookie` sent.
+async fn page(http: &Http, setup: &Setup, path: &str, cookie: &str) -> crate::support::Reply {
+    let url = format!("{}{path}", setup.base());
+    let mut headers = vec![("accept", "text/html")];
+    if !cookie.is_empty() {
+        headers.push(("cookie", cookie));
+    }
+    http.send(http::Method::GET, &url, None, &headers)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalogue_dropped_into_the_folder_adds_a_language_without_a_rebuild() {
+    let origin = origin(10, 1).await;
+    let dir = std::env::temp_dir().join(format!("waitroom-catalogues-{}", rand::random::<u64>()));
+    let catalogues = dir.join("locales");
+    std::fs::create_dir_all(&catalogues).unwrap();
+    let logo = dir.join("logo.svg");
+    std::fs::write(
+        &logo,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\"/>",
+    )
+    .unwrap();
+    let setup = Setup::memory(
+        origin.addr,
+        &format!(
+            "[admission]\nnew_users_per_minute = 60\nmax_active_users = 1\n\
+             [page]\ncatalogues = \"{}\"\nsite_name = \"Impfen Registration\"\nlogo = \"{}\"\n",
+            catalogues.display(),
+            logo.display()
+        ),
+    );
+    let log = setup.dir.join("waitroom.log");
+    let mut proxy = Stopped(spawn_logging(&setup.config, &log));
+    let http = Http::new();
+    wait_ready(&http, setup.admin).await;
+    let paused = setup
+        .admin(
+            http::Method::PATCH,
+            "/admin/settings",
+            Some(r#"{"paused":true}"#.into()),
+        )
+        .await;
+    assert_eq!(paused.status, 200);
+
+    // Polish is not offered yet: English, and no choice to keep.
+    let before = page(&http, &setup, "/?lang=pl", "").await;
+    assert!(
+        before.text().contains("<html lang=\"en\""),
+        "{}",
+        before.text()
+    );
+    assert_eq!(before.set_cookie("waitroom_lang"), None);
+    // The site's name and logo are on the page, the place in the tab's title.
+    let text = before.text();
+    assert!(text.contains("Impfen Registration"), "{text}");
+    assert!(
+        text.contains("<title>#1 · Impfen Registration</title>"),
+        "{text}"
+    );
+    assert!(text.contains("src=\"/_waitroom/logo\""), "{text}");
+    let served = page(&http, &setup, "/_waitroom/logo", "").await;
+    assert_eq!(served.status, 200);
+    assert_eq!(served.headers["content-type"], "image/svg+xml");
+    assert!(served.text().starts_with("<svg"));
+
+    // A translator drops `pl.toml` into the folder; the file is read again.
+    let polish = include_str!("../../locales/en.toml")
+        .replace("language_name = \"English\"", "language_name = \"Polski\"")
+        .replace("Thank you for waiting", "Dziękujemy za cierpliwość");
+    std::fs::write(catalogues.join("pl.toml"), polish).unwrap();
+    signal(proxy.0.id(), "HUP");
+    let mut chosen = None;
+    for _ in 0..200 {
+        let r = page(&http, &setup, "/?lang=pl", "").await;
+        if r.text().contains("<html lang=\"pl\"") {
+            chosen = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let chosen = chosen.unwrap_or_else(|| {
+        panic!(
+            "no Polish page:\n{}",
+            std::fs::read_to_string(&log).unwrap()
+        )
+    });
+    let text = chosen.text();
+    assert!(text.contains("Dziękujemy za cierpliwość"), "{text}");
+    assert!(
+        text.contains("hreflang=\"pl\""),
+        "the switcher offers it: {text}"
+    );
+    // The choice is kept: the next page without `?lang=` is Polish too, even for
+    // a browser that asks for German.
+    let kept = chosen
+        .set_cookie("waitroom_lang")
+        .expect("the choice is kept");
+    assert_eq!(kept, "pl");
+    let later = http
+        .send(
+            http::Method::GET,
+            &format!("{}/", setup.base()),
+            None,
+            &[
+                ("accept", "text/html"),
+                ("accept-language", "de"),
+                ("cookie", "waitroom_lang=pl"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(
+        later.text().contains("<html lang=\"pl\""),
+        "{}",
+        later.text()
+    );
+    assert_eq!(
+        later.set_cookie("waitroom_lang"),
+        None,
+        "set once, not on every page"
+    );
+    sigterm(&mut proxy.0);
+    let _ = std::fs::remove_dir_all(dir);
+}
