@@ -285,7 +285,8 @@ impl Public {
             return limited;
         }
         let d = self.admission.decide(&presented).await;
-        let mut r = self.status_response(&self.status_of(&d));
+        let before = crate::queue_page::steady::Before::from_query(req.uri().query());
+        let mut r = self.status_response(&self.status_of(&d).steadied(before));
         if let Some(t) = d.set_token {
             r.headers_mut()
                 .append(SET_COOKIE, self.cookie_header(req, t));

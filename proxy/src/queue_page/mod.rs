@@ -9,6 +9,7 @@
 //! turn comes.
 
 pub mod i18n;
+pub mod steady;
 
 use std::path::Path;
 
@@ -65,6 +66,10 @@ pub struct Status {
     /// the site is failing (the state says `paused`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<Reason>,
+    /// Whether the page reads the place and the estimate out to screen readers now:
+    /// only in answer to a poll that said what the page showed ([`steady`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub announce: Option<bool>,
 }
 
 /// Why a line that should move does not.
@@ -106,6 +111,7 @@ impl Status {
             opens_in_seconds: opens_at.map(|t| t.saturating_sub(now).div_ceil(1000)),
             progress_percent: None,
             reason,
+            announce: None,
         }
     }
 
@@ -132,6 +138,7 @@ impl Status {
             opens_in_seconds: None,
             progress_percent: None,
             reason: None,
+            announce: None,
         }
     }
 
@@ -147,7 +154,19 @@ impl Status {
             opens_in_seconds: None,
             progress_percent: None,
             reason: None,
+            announce: None,
         }
+    }
+
+    /// With the estimate steadied against what the page showed `before` (see
+    /// [`steady`]), while the line moves.
+    pub fn steadied(mut self, before: Option<steady::Before>) -> Self {
+        if self.state == State::Queued && self.position > 0 {
+            let told = steady::steady(before, self.eta_seconds, self.position);
+            self.eta_seconds = told.eta_seconds;
+            self.announce = before.map(|_| told.announce);
+        }
+        self
     }
 
     /// As JSON.
