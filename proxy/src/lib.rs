@@ -35,6 +35,7 @@ pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod console;
+pub mod crowd;
 pub mod event;
 pub mod forward;
 pub mod handover;

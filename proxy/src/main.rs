@@ -60,6 +60,9 @@ enum Command {
         /// Public port; admin is on PORT+1 and the origin on PORT+2.
         #[arg(long, default_value_t = 8080)]
         port: u16,
+        /// No simulated crowd: the line is only who opens the page.
+        #[arg(long)]
+        no_crowd: bool,
     },
     /// Validate a configuration file; exits non-zero with the key and the reason.
     CheckConfig {
@@ -276,7 +279,10 @@ async fn wait_for_signal() {
     let _ = ctrl_c.await;
 }
 
-async fn demo(port: u16) -> anyhow::Result<()> {
+/// Visitors the demo's simulated crowd keeps in line.
+const DEMO_CROWD: usize = 8;
+
+async fn demo(port: u16, crowd: bool) -> anyhow::Result<()> {
     let config = waitroom::app::demo_config(port);
     let origin_addr = config
         .origin
@@ -289,7 +295,7 @@ async fn demo(port: u16) -> anyhow::Result<()> {
     let options = origin_stub::Options::default();
     tokio::spawn(origin_stub::run(origin, options, std::future::pending()));
     println!(
-        "waitroom demo: open http://{}/ (a few tabs or browsers show the line)",
+        "waitroom demo: open http://{}/ (private windows or other browsers join the line too)",
         config.public
     );
     println!(
@@ -301,6 +307,9 @@ async fn demo(port: u16) -> anyhow::Result<()> {
         format!("http://{}", config.admin),
         config.admin_token.clone(),
     );
+    let public = config.public;
+    // The crowd goes while the demo runs (its trigger is held until then).
+    let (_stop_crowd, crowd_shutdown) = waitroom::shutdown::channel();
     tokio::spawn(async move {
         // The limits in force, once serving: the demo's saved line may hold ones
         // changed at run time, which win over the file's.
@@ -310,6 +319,15 @@ async fn demo(port: u16) -> anyhow::Result<()> {
                     "  limits in force: {} new users per minute, {} active at once",
                     s["new_users_per_minute"], s["max_active_users"]
                 );
+                if crowd {
+                    let crowd = waitroom::crowd::Crowd {
+                        waiting: DEMO_CROWD,
+                    };
+                    let n = waitroom::crowd::start(public, crowd, crowd_shutdown).await;
+                    println!(
+                        "  a simulated crowd of {n} is in line ahead of you (--no-crowd: none)"
+                    );
+                }
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -346,7 +364,7 @@ async fn main() -> std::process::ExitCode {
                     c.settings.max_active_users
                 );
             }),
-        (Some(Command::Demo { port }), _) => demo(port).await,
+        (Some(Command::Demo { port, no_crowd }), _) => demo(port, !no_crowd).await,
         (Some(Command::Admin(args)), _) => admin_cli::run(args).await,
         (
             Some(Command::VerifyLottery {

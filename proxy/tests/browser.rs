@@ -920,3 +920,76 @@ async fn the_console_charts_the_line_live_and_steers_it() {
     }
     c.close().await.unwrap();
 }
+
+/// `waitroom demo` as a process, stopped when dropped.
+struct Demo(Child);
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_shows_a_single_browser_its_place_behind_a_crowd() {
+    use std::io::BufRead;
+    let port = support::three_free_ports();
+    let mut demo = Demo(
+        Command::new(env!("CARGO_BIN_EXE_waitroom"))
+            .args(["demo", "--port", &port.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The demo says when its crowd is in line (it reads no more of its output).
+    let stdout = demo.0.stdout.take().unwrap();
+    let (lines, said) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line);
+        }
+    });
+    let mut crowd = None;
+    while let Ok(line) = said.recv_timeout(Duration::from_secs(60)) {
+        if line.contains("simulated crowd") {
+            crowd = Some(line);
+            break;
+        }
+    }
+    let crowd = crowd.expect("the demo never said its crowd was in line");
+    assert!(crowd.contains("crowd of 8"), "{crowd}");
+
+    // One browser, one tab: its very first page shows it behind others.
+    let driver = chromedriver().await;
+    let c = browser(&driver, "en", true).await;
+    c.goto(&format!("http://127.0.0.1:{port}/")).await.unwrap();
+    let headline = text(&c, "headline").await;
+    let place: u64 = headline
+        .trim_start_matches("You are number ")
+        .trim_end_matches(" in line.")
+        .parse()
+        .unwrap_or_else(|_| panic!("no place on the first page: {headline:?}"));
+    assert!(place >= 2, "nobody ahead: {headline}");
+    let title = c.title().await.unwrap();
+    assert_eq!(title, format!("#{place} · Demo registration"));
+    // The crowd moves: the place counts down without the visitor doing anything.
+    wait_until(
+        "the place counting down",
+        Duration::from_secs(60),
+        || async {
+            text(&c, "headline")
+                .await
+                .trim_start_matches("You are number ")
+                .trim_end_matches(" in line.")
+                .parse::<u64>()
+                .is_ok_and(|now| now < place)
+        },
+    )
+    .await;
+    c.close().await.unwrap();
+}

@@ -1,9 +1,10 @@
 //! The `waitroom` binary from outside: help, check-config, and the demo.
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use crate::support::three_free_ports;
 
 const BIN: &str = env!("CARGO_BIN_EXE_waitroom");
 
@@ -122,24 +123,6 @@ fn nothing_to_do_is_an_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
 }
 
-/// A port P with P+1 and P+2 free too (checked, then released).
-fn three_free_ports() -> u16 {
-    for _ in 0..100 {
-        let first = TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = first.local_addr().unwrap().port();
-        if p > 65_000 {
-            continue;
-        }
-        let rest: Vec<_> = (1..=2)
-            .filter_map(|i| TcpListener::bind(("127.0.0.1", p + i)).ok())
-            .collect();
-        if rest.len() == 2 {
-            return p;
-        }
-    }
-    panic!("no three consecutive free ports");
-}
-
 fn get(addr: &str, path: &str) -> Option<String> {
     use std::io::Read;
     let mut s = std::net::TcpStream::connect(addr).ok()?;
@@ -158,7 +141,7 @@ fn get(addr: &str, path: &str) -> Option<String> {
 fn demo_serves_the_site_and_metrics_on_the_next_port() {
     let port = three_free_ports();
     let mut child = Command::new(BIN)
-        .args(["demo", "--port", &port.to_string()])
+        .args(["demo", "--no-crowd", "--port", &port.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -226,7 +209,7 @@ fn demo_log(args: &[&str]) -> String {
     let port = three_free_ports();
     let mut child = Command::new(BIN)
         .args(args)
-        .args(["demo", "--port", &port.to_string()])
+        .args(["demo", "--no-crowd", "--port", &port.to_string()])
         .env("RUST_LOG", "info,waitroom::access=debug")
         .env_remove("NO_COLOR")
         .stdout(Stdio::piped())

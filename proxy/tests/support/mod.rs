@@ -38,6 +38,24 @@ where
     panic!("gave up waiting for {what}");
 }
 
+/// A port P with P+1 and P+2 free too (checked, then released): the demo's three.
+pub fn three_free_ports() -> u16 {
+    for _ in 0..100 {
+        let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = first.local_addr().unwrap().port();
+        if p > 65_000 {
+            continue;
+        }
+        let rest: Vec<_> = (1..=2)
+            .filter_map(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).ok())
+            .collect();
+        if rest.len() == 2 {
+            return p;
+        }
+    }
+    panic!("no three consecutive free ports");
+}
+
 /// A loopback port that was free a moment ago (for servers that cannot take `:0`:
 /// a separate process, or one that must come back on the same port).
 pub fn free_port() -> u16 {
