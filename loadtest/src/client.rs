@@ -36,11 +36,12 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// Whether the origin itself answered (rather than a waiting room).
-    pub fn from_origin(&self) -> bool {
+    /// Which page of a waiting room this answer is (`queue`, `error`, `check`,
+    /// `limited`: waitroom's `waitroom-page` header), `None` for the site's own.
+    pub fn waitroom_page(&self) -> Option<&str> {
         self.headers
-            .get("x-served-by")
-            .is_some_and(|v| v == "origin-stub")
+            .get("waitroom-page")
+            .map(|v| v.to_str().unwrap_or("other"))
     }
 
     /// The body as text.

@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`profile`]: when visitors arrive (uniform, front-loaded spike, CSV trace).
 //! - [`client`]: the shared HTTP client and each visitor's cookie jar.
-//! - [`visitor`]: one visitor's behaviour: arrive, wait as a browser does, register.
+//! - [`steps`]: what a visitor does on the site (origin-stub's registration, or a journey file).
+//! - [`visitor`]: one visitor's behaviour: arrive, wait as a browser does, take the steps.
 //! - [`sampler`]: the origin's and waitroom's counters over time.
 //! - [`analysis`]: waits, ETA error, FIFO inversions, rates, from what visitors saw.
 //! - [`report`]: the summary, the terminal table, `summary.json` and `report.html`.
@@ -18,4 +19,5 @@ pub mod profile;
 pub mod report;
 pub mod run;
 pub mod sampler;
+pub mod steps;
 pub mod visitor;

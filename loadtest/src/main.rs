@@ -24,7 +24,8 @@ enum Command {
         /// The URL visitors open (waitroom's public URL, or the origin itself).
         #[arg(long)]
         target: String,
-        /// The origin-stub's URL, for its counters (default: the target when it is the origin).
+        /// The origin-stub's URL, for its counters (default: the target, unless a
+        /// --journey is given: any site then, and no origin-stub counters).
         #[arg(long)]
         origin: Option<String>,
         #[command(flatten)]
@@ -104,6 +105,15 @@ struct Crowd {
     /// Keep the origin's counters and registrations from earlier runs.
     #[arg(long)]
     no_reset: bool,
+    /// What visitors do on the site: a TOML journey file (steps with method, path,
+    /// form, expected status and text, think times; see docs/loadtest.md). Default:
+    /// origin-stub's registration.
+    #[arg(long, value_name = "FILE")]
+    journey: Option<PathBuf>,
+    /// End the run this many seconds after it starts, with a partial report of
+    /// whatever is under way.
+    #[arg(long, value_name = "SECONDS")]
+    max_duration: Option<f64>,
 }
 
 impl Crowd {
@@ -128,6 +138,16 @@ impl Crowd {
             self.think_min_ms <= self.think_max_ms,
             "--think-min-ms must not exceed --think-max-ms"
         );
+        if let Some(d) = self.max_duration {
+            anyhow::ensure!(
+                d > 0.0 && d.is_finite(),
+                "--max-duration must be a positive number of seconds"
+            );
+        }
+        let steps = match &self.journey {
+            Some(path) => loadtest::steps::Steps::read(path)?,
+            None => loadtest::steps::Steps::origin_stub(),
+        };
         let profile = match (&self.trace, self.profile) {
             (Some(path), _) => Profile::read_trace(path)?,
             (None, ProfileArg::Uniform) => Profile::Uniform,
@@ -164,6 +184,8 @@ impl Crowd {
             reset_origin: !self.no_reset,
             request_timeout: Duration::from_secs_f64(self.request_timeout),
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            steps: std::sync::Arc::new(steps),
+            max_duration: self.max_duration.map(Duration::from_secs_f64),
         })
     }
 }
@@ -176,10 +198,14 @@ async fn main() -> anyhow::Result<()> {
             origin,
             crowd,
         } => {
-            let origin = origin.or_else(|| Some(target.clone()));
+            let origin = match (&origin, &crowd.journey) {
+                (None, None) => Some(target.clone()),
+                _ => origin,
+            };
             let spike = crowd.spike("run", &target, origin)?;
             let outcome = run::run(&spike).await?;
             print!("{}", loadtest::report::table(&[&outcome.summary]));
+            print!("\n{}", loadtest::report::step_table(&outcome.summary));
             if let Some(dir) = &crowd.report {
                 run::write_report(dir, "loadtest spike", &[&outcome])
                     .context("writing the report")?;
@@ -203,6 +229,9 @@ async fn main() -> anyhow::Result<()> {
             through.label = "waitroom".into();
             let b = run::run(&through).await?;
             print!("{}", loadtest::report::table(&[&a.summary, &b.summary]));
+            for s in [&a.summary, &b.summary] {
+                print!("\n{}:\n{}", s.label, loadtest::report::step_table(s));
+            }
             if let Some(dir) = &crowd.report {
                 run::write_report(
                     dir,

@@ -36,6 +36,14 @@ pub enum TraceError {
 }
 
 impl Profile {
+    /// Its name in reports.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Uniform => "uniform".into(),
+            Self::Spike => "spike".into(),
+            Self::Trace(t) => format!("trace of {} arrivals", t.len()),
+        }
+    }
     /// Reads a trace: one arrival per line, seconds from the start in the first
     /// column; a header line and blank lines are skipped.
     pub fn read_trace(path: &Path) -> Result<Self, TraceError> {

@@ -71,6 +71,72 @@ pub struct OriginReport {
     pub duplicate_mails: Option<u64>,
 }
 
+/// What was run.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RunInfo {
+    /// When the run started (RFC 3339, UTC).
+    pub started_at: String,
+    /// Visitors scheduled.
+    pub users: usize,
+    /// Over how many seconds they were to arrive.
+    pub over_s: f64,
+    /// How arrivals were spread.
+    pub profile: String,
+    /// The journey they took (a file, or origin-stub's registration).
+    pub journey: String,
+    /// The run was to end after this many seconds (`--max-duration`), if given.
+    pub max_duration_s: Option<f64>,
+    /// Whether it ended that way, with visitors still under way or yet to arrive:
+    /// the figures are then a partial report.
+    pub cut: bool,
+}
+
+/// One step of the journey as all visitors took it (every attempt counted).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct StepSummary {
+    /// The step's name.
+    pub name: String,
+    /// Its method and path (with `{id}` unfilled).
+    pub request: String,
+    /// Attempts that reached the site or failed on the way (the waiting room's
+    /// own pages not counted).
+    pub requests: usize,
+    /// Attempts whose answer was not what the step expects.
+    pub failures: usize,
+    /// Visitors who got the step done.
+    pub visitors_done: usize,
+    /// Time to the whole answer (seconds), over every attempt.
+    pub latency_s: Percentiles,
+}
+
+/// Per step of `steps`, what the visitors of `journeys` saw.
+pub fn steps(steps: &crate::steps::Steps, journeys: &[Journey]) -> Vec<StepSummary> {
+    steps
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let tries: Vec<_> = journeys
+                .iter()
+                .flat_map(|j| j.steps.iter())
+                .filter(|d| d.step == i)
+                .collect();
+            let secs: Vec<f64> = tries.iter().map(|d| d.secs).collect();
+            StepSummary {
+                name: step.name.clone(),
+                request: format!("{} {}", step.method, step.path),
+                requests: tries.len(),
+                failures: tries.iter().filter(|d| !d.ok).count(),
+                visitors_done: journeys
+                    .iter()
+                    .filter(|j| j.steps.iter().any(|d| d.step == i && d.ok))
+                    .count(),
+                latency_s: Percentiles::of(&secs),
+            }
+        })
+        .collect()
+}
+
 /// The run's summary (`summary.json`).
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Summary {
@@ -84,10 +150,15 @@ pub struct Summary {
     pub queued: usize,
     /// Visitors let through to the site.
     pub admitted: usize,
-    /// Visitors who ended with a confirmation number.
+    /// Visitors who ended with a confirmation number (origin-stub's journey).
     pub registrations_completed: usize,
-    /// Visitors who wanted to register and ended without a confirmation.
+    /// Visitors who took every step of the journey.
+    pub completed: usize,
+    /// Visitors who wanted to take the journey and ended without (the run's end
+    /// cutting them short not counted).
     pub lost: usize,
+    /// Visitors still under way when the run was cut (`--max-duration`).
+    pub unfinished: usize,
     /// Visitors who walked away on purpose while waiting.
     pub abandoned: usize,
     /// Duplicate confirmation e-mails at the origin plus visitors shown two numbers.
@@ -119,6 +190,10 @@ pub struct Summary {
     pub duration_s: f64,
     /// CPU the load generator itself used (user + system seconds).
     pub loadtest_cpu_s: Option<f64>,
+    /// What was run.
+    pub run: RunInfo,
+    /// Per step of the journey.
+    pub steps: Vec<StepSummary>,
 }
 
 /// Builds the summary from the journeys and what the origin said.
@@ -164,10 +239,12 @@ pub fn summarize(label: &str, target: &str, journeys: &[Journey], origin: Origin
         queued: journeys.iter().filter(|j| j.queued).count(),
         admitted: journeys.iter().filter(|j| j.admitted.is_some()).count(),
         registrations_completed: journeys.iter().filter(|j| j.confirmation.is_some()).count(),
+        completed: journeys.iter().filter(|j| j.completed).count(),
         lost: journeys
             .iter()
-            .filter(|j| !j.abandoned && j.confirmation.is_none())
+            .filter(|j| !j.abandoned && !j.completed && !j.unfinished)
             .count(),
+        unfinished: journeys.iter().filter(|j| j.unfinished).count(),
         abandoned: journeys.iter().filter(|j| j.abandoned).count(),
         duplicated_confirmations: origin.duplicate_mails.unwrap_or(0) + inconsistent,
         errors,
@@ -188,6 +265,8 @@ pub fn summarize(label: &str, target: &str, journeys: &[Journey], origin: Origin
         arrival_lag_ms: Percentiles::of(&lags),
         duration_s: journeys.iter().map(|j| j.done).fold(0.0, f64::max),
         loadtest_cpu_s: None,
+        run: RunInfo::default(),
+        steps: Vec::new(),
     }
 }
 
@@ -225,7 +304,9 @@ pub fn rows(s: &Summary) -> Vec<(&'static str, String)> {
             "registrations completed",
             s.registrations_completed.to_string(),
         ),
+        ("journeys completed", s.completed.to_string()),
         ("lost", s.lost.to_string()),
+        ("unfinished (run cut short)", s.unfinished.to_string()),
         ("abandoned (on purpose)", s.abandoned.to_string()),
         (
             "duplicated confirmations",
@@ -308,6 +389,39 @@ pub fn table(summaries: &[&Summary]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The per-step table of a run (a row per step: requests, failures, visitors who
+/// got it done, latency percentiles), as Locust and k6 print it.
+pub fn step_table(s: &Summary) -> String {
+    let mut out = format!(
+        "{:<12} {:<28} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+        "step", "request", "requests", "failed", "done", "p50 ms", "p95 ms", "p99 ms"
+    );
+    for st in &s.steps {
+        let [name, request, cells @ ..] = step_cells(st);
+        let _ = write!(out, "{name:<12} {request:<28}");
+        for cell in cells {
+            let _ = write!(out, " {cell:>8}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A step's row: name, request, requests, failed, done, p50, p95, p99 (ms).
+fn step_cells(st: &StepSummary) -> [String; 8] {
+    let ms = |v: Option<f64>| opt(v.map(|v| v * 1000.0), 0);
+    [
+        st.name.clone(),
+        st.request.clone(),
+        st.requests.to_string(),
+        st.failures.to_string(),
+        st.visitors_done.to_string(),
+        ms(st.latency_s.p50),
+        ms(st.latency_s.p95),
+        ms(st.latency_s.p99),
+    ]
 }
 
 /// The charts of one run, as SVG strings with their titles.
@@ -462,6 +576,33 @@ pub fn html(title: &str, runs: &[(&Summary, Vec<String>)]) -> String {
             escape(&s.label),
             escape(&s.target)
         );
+        let r = &s.run;
+        let _ = write!(
+            page,
+            "<p class=\"what\">{} visitors over {} s ({}), journey: {}; started {}{}</p>",
+            r.users,
+            r.over_s,
+            escape(&r.profile),
+            escape(&r.journey),
+            escape(&r.started_at),
+            match (r.max_duration_s, r.cut) {
+                (Some(d), true) => format!("; <strong>cut after {d} s: a partial report</strong>"),
+                (Some(d), false) => format!("; at most {d} s"),
+                _ => String::new(),
+            }
+        );
+        page.push_str(
+            "<table class=\"steps\"><tr><th>step</th><th>request</th><th>requests</th>\
+             <th>failed</th><th>visitors done</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th></tr>",
+        );
+        for st in &s.steps {
+            page.push_str("<tr>");
+            for cell in step_cells(st) {
+                let _ = write!(page, "<td>{}</td>", escape(&cell));
+            }
+            page.push_str("</tr>");
+        }
+        page.push_str("</table>");
         for svg in svgs {
             let _ = write!(page, "<figure class=\"chart\">{svg}</figure>");
         }
@@ -485,6 +626,7 @@ mod tests {
             first_eta: Some(10.0),
             admitted,
             confirmation: confirmation.map(str::to_owned),
+            completed: confirmation.is_some(),
             done: admitted.unwrap_or(arrived) + 1.0,
             ..Default::default()
         };

@@ -11,6 +11,7 @@ use crate::client::{Browser, Http};
 use crate::profile::Profile;
 use crate::report::{self, OriginReport, Summary};
 use crate::sampler::{self, Sample, Targets};
+use crate::steps::Steps;
 use crate::visitor::{Behaviour, Journey, Progress, Visitor};
 
 /// Everything a spike run needs.
@@ -36,9 +37,16 @@ pub struct Spike {
     pub reset_origin: bool,
     /// A visitor's request gives up after this long.
     pub request_timeout: Duration,
-    /// Draw a progress line on the terminal.
+    /// Draw a progress bar on the terminal (else a progress line every few seconds).
     pub progress: bool,
+    /// What visitors do on the site.
+    pub steps: Arc<Steps>,
+    /// End the run this long after its start, whatever is under way.
+    pub max_duration: Option<Duration>,
 }
+
+/// How often the progress line is written when stderr is not a terminal.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// What a run produced.
 pub struct Outcome {
@@ -90,7 +98,9 @@ pub async fn run(spike: &Spike) -> anyhow::Result<Outcome> {
     };
     let schedule = spike.profile.schedule(spike.users, spike.over);
     let cpu_before = cpu_seconds();
+    let started_at = std::time::SystemTime::now();
     let start = Instant::now() + Duration::from_millis(300);
+    let deadline = spike.max_duration.map(|d| start + d);
     let progress = Arc::new(Progress::default());
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -114,29 +124,42 @@ pub async fn run(spike: &Spike) -> anyhow::Result<Outcome> {
             browser: Browser::new(http.clone(), &spike.target, i as u32),
             behaviour: spike.behaviour.clone(),
             start,
+            steps: spike.steps.clone(),
+            deadline,
         };
         tasks.spawn(visitor.run(*at));
     }
     let bar = spike.progress.then(|| progress_bar(schedule.len() as u64));
     let mut journeys = Vec::with_capacity(schedule.len());
     let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut said = Instant::now();
     loop {
         tokio::select! {
             done = tasks.join_next() => match done {
-                Some(j) => journeys.push(j?),
+                Some(j) => journeys.extend(j?),
                 None => break,
             },
             _ = tick.tick() => {
+                let p = &progress;
+                let line = format!(
+                    "arrived {}/{}  in {}  done {}  completed {}  errors {}",
+                    p.arrived.load(Ordering::Relaxed),
+                    schedule.len(),
+                    p.admitted.load(Ordering::Relaxed),
+                    p.done.load(Ordering::Relaxed),
+                    p.registered.load(Ordering::Relaxed),
+                    p.errors.load(Ordering::Relaxed),
+                );
                 if let Some(bar) = &bar {
-                    let p = &progress;
-                    let arrived = p.arrived.load(Ordering::Relaxed);
-                    let admitted = p.admitted.load(Ordering::Relaxed);
                     bar.set_position(p.done.load(Ordering::Relaxed));
-                    bar.set_message(format!(
-                        "arrived {arrived}  in {admitted}  registered {}  errors {}",
-                        p.registered.load(Ordering::Relaxed),
-                        p.errors.load(Ordering::Relaxed),
-                    ));
+                    bar.set_message(line);
+                } else if said.elapsed() >= PROGRESS_EVERY {
+                    said = Instant::now();
+                    eprintln!(
+                        "loadtest {}: {:.0} s  {line}",
+                        spike.label,
+                        Instant::now().saturating_duration_since(start).as_secs_f64()
+                    );
                 }
             }
         }
@@ -154,6 +177,16 @@ pub async fn run(spike: &Spike) -> anyhow::Result<Outcome> {
     };
     let mut summary = report::summarize(&spike.label, &spike.target, &journeys, origin);
     summary.configured_rate_per_s = configured;
+    summary.steps = report::steps(&spike.steps, &journeys);
+    summary.run = report::RunInfo {
+        started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
+        users: schedule.len(),
+        over_s: spike.over,
+        profile: spike.profile.name(),
+        journey: spike.steps.source.clone(),
+        max_duration_s: spike.max_duration.map(|d| d.as_secs_f64()),
+        cut: journeys.iter().any(|j| j.unfinished) || journeys.len() < schedule.len(),
+    };
     summary.loadtest_cpu_s = cpu_seconds()
         .zip(cpu_before)
         .map(|(after, before)| after - before);

@@ -1,4 +1,4 @@
-//! One simulated visitor: arrives, waits as a browser does, registers.
+//! One simulated visitor: arrives, waits as a browser does, takes the journey's steps.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
 use crate::client::{Browser, ErrorKind, Reply};
+use crate::steps::Steps;
 
 /// How visitors behave.
 #[derive(Clone, Debug)]
@@ -70,6 +71,12 @@ pub struct Journey {
     pub confirmation: Option<String>,
     /// Whether two submits gave them two different confirmations.
     pub inconsistent: bool,
+    /// Whether they took every step of the journey.
+    pub completed: bool,
+    /// Whether the run ended (`--max-duration`) while they were still under way.
+    pub unfinished: bool,
+    /// Every attempt at a step that reached the site or failed on the way.
+    pub steps: Vec<StepDone>,
     /// Why they ended without a registration, if they wanted one.
     pub lost: Option<ErrorKind>,
     /// Failed requests by kind.
@@ -80,6 +87,19 @@ pub struct Journey {
     pub site_latencies: Vec<(f64, f64)>,
     /// When the visit ended.
     pub done: f64,
+}
+
+/// One attempt at a step of the journey.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct StepDone {
+    /// Which step (its index in the journey).
+    pub step: usize,
+    /// When the request left (seconds from the start).
+    pub sent: f64,
+    /// How long the answer took (seconds).
+    pub secs: f64,
+    /// Whether the answer was what the step expects.
+    pub ok: bool,
 }
 
 /// Live counts for the progress line.
@@ -109,6 +129,10 @@ pub struct Visitor {
     pub behaviour: Behaviour,
     /// The run's start.
     pub start: Instant,
+    /// What they do on the site.
+    pub steps: Arc<Steps>,
+    /// When the run ends whatever is under way (`--max-duration`).
+    pub deadline: Option<Instant>,
 }
 
 fn secs(start: Instant) -> f64 {
@@ -116,125 +140,126 @@ fn secs(start: Instant) -> f64 {
 }
 
 impl Visitor {
-    /// Runs the whole visit, arriving `at` seconds after the start.
-    pub async fn run(self, at: f64) -> Journey {
+    /// Runs the whole visit, arriving `at` seconds after the start; `None` when the
+    /// run ended before they were due.
+    pub async fn run(self, at: f64) -> Option<Journey> {
         let progress = self.progress.clone();
-        let j = self.visit(at).await;
+        let j = self.visit(at).await?;
         let count = |c: &AtomicU64, yes: bool| {
             c.fetch_add(u64::from(yes), Ordering::Relaxed);
         };
         count(&progress.admitted, j.admitted.is_some());
-        count(&progress.registered, j.confirmation.is_some());
+        count(&progress.registered, j.completed);
         progress
             .errors
             .fetch_add(j.errors.len() as u64, Ordering::Relaxed);
         count(&progress.done, true);
-        j
+        Some(j)
     }
 
-    async fn visit(mut self, at: f64) -> Journey {
+    async fn visit(mut self, at: f64) -> Option<Journey> {
         let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
         let b = self.behaviour.clone();
-        let abandons = rng.random_bool(b.abandon_share.clamp(0.0, 1.0));
-        let reloads = rng.random_bool(b.reload_share.clamp(0.0, 1.0));
-        let retries = if rng.random_bool(b.retry_share.clamp(0.0, 1.0)) {
-            b.retries
-        } else {
-            0
+        let who = Who {
+            abandons: rng.random_bool(b.abandon_share.clamp(0.0, 1.0)),
+            reloads: rng.random_bool(b.reload_share.clamp(0.0, 1.0)),
+            retries: if rng.random_bool(b.retry_share.clamp(0.0, 1.0)) {
+                b.retries
+            } else {
+                0
+            },
         };
         let mut j = Journey {
             id: self.id,
             scheduled: at,
             ..Default::default()
         };
-        tokio::time::sleep_until(self.start + Duration::from_secs_f64(at)).await;
+        let due = self.start + Duration::from_secs_f64(at);
+        if self.deadline.is_some_and(|d| due >= d) {
+            return None;
+        }
+        tokio::time::sleep_until(due).await;
         j.arrived = secs(self.start);
         self.progress.arrived.fetch_add(1, Ordering::Relaxed);
-
-        // Arrive and wait until the site itself answers.
-        let mut failures = 0;
-        loop {
-            let sent = secs(self.start);
-            let landing = self.browser.page("/").await;
-            match self.note(&mut j, sent, landing) {
-                Some(r) if r.from_origin() && r.status.is_success() => break,
-                Some(r) if r.status.is_success() => {
-                    j.queued = true;
-                    match self.wait_in_line(&mut j, abandons, reloads).await {
-                        Waited::Admitted => break,
-                        Waited::Left => {
-                            j.abandoned = true;
-                            j.done = secs(self.start);
-                            return j;
-                        }
-                    }
-                }
-                _ => {
-                    failures += 1;
-                    if failures > retries {
-                        j.lost = j.errors.last().copied();
-                        j.done = secs(self.start);
-                        return j;
-                    }
-                    self.backoff(failures).await;
+        let deadline = self.deadline;
+        let cut = {
+            let steps = self.take_steps(&mut j, &mut rng, who);
+            match deadline {
+                Some(d) => tokio::time::timeout_at(d, steps).await.is_err(),
+                None => {
+                    steps.await;
+                    false
                 }
             }
-        }
-        j.admitted = Some(secs(self.start));
+        };
+        j.unfinished = cut;
+        j.done = secs(self.start);
+        Some(j)
+    }
 
-        // The registration: form, submit, check.
-        let nrn = format!("{:013}", 1_000_000_000_000u64 + u64::from(self.id));
-        let steps: [(&str, Method, Option<String>); 3] = [
-            ("/register", Method::GET, None),
-            (
-                "/register",
-                Method::POST,
-                Some(format!("nrn={nrn}&email=visitor{}%40example.org", self.id)),
-            ),
-            ("/check", Method::GET, None),
-        ];
-        for (path, method, form) in steps {
-            self.think(&mut rng).await;
-            let path = if path == "/check" {
-                format!("/check?nrn={nrn}")
-            } else {
-                path.to_owned()
-            };
+    /// Takes the journey's steps, the first one again after waiting in line.
+    async fn take_steps(&mut self, j: &mut Journey, rng: &mut impl Rng, who: Who) {
+        let steps = self.steps.clone();
+        for (i, step) in steps.steps.iter().enumerate() {
+            if i > 0 {
+                self.think(step.think_ms, rng).await;
+            }
             let mut failures = 0;
-            let reply = loop {
+            loop {
                 let sent = secs(self.start);
                 let r = self
                     .browser
-                    .request(method.clone(), &path, "text/html", form.clone())
+                    .request(
+                        step.method(),
+                        &step.path_for(self.id),
+                        "text/html,application/xhtml+xml,*/*;q=0.8",
+                        step.form_for(self.id),
+                    )
                     .await;
-                match self.note(&mut j, sent, r) {
-                    Some(r) if r.status.is_success() && r.from_origin() => break Some(r),
-                    _ => {
-                        failures += 1;
-                        if failures > retries {
-                            break None;
+                let took = secs(self.start) - sent;
+                let reply = self.note(j, sent, r);
+                if reply.as_ref().and_then(Reply::waitroom_page) == Some("queue") {
+                    // In line: wait as the queue page does, then take the step again.
+                    j.queued = true;
+                    match self.wait_in_line(j, who).await {
+                        Waited::Admitted => continue,
+                        Waited::Left => {
+                            j.abandoned = true;
+                            return;
                         }
-                        self.backoff(failures).await;
                     }
                 }
-            };
-            let Some(reply) = reply else {
-                j.lost = j.errors.last().copied().or(Some(ErrorKind::Client4xx));
-                j.done = secs(self.start);
-                return j;
-            };
-            if let Some(c) = confirmation(&reply.text()) {
-                if j.confirmation.as_ref().is_some_and(|old| *old != c) {
-                    j.inconsistent = true;
+                let site = reply.as_ref().filter(|r| r.waitroom_page().is_none());
+                let ok = site.is_some_and(|r| step.accepts(r.status.as_u16(), &r.text()));
+                if reply.is_none() || site.is_some() {
+                    j.steps.push(StepDone {
+                        step: i,
+                        sent,
+                        secs: took,
+                        ok,
+                    });
                 }
-                j.confirmation = Some(c);
+                if let (true, Some(r)) = (ok, site) {
+                    if j.admitted.is_none() {
+                        j.admitted = Some(secs(self.start));
+                    }
+                    if let Some(c) = confirmation(&r.text()) {
+                        if j.confirmation.as_ref().is_some_and(|old| *old != c) {
+                            j.inconsistent = true;
+                        }
+                        j.confirmation = Some(c);
+                    }
+                    break;
+                }
+                failures += 1;
+                if failures > who.retries {
+                    j.lost = j.errors.last().copied().or(Some(ErrorKind::Client4xx));
+                    return;
+                }
+                self.backoff(failures).await;
             }
         }
-        if j.confirmation.is_none() {
-            j.lost = Some(ErrorKind::Client4xx);
-        }
-        j.done = secs(self.start);
-        j
+        j.completed = true;
     }
 
     /// Records a request's outcome; returns the reply if there was one.
@@ -244,7 +269,7 @@ impl Visitor {
                 if let Some(kind) = reply.error_kind() {
                     j.errors.push(kind);
                 }
-                if reply.from_origin() {
+                if reply.waitroom_page().is_none() {
                     j.site_latencies.push((sent, secs(self.start) - sent));
                 }
                 Some(reply)
@@ -256,10 +281,10 @@ impl Visitor {
         }
     }
 
-    async fn wait_in_line(&mut self, j: &mut Journey, abandons: bool, reloads: bool) -> Waited {
+    async fn wait_in_line(&mut self, j: &mut Journey, who: Who) -> Waited {
         let b = self.behaviour.clone();
         loop {
-            if abandons && j.polls >= b.abandon_after_polls {
+            if who.abandons && j.polls >= b.abandon_after_polls {
                 return Waited::Left;
             }
             let status = self
@@ -286,12 +311,13 @@ impl Visitor {
             }
             j.polls += 1;
             tokio::time::sleep(b.fixed_poll.unwrap_or(poll_after)).await;
-            if reloads && j.polls.is_multiple_of(3) {
-                // An impatient visitor reloads the page: they keep their place.
+            if who.reloads && j.polls.is_multiple_of(3) {
+                // An impatient visitor reloads the page: they keep their place (and
+                // once let in, take the step from the start as the page's reload does).
                 let sent = secs(self.start);
                 let r = self.browser.page("/").await;
                 if let Some(r) = self.note(j, sent, r) {
-                    if r.from_origin() && r.status.is_success() {
+                    if r.waitroom_page().is_none() && r.status.is_success() {
                         return Waited::Admitted;
                     }
                 }
@@ -299,8 +325,11 @@ impl Visitor {
         }
     }
 
-    async fn think(&self, rng: &mut impl Rng) {
-        let (lo, hi) = self.behaviour.think;
+    async fn think(&self, step_ms: Option<[u64; 2]>, rng: &mut impl Rng) {
+        let (lo, hi) = match step_ms {
+            Some([lo, hi]) => (Duration::from_millis(lo), Duration::from_millis(hi)),
+            None => self.behaviour.think,
+        };
         let t = if hi > lo {
             rng.random_range(lo..hi)
         } else {
@@ -317,6 +346,17 @@ impl Visitor {
 enum Waited {
     Admitted,
     Left,
+}
+
+/// What kind of visitor this is, drawn at arrival.
+#[derive(Clone, Copy)]
+struct Who {
+    /// Walks away after a few polls.
+    abandons: bool,
+    /// Reloads the page now and then while waiting.
+    reloads: bool,
+    /// How often a failed step is tried again.
+    retries: u32,
 }
 
 /// The confirmation number on a page (`data-confirmation="…"`).

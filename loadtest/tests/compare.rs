@@ -61,6 +61,8 @@ fn spike(
         reset_origin: true,
         request_timeout: Duration::from_secs(5),
         progress: false,
+        steps: std::sync::Arc::new(loadtest::steps::Steps::origin_stub()),
+        max_duration: None,
     }
 }
 

@@ -54,6 +54,8 @@ async fn an_origin_killed_for_ten_seconds_mid_spike_loses_nobody() {
         reset_origin: true,
         request_timeout: Duration::from_secs(15),
         progress: false,
+        steps: std::sync::Arc::new(loadtest::steps::Steps::origin_stub()),
+        max_duration: None,
     };
     let crowd = tokio::spawn(async move { run::run(&spike).await });
 

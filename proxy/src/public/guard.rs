@@ -90,7 +90,7 @@ impl Public {
             pow.difficulty(),
             &self.cookie.name,
         );
-        Some(Self::page_response(StatusCode::OK, lang, html))
+        Some(Self::page_response(StatusCode::OK, lang, "check", html))
     }
 
     /// A 429 when the request is over a limit: a newcomer whose client has taken
@@ -131,7 +131,7 @@ impl Public {
                 retry_secs,
                 asked.repeatable,
             );
-            Self::page_response(StatusCode::TOO_MANY_REQUESTS, asked.lang, html)
+            Self::page_response(StatusCode::TOO_MANY_REQUESTS, asked.lang, "limited", html)
         };
         r.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(retry_secs));

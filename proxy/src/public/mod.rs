@@ -29,6 +29,9 @@ pub const RESERVED: &str = "/_waitroom/";
 /// When a visitor whose request the site could not answer should try again.
 const RETRY_AFTER_SECS: u64 = 5;
 
+/// The header naming which page of the waiting room an answer is.
+static PAGE_KIND: http::header::HeaderName = http::header::HeaderName::from_static("waitroom-page");
+
 /// How long a visitor's choice of language is kept (a year).
 const LANGUAGE_KEPT_SECS: u64 = 365 * 24 * 3600;
 
@@ -346,9 +349,18 @@ impl Public {
         ))
     }
 
-    /// An HTML page of ours in `lang`.
-    fn page_response(status: StatusCode, lang: &'static str, html: String) -> Response<Body> {
+    /// An HTML page of ours in `lang`, of `kind` (`queue`, `error`, `check` or
+    /// `limited`, in the header `waitroom-page`: a load generator or a monitor
+    /// tells the waiting room's pages from the site's by it).
+    fn page_response(
+        status: StatusCode,
+        lang: &'static str,
+        kind: &'static str,
+        html: String,
+    ) -> Response<Body> {
         let mut r = h::respond(status, "text/html; charset=utf-8", html);
+        r.headers_mut()
+            .insert(PAGE_KIND.clone(), HeaderValue::from_static(kind));
         r.headers_mut().insert(
             http::header::CONTENT_LANGUAGE,
             HeaderValue::from_static(lang),
@@ -376,7 +388,7 @@ impl Public {
                 .live()
                 .page
                 .render_noting(&status, lang, target, message.as_deref());
-            let mut r = Self::page_response(StatusCode::OK, lang, html);
+            let mut r = Self::page_response(StatusCode::OK, lang, "queue", html);
             if let Some(c) = self.remember_language(req) {
                 r.headers_mut().append(SET_COOKIE, c);
             }
@@ -431,7 +443,7 @@ impl Public {
                 retry_secs,
                 asked.repeatable,
             );
-            let mut r = Self::page_response(status, asked.lang, html);
+            let mut r = Self::page_response(status, asked.lang, "error", html);
             if let Some(c) = &asked.chosen {
                 r.headers_mut().append(SET_COOKIE, c.clone());
             }
