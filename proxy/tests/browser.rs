@@ -382,6 +382,18 @@ async fn every_state_passes_axe_and_is_photographed_at_phone_and_desktop_width()
     eprintln!("screenshots in {}", shots.display());
 }
 
+/// Fills origin-stub's registration form as a citizen does.
+async fn fill_the_form(c: &Client) {
+    for (field, value) in [("nrn", "85071512345"), ("email", "citizen@example.org")] {
+        c.find(Locator::Css(&format!("input[name={field}]")))
+            .await
+            .unwrap()
+            .send_keys(value)
+            .await
+            .unwrap();
+    }
+}
+
 /// Presses Tab `n` times, then Enter when asked.
 async fn keys(c: &Client, tabs: usize, enter: bool) {
     let press = |k: Key, a: KeyActions| {
@@ -567,18 +579,7 @@ async fn a_citizen_registering_never_meets_the_session_limit_that_stops_a_shared
         let html = c.source().await.unwrap();
         assert!(at_origin(&c).await && !too_many(&html), "{html}");
     }
-    c.find(Locator::Css("input[name=nrn]"))
-        .await
-        .unwrap()
-        .send_keys("85071512345")
-        .await
-        .unwrap();
-    c.find(Locator::Css("input[name=email]"))
-        .await
-        .unwrap()
-        .send_keys("citizen@example.org")
-        .await
-        .unwrap();
+    fill_the_form(&c).await;
     c.find(Locator::Css("form button"))
         .await
         .unwrap()
@@ -991,5 +992,83 @@ async fn the_demo_shows_a_single_browser_its_place_behind_a_crowd() {
         },
     )
     .await;
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_whose_session_lapsed_mid_form_is_told_and_goes_first_without_a_resent_form() {
+    let origin = origin(10, 1).await;
+    // One at a time; a session lapses after 3 s without a request.
+    let p = proxy(&origin)
+        .admission(600, 1, "3s")
+        .toml("[queue]\npoll_min = \"500ms\"\npoll_max = \"1s\"\nabandon_min = \"10m\"")
+        .start()
+        .await;
+    let driver = chromedriver().await;
+    let c = browser(&driver, "en", true).await;
+    c.goto(&p.url("/register")).await.unwrap();
+    assert!(at_origin(&c).await, "the first visitor goes straight in");
+    fill_the_form(&c).await;
+    // Two others queue behind while entry is paused, and keep polling.
+    p.pause().await;
+    let http = Http::new();
+    let mut others = vec![p.visitor(&http), p.visitor(&http)];
+    for v in &mut others {
+        assert!(!v.get("/").await.unwrap().is_from_origin());
+    }
+    let others = std::sync::Arc::new(tokio::sync::Mutex::new(others));
+    let polling = {
+        let others = others.clone();
+        tokio::spawn(async move {
+            loop {
+                for v in others.lock().await.iter_mut() {
+                    let _ = v.status().await;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    // The citizen stays on the form until their session lapsed.
+    wait_until("the session to lapse", Duration::from_secs(30), || async {
+        p.state().await["active_users"] == 0
+    })
+    .await;
+    c.find(Locator::Css("form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // Told what happened, first in line, and that the form must be sent again.
+    wait_until("the explanation", Duration::from_secs(10), || async {
+        text(&c, "lapsed").await.contains("Your session ended")
+    })
+    .await;
+    let note = text(&c, "lapsed").await;
+    assert!(note.contains("send it again"), "{note}");
+    // Entry is paused: the page says so, and the place the citizen has.
+    let place = text(&c, "ahead").await;
+    assert!(place.contains("number 1"), "{place}");
+    // Entry resumes: the citizen is let in before the two who have not had a turn.
+    p.patch(serde_json::json!({"paused": false})).await;
+    wait_until(
+        "the citizen back at the site",
+        Duration::from_secs(30),
+        || at_origin(&c),
+    )
+    .await;
+    polling.abort();
+    for v in others.lock().await.iter_mut() {
+        let s = v.status().await.unwrap().json();
+        assert_ne!(
+            s["state"], "admitted",
+            "someone went before the citizen: {s}"
+        );
+    }
+    // The page did not send the form again by itself: the citizen is on the form,
+    // and the site has no registration.
+    assert_eq!(c.current_url().await.unwrap().path(), "/register");
+    assert!(c.find(Locator::Css("form button")).await.is_ok());
+    assert_eq!(origin.stats().await["registrations"], 0);
     c.close().await.unwrap();
 }

@@ -564,6 +564,57 @@ async fn lottery_pre_queue(store: Arc<dyn Store>) {
 }
 
 /// The line of `room` in the Redis at `target`, deciding with the story's times.
+/// A session that lapsed comes back first (ahead of two who have not had their
+/// turn); one the origin ended does not.
+async fn lapsed_sessions_come_back_first(store: Arc<dyn Store>) {
+    let patch = |max: Option<u32>, paused: Option<bool>| SettingsPatch {
+        max_active_users: max,
+        paused,
+        ..Default::default()
+    };
+    store
+        .update_settings(patch(Some(1), None), T)
+        .await
+        .unwrap();
+    let Arrival::Admitted { sid } = store.arrive(T).await.unwrap() else {
+        panic!("the first goes straight in")
+    };
+    let (b, _) = queued(store.arrive(T).await.unwrap());
+    let (c, _) = queued(store.arrive(T).await.unwrap());
+    store
+        .update_settings(patch(None, Some(true)), T + 1)
+        .await
+        .unwrap();
+    // The two keep polling while the first session lapses unused.
+    let lapsed_at = T + TIMING.session_ms;
+    for at in (T + 2_000..lapsed_at + 3_000).step_by(2_000) {
+        store.pump(at).await.unwrap();
+        for seq in [b, c] {
+            assert!(!called(store.poll(seq, at).await.unwrap()));
+        }
+    }
+    let back = lapsed_at + 3_000;
+    assert!(!store.touch_session(sid, back).await.unwrap(), "lapsed");
+    assert_eq!(position(store.rejoin(sid, back).await.unwrap()), 1);
+    store
+        .update_settings(patch(None, Some(false)), back + 100)
+        .await
+        .unwrap();
+    store.pump(back + 200).await.unwrap();
+    assert_eq!(
+        store.rejoin(sid, back + 300).await.unwrap(),
+        Poll::Admitted { sid }
+    );
+    for seq in [b, c] {
+        assert!(
+            !called(store.poll(seq, back + 300).await.unwrap()),
+            "{seq} went before the session that came back"
+        );
+    }
+    assert!(store.end_session(sid, back + 400).await.unwrap());
+    assert_eq!(store.rejoin(sid, back + 500).await.unwrap(), Poll::Ended);
+}
+
 async fn connect(target: &RedisTarget, room: &str) -> RedisStore {
     RedisStore::connect(target, room, TIMING, SETTINGS)
         .await
@@ -580,6 +631,7 @@ async fn stories(target: &RedisTarget) {
     hoards_are_worth_little(Arc::new(connect(target, "hoard").await)).await;
     modes_and_ends(Arc::new(connect(target, "modes").await)).await;
     lottery_pre_queue(Arc::new(connect(target, "lottery").await)).await;
+    lapsed_sessions_come_back_first(Arc::new(connect(target, "lapsed").await)).await;
 }
 
 #[tokio::test]
@@ -591,6 +643,7 @@ async fn memory_store_keeps_the_contract() {
     hoards_are_worth_little(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
     modes_and_ends(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
     lottery_pre_queue(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
+    lapsed_sessions_come_back_first(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
 }
 
 #[tokio::test]

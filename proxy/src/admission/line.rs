@@ -476,6 +476,10 @@ pub struct Line {
     claims: Gcra,
     /// Alive sessions and when they lapse.
     sessions: HashMap<u64, Millis>,
+    /// Sessions that lapsed (not ended by the origin) and when, for `return_grace`:
+    /// their holder may come back first (see [`Line::rejoin`]).
+    #[serde(default)]
+    lapsed: HashMap<u64, Millis>,
     claimed: Bits,
     gcra: Gcra,
     #[serde(default)]
@@ -523,6 +527,7 @@ impl Line {
             claim_slots: HashMap::new(),
             claims: Gcra::default(),
             sessions: HashMap::new(),
+            lapsed: HashMap::new(),
             places_issued: 0,
             prequeue: None,
             last_draw: None,
@@ -724,20 +729,7 @@ impl Line {
             };
         }
         if self.called.contains_key(&seq) {
-            return match self.claim(seq, now) {
-                Some(after_ms) => Poll::Waiting(Wait {
-                    position: 1,
-                    eta_ms: after_ms,
-                    poll_after_ms: after_ms,
-                    gate: Gate::Open,
-                }),
-                None => {
-                    self.called.remove(&seq);
-                    self.claim_slots.remove(&seq);
-                    self.open_session(seq, now);
-                    Poll::Admitted { sid: seq }
-                }
-            };
+            return self.claim_called(seq, now);
         }
         if seq >= self.head {
             let i = (seq - self.head) as usize;
@@ -757,6 +749,24 @@ impl Line {
             self.returned_deadline.insert(seq, now);
         }
         Poll::Waiting(self.check_in(seq, now))
+    }
+
+    /// Called place `seq` claims its admission: admitted, or told when its slot comes.
+    fn claim_called(&mut self, seq: u64, now: Millis) -> Poll {
+        match self.claim(seq, now) {
+            Some(after_ms) => Poll::Waiting(Wait {
+                position: 1,
+                eta_ms: after_ms,
+                poll_after_ms: after_ms,
+                gate: Gate::Open,
+            }),
+            None => {
+                self.called.remove(&seq);
+                self.claim_slots.remove(&seq);
+                self.open_session(seq, now);
+                Poll::Admitted { sid: seq }
+            }
+        }
     }
 
     /// Whether called place `seq` may claim its admission at `now` (`None`), or in
@@ -836,12 +846,44 @@ impl Line {
                 *lapses = now + self.timing.session_ms;
                 true
             }
-            Some(_) => {
+            Some(&mut lapses) => {
                 self.sessions.remove(&sid);
+                self.lapsed.insert(sid, lapses);
                 false
             }
             None => false,
         }
+    }
+
+    /// The holder of session `sid` comes back: admitted while it is alive; after it
+    /// lapsed (within `return_grace` of that), in the returned lane: their turn came
+    /// once already, so they are called ahead of the main line (at the lane's share
+    /// of the calls, within the limits) and need not queue again. `Ended` when the
+    /// session is unknown, lapsed longer ago, or was ended by the origin.
+    pub fn rejoin(&mut self, sid: u64, now: Millis) -> Poll {
+        let now = self.at(now);
+        if sid == 0 || sid >= self.next_seq || sid >= self.head {
+            return Poll::Unknown;
+        }
+        if self.touch_session(sid, now) {
+            return Poll::Admitted { sid };
+        }
+        if let Some(at) = self.lapsed.remove(&sid) {
+            if at + self.timing.return_grace_ms > now
+                && !self.called.contains_key(&sid)
+                && !self.returned_deadline.contains_key(&sid)
+            {
+                self.returned.push_back(sid);
+                self.returned_deadline.insert(sid, now);
+            }
+        }
+        if self.called.contains_key(&sid) {
+            return self.claim_called(sid, now);
+        }
+        if self.returned_deadline.contains_key(&sid) {
+            return Poll::Waiting(self.check_in(sid, now));
+        }
+        Poll::Ended
     }
 
     /// When session `sid` lapses unless it is active again, if it is known.
@@ -1005,7 +1047,16 @@ impl Line {
             return;
         }
         self.next_scan = now + SCAN_EVERY_MS;
-        self.sessions.retain(|_, lapses| *lapses > now);
+        let lapsed = &mut self.lapsed;
+        self.sessions.retain(|sid, lapses| {
+            if *lapses > now {
+                return true;
+            }
+            lapsed.insert(*sid, *lapses);
+            false
+        });
+        let grace = self.timing.return_grace_ms;
+        self.lapsed.retain(|_, at| *at + grace > now);
         self.called.retain(|_, claim_by| *claim_by > now);
         let called = &self.called;
         self.claim_slots.retain(|seq, _| called.contains_key(seq));
@@ -1087,6 +1138,74 @@ mod tests {
         for now in (from..to).step_by(20) {
             l.pump(now);
         }
+    }
+
+    #[test]
+    fn a_lapsed_session_comes_back_first_and_an_ended_one_does_not() {
+        let mut l = Line::new(TIMING, Settings::open(6_000, 1));
+        let Arrival::Admitted { sid } = l.arrive(0) else {
+            panic!("the first goes straight in")
+        };
+        let others = queue(&mut l, 2, 0);
+        assert_eq!(others.len(), 2, "capacity is taken: the others queue");
+        // Paused while the first session lapses unused, so nobody is called meanwhile.
+        l.update(
+            SettingsPatch {
+                paused: Some(true),
+                ..SettingsPatch::default()
+            },
+            1,
+        );
+        for &seq in &others {
+            l.poll(seq, 300_000);
+        }
+        let at = TIMING.session_ms + 1_000;
+        run(&mut l, at, at + 200);
+        for &seq in &others {
+            l.poll(seq, at + 200);
+        }
+        assert!(!l.touch_session(sid, at + 300), "lapsed");
+        // Back (a form sent after the lapse): first in line, ahead of both.
+        match l.rejoin(sid, at + 400) {
+            Poll::Waiting(w) => assert_eq!(w.position, 1, "{w:?}"),
+            other => panic!("{other:?}"),
+        }
+        match l.poll(others[0], at + 400) {
+            Poll::Waiting(w) => assert_eq!(w.position, 2, "{w:?}"),
+            other => panic!("{other:?}"),
+        }
+        // Let in again before the two who have not had their turn.
+        l.update(
+            SettingsPatch {
+                paused: Some(false),
+                ..SettingsPatch::default()
+            },
+            at + 500,
+        );
+        run(&mut l, at + 500, at + 700);
+        assert_eq!(l.rejoin(sid, at + 700), Poll::Admitted { sid });
+        for &seq in &others {
+            assert!(
+                matches!(l.poll(seq, at + 700), Poll::Waiting(_)),
+                "{seq} went first"
+            );
+        }
+        // A session the origin ended is not come back to, nor one unknown.
+        assert!(l.end_session(sid, at + 800));
+        assert_eq!(l.rejoin(sid, at + 900), Poll::Ended);
+        assert_eq!(l.rejoin(999, at + 900), Poll::Unknown);
+    }
+
+    #[test]
+    fn a_session_lapsed_longer_ago_than_the_grace_gets_a_new_place() {
+        let mut l = Line::new(TIMING, Settings::open(6_000, 1));
+        let Arrival::Admitted { sid } = l.arrive(0) else {
+            panic!("the first goes straight in")
+        };
+        let late = TIMING.session_ms + TIMING.return_grace_ms + 10_000;
+        run(&mut l, TIMING.session_ms + 1_000, TIMING.session_ms + 1_100);
+        run(&mut l, late, late + 100);
+        assert_eq!(l.rejoin(sid, late + 200), Poll::Ended);
     }
 
     #[test]

@@ -81,6 +81,9 @@ pub struct Decision {
     pub set_token: Option<(Kind, String)>,
     /// Where a waiting visitor stood when they arrived, when known (their token says).
     pub first_position: Option<u64>,
+    /// They came with an admission whose session had lapsed: they are back in line
+    /// (first, when it lapsed lately: see [`line::Line::rejoin`]).
+    pub lapsed: bool,
 }
 
 /// What to do while the store cannot be reached.
@@ -389,6 +392,7 @@ impl Admission {
                     standing: Standing::Held,
                     set_token,
                     first_position: None,
+                    lapsed: false,
                 })
             }
         }
@@ -405,6 +409,7 @@ impl Admission {
                         standing: Standing::Admitted { sid: claims.n },
                         set_token: None,
                         first_position: None,
+                        lapsed: false,
                     });
                 }
                 Kind::Admission => {
@@ -423,7 +428,34 @@ impl Admission {
                             standing: Standing::Admitted { sid: claims.n },
                             set_token: self.refresh(claims),
                             first_position: None,
+                            lapsed: false,
                         });
+                    }
+                    // Lapsed: first in line for a while, else a new place (below).
+                    let key = outage::Key::Newcomer(claims.iat, claims.n);
+                    match self
+                        .store
+                        .rejoin(claims.n, now)
+                        .await
+                        .map_err(|e| (e, None, key))?
+                    {
+                        Poll::Admitted { sid } => {
+                            self.metrics.admitted("claimed");
+                            return Ok(self.admitted(sid));
+                        }
+                        Poll::Waiting(wait) => {
+                            return Ok(Decision {
+                                standing: Standing::Waiting(wait),
+                                set_token: None,
+                                first_position: None,
+                                lapsed: true,
+                            })
+                        }
+                        Poll::Ended | Poll::Unknown => {
+                            let mut d = self.arrive(now, line).await.map_err(|e| (e, None, key))?;
+                            d.lapsed = true;
+                            return Ok(d);
+                        }
                     }
                 }
                 Kind::Queue => match self
@@ -437,6 +469,7 @@ impl Admission {
                                     standing: Standing::Held,
                                     set_token: None,
                                     first_position: None,
+                                    lapsed: false,
                                 })
                             }
                         },
@@ -456,6 +489,7 @@ impl Admission {
                             standing: Standing::Waiting(wait),
                             set_token: None,
                             first_position: claims.p,
+                            lapsed: false,
                         })
                     }
                     Poll::Ended | Poll::Unknown => {}
@@ -491,6 +525,7 @@ impl Admission {
                     standing: Standing::Waiting(wait),
                     set_token: Some((Kind::Queue, token)),
                     first_position: Some(wait.position),
+                    lapsed: false,
                 }
             }
         })
@@ -504,6 +539,7 @@ impl Admission {
             standing: Standing::Admitted { sid },
             set_token: Some((Kind::Admission, token)),
             first_position: None,
+            lapsed: false,
         }
     }
 

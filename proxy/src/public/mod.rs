@@ -12,7 +12,7 @@ use crate::forward::{Forwarder, Peer};
 use crate::http::{self as h, Body, ProxyError};
 use crate::limits::{Limit, Protection};
 use crate::metrics::Metrics;
-use crate::queue_page::{Page, Status, Trouble};
+use crate::queue_page::{Notes, Page, Status, Trouble};
 use crate::token::Kind;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -28,6 +28,11 @@ pub const RESERVED: &str = "/_waitroom/";
 
 /// When a visitor whose request the site could not answer should try again.
 const RETRY_AFTER_SECS: u64 = 5;
+
+/// The header telling the site (and the visitor's browser) how many seconds an
+/// admitted session lasts without another request.
+static SESSION_LAPSES_IN: http::header::HeaderName =
+    http::header::HeaderName::from_static("waitroom-session-lapses-in");
 
 /// The header naming which page of the waiting room an answer is.
 static PAGE_KIND: http::header::HeaderName = http::header::HeaderName::from_static("waitroom-page");
@@ -80,6 +85,8 @@ pub struct Public {
     relay: Option<(Arc<AtomicBool>, Forwarder)>,
     /// Rate limits per client and per session.
     protection: Arc<Protection>,
+    /// The value of [`SESSION_LAPSES_IN`]: the session's length in seconds.
+    session_lapses_in: HeaderValue,
 }
 
 /// The part of the public side a reload of the configuration replaces at once:
@@ -114,8 +121,10 @@ impl Public {
             page,
             clients: TrustedProxies::default(),
         };
+        let session_lapses_in = HeaderValue::from(admission.store().session_ms() / 1000);
         Self {
             admission,
+            session_lapses_in,
             cookie,
             metrics,
             held_poll_ms,
@@ -238,6 +247,7 @@ impl Public {
             set_token,
             ..
         } = decision;
+        let decision_lapsed = decision.lapsed;
         match standing {
             Standing::Admitted { sid } => {
                 self.metrics.request("forwarded");
@@ -252,7 +262,9 @@ impl Public {
             _ => {
                 self.metrics.request("queued");
                 let cookie = set_token.map(|t| self.cookie_header(&req, t));
-                self.waiting(&req, status, cookie)
+                let lapsed =
+                    decision_lapsed.then(|| self.admission.store().session_ms().div_ceil(1000));
+                self.waiting(&req, status, cookie, lapsed)
             }
         }
     }
@@ -372,11 +384,14 @@ impl Public {
         r
     }
 
+    /// The queue page (or the status JSON) for `req`, with `cookie` set; the
+    /// visitor's session lapsed after `lapsed` seconds without a request, if so.
     fn waiting(
         &self,
         req: &Request<Incoming>,
         status: Status,
         cookie: Option<HeaderValue>,
+        lapsed: Option<u64>,
     ) -> Response<Body> {
         let mut r = if h::wants_json(req.headers()) {
             self.status_response(&status)
@@ -384,10 +399,16 @@ impl Public {
             let message = self.admission.event_message();
             let lang = self.language(req);
             let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-            let html = self
-                .live()
-                .page
-                .render_noting(&status, lang, target, message.as_deref());
+            let html = self.live().page.render_noting(
+                &status,
+                lang,
+                target,
+                &Notes {
+                    message: message.as_deref(),
+                    lapsed_after_secs: lapsed,
+                    resend: !matches!(*req.method(), Method::GET | Method::HEAD),
+                },
+            );
             let mut r = Self::page_response(StatusCode::OK, lang, "queue", html);
             if let Some(c) = self.remember_language(req) {
                 r.headers_mut().append(SET_COOKIE, c);
@@ -458,7 +479,7 @@ impl Public {
     /// carries out the origin's command about session `sid` (see [`command`]).
     async fn forward(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         peer: Peer,
         cookie: Option<HeaderValue>,
         sid: Option<u64>,
@@ -466,6 +487,14 @@ impl Public {
         let asked = self.asked(&req);
         let secure = self.secure(&req);
         let live = self.live();
+        // How long the session lasts without another request: the site may warn
+        // before it lapses. Never the client's own.
+        match sid {
+            Some(_) => req
+                .headers_mut()
+                .insert(SESSION_LAPSES_IN.clone(), self.session_lapses_in.clone()),
+            None => req.headers_mut().remove(&SESSION_LAPSES_IN),
+        };
         let mut r = match live.forwarder.forward(req, peer).await {
             Ok(r) => r,
             Err(e) => self.failed(&asked, e),
@@ -483,6 +512,10 @@ impl Public {
             _ => {
                 if let Some(c) = cookie {
                     r.headers_mut().append(SET_COOKIE, c);
+                }
+                if sid.is_some() && command.is_none() {
+                    r.headers_mut()
+                        .insert(SESSION_LAPSES_IN.clone(), self.session_lapses_in.clone());
                 }
             }
         }

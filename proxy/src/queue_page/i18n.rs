@@ -13,7 +13,7 @@ use std::sync::Mutex;
 pub const LANGUAGES: [&str; 8] = ["de", "fr", "lb", "en", "pt", "it", "nl", "es"];
 
 /// Every key a catalogue must have.
-pub const KEYS: [&str; 30] = [
+pub const KEYS: [&str; 31] = [
     "language_name",
     "title",
     "heading",
@@ -44,6 +44,7 @@ pub const KEYS: [&str; 30] = [
     "check_title",
     "checking",
     "needs_js",
+    "session_lapsed",
 ];
 
 const BUILTIN: [(&str, &str); 8] = [
@@ -88,9 +89,25 @@ fn intern(code: &str) -> &'static str {
     leaked
 }
 
-fn parse(lang: &str, text: &str, origin: &str) -> Result<BTreeMap<String, String>, String> {
-    let map: BTreeMap<String, String> =
+/// Messages added after the first catalogues: an operator's file without them gets
+/// the built-in text of its language (or English), so it keeps working.
+const ADDED_LATER: [&str; 1] = ["session_lapsed"];
+
+fn parse(
+    lang: &str,
+    text: &str,
+    origin: &str,
+    fallback: Option<&BTreeMap<String, String>>,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut map: BTreeMap<String, String> =
         toml::from_str(text).map_err(|e| format!("{origin}: {e}"))?;
+    if let Some(fallback) = fallback {
+        for key in ADDED_LATER {
+            if let (false, Some(text)) = (map.contains_key(key), fallback.get(key)) {
+                map.insert(key.to_owned(), text.clone());
+            }
+        }
+    }
     if let Some(missing) = KEYS.iter().find(|k| !map.contains_key(**k)) {
         return Err(format!(
             "{origin}: language {lang:?} lacks the message {missing:?}"
@@ -110,7 +127,7 @@ impl Catalogues {
             .map(|(lang, text)| {
                 (
                     *lang,
-                    parse(lang, text, lang).expect("built-in catalogues are complete"),
+                    parse(lang, text, lang, None).expect("built-in catalogues are complete"),
                 )
             })
             .collect();
@@ -143,7 +160,8 @@ impl Catalogues {
                 ));
             }
             let text = std::fs::read_to_string(&path).map_err(|e| format!("{shown}: {e}"))?;
-            let map = parse(code, &text, &shown)?;
+            let fallback = c.by_lang.get(code).or_else(|| c.by_lang.get("en"));
+            let map = parse(code, &text, &shown, fallback)?;
             let lang = intern(code);
             if !c.order.contains(&lang) {
                 c.order.push(lang);

@@ -272,6 +272,20 @@ impl Prepared {
     }
 }
 
+/// What a page says besides the visitor's status.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Notes<'a> {
+    /// The operator's text (the page text of an event under way).
+    pub message: Option<&'a str>,
+    /// The visitor's session lapsed after this many seconds without a request:
+    /// the page says so, and that what they were sending must be sent again.
+    pub lapsed_after_secs: Option<u64>,
+    /// The page answers a request that must not be sent again by itself (a form):
+    /// when the visitor's turn comes, the page loads its address anew instead of
+    /// repeating the request.
+    pub resend: bool,
+}
+
 /// Where a room's page asks for the visitor's status.
 const STATUS_URL: &str = "/_waitroom/status";
 /// Where a room's page finds its logo.
@@ -379,7 +393,12 @@ impl Page {
                     retry_secs: 5,
                     retry,
                 };
-                page.try_render_shown(&Status::admitted(), shown, lang, "/register", Some("-"))
+                let notes = Notes {
+                    message: Some("-"),
+                    lapsed_after_secs: Some(600),
+                    resend: true,
+                };
+                page.try_render_shown(&Status::admitted(), shown, lang, "/register", &notes)
                     .map_err(|e| PageError {
                         key: "page.template",
                         reason: format!("the error page does not render: {e:#}"),
@@ -428,19 +447,18 @@ impl Page {
     /// The page for `status` in `lang`, served for `target` (the path and query
     /// the visitor asked for: the language links keep it).
     pub fn render(&self, status: &Status, lang: &str, target: &str) -> String {
-        self.render_noting(status, lang, target, None)
+        self.render_noting(status, lang, target, &Notes::default())
     }
 
-    /// [`Page::render`] with the operator's `message` (the page text of an event
-    /// under way) shown as well.
+    /// [`Page::render`] with `notes` shown as well.
     pub fn render_noting(
         &self,
         status: &Status,
         lang: &str,
         target: &str,
-        message: Option<&str>,
+        notes: &Notes,
     ) -> String {
-        self.try_render_shown(status, Shown::of(status), lang, target, message)
+        self.try_render_shown(status, Shown::of(status), lang, target, notes)
             .unwrap_or_else(|e| {
                 // Checked at start-up for every state and language; keep serving anyway.
                 tracing::error!(error = %e, "queue page failed to render");
@@ -469,7 +487,7 @@ impl Page {
             retry_secs,
             retry,
         };
-        self.try_render_shown(&status, shown, lang, target, None)
+        self.try_render_shown(&status, shown, lang, target, &Notes::default())
             .unwrap_or_else(|e| {
                 tracing::error!(error = %e, "error page failed to render");
                 render_plain(&status)
@@ -482,7 +500,7 @@ impl Page {
         lang: &str,
         target: &str,
     ) -> Result<String, minijinja::Error> {
-        self.try_render_shown(status, Shown::of(status), lang, target, None)
+        self.try_render_shown(status, Shown::of(status), lang, target, &Notes::default())
     }
 
     fn try_render_shown(
@@ -491,9 +509,17 @@ impl Page {
         shown: Shown,
         lang: &str,
         target: &str,
-        message: Option<&str>,
+        notes: &Notes,
     ) -> Result<String, minijinja::Error> {
         let c = &self.catalogues;
+        let message = notes.message;
+        let lapsed_note = notes.lapsed_after_secs.map(|secs| {
+            c.text(
+                lang,
+                "session_lapsed",
+                &[("minutes", secs.div_ceil(60).max(1).to_string())],
+            )
+        });
         let t = |key: &str| c.text(lang, key, &[]);
         let place = || {
             c.text(
@@ -612,6 +638,8 @@ impl Page {
             progress_percent => status.progress_percent,
             message => message,
             site_name => self.site_name.as_deref(),
+            lapsed_note => lapsed_note,
+            resend => notes.resend,
             // Our own path and a room's name (letters, digits, '_', '-'): nothing to escape.
             logo_url => self
                 .logo

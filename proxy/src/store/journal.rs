@@ -51,6 +51,13 @@ pub enum Op {
         /// When.
         now: Millis,
     },
+    /// [`Line::rejoin`].
+    Rejoin {
+        /// The session.
+        sid: u64,
+        /// When.
+        now: Millis,
+    },
     /// [`Line::end_session`].
     End {
         /// The session.
@@ -89,7 +96,7 @@ pub enum Op {
 pub enum Outcome {
     /// Of [`Op::Arrive`].
     Arrival(Arrival),
-    /// Of [`Op::Poll`].
+    /// Of [`Op::Poll`] and [`Op::Rejoin`].
     Poll(Poll),
     /// Of [`Op::Touch`] and [`Op::End`].
     Alive(bool),
@@ -107,6 +114,7 @@ impl Op {
         match *self {
             Self::Arrive { now } => Outcome::Arrival(line.arrive(now)),
             Self::Poll { seq, now } => Outcome::Poll(line.poll(seq, now)),
+            Self::Rejoin { sid, now } => Outcome::Poll(line.rejoin(sid, now)),
             Self::Touch { sid, now } => Outcome::Alive(line.touch_session(sid, now)),
             Self::End { sid, now } => Outcome::Alive(line.end_session(sid, now)),
             Self::Pump { now } => Outcome::Pumped(line.pump(now)),
@@ -137,6 +145,7 @@ impl Op {
             }
             Self::Hold { until, now } => put(7, now, Some(until)),
             Self::End { sid, now } => put(8, now, Some(sid)),
+            Self::Rejoin { sid, now } => put(9, now, Some(sid)),
         }
     }
 
@@ -160,6 +169,7 @@ impl Op {
                 now,
             },
             8 => Self::End { sid: r.u64()?, now },
+            9 => Self::Rejoin { sid: r.u64()?, now },
             _ => return None,
         };
         r.0.is_empty().then_some(op)
@@ -375,6 +385,7 @@ mod tests {
             Op::Arrive { now: 1 },
             Op::Poll { seq: 7, now: 2 },
             Op::Touch { sid: 3, now: 3 },
+            Op::Rejoin { sid: 3, now: 3 },
             Op::End { sid: 3, now: 4 },
             Op::Pump { now: 4 },
             Op::Snapshot { now: 5 },

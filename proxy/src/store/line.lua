@@ -7,7 +7,8 @@
 -- lapse time of sessions), 7 claimed (bitmap), 8 ret (zset: returned lane, by order),
 -- 9 retdl (zset: deadlines in the returned lane), 10 out (hash: second → admissions),
 -- 11 cslot (zset: when a called place that came back too soon may claim), 12 marks
--- (zset: where the head was when, member head, score ms; as Line::head_marks).
+-- (zset: where the head was when, member head, score ms; as Line::head_marks), 13
+-- lapsed (zset: sessions that lapsed, by when, kept for return_grace; as Line::lapsed).
 -- ARGV: 1 op, 2 the caller's time (ms) or '' for Redis's own (TIME: one clock for
 -- every instance), 3 session_ms, 4 abandon_min_ms, 5 burst (0: default), 6 line id,
 -- 7-9 initial rate, max, flags (paused, queue_all, passthrough, lottery as bits 0-3),
@@ -30,9 +31,9 @@
 -- handed out since its view): nobody is let in ahead of them, and visitors coming
 -- back with their tokens find their places again.
 
-local meta, set, live, dl, called, sess, claimed, ret, retdl, out, cslot, marks =
+local meta, set, live, dl, called, sess, claimed, ret, retdl, out, cslot, marks, lapsed =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
-  KEYS[11], KEYS[12]
+  KEYS[11], KEYS[12], KEYS[13]
 local op = ARGV[1]
 local now = tonumber(ARGV[2])
 if not now then
@@ -221,6 +222,7 @@ local function touch(sid)
   end
   if lapses then
     redis.call('ZREM', sess, sid)
+    redis.call('ZADD', lapsed, lapses, sid)
     return false
   end
   -- A session from before the line was lost: it was admitted, it stays admitted.
@@ -237,6 +239,17 @@ local function open_session(sid)
   redis.call('ZADD', sess, now + session_ms, sid)
 end
 
+-- Called place `seq` claims its admission (as Line::claim_called): admitted, or
+-- told when its slot comes.
+local function claim_called(seq)
+  local later = claim(seq)
+  if later then return { 'later', fmt(later) } end
+  redis.call('ZREM', called, seq)
+  redis.call('ZREM', cslot, seq)
+  open_session(seq)
+  return { 'admitted' }
+end
+
 -- Notices departures, drops lapsed sessions and unclaimed calls.
 local function sweep()
   local gone = redis.call('ZRANGEBYSCORE', dl, '-inf', now, 'LIMIT', 0, 5000)
@@ -244,7 +257,12 @@ local function sweep()
     redis.call('ZREM', live, seq)
     redis.call('ZREM', dl, seq)
   end
+  local gone_sessions = redis.call('ZRANGEBYSCORE', sess, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 5000)
+  for i = 1, #gone_sessions, 2 do
+    redis.call('ZADD', lapsed, gone_sessions[i + 1], gone_sessions[i])
+  end
   redis.call('ZREMRANGEBYSCORE', sess, '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', lapsed, '-inf', '(' .. (now - return_grace))
   redis.call('ZREMRANGEBYSCORE', called, '-inf', now)
   redis.call('ZREMRANGEBYSCORE', cslot, '-inf', '(' .. (now - abandon_min))
   for _, seq in ipairs(redis.call('ZRANGEBYSCORE', retdl, '-inf', now, 'LIMIT', 0, 5000)) do
@@ -476,14 +494,7 @@ elseif op == 'poll' then
     if touch(seq) then return { 'admitted' } end
     return { 'ended' }
   end
-  if redis.call('ZSCORE', called, seq) then
-    local later = claim(seq)
-    if later then return { 'later', fmt(later) } end
-    redis.call('ZREM', called, seq)
-    redis.call('ZREM', cslot, seq)
-    open_session(seq)
-    return { 'admitted' }
-  end
+  if redis.call('ZSCORE', called, seq) then return claim_called(seq) end
   if seq >= m('head', 1) then
     if not redis.call('ZSCORE', live, seq) then redis.call('ZADD', live, seq, seq) end
     redis.call('ZADD', dl, 'GT', lottery_floor(seq, now + abandon_min), seq)
@@ -496,6 +507,26 @@ elseif op == 'poll' then
   end
   redis.call('ZADD', retdl, 'GT', now + abandon_min, seq)
   return waiting(returned_position(redis.call('ZRANK', ret, seq)))
+elseif op == 'rejoin' then
+  -- The holder of session ARGV[16] comes back (as Line::rejoin): admitted while it is
+  -- alive; lapsed within return_grace, first in line in the returned lane.
+  local sid = tonumber(ARGV[16])
+  if sid == 0 or sid >= m('next', 1) or sid >= m('head', 1) then return { 'unknown' } end
+  if touch(sid) then return { 'admitted' } end
+  local at = redis.call('ZSCORE', lapsed, sid)
+  if at then
+    redis.call('ZREM', lapsed, sid)
+    if tonumber(at) + return_grace > now and not redis.call('ZSCORE', called, sid)
+        and not redis.call('ZSCORE', ret, sid) then
+      redis.call('ZADD', ret, redis.call('HINCRBY', meta, 'retn', 1), sid)
+    end
+  end
+  if redis.call('ZSCORE', called, sid) then return claim_called(sid) end
+  if redis.call('ZSCORE', ret, sid) then
+    redis.call('ZADD', retdl, 'GT', now + abandon_min, sid)
+    return waiting(returned_position(redis.call('ZRANK', ret, sid)))
+  end
+  return { 'ended' }
 elseif op == 'flush' then
   -- Batched from polls and requests answered locally: ARGV[16] = n deadline pairs
   -- (seq, ms from now), then session renewal pairs (sid, ms from now).

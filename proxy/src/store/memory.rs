@@ -37,6 +37,8 @@ pub struct MemoryStore {
 
 struct Inner {
     line_id: u64,
+    /// The line's session length (its timings are fixed for the process's life).
+    session_ms: Millis,
     state: Mutex<State>,
     /// The room's event (kept in [`EVENT_FILE`] of the state directory).
     event: Mutex<Option<String>>,
@@ -135,6 +137,7 @@ impl MemoryStore {
         Self {
             inner: Arc::new(Inner {
                 line_id,
+                session_ms: line.timing().session_ms,
                 state: Mutex::new(State {
                     line,
                     journal,
@@ -440,6 +443,10 @@ impl Store for MemoryStore {
         self.inner.line_id
     }
 
+    fn session_ms(&self) -> Millis {
+        self.inner.session_ms
+    }
+
     async fn arrive(&self, now: Millis) -> Result<Arrival, StoreError> {
         answer(self.apply(Op::Arrive { now }), |o| match o {
             Outcome::Arrival(a) => Some(a),
@@ -449,6 +456,13 @@ impl Store for MemoryStore {
 
     async fn poll(&self, seq: u64, now: Millis) -> Result<Poll, StoreError> {
         answer(self.apply(Op::Poll { seq, now }), |o| match o {
+            Outcome::Poll(p) => Some(p),
+            _ => None,
+        })
+    }
+
+    async fn rejoin(&self, sid: u64, now: Millis) -> Result<Poll, StoreError> {
+        answer(self.apply(Op::Rejoin { sid, now }), |o| match o {
             Outcome::Poll(p) => Some(p),
             _ => None,
         })

@@ -34,6 +34,8 @@ pub trait Store: Send + Sync + 'static {
     /// as the state is. Tokens carry it, so a place number from another line (say,
     /// before a restart that lost the state) is never taken for someone else's.
     fn line_id(&self) -> u64;
+    /// How long a session lasts without a request.
+    fn session_ms(&self) -> Millis;
     /// The line's time when this instance's clock says `local` (a shared line keeps
     /// one clock; see [`redis`]).
     fn line_time(&self, local: Millis) -> Millis {
@@ -47,6 +49,9 @@ pub trait Store: Send + Sync + 'static {
     async fn arrive(&self, now: Millis) -> Result<Arrival, StoreError>;
     /// The holder of place `seq` checks in; renews their deadline.
     async fn poll(&self, seq: u64, now: Millis) -> Result<Poll, StoreError>;
+    /// The holder of session `sid` comes back after it lapsed: see [`crate::admission::line::Line::rejoin`]
+    /// (admitted while it is alive; otherwise first in line for a while).
+    async fn rejoin(&self, sid: u64, now: Millis) -> Result<Poll, StoreError>;
     /// An admitted holder makes a request; `false` when the session has lapsed.
     async fn touch_session(&self, sid: u64, now: Millis) -> Result<bool, StoreError>;
     /// The origin ends session `sid` (`waitroom-command: release` or `revoke`): its

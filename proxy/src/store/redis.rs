@@ -50,9 +50,9 @@ const STALE_AFTER: Duration = Duration::from_millis(1_500);
 /// restore it (see [`RedisStore::connect`]).
 pub const JOIN_GRACE: Duration = Duration::from_secs(2);
 
-const KEY_NAMES: [&str; 12] = [
+const KEY_NAMES: [&str; 13] = [
     "meta", "settings", "live", "dl", "called", "sess", "claimed", "ret", "retdl", "out", "cslot",
-    "marks",
+    "marks", "lapsed",
 ];
 
 /// A connection to a single Redis (reconnecting) or to a Redis Cluster.
@@ -382,6 +382,29 @@ impl RedisStore {
         Keyring::from_json(&stored).map_err(|e| unavailable(format!("{key} holds no keyring: {e}")))
     }
 
+    /// What a `poll` or a `rejoin` of place or session `seq` answered.
+    fn poll_answer(&self, seq: u64, a: &[String], now: Millis) -> Result<Poll, StoreError> {
+        match a.first().map(String::as_str) {
+            Some("admitted") => {
+                self.remember_session(seq, now);
+                Ok(Poll::Admitted { sid: seq })
+            }
+            Some("ended") => Ok(Poll::Ended),
+            Some("unknown") => Ok(Poll::Unknown),
+            Some("later") => {
+                // Called; its claim slot comes in this many ms.
+                let after_ms = field(a, 1)?;
+                Ok(Poll::Waiting(Wait {
+                    position: 1,
+                    eta_ms: after_ms,
+                    poll_after_ms: after_ms,
+                    gate: crate::admission::line::Gate::Open,
+                }))
+            }
+            _ => Ok(Poll::Waiting(self.waiting(seq, a, 1, now)?)),
+        }
+    }
+
     /// Runs `op`; if the line vanished (Redis lost its data), restores it from what
     /// this instance knows first (see [`RedisStore::restore`]) and runs `op` again.
     async fn call(
@@ -617,6 +640,10 @@ impl Store for RedisStore {
         self.line_now(local)
     }
 
+    fn session_ms(&self) -> Millis {
+        self.timing.session_ms
+    }
+
     /// Every 50 ms: each round is a script run in the shared Redis (the default
     /// burst, a tenth of a second's worth, covers the longer interval).
     fn pump_every(&self) -> Duration {
@@ -645,25 +672,12 @@ impl Store for RedisStore {
         }
         let a = self.call("poll", now, &[seq.to_string()]).await?;
         self.high_water.fetch_max(seq, Ordering::Relaxed);
-        match a.first().map(String::as_str) {
-            Some("admitted") => {
-                self.remember_session(seq, now);
-                Ok(Poll::Admitted { sid: seq })
-            }
-            Some("ended") => Ok(Poll::Ended),
-            Some("unknown") => Ok(Poll::Unknown),
-            Some("later") => {
-                // Called; its claim slot comes in this many ms.
-                let after_ms = field(&a, 1)?;
-                Ok(Poll::Waiting(Wait {
-                    position: 1,
-                    eta_ms: after_ms,
-                    poll_after_ms: after_ms,
-                    gate: crate::admission::line::Gate::Open,
-                }))
-            }
-            _ => Ok(Poll::Waiting(self.waiting(seq, &a, 1, now)?)),
-        }
+        self.poll_answer(seq, &a, now)
+    }
+
+    async fn rejoin(&self, sid: u64, now: Millis) -> Result<Poll, StoreError> {
+        let a = self.call("rejoin", now, &[sid.to_string()]).await?;
+        self.poll_answer(sid, &a, now)
     }
 
     async fn touch_session(&self, sid: u64, now: Millis) -> Result<bool, StoreError> {
