@@ -4,6 +4,7 @@
 use plotters::prelude::*;
 
 /// One line of a chart.
+#[derive(Clone, Debug)]
 pub struct Series<'a> {
     /// Legend label.
     pub label: &'a str,
@@ -24,7 +25,8 @@ pub const COLORS: [RGBColor; 4] = [
     RGBColor(200, 40, 40),
 ];
 
-fn bounds<'a>(points: impl Iterator<Item = &'a (f64, f64)>) -> (f64, f64) {
+/// The largest `x` and `y` of `points` (at least 0 and 1).
+pub fn bounds<'a>(points: impl Iterator<Item = &'a (f64, f64)>) -> (f64, f64) {
     points.fold((0.0f64, 1.0f64), |(x, y), (px, py)| {
         (x.max(*px), y.max(*py))
     })
@@ -44,14 +46,22 @@ fn frame<'a, 'b, 'c>(
     builder
 }
 
-/// A line chart over time.
-pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[Series<'_>]) -> String {
+/// A line chart over time, on axes up to `scale` (`x_max`, `y_max`; without it,
+/// its own points': charts of runs shown side by side share one).
+pub fn lines(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series<'_>],
+    scale: Option<(f64, f64)>,
+) -> String {
     if series.iter().all(|s| s.points.is_empty()) {
         return svg_error(title);
     }
     let mut svg = String::new();
     {
-        let (x_max, y_max) = bounds(series.iter().flat_map(|s| s.points.iter()));
+        let (x_max, y_max) =
+            scale.unwrap_or_else(|| bounds(series.iter().flat_map(|s| s.points.iter())));
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
         let _ = root.fill(&WHITE);
         let chart = frame(&root, title).build_cartesian_2d(0.0..x_max.max(1.0), 0.0..y_max * 1.1);
@@ -86,14 +96,23 @@ pub fn lines(title: &str, x_label: &str, y_label: &str, series: &[Series<'_>]) -
     svg
 }
 
-/// A histogram of `values` in `bins` equal bins.
-pub fn histogram(title: &str, x_label: &str, values: &[f64], bins: usize) -> String {
+/// A histogram of `values` in `bins` equal bins from 0 to `x_max` (without it, the
+/// largest value).
+pub fn histogram(
+    title: &str,
+    x_label: &str,
+    values: &[f64],
+    bins: usize,
+    x_max: Option<f64>,
+) -> String {
     if values.is_empty() {
         return svg_error(title);
     }
     let mut svg = String::new();
     {
-        let max = values.iter().copied().fold(0.0f64, f64::max).max(1.0);
+        let max = x_max
+            .unwrap_or_else(|| values.iter().copied().fold(0.0f64, f64::max))
+            .max(1.0);
         let width = max / bins as f64;
         let mut counts = vec![0u32; bins];
         for v in values {
@@ -141,14 +160,15 @@ mod tests {
                 points: vec![(0.0, 1.0), (1.0, 5.0), (2.0, 3.0)],
                 color: COLORS[0],
             }],
+            None,
         );
         assert!(
             svg.starts_with("<svg") && svg.contains("<polyline"),
             "{svg}"
         );
         assert!(svg.contains("arrivals"));
-        let h = histogram("waits", "s", &[1.0, 2.0, 2.5, 9.0], 10);
+        let h = histogram("waits", "s", &[1.0, 2.0, 2.5, 9.0], 10, None);
         assert!(h.matches("<rect").count() >= 10, "{h}");
-        assert!(histogram("waits", "s", &[], 10).contains("no data"));
+        assert!(histogram("waits", "s", &[], 10, None).contains("no data"));
     }
 }

@@ -293,9 +293,40 @@ fn pct(p: &Percentiles, digits: usize) -> String {
     )
 }
 
-/// The rows of the terminal table: `(label, value)`.
+/// What each row of the table means, in a line (the report shows it beside).
+pub fn meaning(label: &str) -> &'static str {
+    match label {
+        "arrivals" => "visitors whose first request left",
+        "queued" => "visitors a waiting room put in line",
+        "admitted" => "visitors who reached the site itself",
+        "registrations completed" => "visitors shown a confirmation number (origin-stub's journey)",
+        "journeys completed" => "visitors who took every step of the journey",
+        "lost" => "visitors who wanted to and could not: gave up after errors",
+        "unfinished (run cut short)" => "still under way when --max-duration ended the run",
+        "abandoned (on purpose)" => "visitors told to walk away while waiting (--abandon)",
+        "duplicated confirmations" => "second e-mails for one number, or two numbers shown to one visitor",
+        "errors connect/timeout/4xx/5xx" => "failed requests by kind (retries included)",
+        "visitors seeing a 5xx" => "visitors who met a server error at least once",
+        "queue wait s p50/p95/p99/max" => "from arrival to reaching the site, for those who waited",
+        "ETA error median / p90" => "|first estimate − real wait| ÷ real wait; large for short waits (10 s shown as a minute is 500%)",
+        "wait within the range shown at arrival" => "share of waits inside the range the page showed first",
+        "FIFO inversions" => "pairs let in out of arrival order (1 s apart or more, 2 s late or more)",
+        "admission rate / configured (/s)" => "admissions per second while a line existed, and the rate set (last sampled)",
+        "site latency s p50/p95/p99/max" => "the site's answers as visitors timed them",
+        "origin in flight max / capacity" => "most requests inside the origin at once, and what it can take",
+        "origin latency ms p50/p99/max" => "the origin's own time per request (its /__stats)",
+        "arrival lag ms p50/p95/p99/max" => "how late arrivals left against the schedule: the load generator's accuracy",
+        "duration s" => "from the first arrival to the last visitor's end",
+        "loadtest CPU s" => "CPU the load generator used: it was not the bottleneck if well below the duration",
+        _ => "",
+    }
+}
+
+/// The rows of the terminal table: `(label, value)`. Figures about a line are `-`
+/// for a run where nobody was queued (straight at the origin): there was none.
 pub fn rows(s: &Summary) -> Vec<(&'static str, String)> {
     let o = &s.origin;
+    let lined = |v: String| if s.queued > 0 { v } else { "-".to_owned() };
     vec![
         ("arrivals", s.arrivals.to_string()),
         ("queued", s.queued.to_string()),
@@ -320,27 +351,30 @@ pub fn rows(s: &Summary) -> Vec<(&'static str, String)> {
             ),
         ),
         ("visitors seeing a 5xx", s.visitors_seeing_5xx.to_string()),
-        ("queue wait s p50/p95/p99/max", pct(&s.queue_wait_s, 1)),
+        (
+            "queue wait s p50/p95/p99/max",
+            lined(pct(&s.queue_wait_s, 1)),
+        ),
         (
             "ETA error median / p90",
-            format!(
+            lined(format!(
                 "{} / {}",
                 opt(s.eta_relative_error.p50.map(|v| v * 100.0), 0) + "%",
                 opt(s.eta_relative_error.p90.map(|v| v * 100.0), 0) + "%"
-            ),
+            )),
         ),
         (
             "wait within the range shown at arrival",
-            opt(s.eta_within_shown_range.map(|v| v * 100.0), 0) + "%",
+            lined(opt(s.eta_within_shown_range.map(|v| v * 100.0), 0) + "%"),
         ),
-        ("FIFO inversions", s.fifo_inversions.to_string()),
+        ("FIFO inversions", lined(s.fifo_inversions.to_string())),
         (
             "admission rate / configured (/s)",
-            format!(
+            lined(format!(
                 "{} / {}",
                 opt(s.admission_rate_per_s, 1),
                 opt(s.configured_rate_per_s, 1)
-            ),
+            )),
         ),
         ("site latency s p50/p95/p99/max", pct(&s.site_latency_s, 3)),
         (
@@ -424,60 +458,173 @@ fn step_cells(st: &StepSummary) -> [String; 8] {
     ]
 }
 
-/// The charts of one run, as SVG strings with their titles.
-pub fn charts(journeys: &[Journey], samples: &[Sample], capacity: Option<u64>) -> Vec<String> {
+/// A chart's data, drawn by [`Chart::draw`] (runs side by side share scales).
+pub enum Chart {
+    /// Lines over time.
+    Lines {
+        /// Caption.
+        title: &'static str,
+        /// What the y axis counts.
+        y_label: &'static str,
+        /// The lines.
+        series: Vec<Series<'static>>,
+    },
+    /// A distribution.
+    Histogram {
+        /// Caption.
+        title: &'static str,
+        /// What the x axis counts.
+        x_label: &'static str,
+        /// The values.
+        values: Vec<f64>,
+    },
+}
+
+impl Chart {
+    fn title(&self) -> &'static str {
+        match self {
+            Self::Lines { title, .. } | Self::Histogram { title, .. } => title,
+        }
+    }
+
+    /// The largest `x` and `y` it shows.
+    fn extent(&self) -> (f64, f64) {
+        match self {
+            Self::Lines { series, .. } => {
+                chart::bounds(series.iter().flat_map(|s| s.points.iter()))
+            }
+            Self::Histogram { values, .. } => (values.iter().copied().fold(0.0, f64::max), 0.0),
+        }
+    }
+
+    /// As SVG, on axes up to `scale`.
+    fn draw(&self, scale: (f64, f64)) -> String {
+        match self {
+            Self::Lines {
+                title,
+                y_label,
+                series,
+            } => chart::lines(title, "seconds", y_label, series, Some(scale)),
+            Self::Histogram {
+                title,
+                x_label,
+                values,
+            } => chart::histogram(title, x_label, values, 40, Some(scale.0)),
+        }
+    }
+}
+
+/// The charts of runs shown side by side (title and SVG), each kind on the axes of
+/// the largest of its kind in any run (so that two runs compare at a glance).
+pub fn draw_shared(runs: &[Vec<Chart>]) -> Vec<Vec<(&'static str, String)>> {
+    let mut scales: HashMap<&str, (f64, f64)> = HashMap::new();
+    for c in runs.iter().flatten() {
+        let (x, y) = c.extent();
+        let e = scales.entry(c.title()).or_insert((0.0, 0.0));
+        *e = (e.0.max(x), e.1.max(y));
+    }
+    runs.iter()
+        .map(|charts| {
+            charts
+                .iter()
+                .map(|c| (c.title(), c.draw(scales[c.title()])))
+                .collect()
+        })
+        .collect()
+}
+
+/// The charts of one run: title and SVG.
+pub fn charts(
+    journeys: &[Journey],
+    samples: &[Sample],
+    capacity: Option<u64>,
+) -> Vec<(&'static str, String)> {
+    draw_shared(&[chart_data(journeys, samples, capacity)]).remove(0)
+}
+
+/// What the charts of one run show: arrivals and admissions per second (with the
+/// configured rate, when waitroom's admin API was sampled), the line's length and
+/// the active sessions against the configured capacity (when anybody was queued, or
+/// sampled), the origin's requests in flight against its capacity, the site's
+/// latency, and the distribution of waits (when anybody waited).
+pub fn chart_data(journeys: &[Journey], samples: &[Sample], capacity: Option<u64>) -> Vec<Chart> {
     let seconds = journeys.iter().map(|j| j.done).fold(1.0, f64::max).ceil() as usize + 1;
-    let series = |v: Vec<u32>| {
+    let series = |v: Vec<u32>| -> Vec<(f64, f64)> {
         v.into_iter()
             .enumerate()
             .map(|(i, c)| (i as f64, f64::from(c)))
             .collect()
     };
+    let sampled = |f: &dyn Fn(&Sample) -> Option<f64>| -> Vec<(f64, f64)> {
+        samples.iter().filter_map(|s| Some((s.t, f(s)?))).collect()
+    };
     let arrivals = analysis::per_second(journeys.iter().map(|j| j.arrived), seconds);
     let admissions = analysis::per_second(journeys.iter().filter_map(|j| j.admitted), seconds);
-    let waiting = analysis::occupancy(
-        journeys
-            .iter()
-            .filter(|j| j.queued)
-            .map(|j| (j.arrived, j.admitted.unwrap_or(j.done))),
-        seconds,
-    );
-    let mut out = vec![
-        chart::lines(
-            "Arrivals and admissions",
-            "seconds",
-            "visitors per second",
-            &[
-                Series {
-                    label: "arrivals",
-                    points: series(arrivals),
-                    color: COLORS[0],
-                },
-                Series {
-                    label: "admissions",
-                    points: series(admissions),
-                    color: COLORS[1],
-                },
-            ],
-        ),
-        chart::lines(
-            "Queue length (visitors waiting)",
-            "seconds",
-            "visitors",
-            &[Series {
+    let mut flow = vec![
+        Series {
+            label: "arrivals",
+            points: series(arrivals),
+            color: COLORS[0],
+        },
+        Series {
+            label: "admissions",
+            points: series(admissions),
+            color: COLORS[1],
+        },
+    ];
+    let rate = sampled(&|s| s.rate_per_minute.map(|r| r / 60.0));
+    if !rate.is_empty() {
+        flow.push(Series {
+            label: "configured rate",
+            points: rate,
+            color: COLORS[3],
+        });
+    }
+    let mut out = vec![Chart::Lines {
+        title: "Arrivals and admissions",
+        y_label: "visitors per second",
+        series: flow,
+    }];
+    if journeys.iter().any(|j| j.queued) {
+        let waiting = analysis::occupancy(
+            journeys
+                .iter()
+                .filter(|j| j.queued)
+                .map(|j| (j.arrived, j.admitted.unwrap_or(j.done))),
+            seconds,
+        );
+        out.push(Chart::Lines {
+            title: "Queue length (visitors waiting)",
+            y_label: "visitors",
+            series: vec![Series {
                 label: "waiting",
                 points: series(waiting),
                 color: COLORS[0],
             }],
-        ),
-    ];
-    let in_flight: Vec<(f64, f64)> = samples
-        .iter()
-        .filter_map(|s| Some((s.t, s.origin_in_flight? as f64)))
-        .collect();
+        });
+    }
+    let active = sampled(&|s| s.active_users.map(|a| a as f64));
+    if !active.is_empty() {
+        out.push(Chart::Lines {
+            title: "Active users (sessions and calls) against the capacity",
+            y_label: "visitors",
+            series: vec![
+                Series {
+                    label: "active",
+                    points: active,
+                    color: COLORS[2],
+                },
+                Series {
+                    label: "max_active_users",
+                    points: sampled(&|s| s.max_active.map(|m| m as f64)),
+                    color: COLORS[3],
+                },
+            ],
+        });
+    }
     let mut origin = vec![Series {
         label: "origin in flight",
-        points: in_flight,
+        points: sampled(&|s| s.origin_in_flight.map(|n| n as f64)),
         color: COLORS[0],
     }];
     if let Some(c) = capacity {
@@ -487,12 +634,11 @@ pub fn charts(journeys: &[Journey], samples: &[Sample], capacity: Option<u64>) -
             color: COLORS[3],
         });
     }
-    out.push(chart::lines(
-        "Origin: requests in flight",
-        "seconds",
-        "requests",
-        &origin,
-    ));
+    out.push(Chart::Lines {
+        title: "Origin: requests in flight",
+        y_label: "requests",
+        series: origin,
+    });
     let mut per_second: Vec<Vec<f64>> = vec![Vec::new(); seconds];
     for (sent, latency) in journeys.iter().flat_map(|j| j.site_latencies.iter()) {
         if let Some(bucket) = per_second.get_mut(*sent as usize) {
@@ -506,11 +652,10 @@ pub fn charts(journeys: &[Journey], samples: &[Sample], capacity: Option<u64>) -
             .filter_map(|(i, v)| Some((i as f64, quantile(v, q)?)))
             .collect::<Vec<_>>()
     };
-    out.push(chart::lines(
-        "Site latency seen by visitors",
-        "seconds",
-        "milliseconds",
-        &[
+    out.push(Chart::Lines {
+        title: "Site latency seen by visitors",
+        y_label: "milliseconds",
+        series: vec![
             Series {
                 label: "p50",
                 points: latency(0.5),
@@ -522,18 +667,19 @@ pub fn charts(journeys: &[Journey], samples: &[Sample], capacity: Option<u64>) -
                 color: COLORS[3],
             },
         ],
-    ));
+    });
     let waits: Vec<f64> = journeys
         .iter()
         .filter(|j| j.queued)
         .filter_map(|j| Some(j.admitted? - j.arrived))
         .collect();
-    out.push(chart::histogram(
-        "Distribution of waits in line",
-        "seconds waited",
-        &waits,
-        40,
-    ));
+    if !waits.is_empty() {
+        out.push(Chart::Histogram {
+            title: "Distribution of waits in line",
+            x_label: "seconds waited",
+            values: waits,
+        });
+    }
     out
 }
 
@@ -544,32 +690,39 @@ fn escape(s: &str) -> String {
 }
 
 /// A self-contained HTML page: the table and the charts of each run, side by side.
-pub fn html(title: &str, runs: &[(&Summary, Vec<String>)]) -> String {
+pub fn html(title: &str, runs: &[(&Summary, Vec<(&'static str, String)>)]) -> String {
     let summaries: Vec<&Summary> = runs.iter().map(|(s, _)| *s).collect();
     let mut page = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <style>body{{font:15px/1.4 system-ui,sans-serif;margin:1.5rem;color:#111}}\
          table{{border-collapse:collapse}}td,th{{padding:.2rem .8rem;border-bottom:1px solid #ddd;text-align:right}}\
-         td:first-child,th:first-child{{text-align:left}}.runs{{display:flex;flex-wrap:wrap;gap:1rem}}\
-         .run{{flex:1 1 780px}}svg{{max-width:100%;height:auto;display:block;margin:.5rem 0}}</style></head>\
-         <body><h1>{t}</h1><table><tr><th></th>",
+         td:first-child,th:first-child,td.meaning{{text-align:left}}td.meaning{{color:#444;font-size:.9em}}\
+         .runs{{display:flex;flex-wrap:wrap;gap:1rem}}.run,.runs>figure{{flex:1 1 540px;min-width:0}}.none p{{color:#555;padding:2rem 1rem;border:1px dashed #bbb}}\
+         figure{{margin:0}}svg{{max-width:100%;height:auto;display:block;margin:.5rem 0}}\
+         .table{{overflow-x:auto}}@media (max-width:700px){{body{{margin:.75rem}}td.meaning{{display:none}}}}\
+         @media print{{.runs{{display:block}}figure{{break-inside:avoid}}}}</style></head>\
+         <body><h1>{t}</h1><div class=\"table\"><table><tr><th></th>",
         t = escape(title)
     );
     for s in &summaries {
         let _ = write!(page, "<th>{}</th>", escape(&s.label));
     }
-    page.push_str("</tr>");
+    page.push_str("<th>what it means</th></tr>");
     let all: Vec<_> = summaries.iter().map(|s| rows(s)).collect();
     for (i, (label, _)) in all[0].iter().enumerate() {
         let _ = write!(page, "<tr><td>{}</td>", escape(label));
         for r in &all {
             let _ = write!(page, "<td>{}</td>", escape(&r[i].1));
         }
-        page.push_str("</tr>");
+        let _ = write!(
+            page,
+            "<td class=\"meaning\">{}</td></tr>",
+            escape(meaning(label))
+        );
     }
-    page.push_str("</table><div class=\"runs\">");
-    for (s, svgs) in runs {
+    page.push_str("</table></div><div class=\"runs\">");
+    for (s, _) in runs {
         let _ = write!(
             page,
             "<section class=\"run\"><h2>{} — {}</h2>",
@@ -602,13 +755,45 @@ pub fn html(title: &str, runs: &[(&Summary, Vec<String>)]) -> String {
             }
             page.push_str("</tr>");
         }
-        page.push_str("</table>");
-        for svg in svgs {
-            let _ = write!(page, "<figure class=\"chart\">{svg}</figure>");
-        }
-        page.push_str("</section>");
+        page.push_str("</table></section>");
     }
-    page.push_str("</div></body></html>\n");
+    page.push_str("</div>");
+    // A row per kind of chart, the runs side by side on the same axes; a run without
+    // that chart says why.
+    let longest = runs.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
+    let mut titles: Vec<&str> = Vec::new();
+    for (_, charts) in runs
+        .iter()
+        .filter(|(_, c)| c.len() == longest)
+        .take(1)
+        .chain(runs)
+    {
+        for (title, _) in charts {
+            if !titles.contains(title) {
+                titles.push(title);
+            }
+        }
+    }
+    for title in titles {
+        page.push_str("<div class=\"runs\">");
+        for (s, charts) in runs {
+            match charts.iter().find(|(t, _)| *t == title) {
+                Some((_, svg)) => {
+                    let _ = write!(page, "<figure class=\"chart\">{svg}</figure>");
+                }
+                None => {
+                    let _ = write!(
+                        page,
+                        "<figure class=\"chart none\"><p>{}: not in the run {} (nobody waited, or no waiting room was asked).</p></figure>",
+                        escape(title),
+                        escape(&s.label)
+                    );
+                }
+            }
+        }
+        page.push_str("</div>");
+    }
+    page.push_str("</body></html>\n");
     page
 }
 
@@ -662,6 +847,9 @@ mod tests {
         // "Less than a minute" was shown: all three waits of 10-20 s were inside it.
         assert_eq!(s.eta_within_shown_range, Some(1.0));
         assert!(table(&[&s, &s]).contains("registrations completed"));
+        for (label, _) in rows(&s) {
+            assert!(!meaning(label).is_empty(), "{label} has no meaning");
+        }
         let page = html("report", &[(&s, charts(&journeys, &[], Some(5)))]);
         assert_eq!(page.matches("<svg").count(), 5);
     }

@@ -59,9 +59,9 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The run's charts.
-    pub fn charts(&self) -> Vec<String> {
-        report::charts(&self.journeys, &self.samples, self.summary.origin.capacity)
+    /// What the run's charts show.
+    pub fn charts(&self) -> Vec<report::Chart> {
+        report::chart_data(&self.journeys, &self.samples, self.summary.origin.capacity)
     }
 }
 
@@ -247,8 +247,10 @@ pub fn write_report(
         dir.join("summary.json"),
         serde_json::to_string_pretty(&summary)?,
     )?;
-    let runs: Vec<(&Summary, Vec<String>)> =
-        outcomes.iter().map(|o| (&o.summary, o.charts())).collect();
+    let charts: Vec<_> = outcomes.iter().map(|o| o.charts()).collect();
+    let drawn = report::draw_shared(&charts);
+    let runs: Vec<(&Summary, Vec<(&'static str, String)>)> =
+        outcomes.iter().map(|o| &o.summary).zip(drawn).collect();
     std::fs::write(dir.join("report.html"), report::html(title, &runs))?;
     Ok(())
 }

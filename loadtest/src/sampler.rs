@@ -19,6 +19,10 @@ pub struct Sample {
     pub queue_length: Option<u64>,
     /// Active sessions, as waitroom counts them.
     pub active_users: Option<u64>,
+    /// waitroom's configured outflow (new users per minute) then.
+    pub rate_per_minute: Option<f64>,
+    /// waitroom's configured capacity (`max_active_users`) then.
+    pub max_active: Option<u64>,
 }
 
 /// Where to sample.
@@ -73,6 +77,8 @@ pub async fn sample(
             if let Some(v) = get_json(&http, &format!("{admin}/admin/state"), Some(token)).await {
                 s.queue_length = v["queue_length"].as_u64();
                 s.active_users = v["active_users"].as_u64();
+                s.rate_per_minute = v["new_users_per_minute"].as_f64();
+                s.max_active = v["max_active_users"].as_u64();
             }
         }
         out.push(s);
