@@ -176,7 +176,14 @@ pub async fn run(spike: &Spike) -> anyhow::Result<Outcome> {
         None => OriginReport::default(),
     };
     let mut summary = report::summarize(&spike.label, &spike.target, &journeys, origin);
-    summary.configured_rate_per_s = configured;
+    // The rate in force at the end, if the run sampled it (an operator may change it
+    // during the run), else the one read at the start.
+    summary.configured_rate_per_s = samples
+        .iter()
+        .rev()
+        .find_map(|s| s.rate_per_minute)
+        .map(|r| r / 60.0)
+        .or(configured);
     summary.steps = report::steps(&spike.steps, &journeys);
     summary.run = report::RunInfo {
         started_at: humantime::format_rfc3339_seconds(started_at).to_string(),

@@ -1,5 +1,6 @@
 //! The admin listener: metrics, health, and the admin API behind a bearer token.
 
+use crate::queue_page::notice::Notice;
 use http::header::AUTHORIZATION;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -145,6 +146,11 @@ impl Admin {
                     (&Method::GET, "/admin/event") => Self::event(&room).await,
                     (&Method::PUT, "/admin/event") => Self::schedule(&room, req, from).await,
                     (&Method::DELETE, "/admin/event") => Self::cancel(&room, from).await,
+                    (&Method::GET, "/admin/notice") => Self::notice(&room).await,
+                    (&Method::PUT, "/admin/notice") => {
+                        Self::put_notice(&room, Some(req), from).await
+                    }
+                    (&Method::DELETE, "/admin/notice") => Self::put_notice(&room, None, from).await,
                     (&Method::GET, "/admin/protection") => {
                         h::json(StatusCode::OK, &json!(self.protection.current()))
                     }
@@ -152,7 +158,7 @@ impl Admin {
                     (
                         _,
                         "/admin/state" | "/admin/settings" | "/admin/protection" | "/admin/history"
-                        | "/admin/rooms" | "/admin/event" | "/admin/instances",
+                        | "/admin/rooms" | "/admin/event" | "/admin/instances" | "/admin/notice",
                     ) => h::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
                     _ => h::error(StatusCode::NOT_FOUND, "no such admin endpoint"),
                 }
@@ -217,6 +223,61 @@ impl Admin {
                 h::error(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
             }
         }
+    }
+
+    /// The operator's notice on the room's queue page, if one is up.
+    async fn notice(room: &Room) -> Response<Body> {
+        match room.admission.store().notice().await {
+            Ok(stored) => {
+                let notice = stored.as_deref().and_then(Notice::parse);
+                h::json(StatusCode::OK, &json!({ "notice": notice }))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "admin: store failed");
+                h::error(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+            }
+        }
+    }
+
+    /// Puts up the notice `req` carries (`{"notice": "text"}` or texts by language),
+    /// or takes it down (no request: DELETE), for every instance sharing the store.
+    async fn put_notice(
+        room: &Room,
+        req: Option<Request<Incoming>>,
+        from: SocketAddr,
+    ) -> Response<Body> {
+        let notice = match req {
+            Some(req) => {
+                let body: serde_json::Value = match read_json(req).await {
+                    Ok(v) => v,
+                    Err(r) => return r,
+                };
+                match Notice::from_json(&body["notice"]) {
+                    Ok(n) => Some(n),
+                    Err(reason) => return h::error(StatusCode::BAD_REQUEST, &reason),
+                }
+            }
+            None => None,
+        };
+        let store = room.admission.store();
+        let before = store
+            .notice()
+            .await
+            .ok()
+            .flatten()
+            .and_then(|t| Notice::parse(&t))
+            .map_or(serde_json::Value::Null, |n| json!(n));
+        let stored = notice.as_ref().map(Notice::to_json);
+        if let Err(e) = store.set_notice(stored.as_deref()).await {
+            tracing::warn!(error = %e, "admin: store failed");
+            return h::error(StatusCode::SERVICE_UNAVAILABLE, "store unavailable");
+        }
+        let after = notice
+            .as_ref()
+            .map_or(serde_json::Value::Null, |n| json!(n));
+        audit_change(from, &room.audited("notice"), &before, &after);
+        room.admission.set_notice(notice);
+        h::json(StatusCode::OK, &json!({ "notice": after }))
     }
 
     /// Schedules the room's event (replacing one that is not under way).

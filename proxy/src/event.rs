@@ -18,6 +18,7 @@
 //! Settings an operator changes during the event hold until its end. Cancelling
 //! an event under way puts the kept settings back at once.
 
+use crate::queue_page::notice::Notice;
 use serde::{Deserialize, Serialize};
 
 use crate::admission::line::{Settings, SettingsPatch};
@@ -266,6 +267,10 @@ pub async fn run(admission: Admission, mut shutdown: Shutdown) {
         }
         if let Err(e) = advance(&admission).await {
             tracing::debug!(error = %e, "could not look at the event");
+        }
+        match admission.store().notice().await {
+            Ok(stored) => admission.set_notice(stored.as_deref().and_then(Notice::parse)),
+            Err(e) => tracing::debug!(error = %e, "could not look at the notice"),
         }
     }
 }

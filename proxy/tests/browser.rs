@@ -176,6 +176,10 @@ async fn in_each_language_the_place_counts_down_and_the_visitor_arrives() {
             "{lang}: {}",
             text(&c, "ahead").await
         );
+        // Times: 24-hour, local, the zone named, in every language (Luxembourgish
+        // included, which browsers would otherwise show in 12-hour time).
+        let updated = text(&c, "updated").await;
+        assert!(clock_24h_with_zone(&updated), "{lang}: {updated}");
         // A marker that a reload would wipe out.
         c.execute("window.__notReloaded = true", vec![])
             .await
@@ -380,6 +384,25 @@ async fn every_state_passes_axe_and_is_photographed_at_phone_and_desktop_width()
     }
     c.close().await.unwrap();
     eprintln!("screenshots in {}", shots.display());
+}
+
+/// Whether `text` has a time `HH:MM:SS` followed by a time zone's name, and no
+/// 12-hour marker.
+fn clock_24h_with_zone(text: &str) -> bool {
+    let b = text.as_bytes();
+    let at = (0..b.len().saturating_sub(7)).find(|&i| {
+        let d = |k: usize| b[i + k].is_ascii_digit();
+        d(0) && d(1) && b[i + 2] == b':' && d(3) && d(4) && b[i + 5] == b':' && d(6) && d(7)
+    });
+    let zone = at.is_some_and(|i| {
+        text[i + 8..]
+            .trim_start()
+            .starts_with(|c: char| c.is_ascii_uppercase())
+    });
+    let twelve = ["AM", "PM", "a.m.", "p.m."]
+        .iter()
+        .any(|m| text.contains(m));
+    zone && !twelve
 }
 
 /// Fills origin-stub's registration form as a citizen does.

@@ -12,6 +12,7 @@ pub mod outage;
 pub mod outflow;
 pub mod rank;
 
+use crate::queue_page::notice::Notice;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -122,6 +123,8 @@ pub struct Admission {
     last_snapshot: Arc<std::sync::Mutex<Option<(Millis, Snapshot)>>>,
     /// The page text of the room's event under way (see [`crate::event`]).
     event_message: Arc<std::sync::RwLock<Option<Arc<str>>>>,
+    /// The operator's notice, as last read from the store.
+    notice: Arc<std::sync::RwLock<Option<Arc<Notice>>>>,
 }
 
 /// What this instance knows of lottery openings (refreshed with the gauges, see
@@ -156,7 +159,21 @@ impl Admission {
             lottery: Arc::default(),
             last_snapshot: Arc::default(),
             event_message: Arc::default(),
+            notice: Arc::default(),
         }
+    }
+
+    /// The operator's notice, if one is up.
+    pub fn notice(&self) -> Option<Arc<Notice>> {
+        self.notice
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Keeps the operator's notice as read from the store (see [`crate::event::run`]).
+    pub fn set_notice(&self, notice: Option<Notice>) {
+        *self.notice.write().unwrap_or_else(|p| p.into_inner()) = notice.map(Arc::new);
     }
 
     /// The page text of the room's event under way, if it has one.

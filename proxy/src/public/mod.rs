@@ -301,7 +301,7 @@ impl Public {
         }
         let d = self.admission.decide(&presented).await;
         let before = crate::queue_page::steady::Before::from_query(req.uri().query());
-        let mut r = self.status_response(&self.status_of(&d).steadied(before));
+        let mut r = self.status_response(&self.status_of(&d).steadied(before), req);
         if let Some(t) = d.set_token {
             r.headers_mut()
                 .append(SET_COOKIE, self.cookie_header(req, t));
@@ -309,17 +309,23 @@ impl Public {
         r
     }
 
-    /// The status JSON, with the page text of the room's event under way, if any
-    /// (written straight from the status, without a JSON tree in between, when
-    /// there is none: the answer to every poll).
-    fn status_response(&self, status: &Status) -> Response<Body> {
-        let body = match self.admission.event_message() {
-            None => serde_json::to_vec(status).expect("status serializes"),
-            Some(m) => {
-                let mut json = status.to_json();
+    /// The status JSON for `req`, with the page text of the room's event under way
+    /// and the operator's notice in the visitor's language, if any (written
+    /// straight from the status, without a JSON tree in between, when there are
+    /// none: the answer to nearly every poll).
+    fn status_response(&self, status: &Status, req: &Request<Incoming>) -> Response<Body> {
+        let (message, notice) = (self.admission.event_message(), self.admission.notice());
+        let body = if message.is_none() && notice.is_none() {
+            serde_json::to_vec(status).expect("status serializes")
+        } else {
+            let mut json = status.to_json();
+            if let Some(m) = message {
                 json["message"] = serde_json::Value::from(&*m);
-                json.to_string().into_bytes()
             }
+            if let Some(n) = notice {
+                json["notice"] = serde_json::Value::from(n.text(self.language(req)));
+            }
+            json.to_string().into_bytes()
         };
         h::respond(StatusCode::OK, "application/json", body)
     }
@@ -394,9 +400,10 @@ impl Public {
         lapsed: Option<u64>,
     ) -> Response<Body> {
         let mut r = if h::wants_json(req.headers()) {
-            self.status_response(&status)
+            self.status_response(&status, req)
         } else {
             let message = self.admission.event_message();
+            let notice = self.admission.notice();
             let lang = self.language(req);
             let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
             let html = self.live().page.render_noting(
@@ -405,6 +412,7 @@ impl Public {
                 target,
                 &Notes {
                     message: message.as_deref(),
+                    notice: notice.as_deref().map(|n| n.text(lang)),
                     lapsed_after_secs: lapsed,
                     resend: !matches!(*req.method(), Method::GET | Method::HEAD),
                 },

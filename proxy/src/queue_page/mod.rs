@@ -9,6 +9,7 @@
 //! turn comes.
 
 pub mod i18n;
+pub mod notice;
 pub mod steady;
 
 use std::path::Path;
@@ -275,8 +276,10 @@ impl Prepared {
 /// What a page says besides the visitor's status.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Notes<'a> {
-    /// The operator's text (the page text of an event under way).
+    /// The page text of an event under way.
     pub message: Option<&'a str>,
+    /// The operator's notice, in the page's language.
+    pub notice: Option<&'a str>,
     /// The visitor's session lapsed after this many seconds without a request:
     /// the page says so, and that what they were sending must be sent again.
     pub lapsed_after_secs: Option<u64>,
@@ -395,6 +398,7 @@ impl Page {
                 };
                 let notes = Notes {
                     message: Some("-"),
+                    notice: Some("-"),
                     lapsed_after_secs: Some(600),
                     resend: true,
                 };
@@ -639,6 +643,7 @@ impl Page {
             message => message,
             site_name => self.site_name.as_deref(),
             lapsed_note => lapsed_note,
+            notice => notes.notice,
             resend => notes.resend,
             // Our own path and a room's name (letters, digits, '_', '-'): nothing to escape.
             logo_url => self

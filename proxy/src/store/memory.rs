@@ -40,6 +40,8 @@ struct Inner {
     /// The line's session length (its timings are fixed for the process's life).
     session_ms: Millis,
     state: Mutex<State>,
+    /// The operator's notice (kept in [`NOTICE_FILE`] of the state directory).
+    notice: Mutex<Option<String>>,
     /// The room's event (kept in [`EVENT_FILE`] of the state directory).
     event: Mutex<Option<String>>,
     /// Where the line is kept, when it is durable.
@@ -145,6 +147,10 @@ impl MemoryStore {
                     journal_failing: false,
                     journal_gap: false,
                 }),
+                notice: Mutex::new(
+                    dir.as_ref()
+                        .and_then(|d| std::fs::read_to_string(d.path.join(NOTICE_FILE)).ok()),
+                ),
                 event: Mutex::new(
                     dir.as_ref()
                         .and_then(|d| std::fs::read_to_string(d.path.join(EVENT_FILE)).ok()),
@@ -381,6 +387,20 @@ fn replay(dir: &Path, saved: Saved, generations: &[u64]) -> Result<(Line, usize)
 
 /// Where the room's event is kept in the state directory.
 const EVENT_FILE: &str = "event.json";
+/// The operator's notice, in the state directory.
+const NOTICE_FILE: &str = "notice.json";
+
+/// Writes `text` as `file` in `dir` durably, or removes the file (`None`).
+fn keep_or_remove(dir: &Path, file: &str, text: Option<&str>) -> Result<(), StoreError> {
+    let written = match text {
+        Some(text) => write_durably(dir, file, |w| w.write_all(text.as_bytes())),
+        None => match std::fs::remove_file(dir.join(file)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error(dir)(e)),
+            _ => Ok(()),
+        },
+    };
+    written.map_err(|e| StoreError::Unavailable(e.to_string()))
+}
 
 /// Writes the saved line durably (see [`write_durably`]).
 fn write_saved(dir: &Path, line_id: u64, line: &Line, journal: u64) -> Result<(), StateError> {
@@ -529,21 +549,23 @@ impl Store for MemoryStore {
             return Ok(false);
         }
         if let Some(dir) = &self.inner.dir {
-            let written = match new {
-                Some(text) => {
-                    write_durably(&dir.path, EVENT_FILE, |w| w.write_all(text.as_bytes()))
-                }
-                None => match std::fs::remove_file(dir.path.join(EVENT_FILE)) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        Err(io_error(&dir.path)(e))
-                    }
-                    _ => Ok(()),
-                },
-            };
-            written.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            keep_or_remove(&dir.path, EVENT_FILE, new)?;
         }
         *event = new.map(str::to_owned);
         Ok(true)
+    }
+
+    async fn notice(&self) -> Result<Option<String>, StoreError> {
+        Ok(lock(&self.inner.notice).clone())
+    }
+
+    async fn set_notice(&self, notice: Option<&str>) -> Result<(), StoreError> {
+        let mut kept = lock(&self.inner.notice);
+        if let Some(dir) = &self.inner.dir {
+            keep_or_remove(&dir.path, NOTICE_FILE, notice)?;
+        }
+        *kept = notice.map(str::to_owned);
+        Ok(())
     }
 }
 

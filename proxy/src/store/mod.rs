@@ -94,4 +94,10 @@ pub trait Store: Send + Sync + 'static {
         expected: Option<&str>,
         new: Option<&str>,
     ) -> Result<bool, StoreError>;
+    /// The operator's notice on the queue page (JSON, see
+    /// [`crate::queue_page::notice`]), if there is one.
+    async fn notice(&self) -> Result<Option<String>, StoreError>;
+    /// Puts up the operator's notice (`None`: takes it down), for every instance
+    /// sharing the store.
+    async fn set_notice(&self, notice: Option<&str>) -> Result<(), StoreError>;
 }

@@ -363,6 +363,10 @@ impl RedisStore {
         format!("{}event", self.prefix)
     }
 
+    fn notice_key(&self) -> String {
+        format!("{}notice", self.prefix)
+    }
+
     /// The room's signing keys, shared by every instance: the first instance to
     /// start stores a new keyring (`SET NX`), the others read it.
     pub async fn shared_keys(&self) -> Result<Keyring, StoreError> {
@@ -836,5 +840,33 @@ impl Store for RedisStore {
         )
         .await?;
         Ok(swapped == 1)
+    }
+
+    async fn notice(&self) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        within(
+            redis::cmd("GET")
+                .arg(self.notice_key())
+                .query_async(&mut conn),
+        )
+        .await
+    }
+
+    async fn set_notice(&self, notice: Option<&str>) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let cmd = match notice {
+            Some(text) => {
+                let mut c = redis::cmd("SET");
+                c.arg(self.notice_key()).arg(text);
+                c
+            }
+            None => {
+                let mut c = redis::cmd("DEL");
+                c.arg(self.notice_key());
+                c
+            }
+        };
+        let _: redis::Value = within(cmd.query_async(&mut conn)).await?;
+        Ok(())
     }
 }

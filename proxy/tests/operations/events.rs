@@ -234,3 +234,65 @@ async fn with_redis_every_instance_runs_the_same_event_once() {
     assert!(event(&a).await.is_null());
     assert_eq!(a.state().await["max_active_users"], 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_notice_goes_up_live_in_each_language_and_comes_down() {
+    let origin = origin(10, 1).await;
+    let p = support::proxy(&origin).start().await;
+    p.pause().await;
+    let http = Http::new();
+    let page = |lang: &'static str| {
+        let (http, url) = (http.clone(), p.url("/"));
+        async move {
+            http.send(
+                Method::GET,
+                &url,
+                None,
+                &[("accept", "text/html"), ("accept-language", lang)],
+            )
+            .await
+            .unwrap()
+            .text()
+        }
+    };
+    let bad = p
+        .admin_call(
+            Method::PUT,
+            "/admin/notice",
+            Some(r#"{"notice": {"German": "x"}}"#.into()),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.text().contains("not a language code"), "{}", bad.text());
+    let up = p
+        .admin_call(
+            Method::PUT,
+            "/admin/notice",
+            Some(r#"{"notice": {"de": "Die Öffnung ist auf 10 Uhr verschoben.", "en": "The opening moved to 10:00."}}"#.into()),
+        )
+        .await;
+    assert_eq!(up.status, 200, "{}", up.text());
+    assert!(page("de")
+        .await
+        .contains("Die Öffnung ist auf 10 Uhr verschoben."));
+    // A language the operator did not write in gets the English text.
+    assert!(page("fr").await.contains("The opening moved to 10:00."));
+    // The page's polls carry it too (in the page's language), so an open page
+    // shows a change without a reload.
+    let mut v = p.visitor(&http);
+    v.get("/").await.unwrap();
+    let status = v.status().await.unwrap().json();
+    assert_eq!(status["notice"], "The opening moved to 10:00.", "{status}");
+    let read = p
+        .admin_call(Method::GET, "/admin/notice", None)
+        .await
+        .json();
+    assert_eq!(
+        read["notice"]["de"],
+        "Die Öffnung ist auf 10 Uhr verschoben."
+    );
+    let down = p.admin_call(Method::DELETE, "/admin/notice", None).await;
+    assert_eq!(down.status, 200);
+    assert!(!page("de").await.contains("Die Öffnung"));
+    assert!(v.status().await.unwrap().json().get("notice").is_none());
+}
