@@ -82,8 +82,8 @@ pub struct Decision {
     pub set_token: Option<(Kind, String)>,
     /// Where a waiting visitor stood when they arrived, when known (their token says).
     pub first_position: Option<u64>,
-    /// They came with an admission whose session had lapsed: they are back in line
-    /// (first, when it lapsed lately: see [`line::Line::rejoin`]).
+    /// They came with an admission whose session lapsed lately: they are back in
+    /// line, first (see [`line::Line::rejoin`]).
     pub lapsed: bool,
 }
 
@@ -448,7 +448,7 @@ impl Admission {
                             lapsed: false,
                         });
                     }
-                    // Lapsed: first in line for a while, else a new place (below).
+                    // Lapsed: first in line for a while (the page says why).
                     let key = outage::Key::Newcomer(claims.iat, claims.n);
                     match self
                         .store
@@ -468,11 +468,9 @@ impl Admission {
                                 lapsed: true,
                             })
                         }
-                        Poll::Ended | Poll::Unknown => {
-                            let mut d = self.arrive(now, line).await.map_err(|e| (e, None, key))?;
-                            d.lapsed = true;
-                            return Ok(d);
-                        }
+                        // Lapsed longer ago, or ended by the origin: a new place
+                        // (below), without a word about a lapse that may not be one.
+                        Poll::Ended | Poll::Unknown => {}
                     }
                 }
                 Kind::Queue => match self

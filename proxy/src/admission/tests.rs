@@ -170,15 +170,19 @@ async fn sessions_slide_with_every_request_and_lapse_after_idling() {
         let d = room.admission.decide(&v.presented).await;
         assert_eq!(d.standing, Standing::Admitted { sid: first.n });
     }
-    // After 4 s of silence, the session has lapsed: a newcomer again (a new place).
+    // After 4 s of silence, the session has lapsed: back first in line (the page
+    // says why), and let in again with the same session when the pump calls it.
     tokio::time::sleep(Duration::from_millis(4_100)).await;
     let d = room.admission.decide(&v.presented).await;
+    assert!(d.lapsed, "{d:?}");
     match d.standing {
-        Standing::Admitted { sid } => assert_ne!(sid, first.n),
-        Standing::Waiting(_) => {}
-        Standing::Held => panic!("the memory store never fails"),
+        Standing::Waiting(w) => assert_eq!(w.position, 1),
+        other => panic!("not back in line: {other:?}"),
     }
-    assert!(d.set_token.is_some());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let d = room.admission.decide(&v.presented).await;
+    assert_eq!(d.standing, Standing::Admitted { sid: first.n });
+    assert!(d.set_token.is_some(), "a fresh admission token");
 }
 
 #[tokio::test(start_paused = true)]
