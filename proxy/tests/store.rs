@@ -596,13 +596,15 @@ async fn lapsed_sessions_come_back_first(store: Arc<dyn Store>) {
     let back = lapsed_at + 3_000;
     assert!(!store.touch_session(sid, back).await.unwrap(), "lapsed");
     assert_eq!(position(store.rejoin(sid, back).await.unwrap()), 1);
+    // The place token they are given then polls that place like any other.
+    assert_eq!(position(store.poll(sid, back + 50).await.unwrap()), 1);
     store
         .update_settings(patch(None, Some(false)), back + 100)
         .await
         .unwrap();
     store.pump(back + 200).await.unwrap();
     assert_eq!(
-        store.rejoin(sid, back + 300).await.unwrap(),
+        store.poll(sid, back + 300).await.unwrap(),
         Poll::Admitted { sid }
     );
     for seq in [b, c] {

@@ -722,11 +722,13 @@ impl Line {
             return Poll::Unknown;
         }
         if self.claimed.get(seq) {
-            return if self.touch_session(seq, now) {
-                Poll::Admitted { sid: seq }
-            } else {
-                Poll::Ended
-            };
+            if self.touch_session(seq, now) {
+                return Poll::Admitted { sid: seq };
+            }
+            if !self.called.contains_key(&seq) && !self.returned_deadline.contains_key(&seq) {
+                return Poll::Ended;
+            }
+            // Back after their session lapsed (see `rejoin`): in the returned lane.
         }
         if self.called.contains_key(&seq) {
             return self.claim_called(seq, now);

@@ -461,12 +461,15 @@ impl Admission {
                             return Ok(self.admitted(sid));
                         }
                         Poll::Waiting(wait) => {
+                            // A place token for the same number: their place in
+                            // the returned lane, as any waiting visitor holds one.
+                            let token = self.tokens.issue_place(line, claims.n, wait.position);
                             return Ok(Decision {
                                 standing: Standing::Waiting(wait),
-                                set_token: None,
-                                first_position: None,
+                                set_token: Some((Kind::Queue, token)),
+                                first_position: Some(wait.position),
                                 lapsed: true,
-                            })
+                            });
                         }
                         // Lapsed longer ago, or ended by the origin: a new place
                         // (below), without a word about a lapse that may not be one.

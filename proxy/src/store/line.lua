@@ -492,7 +492,10 @@ elseif op == 'poll' then
   if seq == 0 or seq >= m('next', 1) then return { 'unknown' } end
   if redis.call('GETBIT', claimed, seq) == 1 then
     if touch(seq) then return { 'admitted' } end
-    return { 'ended' }
+    -- Back after their session lapsed (see 'rejoin'): in the returned lane.
+    if not redis.call('ZSCORE', called, seq) and not redis.call('ZSCORE', ret, seq) then
+      return { 'ended' }
+    end
   end
   if redis.call('ZSCORE', called, seq) then return claim_called(seq) end
   if seq >= m('head', 1) then
