@@ -182,17 +182,6 @@ async fn a_reload_applies_under_load_and_a_broken_file_changes_nothing() {
     let _ = std::fs::remove_file(&template);
 }
 
-/// A proxy process stopped when the test ends, passed or not (a process left
-/// running would hold the test's output open).
-struct Stopped(std::process::Child);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The answer at `path` for a browser, with `cookie` sent.
 async fn page(http: &Http, setup: &Setup, path: &str, cookie: &str) -> crate::support::Reply {
     let url = format!("{}{path}", setup.base());
@@ -227,7 +216,7 @@ async fn a_catalogue_dropped_into_the_folder_adds_a_language_without_a_rebuild()
         ),
     );
     let log = setup.dir.join("waitroom.log");
-    let mut proxy = Stopped(spawn_logging(&setup.config, &log));
+    let mut proxy = spawn_logging(&setup.config, &log);
     let http = Http::new();
     wait_ready(&http, setup.admin).await;
     let paused = setup
@@ -265,7 +254,7 @@ async fn a_catalogue_dropped_into_the_folder_adds_a_language_without_a_rebuild()
         .replace("language_name = \"English\"", "language_name = \"Polski\"")
         .replace("Thank you for waiting", "Dziękujemy za cierpliwość");
     std::fs::write(catalogues.join("pl.toml"), polish).unwrap();
-    signal(proxy.0.id(), "HUP");
+    signal(proxy.id(), "HUP");
     let mut chosen = None;
     for _ in 0..200 {
         let r = page(&http, &setup, "/?lang=pl", "").await;
@@ -316,6 +305,6 @@ async fn a_catalogue_dropped_into_the_folder_adds_a_language_without_a_rebuild()
         None,
         "set once, not on every page"
     );
-    sigterm(&mut proxy.0);
+    sigterm(&mut proxy);
     let _ = std::fs::remove_dir_all(dir);
 }

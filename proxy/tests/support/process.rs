@@ -63,7 +63,7 @@ impl Setup {
     }
 
     /// Starts the binary with this configuration (its log at warn to stderr).
-    pub fn spawn(&self) -> Child {
+    pub fn spawn(&self) -> Running {
         spawn(&self.config)
     }
 
@@ -86,27 +86,29 @@ impl Drop for Setup {
 }
 
 /// Starts `waitroom --config FILE`.
-pub fn spawn(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_waitroom"))
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
+pub fn spawn(config: &Path) -> Running {
+    Running(
+        Command::new(env!("CARGO_BIN_EXE_waitroom"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// Starts `waitroom --config FILE` logging at info into `log` (the log goes to
 /// standard output).
-pub fn spawn_logging(config: &Path, log: &Path) -> Child {
+pub fn spawn_logging(config: &Path, log: &Path) -> Running {
     logging(Command::new(env!("CARGO_BIN_EXE_waitroom")), config, log)
 }
 
 /// Starts `waitroom --config FILE` allowed `nofile` open files (through
 /// `prlimit`, so the child is the proxy itself), logging at info into `log`.
-pub fn spawn_with_fd_limit(config: &Path, nofile: u32, log: &Path) -> Child {
+pub fn spawn_with_fd_limit(config: &Path, nofile: u32, log: &Path) -> Running {
     let mut prlimit = Command::new("prlimit");
     prlimit
         .arg(format!("--nofile={nofile}:{nofile}"))
@@ -116,16 +118,42 @@ pub fn spawn_with_fd_limit(config: &Path, nofile: u32, log: &Path) -> Child {
 }
 
 /// Runs `command` with `--config FILE`, its log at info into `log`.
-fn logging(mut command: Command, config: &Path, log: &Path) -> Child {
-    command
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(std::fs::File::create(log).unwrap())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the proxy starts (prlimit, from util-linux, where used)")
+fn logging(mut command: Command, config: &Path, log: &Path) -> Running {
+    Running(
+        command
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(std::fs::File::create(log).unwrap())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the proxy starts (prlimit, from util-linux, where used)"),
+    )
+}
+
+/// A proxy process, killed when the test lets go of it, passed or failed: a
+/// process left running would hold the test's output open (and its ports).
+pub struct Running(pub Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Waits until the admin listener on `admin` answers `/readyz` with 200.
