@@ -155,12 +155,11 @@ impl Step {
         if self.form.is_empty() {
             return None;
         }
-        let pairs: Vec<String> = self
-            .form
-            .iter()
-            .map(|(k, v)| format!("{}={}", encode(k), encode(&fill(v, id))))
-            .collect();
-        Some(pairs.join("&"))
+        let mut form = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &self.form {
+            form.append_pair(k, &fill(v, id));
+        }
+        Some(form.finish())
     }
 
     /// Whether an answer with `status` and `body` is what the step expects.
@@ -182,21 +181,6 @@ fn fill(template: &str, id: u32) -> String {
     template
         .replace("{id}", &id.to_string())
         .replace("{nrn}", &nrn(id))
-}
-
-/// `application/x-www-form-urlencoded` of `s`.
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
-                out.push(char::from(b));
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -87,6 +87,8 @@ pub struct Public {
     protection: Arc<Protection>,
     /// The value of [`SESSION_LAPSES_IN`]: the session's length in seconds.
     session_lapses_in: HeaderValue,
+    /// The cookie that keeps the visitor's choice of language (`<cookie name>_lang`).
+    language_cookie: String,
 }
 
 /// The part of the public side a reload of the configuration replaces at once:
@@ -122,9 +124,11 @@ impl Public {
             clients: TrustedProxies::default(),
         };
         let session_lapses_in = HeaderValue::from(admission.store().session_ms() / 1000);
+        let language_cookie = format!("{}_lang", cookie.name);
         Self {
             admission,
             session_lapses_in,
+            language_cookie,
             cookie,
             metrics,
             held_poll_ms,
@@ -245,9 +249,9 @@ impl Public {
         let Decision {
             standing,
             set_token,
+            lapsed,
             ..
         } = decision;
-        let decision_lapsed = decision.lapsed;
         match standing {
             Standing::Admitted { sid } => {
                 self.metrics.request("forwarded");
@@ -262,8 +266,7 @@ impl Public {
             _ => {
                 self.metrics.request("queued");
                 let cookie = set_token.map(|t| self.cookie_header(&req, t));
-                let lapsed =
-                    decision_lapsed.then(|| self.admission.store().session_ms().div_ceil(1000));
+                let lapsed = lapsed.then(|| self.admission.store().session_ms().div_ceil(1000));
                 self.waiting(&req, status, cookie, lapsed)
             }
         }
@@ -300,7 +303,7 @@ impl Public {
             return limited;
         }
         let d = self.admission.decide(&presented).await;
-        let before = crate::queue_page::steady::Before::from_query(req.uri().query());
+        let before = crate::queue_page::steady::Before::from_query(req.uri());
         let mut r = self.status_response(&self.status_of(&d).steadied(before), req);
         if let Some(t) = d.set_token {
             r.headers_mut()
@@ -334,7 +337,7 @@ impl Public {
     /// chose before (their language cookie), then `Accept-Language`.
     fn language(&self, req: &Request<Incoming>) -> &'static str {
         let query_lang = h::query_param(req.uri(), "lang");
-        let chosen = h::cookies(req.headers(), &self.language_cookie());
+        let chosen = h::cookies(req.headers(), &self.language_cookie);
         let accept = req
             .headers()
             .get(http::header::ACCEPT_LANGUAGE)
@@ -344,23 +347,17 @@ impl Public {
             .language(query_lang, chosen.first().copied(), accept)
     }
 
-    /// The name of the cookie that keeps the visitor's choice of language.
-    fn language_cookie(&self) -> String {
-        format!("{}_lang", self.cookie.name)
-    }
-
     /// The cookie that keeps the language chosen with `?lang=` in `req`, when it
     /// names one offered and is not what the cookie already says: a reload or the
     /// next visit without `?lang=` stays in it.
     fn remember_language(&self, req: &Request<Incoming>) -> Option<HeaderValue> {
         let asked = h::query_param(req.uri(), "lang")?;
         let lang = self.live().page.known_language(asked)?;
-        let name = self.language_cookie();
-        if h::cookies(req.headers(), &name).first() == Some(&lang) {
+        if h::cookies(req.headers(), &self.language_cookie).first() == Some(&lang) {
             return None;
         }
         Some(h::set_cookie(
-            &name,
+            &self.language_cookie,
             lang,
             LANGUAGE_KEPT_SECS,
             self.secure(req),

@@ -68,7 +68,7 @@ pub struct Catalogues {
 
 /// Whether `code` can name a catalogue: a language's two or three lowercase letters
 /// (ISO 639-1, or 639-3 where there is no shorter one).
-fn is_language_code(code: &str) -> bool {
+pub fn is_language_code(code: &str) -> bool {
     (2..=3).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_lowercase())
 }
 

@@ -37,9 +37,7 @@ impl Notice {
             return Err(format!("notice: 1 to {MAX_LANGUAGES} languages"));
         }
         for (lang, text) in &by_lang {
-            let code_ok = lang == "*"
-                || ((2..=3).contains(&lang.len()) && lang.bytes().all(|b| b.is_ascii_lowercase()));
-            if !code_ok {
+            if lang != "*" && !super::i18n::is_language_code(lang) {
                 return Err(format!(
                     "notice.{lang}: not a language code (two or three lowercase letters)"
                 ));

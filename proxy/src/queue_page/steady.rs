@@ -49,16 +49,9 @@ pub struct Before {
 
 impl Before {
     /// What the page says it showed: `shown`, `shown_ago`, `pos` and `said_ago` in
-    /// the query `query` (all four, as decimal numbers), else nothing.
-    pub fn from_query(query: Option<&str>) -> Option<Self> {
-        let query = query?;
-        let number = |key: &str| {
-            query
-                .split('&')
-                .filter_map(|pair| pair.split_once('='))
-                .find(|(k, _)| *k == key)
-                .and_then(|(_, v)| v.parse::<u64>().ok())
-        };
+    /// the query of `uri` (all four, as decimal numbers), else nothing.
+    pub fn from_query(uri: &http::Uri) -> Option<Self> {
+        let number = |key: &str| crate::http::query_param(uri, key)?.parse::<u64>().ok();
         Some(Self {
             eta_seconds: number("shown")?,
             shown_ms_ago: number("shown_ago")?,
@@ -128,8 +121,9 @@ mod tests {
 
     #[test]
     fn reads_what_the_page_showed_and_nothing_else() {
-        let b = Before::from_query(Some(
-            "room=x&shown=300&shown_ago=5000&pos=12&said_ago=61000",
+        let uri = |q: &str| q.parse::<http::Uri>().unwrap();
+        let b = Before::from_query(&uri(
+            "/_waitroom/status?room=x&shown=300&shown_ago=5000&pos=12&said_ago=61000",
         ));
         assert_eq!(
             b,
@@ -141,13 +135,13 @@ mod tests {
             })
         );
         for q in [
-            None,
-            Some(""),
-            Some("shown=300&shown_ago=1&pos=12"),
-            Some("shown=-1&shown_ago=1&pos=1&said_ago=0"),
-            Some("shown=1e9&shown_ago=1&pos=1&said_ago=0"),
+            "/_waitroom/status",
+            "/_waitroom/status?",
+            "/_waitroom/status?shown=300&shown_ago=1&pos=12",
+            "/_waitroom/status?shown=-1&shown_ago=1&pos=1&said_ago=0",
+            "/_waitroom/status?shown=1e9&shown_ago=1&pos=1&said_ago=0",
         ] {
-            assert_eq!(Before::from_query(q), None, "{q:?}");
+            assert_eq!(Before::from_query(&uri(q)), None, "{q:?}");
         }
     }
 
