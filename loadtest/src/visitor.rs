@@ -221,7 +221,7 @@ impl Visitor {
                 if reply.as_ref().and_then(Reply::waitroom_page) == Some("queue") {
                     // In line: wait as the queue page does, then take the step again.
                     j.queued = true;
-                    match self.wait_in_line(j, who).await {
+                    match self.wait_in_line(j, who, &step.path_for(self.id)).await {
                         Waited::Admitted => continue,
                         Waited::Left => {
                             j.abandoned = true;
@@ -281,7 +281,9 @@ impl Visitor {
         }
     }
 
-    async fn wait_in_line(&mut self, j: &mut Journey, who: Who) -> Waited {
+    /// Waits in line as the queue page does, at `page` (the step's own address,
+    /// which an impatient visitor reloads now and then).
+    async fn wait_in_line(&mut self, j: &mut Journey, who: Who, page: &str) -> Waited {
         let b = self.behaviour.clone();
         loop {
             if who.abandons && j.polls >= b.abandon_after_polls {
@@ -315,7 +317,7 @@ impl Visitor {
                 // An impatient visitor reloads the page: they keep their place (and
                 // once let in, take the step from the start as the page's reload does).
                 let sent = secs(self.start);
-                let r = self.browser.page("/").await;
+                let r = self.browser.page(page).await;
                 if let Some(r) = self.note(j, sent, r) {
                     if r.waitroom_page().is_none() && r.status.is_success() {
                         return Waited::Admitted;
