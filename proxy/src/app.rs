@@ -380,34 +380,21 @@ pub async fn run_with(
             .collect(),
     ));
 
-    let public_task = crate::server::serve(
+    let lane = Arc::new(PublicLane(public_service.clone()));
+    let public_task = crate::server::serve_fast(
         public,
         move |req, conn: crate::server::Conn| {
             let s = public_service.clone();
-            let peer = Peer {
-                addr: conn.addr,
-                tls: conn.tls,
-                trusted: false,
-            };
             async move {
-                if !tracing::enabled!(target: "waitroom::access", tracing::Level::DEBUG) {
-                    return s.handle(req, peer).await;
+                let logged = Logged::start(&req, conn);
+                let r = s.handle(req, peer_of(conn)).await;
+                if let Some(logged) = logged {
+                    logged.done(r.status());
                 }
-                let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-                let started = std::time::Instant::now();
-                let r = s.handle(req, peer).await;
-                tracing::debug!(
-                    target: "waitroom::access",
-                    peer = %peer.addr,
-                    %method,
-                    path,
-                    status = r.status().as_u16(),
-                    ms = started.elapsed().as_secs_f64() * 1000.0,
-                    "request"
-                );
                 r
             }
         },
+        lane,
         crate::server::Cap {
             max_connections: crate::server::max_connections(config.edge.max_connections),
             metrics: Some(metrics.clone()),
@@ -776,4 +763,70 @@ async fn sweep_limits(protection: Arc<Protection>, shutdown: Shutdown) {
         protection.sweep()
     })
     .await
+}
+
+/// The public listener's fast lane (see [`crate::h1`]): every room's public side.
+struct PublicLane(Arc<crate::public::Rooms>);
+
+impl crate::h1::Lane for PublicLane {
+    async fn answer(
+        &self,
+        req: crate::h1::Head,
+        conn: crate::server::Conn,
+        client: &mut crate::h1::Client,
+    ) -> crate::h1::Sent {
+        let logged = Logged::start(&req, conn);
+        let sent = self.0.answer(req, peer_of(conn), Some(client)).await;
+        if let Some(logged) = logged {
+            logged.done(sent.status());
+        }
+        sent
+    }
+}
+
+/// Where a public request came from (whether the peer is trusted is the room's
+/// to say).
+fn peer_of(conn: crate::server::Conn) -> Peer {
+    Peer {
+        addr: conn.addr,
+        tls: conn.tls,
+        trusted: false,
+    }
+}
+
+/// A public request being answered, for the access log (`waitroom::access` at
+/// debug: off unless asked for, it is a line per request).
+struct Logged {
+    peer: SocketAddr,
+    method: http::Method,
+    path: String,
+    started: std::time::Instant,
+}
+
+impl Logged {
+    /// `None` while the access log is off.
+    fn start<B>(req: &http::Request<B>, conn: crate::server::Conn) -> Option<Self> {
+        if !tracing::enabled!(target: "waitroom::access", tracing::Level::DEBUG) {
+            return None;
+        }
+        Some(Self {
+            peer: conn.addr,
+            method: req.method().clone(),
+            path: req.uri().path().to_owned(),
+            started: std::time::Instant::now(),
+        })
+    }
+
+    /// Logs the request, answered with `status`.
+    fn done(self, status: http::StatusCode) {
+        tracing::debug!(
+            target: "waitroom::access",
+            peer = %self.peer,
+            method = %self.method,
+            path = self.path,
+            status = status.as_u16(),
+            ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
 }

@@ -20,27 +20,16 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
 use http::{Method, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::{Body as _, Incoming};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
-use crate::breaker::{Breaker, BreakerConfig, Outcome, Pass};
-use crate::http::{Body, ProxyError};
+use crate::breaker::{Breaker, BreakerConfig, Outcome, Pass, Ticket};
+use crate::h1::upstream::{Answered, Failure, Pool, HOP_BY_HOP};
+use crate::http::{Body, ProxyError, ReqBody};
 use crate::metrics::Metrics;
-
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// A client's promise that sending its request twice means sending it once
 /// (draft-ietf-httpapi-idempotency-key-header).
@@ -64,6 +53,20 @@ pub struct Forwarder {
     /// Path prefixes where a POST or PATCH means the same sent twice
     /// (`origin.idempotent_paths`).
     idempotent_paths: Arc<[String]>,
+    /// The fast lane's connections to a plain-HTTP origin ([`Forwarder::exchange`]).
+    raw: Option<Arc<Pool>>,
+}
+
+/// What [`Forwarder::exchange`] did with a request.
+pub enum Relay<B> {
+    /// The origin answered; its body is still to pass on.
+    Answered(Answered),
+    /// It failed in a way the visitor is told of.
+    Failed(ProxyError),
+    /// It is not for the fast lane, or the fast lane could not reach the origin:
+    /// the request as it came, for [`Forwarder::forward`] (which waits for the
+    /// origin, and sends it again, as the module docs say).
+    Not(Request<B>),
 }
 
 /// Where a request came from, for the `X-Forwarded-*` headers.
@@ -89,20 +92,23 @@ struct Head {
 /// (noting when the client's side of it broke, which is then not the origin's fault).
 enum Payload {
     Kept(Bytes),
-    Streamed(Option<Incoming>, Arc<AtomicBool>),
+    Streamed(Option<Body>, Arc<AtomicBool>),
 }
 
 impl Payload {
     /// Keeps `body` when its size is known and small, or it has none.
-    async fn of(body: Incoming) -> Result<Self, ProxyError> {
+    async fn of<B: ReqBody>(body: B) -> Result<Self, ProxyError> {
         match body.size_hint().exact() {
             Some(0) => Ok(Self::Kept(Bytes::new())),
             Some(n) if n <= KEEP_BODY => body
                 .collect()
                 .await
                 .map(|b| Self::Kept(b.to_bytes()))
-                .map_err(|e| ProxyError::BrokenRequest(e.to_string())),
-            _ => Ok(Self::Streamed(Some(body), Arc::default())),
+                .map_err(|e| ProxyError::BrokenRequest(e.into().to_string())),
+            _ => Ok(Self::Streamed(
+                Some(body.map_err(Into::into).boxed()),
+                Arc::default(),
+            )),
         }
     }
 
@@ -119,7 +125,7 @@ impl Payload {
                 let broke = broke.clone();
                 b.map_err(move |e| {
                     broke.store(true, Ordering::Relaxed);
-                    e.into()
+                    e
                 })
                 .boxed()
             }),
@@ -177,6 +183,13 @@ impl Forwarder {
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(http);
+        let raw = (!relay && origin.scheme_str() == Some("http"))
+            .then(|| origin.authority())
+            .flatten()
+            .map(|a| {
+                let port = a.port_u16().unwrap_or(80);
+                Pool::new(format!("{}:{port}", a.host()))
+            });
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(1024)
@@ -190,6 +203,7 @@ impl Forwarder {
             breaker,
             limit: None,
             idempotent_paths: Arc::new([]),
+            raw,
         }
     }
 
@@ -225,11 +239,78 @@ impl Forwarder {
         &self.breaker
     }
 
+    /// Counts an answer with `status` from a request sent at `started`, and tells
+    /// the breaker (a 5xx is a failure).
+    fn answered(&self, status: http::StatusCode, started: std::time::Instant, ticket: Ticket) {
+        self.metrics.origin_latency(started.elapsed().as_secs_f64());
+        self.metrics.origin_response(status);
+        let failed = status.is_server_error();
+        if failed {
+            self.metrics.origin_error("status_5xx");
+        }
+        ticket.record(if failed {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        });
+    }
+
+    /// Sends `req` (a GET or HEAD without a body) to a plain-HTTP origin over the
+    /// fast lane's own connections and reads the answer's head; the body is then
+    /// passed on by [`Answered::relay`]. Only when the origin takes it at once:
+    /// with `origin.max_in_flight`, while the breaker holds requests, or when the
+    /// origin cannot be reached, the request is given back for [`Self::forward`].
+    pub async fn exchange<B: ReqBody>(&self, req: Request<B>, peer: Peer) -> Relay<B> {
+        let Some(pool) = self.raw.as_ref().filter(|_| self.limit.is_none()) else {
+            return Relay::Not(req);
+        };
+        let head = raw_head(&req, peer, pool.authority());
+        let head_only = req.method() == Method::HEAD;
+        let mut retried = false;
+        loop {
+            let Pass::Go(ticket) = self.breaker.pass() else {
+                return Relay::Not(req);
+            };
+            let started = std::time::Instant::now();
+            match tokio::time::timeout(self.timeout, pool.exchange(&head, head_only)).await {
+                Ok(Ok(answered)) => {
+                    self.answered(answered.status, started, ticket);
+                    return Relay::Answered(answered);
+                }
+                Ok(Err(Failure::Refused(e))) => {
+                    // Given to the other way without a verdict: it waits for the
+                    // origin to come back, and counts what it finds.
+                    tracing::debug!(error = %e, "fast lane could not reach the origin");
+                    drop(ticket);
+                    return Relay::Not(req);
+                }
+                Ok(Err(Failure::Broken(e))) => {
+                    ticket.record(Outcome::Failure);
+                    self.metrics.origin_error("broken");
+                    // The origin went away under the request: a GET or HEAD goes
+                    // once more, as with the other way.
+                    if !retried {
+                        retried = true;
+                        tracing::info!(error = %e, "origin request broke: sending it again");
+                        continue;
+                    }
+                    tracing::warn!(error = %e, "origin request failed");
+                    return Relay::Failed(ProxyError::OriginUnreachable(e.to_string()));
+                }
+                Err(_) => {
+                    ticket.record(Outcome::Failure);
+                    self.metrics.origin_error("timeout");
+                    return Relay::Failed(ProxyError::OriginTimeout);
+                }
+            }
+        }
+    }
+
     /// Sends `req` to the origin and returns its response, streaming; waits while
     /// the origin is failing (see the module docs).
-    pub async fn forward(
+    pub async fn forward<B: ReqBody>(
         &self,
-        req: Request<Incoming>,
+        req: Request<B>,
         peer: Peer,
     ) -> Result<Response<Body>, ProxyError> {
         let (mut parts, body) = req.into_parts();
@@ -302,17 +383,7 @@ impl Forwarder {
             let sent = tokio::time::timeout(self.timeout, self.client.request(request)).await;
             match sent {
                 Ok(Ok(response)) => {
-                    self.metrics.origin_latency(started.elapsed().as_secs_f64());
-                    self.metrics.origin_response(response.status());
-                    let failed = response.status().is_server_error();
-                    if failed {
-                        self.metrics.origin_error("status_5xx");
-                    }
-                    ticket.record(if failed {
-                        Outcome::Failure
-                    } else {
-                        Outcome::Success
-                    });
+                    self.answered(response.status(), started, ticket);
                     let (mut parts, body) = response.into_parts();
                     strip_hop_by_hop(&mut parts.headers);
                     let body = body.map_err(Into::into).boxed();
@@ -425,34 +496,70 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Sets `X-Forwarded-For`/`-Proto`/`-Host`. What a trusted proxy wrote before
-/// is kept (the peer appended); from anyone else, `X-Forwarded-For`, `Forwarded`
-/// and `X-Real-IP` are not believed: the origin sees the peer alone.
+/// The `X-Forwarded-*` headers a request goes on with. What a trusted proxy
+/// wrote before is kept (the peer appended); from anyone else, `X-Forwarded-For`,
+/// `Forwarded` and `X-Real-IP` are not believed: the origin sees the peer alone.
+struct Forwarding {
+    /// `X-Forwarded-For`.
+    xff: String,
+    /// `X-Forwarded-Proto`, unless a trusted proxy's is kept.
+    proto: Option<HeaderValue>,
+    /// `X-Forwarded-Host` (none: removed).
+    host: Option<HeaderValue>,
+    /// Whether `Forwarded` and `X-Real-IP` are kept.
+    trusted: bool,
+}
+
+impl Forwarding {
+    fn of(headers: &HeaderMap, peer: Peer, host: Option<HeaderValue>) -> Self {
+        let ip = peer.addr.ip().to_canonical().to_string();
+        let mut earlier = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .peekable();
+        let xff = if peer.trusted && earlier.peek().is_some() {
+            let mut xff = earlier.collect::<Vec<_>>().join(", ");
+            xff.push_str(", ");
+            xff.push_str(&ip);
+            xff
+        } else {
+            ip
+        };
+        // A trusted proxy that ended TLS says so; anyone else's word is replaced.
+        let proto = (!(peer.trusted && headers.contains_key("x-forwarded-proto")))
+            .then(|| HeaderValue::from_static(if peer.tls { "https" } else { "http" }));
+        Self {
+            xff,
+            proto,
+            host,
+            trusted: peer.trusted,
+        }
+    }
+
+    /// Whether the request's own header `name` gives way to these.
+    fn replaces(&self, name: &HeaderName) -> bool {
+        name == "x-forwarded-for"
+            || name == "x-forwarded-host"
+            || (name == "x-forwarded-proto" && self.proto.is_some())
+            || (!self.trusted && (name == "forwarded" || name == "x-real-ip"))
+    }
+}
+
+/// Sets `X-Forwarded-For`/`-Proto`/`-Host` (see [`Forwarding`]).
 fn set_forwarded(headers: &mut HeaderMap, peer: Peer, host: Option<HeaderValue>) {
-    let ip = peer.addr.ip().to_canonical().to_string();
-    let earlier: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let xff = if peer.trusted && !earlier.is_empty() {
-        format!("{}, {ip}", earlier.join(", "))
-    } else {
-        ip
-    };
-    if !peer.trusted {
+    let f = Forwarding::of(headers, peer, host);
+    if !f.trusted {
         headers.remove("forwarded");
         headers.remove("x-real-ip");
     }
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Ok(v) = HeaderValue::from_str(&f.xff) {
         headers.insert("x-forwarded-for", v);
     }
-    // A trusted proxy that ended TLS says so; anyone else's word is replaced.
-    if !(peer.trusted && headers.contains_key("x-forwarded-proto")) {
-        let proto = if peer.tls { "https" } else { "http" };
-        headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    if let Some(proto) = f.proto {
+        headers.insert("x-forwarded-proto", proto);
     }
-    match host {
+    match f.host {
         Some(h) => {
             headers.insert("x-forwarded-host", h);
         }
@@ -460,6 +567,58 @@ fn set_forwarded(headers: &mut HeaderMap, peer: Peer, host: Option<HeaderValue>)
             headers.remove("x-forwarded-host");
         }
     }
+}
+
+/// The request head the fast lane sends for `req` (which has no body): what
+/// [`Forwarder::forward`] would send, written straight out, `Host` the origin's.
+fn raw_head<B>(req: &Request<B>, peer: Peer, authority: &str) -> Vec<u8> {
+    let headers = req.headers();
+    let forwarding = Forwarding::of(headers, peer, headers.get(HOST).cloned());
+    let listed: Vec<&[u8]> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .collect();
+    let mut out = Vec::with_capacity(1024);
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    for piece in [
+        req.method().as_str(),
+        " ",
+        path,
+        " HTTP/1.1\r\nhost: ",
+        authority,
+        "\r\n",
+    ] {
+        out.extend_from_slice(piece.as_bytes());
+    }
+    let mut put = |name: &[u8], value: &[u8]| {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    };
+    for (name, value) in headers {
+        if name == HOST
+            || HOP_BY_HOP.contains(&name.as_str())
+            || listed
+                .iter()
+                .any(|l| l.eq_ignore_ascii_case(name.as_str().as_bytes()))
+            || forwarding.replaces(name)
+        {
+            continue;
+        }
+        put(name.as_str().as_bytes(), value.as_bytes());
+    }
+    put(b"x-forwarded-for", forwarding.xff.as_bytes());
+    if let Some(proto) = &forwarding.proto {
+        put(b"x-forwarded-proto", proto.as_bytes());
+    }
+    if let Some(host) = &forwarding.host {
+        put(b"x-forwarded-host", host.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 #[cfg(test)]
@@ -502,5 +661,39 @@ mod tests {
         assert_eq!(h["x-forwarded-proto"], "https", "a trusted proxy's word");
         assert_eq!(h["x-forwarded-host"], "example.org");
         assert_eq!(h["accept"], "*/*");
+    }
+
+    #[test]
+    fn the_fast_lanes_head_says_what_the_other_way_sends() {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri("/form?x=1")
+            .header(HOST, "example.org")
+            .header(CONNECTION, "keep-alive, x-private")
+            .header("x-private", "1")
+            .header("x-forwarded-for", "10.0.0.1")
+            .header("x-real-ip", "10.0.0.1")
+            .header("cookie", "waitroom=abc")
+            .body(())
+            .unwrap();
+        let mut peer = Peer {
+            addr: "127.0.0.2:5000".parse().unwrap(),
+            tls: false,
+            trusted: false,
+        };
+        let head = String::from_utf8(raw_head(&req, peer, "127.0.0.1:8080")).unwrap();
+        assert_eq!(
+            head,
+            "GET /form?x=1 HTTP/1.1\r\nhost: 127.0.0.1:8080\r\ncookie: waitroom=abc\r\n\
+             x-forwarded-for: 127.0.0.2\r\nx-forwarded-proto: http\r\n\
+             x-forwarded-host: example.org\r\n\r\n"
+        );
+        peer.trusted = true;
+        let head = String::from_utf8(raw_head(&req, peer, "o:1")).unwrap();
+        assert!(head.contains("x-real-ip: 10.0.0.1\r\n"), "{head}");
+        assert!(
+            head.contains("x-forwarded-for: 10.0.0.1, 127.0.0.2\r\n"),
+            "{head}"
+        );
     }
 }

@@ -12,6 +12,18 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body of every response the proxy sends: ours, or the origin's streamed.
 pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 
+/// What a request's body may be: hyper's (from a connection it serves) or an
+/// empty one (a request head read by [`crate::h1`]).
+pub trait ReqBody:
+    hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Sync + Unpin + 'static
+{
+}
+
+impl<T> ReqBody for T where
+    T: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Sync + Unpin + 'static
+{
+}
+
 /// A complete body.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())

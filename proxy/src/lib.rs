@@ -38,6 +38,7 @@ pub mod console;
 pub mod crowd;
 pub mod event;
 pub mod forward;
+pub mod h1;
 pub mod handover;
 pub mod history;
 pub mod http;

@@ -17,6 +17,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::h1::rewind::Rewind;
+use crate::h1::{Lane, NoLane};
 use crate::http::Body;
 use crate::shutdown::Shutdown;
 
@@ -85,11 +87,43 @@ async fn shed(mut stream: tokio::net::TcpStream) {
 /// then lets open connections finish their requests (up to [`DRAIN`]). The
 /// listener is shared: whoever else holds it (a handover to a new process) keeps
 /// it open after this stops accepting, so connections wait instead of being refused.
-pub async fn serve<H, F>(listener: Arc<TcpListener>, handler: H, cap: Cap, mut shutdown: Shutdown)
+pub async fn serve<H, F>(listener: Arc<TcpListener>, handler: H, cap: Cap, shutdown: Shutdown)
 where
     H: Fn(Request<Incoming>, Conn) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
+    serve_with::<H, F, NoLane>(listener, handler, None, cap, shutdown).await;
+}
+
+/// As [`serve`], with plain-TCP connections served by the fast lane `lane` for as
+/// long as their requests are its own (see [`crate::h1`]), and by `handler` after.
+pub async fn serve_fast<H, F, L>(
+    listener: Arc<TcpListener>,
+    handler: H,
+    lane: Arc<L>,
+    cap: Cap,
+    shutdown: Shutdown,
+) where
+    H: Fn(Request<Incoming>, Conn) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+    L: Lane,
+{
+    serve_with(listener, handler, Some(lane), cap, shutdown).await;
+}
+
+async fn serve_with<H, F, L>(
+    listener: Arc<TcpListener>,
+    handler: H,
+    lane: Option<Arc<L>>,
+    cap: Cap,
+    mut shutdown: Shutdown,
+) where
+    H: Fn(Request<Incoming>, Conn) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+    L: Lane,
+{
+    // Every connection's task holds a sender: all are done when the channel closes.
+    let (alive, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
     let graceful = GracefulShutdown::new();
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
@@ -152,8 +186,9 @@ where
             graceful.watcher(),
             cap.tls.clone(),
         );
+        let (lane, stop, alive) = (lane.clone(), shutdown.clone(), alive.clone());
         tokio::spawn(async move {
-            let _permit = permit;
+            let _held = (permit, alive);
             let service = move |tls| {
                 let conn = Conn { addr: peer, tls };
                 service_fn(move |req| {
@@ -163,7 +198,21 @@ where
             };
             let served = match tls {
                 None => {
-                    let conn = http.serve_connection(TokioIo::new(stream), service(false));
+                    let (stream, read) = match &lane {
+                        Some(lane) => {
+                            let conn = Conn {
+                                addr: peer,
+                                tls: false,
+                            };
+                            match crate::h1::serve(&**lane, stream, conn, stop).await {
+                                Some(rest) => rest,
+                                None => return,
+                            }
+                        }
+                        None => (stream, Vec::new()),
+                    };
+                    let io = TokioIo::new(Rewind::new(stream, read));
+                    let conn = http.serve_connection(io, service(false));
                     watcher.watch(conn).await
                 }
                 Some(acceptor) => {
@@ -183,5 +232,7 @@ where
         });
     }
     drop(listener);
-    let _ = tokio::time::timeout(DRAIN, graceful.shutdown()).await;
+    drop(alive);
+    let drained = async { tokio::join!(graceful.shutdown(), all_done.recv()) };
+    let _ = tokio::time::timeout(DRAIN, drained).await;
 }

@@ -565,3 +565,175 @@ async fn a_scheduled_opening_and_a_closed_room_are_told_as_such() {
         "{s}"
     );
 }
+
+/// An origin written by hand, so that its answers' framing is the test's to
+/// choose: `/len` (a length), `/chunked` (chunks and a trailer), `/close` (ends by
+/// closing), `/release` (with `waitroom-command: release`), and anything else with
+/// a body (`Content-Length`) answered with its size. Counts the connections it took.
+async fn framing_origin() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while buf.len() < end + length {
+                        let mut chunk = [0u8; 4096];
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..end + length);
+                    let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                    let answer = match path.as_str() {
+                        "/len" => "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello".to_owned(),
+                        "/chunked" => "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nhel\r\n2;x=y\r\nlo\r\n0\r\nx-sum: 5\r\n\r\n".to_owned(),
+                        "/close" => "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nhello".to_owned(),
+                        "/release" => "HTTP/1.1 200 OK\r\nwaitroom-command: release\r\ncontent-length: 4\r\n\r\ndone".to_owned(),
+                        _ => format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{length:05}", 5),
+                    };
+                    if conn.write_all(answer.as_bytes()).await.is_err() || path == "/close" {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, connections)
+}
+
+#[tokio::test]
+async fn the_fast_lane_relays_every_framing_and_hands_bodies_to_hyper_on_the_same_connection() {
+    use http_body_util::{BodyExt, Full};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (origin, connections) = framing_origin().await;
+    let proxy = support::ProxyBuilder::to(origin)
+        .admission(600, 100, "10m")
+        .start()
+        .await;
+    // A place (let in at once) and its cookie, on a connection of its own.
+    let http = Http::new();
+    let mut v = proxy.visitor(&http);
+    assert_eq!(v.get("/len").await.unwrap().text(), "hello");
+    let cookie = format!("waitroom={}", v.cookie.clone().unwrap());
+
+    // One keep-alive connection: GETs by the fast lane in every framing, a HEAD,
+    // then a POST with a body (hyper's from then on), then a GET again.
+    let stream = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut ask = async |method: Method, path: &str, body: &str| {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "register.example")
+            .header("cookie", &cookie)
+            .body(Full::new(bytes::Bytes::from(body.to_owned())))
+            .unwrap();
+        let r = send.send_request(req).await.unwrap();
+        let (parts, body) = r.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        (parts, String::from_utf8(body.to_vec()).unwrap())
+    };
+    for path in ["/len", "/chunked", "/close", "/len"] {
+        let (parts, body) = ask(Method::GET, path, "").await;
+        assert_eq!(
+            (parts.status.as_u16(), body.as_str()),
+            (200, "hello"),
+            "{path}"
+        );
+        assert!(parts.headers.get("waitroom-command").is_none(), "{path}");
+    }
+    let (parts, body) = ask(Method::HEAD, "/len", "").await;
+    assert_eq!(
+        (
+            parts.status.as_u16(),
+            parts.headers["content-length"].to_str().unwrap(),
+            body.as_str()
+        ),
+        (200, "5", "")
+    );
+    let (_, body) = ask(Method::POST, "/form", "name=Anna").await;
+    assert_eq!(
+        body, "00009",
+        "the POST's body went through hyper to the origin"
+    );
+    let (_, body) = ask(Method::GET, "/len", "").await;
+    assert_eq!(body, "hello");
+
+    // Two requests in one write (pipelined) come back in order.
+    let mut raw = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
+    let one = |path: &str| format!("GET {path} HTTP/1.1\r\nhost: x\r\ncookie: {cookie}\r\n\r\n");
+    raw.write_all(format!("{}{}", one("/chunked"), one("/len")).as_bytes())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let read = async {
+        while !(String::from_utf8_lossy(&got).contains("x-sum: 5\r\n\r\n")
+            && got.ends_with(b"hello"))
+        {
+            let mut chunk = [0u8; 4096];
+            let n = raw.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .unwrap();
+    let got = String::from_utf8(got).unwrap();
+    let (first, second) = got.split_once("\r\n0\r\nx-sum: 5\r\n\r\n").expect(&got);
+    assert!(
+        first.starts_with("HTTP/1.1 200 OK\r\n") && first.contains("transfer-encoding: chunked"),
+        "{got}"
+    );
+    assert!(
+        second.starts_with("HTTP/1.1 200 OK\r\n") && second.ends_with("\r\n\r\nhello"),
+        "{got}"
+    );
+
+    // The origin's connections were kept and used again: one for the first
+    // visitor, one for the keep-alive run, one more after `/close` and one for
+    // hyper's POST, give or take the one the pipelined requests found idle.
+    let taken = connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(taken <= 5, "{taken} connections for 10 requests");
+
+    // The origin ends the session in its answer: carried out, and not passed on.
+    let (parts, body) = ask(Method::GET, "/release", "").await;
+    assert_eq!(body, "done");
+    assert!(parts.headers.get("waitroom-command").is_none());
+    // The origin's command was carried out: the session was released.
+    assert_eq!(
+        proxy
+            .metric("waitroom_sessions_ended_total{command=\"release\"}")
+            .await,
+        1.0
+    );
+}

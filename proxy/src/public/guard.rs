@@ -4,7 +4,6 @@
 
 use http::header::{HeaderValue, RETRY_AFTER};
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use super::Public;
 use crate::admission::Presented;
@@ -19,7 +18,7 @@ impl Public {
     /// A request no browser sends, refused before anything else: `CONNECT` (this
     /// is not a forward proxy) and HTTP/1.1 without exactly one `Host` (RFC 9112
     /// §3.2: a request smuggled past another proxy often looks like that).
-    pub(super) fn refused(&self, req: &Request<Incoming>) -> Option<Response<Body>> {
+    pub(super) fn refused<B: h::ReqBody>(&self, req: &Request<B>) -> Option<Response<Body>> {
         let hosts = req.headers().get_all(http::header::HOST).iter().count();
         let (status, reason) = if req.method() == Method::CONNECT {
             (StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not served here")
@@ -42,9 +41,9 @@ impl Public {
     /// While the proof-of-work challenge is on: a newcomer without a good answer
     /// gets a challenge (a page that answers it and comes back; JSON `403` for
     /// JSON clients) instead of a place. Holders of places and admissions pass.
-    pub(super) fn challenged(
+    pub(super) fn challenged<B: h::ReqBody>(
         &self,
-        req: &Request<Incoming>,
+        req: &Request<B>,
         presented: &Presented,
     ) -> Option<Response<Body>> {
         let pow = &self.protection.pow;
@@ -96,9 +95,9 @@ impl Public {
     /// A 429 when the request is over a limit: a newcomer whose client has taken
     /// its allowance of new places, or an admitted session used faster than a
     /// person does. Checked before the store is asked anything.
-    pub(super) fn over_limit(
+    pub(super) fn over_limit<B: h::ReqBody>(
         &self,
-        req: &Request<Incoming>,
+        req: &Request<B>,
         peer: Peer,
         presented: &Presented,
     ) -> Option<Response<Body>> {

@@ -1,14 +1,14 @@
 //! The public listener: routing, the `/_waitroom/*` endpoints, and acting on
 //! admission decisions (forward, or show the line).
 
-use http::header::{HeaderValue, RETRY_AFTER, SET_COOKIE};
+use http::header::{HeaderName, HeaderValue, RETRY_AFTER, SET_COOKIE};
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::admission::{Admission, Decision, Presented, Standing};
 use crate::clients::TrustedProxies;
 use crate::config::CookieSecure;
-use crate::forward::{Forwarder, Peer};
+use crate::forward::{Forwarder, Peer, Relay};
+use crate::h1::{Client, Sent};
 use crate::http::{self as h, Body, ProxyError};
 use crate::limits::{Limit, Protection};
 use crate::metrics::Metrics;
@@ -17,7 +17,7 @@ use crate::token::Kind;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-mod command;
+pub(crate) mod command;
 mod guard;
 mod rooms;
 
@@ -170,7 +170,18 @@ impl Public {
     }
 
     /// Answers one request.
-    pub async fn handle(&self, mut req: Request<Incoming>, mut peer: Peer) -> Response<Body> {
+    pub async fn handle<B: h::ReqBody>(&self, req: Request<B>, peer: Peer) -> Response<Body> {
+        self.answer(req, peer, None).await.into_response()
+    }
+
+    /// Answers one request; an admitted visitor's answer from the origin is
+    /// relayed straight to `client` when the request came by the fast lane.
+    pub async fn answer<B: h::ReqBody>(
+        &self,
+        mut req: Request<B>,
+        mut peer: Peer,
+        client: Option<&mut Client>,
+    ) -> Sent {
         let live = self.live();
         peer.trusted = live.clients.trusts(peer.addr.ip());
         if peer.tls {
@@ -179,18 +190,18 @@ impl Public {
         if let Some((handed_over, successor)) = &self.relay {
             if handed_over.load(Ordering::SeqCst) {
                 let asked = self.asked(&req);
-                return match successor.forward(req, peer).await {
+                return Sent::Response(match successor.forward(req, peer).await {
                     Ok(r) => r,
                     Err(e) => self.failed(&asked, e),
-                };
+                });
             }
         }
         if let Some(refused) = self.refused(&req) {
-            return refused;
+            return Sent::Response(refused);
         }
         let path = req.uri().path();
         if let Some(endpoint) = path.strip_prefix(RESERVED) {
-            return match (req.method(), endpoint) {
+            return Sent::Response(match (req.method(), endpoint) {
                 (&Method::GET | &Method::HEAD, "status") => self.status(&req, peer).await,
                 (&Method::GET | &Method::HEAD, "jwks.json") => {
                     let mut r = h::json(StatusCode::OK, &self.admission.tokens().keys().jwks());
@@ -231,18 +242,18 @@ impl Public {
                     h::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
                 }
                 _ => h::error(StatusCode::NOT_FOUND, "no such waiting-room endpoint"),
-            };
+            });
         }
         if live.bypass.iter().any(|p| path.starts_with(p.as_str())) {
             self.metrics.request("bypass");
-            return self.forward(req, peer, None, None).await;
+            return self.forward(req, peer, None, None, client).await;
         }
         let presented = self.presented(&req);
         if let Some(challenged) = self.challenged(&req, &presented) {
-            return challenged;
+            return Sent::Response(challenged);
         }
         if let Some(limited) = self.over_limit(&req, peer, &presented) {
-            return limited;
+            return Sent::Response(limited);
         }
         let decision = self.admission.decide(&presented).await;
         let status = self.status_of(&decision);
@@ -261,13 +272,13 @@ impl Public {
                     h::replace_cookie(req.headers_mut(), &self.cookie.name, &t.1);
                     self.cookie_header(&req, t)
                 });
-                self.forward(req, peer, cookie, Some(sid)).await
+                self.forward(req, peer, cookie, Some(sid), client).await
             }
             _ => {
                 self.metrics.request("queued");
                 let cookie = set_token.map(|t| self.cookie_header(&req, t));
                 let lapsed = lapsed.then(|| self.admission.store().session_ms().div_ceil(1000));
-                self.waiting(&req, status, cookie, lapsed)
+                Sent::Response(self.waiting(&req, status, cookie, lapsed))
             }
         }
     }
@@ -288,12 +299,12 @@ impl Public {
         }
     }
 
-    fn presented(&self, req: &Request<Incoming>) -> Presented {
+    fn presented<B: h::ReqBody>(&self, req: &Request<B>) -> Presented {
         self.admission
             .present(&h::cookies(req.headers(), &self.cookie.name))
     }
 
-    async fn status(&self, req: &Request<Incoming>, peer: Peer) -> Response<Body> {
+    async fn status<B: h::ReqBody>(&self, req: &Request<B>, peer: Peer) -> Response<Body> {
         self.metrics.request("status");
         let presented = self.presented(req);
         if let Some(challenged) = self.challenged(req, &presented) {
@@ -316,7 +327,7 @@ impl Public {
     /// and the operator's notice in the visitor's language, if any (written
     /// straight from the status, without a JSON tree in between, when there are
     /// none: the answer to nearly every poll).
-    fn status_response(&self, status: &Status, req: &Request<Incoming>) -> Response<Body> {
+    fn status_response<B: h::ReqBody>(&self, status: &Status, req: &Request<B>) -> Response<Body> {
         let (message, notice) = (self.admission.event_message(), self.admission.notice());
         let body = if message.is_none() && notice.is_none() {
             serde_json::to_vec(status).expect("status serializes")
@@ -335,7 +346,7 @@ impl Public {
 
     /// The language a page for `req` is in: `?lang=`, then the one the visitor
     /// chose before (their language cookie), then `Accept-Language`.
-    fn language(&self, req: &Request<Incoming>) -> &'static str {
+    fn language<B: h::ReqBody>(&self, req: &Request<B>) -> &'static str {
         let query_lang = h::query_param(req.uri(), "lang");
         let chosen = h::cookies(req.headers(), &self.language_cookie);
         let accept = req
@@ -350,7 +361,7 @@ impl Public {
     /// The cookie that keeps the language chosen with `?lang=` in `req`, when it
     /// names one offered and is not what the cookie already says: a reload or the
     /// next visit without `?lang=` stays in it.
-    fn remember_language(&self, req: &Request<Incoming>) -> Option<HeaderValue> {
+    fn remember_language<B: h::ReqBody>(&self, req: &Request<B>) -> Option<HeaderValue> {
         let asked = h::query_param(req.uri(), "lang")?;
         let lang = self.live().page.known_language(asked)?;
         if h::cookies(req.headers(), &self.language_cookie).first() == Some(&lang) {
@@ -389,9 +400,9 @@ impl Public {
 
     /// The queue page (or the status JSON) for `req`, with `cookie` set; the
     /// visitor's session lapsed after `lapsed` seconds without a request, if so.
-    fn waiting(
+    fn waiting<B: h::ReqBody>(
         &self,
-        req: &Request<Incoming>,
+        req: &Request<B>,
         status: Status,
         cookie: Option<HeaderValue>,
         lapsed: Option<u64>,
@@ -427,7 +438,7 @@ impl Public {
     }
 
     /// What an answer about `req` needs once the request itself is gone.
-    fn asked(&self, req: &Request<Incoming>) -> Asked {
+    fn asked<B: h::ReqBody>(&self, req: &Request<B>) -> Asked {
         Asked {
             lang: self.language(req),
             chosen: self.remember_language(req),
@@ -481,14 +492,16 @@ impl Public {
     }
 
     /// Forwards to the origin with `cookie` (a renewed token) set on the answer, and
-    /// carries out the origin's command about session `sid` (see [`command`]).
-    async fn forward(
+    /// carries out the origin's command about session `sid` (see [`command`]); by
+    /// the fast lane when the request came by it and the origin is plain HTTP.
+    async fn forward<B: h::ReqBody>(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<B>,
         peer: Peer,
         cookie: Option<HeaderValue>,
         sid: Option<u64>,
-    ) -> Response<Body> {
+        client: Option<&mut Client>,
+    ) -> Sent {
         let asked = self.asked(&req);
         let secure = self.secure(&req);
         let live = self.live();
@@ -500,40 +513,73 @@ impl Public {
                 .insert(SESSION_LAPSES_IN.clone(), self.session_lapses_in.clone()),
             None => req.headers_mut().remove(&SESSION_LAPSES_IN),
         };
+        if let Some(client) = client {
+            req = match live.forwarder.exchange(req, peer).await {
+                Relay::Answered(answered) => {
+                    let extra = self
+                        .after_origin(answered.command, sid, cookie, secure)
+                        .await;
+                    let status = answered.status;
+                    let kept = answered.relay(client, &extra).await;
+                    return Sent::Relayed { status, kept };
+                }
+                Relay::Failed(e) => return Sent::Response(self.failed(&asked, e)),
+                Relay::Not(req) => req,
+            };
+        }
         let mut r = match live.forwarder.forward(req, peer).await {
             Ok(r) => r,
             Err(e) => self.failed(&asked, e),
         };
         let command = command::take(r.headers_mut());
+        for (name, value) in self.after_origin(command, sid, cookie, secure).await {
+            r.headers_mut().append(name, value);
+        }
+        Sent::Response(r)
+    }
+
+    /// Carries out the origin's `command` about session `sid`; returns the headers
+    /// the answer gets: `cookie` (a renewed token) and the session's length, or
+    /// the admission cookie deleted when the origin revoked the session.
+    async fn after_origin(
+        &self,
+        command: Option<command::Command>,
+        sid: Option<u64>,
+        cookie: Option<HeaderValue>,
+        secure: bool,
+    ) -> Vec<(HeaderName, HeaderValue)> {
         if let (Some(command), Some(sid)) = (command, sid) {
             self.admission.end_session(sid, command.label()).await;
         }
+        let mut extra = Vec::new();
         match (command, sid) {
             (Some(command::Command::Revoke), Some(_)) => {
                 // The admission goes with this answer: the cookie is deleted.
-                let gone = h::set_cookie(&self.cookie.name, "", 0, secure);
-                r.headers_mut().append(SET_COOKIE, gone);
+                extra.push((SET_COOKIE, h::set_cookie(&self.cookie.name, "", 0, secure)));
             }
             _ => {
                 if let Some(c) = cookie {
-                    r.headers_mut().append(SET_COOKIE, c);
+                    extra.push((SET_COOKIE, c));
                 }
                 if sid.is_some() && command.is_none() {
-                    r.headers_mut()
-                        .insert(SESSION_LAPSES_IN.clone(), self.session_lapses_in.clone());
+                    extra.push((SESSION_LAPSES_IN.clone(), self.session_lapses_in.clone()));
                 }
             }
         }
-        r
+        extra
     }
 
-    fn cookie_header(&self, req: &Request<Incoming>, (kind, token): (Kind, String)) -> HeaderValue {
+    fn cookie_header<B: h::ReqBody>(
+        &self,
+        req: &Request<B>,
+        (kind, token): (Kind, String),
+    ) -> HeaderValue {
         let ttl = self.admission.tokens().ttl_secs(kind);
         h::set_cookie(&self.cookie.name, &token, ttl, self.secure(req))
     }
 
     /// Whether the cookie set in the answer to `req` is `Secure`.
-    fn secure(&self, req: &Request<Incoming>) -> bool {
+    fn secure<B: h::ReqBody>(&self, req: &Request<B>) -> bool {
         match self.cookie.secure {
             CookieSecure::Always => true,
             CookieSecure::Never => false,

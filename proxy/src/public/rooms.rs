@@ -8,11 +8,11 @@
 use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use super::{Public, RESERVED};
 use crate::config::RoomConfig;
 use crate::forward::Peer;
+use crate::h1::{Client, Sent};
 use crate::http::{self as h, Body};
 
 /// The public side of every room.
@@ -37,14 +37,25 @@ impl Rooms {
     }
 
     /// Answers one request in the room it is for.
-    pub async fn handle(&self, req: Request<Incoming>, peer: Peer) -> Response<Body> {
+    pub async fn handle<B: h::ReqBody>(&self, req: Request<B>, peer: Peer) -> Response<Body> {
+        self.answer(req, peer, None).await.into_response()
+    }
+
+    /// Answers one request in the room it is for; by the fast lane when `client`
+    /// is its connection (see [`Public::answer`]).
+    pub async fn answer<B: h::ReqBody>(
+        &self,
+        req: Request<B>,
+        peer: Peer,
+        client: Option<&mut Client>,
+    ) -> Sent {
         match self.room_of(&req) {
-            Some(i) => self.publics[i].handle(req, peer).await,
-            None => h::error(StatusCode::NOT_FOUND, "no such room"),
+            Some(i) => self.publics[i].answer(req, peer, client).await,
+            None => Sent::Response(h::error(StatusCode::NOT_FOUND, "no such room")),
         }
     }
 
-    fn room_of(&self, req: &Request<Incoming>) -> Option<usize> {
+    fn room_of<B: h::ReqBody>(&self, req: &Request<B>) -> Option<usize> {
         if self.configs.len() == 1 {
             return Some(0);
         }
@@ -61,7 +72,7 @@ impl Rooms {
 
 /// The host a request is for, without a port: `Host`, or the URI's authority
 /// (HTTP/2).
-fn host(req: &Request<Incoming>) -> Option<String> {
+fn host<B: h::ReqBody>(req: &Request<B>) -> Option<String> {
     let authority = match req.headers().get(http::header::HOST) {
         Some(v) => v.to_str().ok()?.parse::<http::uri::Authority>().ok()?,
         None => req.uri().authority()?.clone(),

@@ -1,0 +1,285 @@
+//! The fast lane: a lean HTTP/1.1 server for plain-TCP connections.
+//!
+//! Nearly every request a waiting room sees is a GET (or HEAD) without a body: an
+//! admitted visitor's page, a waiting visitor's status poll, a newcomer. This
+//! reads such a request's head with `httparse`, hands it to a [`Lane`] and writes
+//! the answer itself; an admitted visitor's request may be relayed to the origin
+//! over a pooled keep-alive connection without hyper on either side
+//! ([`upstream`]). Anything else (a body, HTTP/1.0, an upgrade, `Expect`, a head
+//! that does not parse, the HTTP/2 preface) goes to hyper, with what was read put
+//! back in front ([`rewind`]); from then on hyper serves that connection.
+//! Measured in docs/benchmarks.md: this is what brings forwarding level with
+//! nginx's `proxy_pass`.
+
+mod respond;
+pub mod rewind;
+pub mod upstream;
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body_util::Empty;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::http::Body;
+use crate::server::Conn;
+use crate::shutdown::Shutdown;
+
+/// The longest request head read here; a longer one goes to hyper, which refuses it.
+const MAX_HEAD: usize = 64 * 1024;
+/// The most headers a request read here has; one with more goes to hyper.
+const MAX_HEADERS: usize = 64;
+/// How long a client has to send a whole request head, and how long an idle
+/// keep-alive connection stays open (hyper's `header_read_timeout` is the same).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A request the fast lane serves: a head, without a body.
+pub type Head = Request<Empty<Bytes>>;
+
+/// What became of a request.
+pub enum Sent {
+    /// An answer for the connection to write.
+    Response(Response<Body>),
+    /// The origin's answer with `status`, relayed already; `kept`: the connection
+    /// may carry another request.
+    Relayed {
+        /// The origin's status.
+        status: StatusCode,
+        /// Whether the connection is still good.
+        kept: bool,
+    },
+}
+
+impl Sent {
+    /// The answer, for a connection that cannot be relayed to (hyper's): never
+    /// [`Sent::Relayed`], since only a [`Client`] is relayed to.
+    pub fn into_response(self) -> Response<Body> {
+        match self {
+            Self::Response(r) => r,
+            Self::Relayed { .. } => {
+                tracing::error!("an answer was relayed without a connection to relay it to");
+                crate::http::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            }
+        }
+    }
+
+    /// The answer's status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Response(r) => r.status(),
+            Self::Relayed { status, .. } => *status,
+        }
+    }
+}
+
+/// Who answers the fast lane's requests.
+pub trait Lane: Send + Sync + 'static {
+    /// Answers `req` from `conn`: an answer to write, or the origin's answer
+    /// relayed straight to `client`.
+    fn answer(
+        &self,
+        req: Head,
+        conn: Conn,
+        client: &mut Client,
+    ) -> impl Future<Output = Sent> + Send;
+}
+
+/// A lane for a listener that has none: every connection goes to hyper.
+pub enum NoLane {}
+
+impl Lane for NoLane {
+    async fn answer(&self, _: Head, _: Conn, _: &mut Client) -> Sent {
+        match *self {}
+    }
+}
+
+/// A client's connection, as the fast lane serves it.
+pub struct Client {
+    stream: TcpStream,
+    /// Read from the connection, not yet taken as a request.
+    read: Vec<u8>,
+    /// The request being answered is a HEAD: its answer has no body.
+    head_only: bool,
+    /// The connection closes after this answer.
+    closing: bool,
+}
+
+/// What the next bytes on a connection are (moved once per request: boxing the
+/// head would cost an allocation for nothing).
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    /// A request for the fast lane, `len` bytes long.
+    Fit(Head, usize),
+    /// Something for hyper.
+    Unfit,
+    /// Nothing more: the client closed, or the connection broke.
+    Closed,
+}
+
+/// Serves requests on `stream` while they are the fast lane's; returns the
+/// connection with what was read of the next request when it is not, for hyper
+/// to serve, or `None` when the connection is done. Between requests it stops at
+/// `shutdown`.
+pub async fn serve<L: Lane>(
+    lane: &L,
+    stream: TcpStream,
+    conn: Conn,
+    mut shutdown: Shutdown,
+) -> Option<(TcpStream, Vec<u8>)> {
+    let mut client = Client {
+        stream,
+        read: Vec::with_capacity(4096),
+        head_only: false,
+        closing: false,
+    };
+    loop {
+        let idle = client.read.is_empty();
+        let next = tokio::select! {
+            next = tokio::time::timeout(HEAD_TIMEOUT, client.next_head()) => next,
+            _ = shutdown.wait(), if idle => return None,
+        };
+        let (req, len) = match next {
+            Ok(Next::Fit(req, len)) => (req, len),
+            Ok(Next::Unfit) => return Some((client.stream, client.read)),
+            Ok(Next::Closed) | Err(_) => return None,
+        };
+        client.read.drain(..len);
+        client.head_only = req.method() == Method::HEAD;
+        client.closing = asks_to_close(req.headers());
+        match lane.answer(req, conn, &mut client).await {
+            Sent::Response(r) => {
+                if client.write_response(r).await.is_err() {
+                    return None;
+                }
+            }
+            Sent::Relayed { kept, .. } => {
+                if !kept {
+                    return None;
+                }
+            }
+        }
+        if client.closing {
+            let _ = client.stream.shutdown().await;
+            return None;
+        }
+    }
+}
+
+impl Client {
+    /// Reads until the buffer starts with a whole request head (or shows it is
+    /// not one for the fast lane).
+    async fn next_head(&mut self) -> Next {
+        loop {
+            if !self.read.is_empty() {
+                match parse(&self.read) {
+                    Some(Some(fit)) => return Next::Fit(fit.0, fit.1),
+                    None => return Next::Unfit,
+                    Some(None) if self.read.len() >= MAX_HEAD => return Next::Unfit,
+                    Some(None) => {}
+                }
+            }
+            if self.read.capacity() - self.read.len() < 1024 {
+                self.read.reserve(4096);
+            }
+            match self.stream.read_buf(&mut self.read).await {
+                Ok(0) | Err(_) => return Next::Closed,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// Whether the client said it closes the connection after this request.
+fn asks_to_close(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+}
+
+/// The request at the start of `buf`: `Some(Some((head, length)))` for the fast
+/// lane, `Some(None)` when it is not all there yet, `None` when it is hyper's.
+fn parse(buf: &[u8]) -> Option<Option<(Head, usize)>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let len = match parsed.parse(buf).ok()? {
+        httparse::Status::Complete(len) => len,
+        httparse::Status::Partial => return Some(None),
+    };
+    if parsed.version != Some(1) {
+        return None;
+    }
+    let method = match parsed.method? {
+        "GET" => Method::GET,
+        "HEAD" => Method::HEAD,
+        _ => return None,
+    };
+    let path = parsed.path?;
+    if !path.starts_with('/') {
+        return None;
+    }
+    let uri: Uri = path.parse().ok()?;
+    let mut map = HeaderMap::with_capacity(parsed.headers.len());
+    for header in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(header.name.as_bytes()).ok()?;
+        if name == TRANSFER_ENCODING || name == UPGRADE || name == EXPECT {
+            return None;
+        }
+        if name == CONTENT_LENGTH && header.value.trim_ascii() != b"0" {
+            return None;
+        }
+        map.append(name, HeaderValue::from_bytes(header.value).ok()?);
+    }
+    let mut req = Request::new(Empty::new());
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.headers_mut() = map;
+    Some(Some((req, len)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takes_plain_gets_and_leaves_the_rest_to_hyper() {
+        let (req, len) = parse(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nCookie: c=1\r\n\r\nGET")
+            .unwrap()
+            .unwrap();
+        assert_eq!(len, 45);
+        assert_eq!(req.uri(), "/a?b=1");
+        assert_eq!(req.headers()["cookie"], "c=1");
+        assert!(parse(b"HEAD / HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+            .unwrap()
+            .is_some());
+        assert!(
+            parse(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none(),
+            "partial"
+        );
+        for unfit in [
+            &b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"[..],
+            b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+            b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            b"GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+            b"GET http://x/ HTTP/1.1\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
+        ] {
+            assert!(parse(unfit).is_none(), "{}", String::from_utf8_lossy(unfit));
+        }
+        assert!(asks_to_close(
+            parse(b"GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .0
+                .headers()
+        ));
+    }
+}

@@ -1,0 +1,595 @@
+//! The fast lane's way to a plain-HTTP origin: keep-alive HTTP/1.1 connections
+//! kept in a pool, a request head written as one piece, and the answer passed
+//! back as it comes, parsed only enough to know where it ends (its
+//! `Content-Length`, its chunks, or the origin closing) and to take out
+//! hop-by-hop headers and `waitroom-command`.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::respond::{chunk_size, has_body, header, header_u64, status_line};
+use super::Client;
+use crate::public::command::{self, Command};
+
+/// Idle connections kept at most; more are closed.
+const MAX_IDLE: usize = 1024;
+/// The most headers an origin's answer has.
+const MAX_HEADERS: usize = 128;
+/// The longest answer head read.
+const MAX_HEAD: usize = 64 * 1024;
+/// Read at once from the origin.
+const READ: usize = 16 * 1024;
+
+/// Headers that concern one connection only (RFC 9110 §7.6.1), never passed on.
+pub(crate) const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Keep-alive connections to one origin.
+#[derive(Debug)]
+pub struct Pool {
+    authority: String,
+    idle: Mutex<Vec<TcpStream>>,
+}
+
+/// Why an exchange failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// No connection: nothing reached the origin.
+    Refused(io::Error),
+    /// The connection broke, or the answer was not HTTP.
+    Broken(io::Error),
+}
+
+/// How an answer's body ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    /// It has none.
+    Empty,
+    /// After so many bytes.
+    Length(u64),
+    /// At its last chunk.
+    Chunked,
+    /// When the origin closes the connection.
+    Close,
+}
+
+/// An origin's answer whose head has been read: what it said, and its body still
+/// to pass on.
+pub struct Answered {
+    /// Its status.
+    pub status: StatusCode,
+    /// The strongest `waitroom-command` it carried (taken out).
+    pub command: Option<Command>,
+    /// Status line and the headers passed on, without framing ones.
+    head: Vec<u8>,
+    /// Its `Content-Length`, said again to a HEAD.
+    length: Option<u64>,
+    framing: Framing,
+    /// Whether the connection may carry another request once the body is through.
+    reusable: bool,
+    conn: TcpStream,
+    /// Read past the head.
+    buf: Vec<u8>,
+    pool: Arc<Pool>,
+}
+
+impl Pool {
+    /// A pool for the origin at `authority` (`host:port`).
+    pub fn new(authority: String) -> Arc<Self> {
+        Arc::new(Self {
+            authority,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The origin's `host:port`, as the `Host` of requests to it.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    fn take(&self) -> Option<TcpStream> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    fn put(&self, conn: TcpStream) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+
+    async fn connect(&self) -> Result<TcpStream, Failure> {
+        let conn = TcpStream::connect(&self.authority)
+            .await
+            .map_err(Failure::Refused)?;
+        let _ = conn.set_nodelay(true);
+        Ok(conn)
+    }
+
+    /// Sends `head` (a whole request without a body) and reads the answer's head;
+    /// `head_only`: the request was a HEAD. A pooled connection the origin closed
+    /// meanwhile is given up for a new one, once, without a word: nothing reached
+    /// the origin on it.
+    pub async fn exchange(
+        self: &Arc<Self>,
+        head: &[u8],
+        head_only: bool,
+    ) -> Result<Answered, Failure> {
+        let mut pooled = self.take();
+        loop {
+            let was_pooled = pooled.is_some();
+            let mut conn = match pooled.take() {
+                Some(conn) => conn,
+                None => self.connect().await?,
+            };
+            if let Err(e) = conn.write_all(head).await {
+                if was_pooled {
+                    continue;
+                }
+                return Err(Failure::Broken(e));
+            }
+            let mut buf = Vec::with_capacity(READ);
+            match read_head(&mut conn, &mut buf, head_only).await {
+                Ok((parsed, used)) => {
+                    buf.drain(..used);
+                    return Ok(Answered {
+                        status: parsed.status,
+                        command: parsed.command,
+                        head: parsed.head,
+                        length: parsed.length,
+                        framing: parsed.framing,
+                        reusable: parsed.reusable,
+                        conn,
+                        buf,
+                        pool: self.clone(),
+                    });
+                }
+                Err(Read::Nothing(_)) if was_pooled => continue,
+                Err(Read::Nothing(e) | Read::Broken(e)) => return Err(Failure::Broken(e)),
+            }
+        }
+    }
+}
+
+/// Why an answer's head could not be read.
+enum Read {
+    /// Not a byte came.
+    Nothing(io::Error),
+    /// It broke off, or was not HTTP.
+    Broken(io::Error),
+}
+
+/// An answer's head, as it will be passed on.
+struct Parsed {
+    status: StatusCode,
+    command: Option<Command>,
+    head: Vec<u8>,
+    length: Option<u64>,
+    framing: Framing,
+    reusable: bool,
+}
+
+/// Reads the answer's head into `buf` (skipping `1xx` interim answers); returns
+/// it and how many bytes of `buf` it took.
+async fn read_head(
+    conn: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    head_only: bool,
+) -> Result<(Parsed, usize), Read> {
+    let mut skipped = 0;
+    loop {
+        if buf.len() > skipped {
+            match parse(&buf[skipped..], head_only).map_err(Read::Broken)? {
+                Some((None, used)) => {
+                    skipped += used;
+                    continue;
+                }
+                Some((Some(parsed), used)) => return Ok((parsed, skipped + used)),
+                None if buf.len() - skipped >= MAX_HEAD => {
+                    return Err(Read::Broken(io::Error::other("answer head too long")))
+                }
+                None => {}
+            }
+        }
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(READ);
+        }
+        match conn.read_buf(buf).await {
+            Ok(0) if buf.is_empty() => {
+                return Err(Read::Nothing(io::ErrorKind::UnexpectedEof.into()))
+            }
+            Ok(0) => return Err(Read::Broken(io::ErrorKind::UnexpectedEof.into())),
+            Err(e) if buf.is_empty() => return Err(Read::Nothing(e)),
+            Err(e) => return Err(Read::Broken(e)),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// The answer head at the start of `buf`: `None` when it is not all there yet;
+/// `Some((None, len))` for an interim (`1xx`) answer to skip.
+#[allow(clippy::type_complexity)]
+fn parse(buf: &[u8], head_only: bool) -> io::Result<Option<(Option<Parsed>, usize)>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut answer = httparse::Response::new(&mut headers);
+    let used = match answer.parse(buf).map_err(io::Error::other)? {
+        httparse::Status::Complete(used) => used,
+        httparse::Status::Partial => return Ok(None),
+    };
+    let status = answer
+        .code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or_else(|| io::Error::other("no status"))?;
+    if status.is_informational() {
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return Err(io::Error::other("the origin switched protocols unasked"));
+        }
+        return Ok(Some((None, used)));
+    }
+    // Headers the `Connection` header names are hop-by-hop too.
+    let mut listed: Vec<&[u8]> = Vec::new();
+    let mut closes = answer.version != Some(1);
+    for h in answer.headers.iter() {
+        if h.name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                closes |= token.eq_ignore_ascii_case(b"close");
+                listed.push(token);
+            }
+        }
+    }
+    let mut head = Vec::with_capacity(used + 256);
+    status_line(&mut head, status, answer.reason.filter(|r| !r.is_empty()));
+    let (mut length, mut chunked, mut coded) = (None, false, false);
+    let mut commands = HeaderMap::new();
+    for h in answer.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("transfer-encoding") {
+            coded = true;
+            chunked = h
+                .value
+                .rsplit(|b| *b == b',')
+                .next()
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            continue;
+        }
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| io::Error::other("bad content-length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(io::Error::other("two content-lengths"));
+            }
+            length = Some(n);
+            continue;
+        }
+        if HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop))
+            || listed
+                .iter()
+                .any(|l| name.as_bytes().eq_ignore_ascii_case(l))
+        {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(command::HEADER.as_str()) {
+            if let Ok(v) = HeaderValue::from_bytes(h.value) {
+                commands.append(command::HEADER.clone(), v);
+            }
+            continue;
+        }
+        header(&mut head, name.as_bytes(), h.value);
+    }
+    let framing = if head_only || !has_body(status) {
+        Framing::Empty
+    } else if coded {
+        // A length beside a coding is not believed (RFC 9112 §6.3).
+        length = None;
+        if chunked {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        }
+    } else {
+        match length {
+            Some(n) => Framing::Length(n),
+            None => Framing::Close,
+        }
+    };
+    let reusable = !closes && framing != Framing::Close;
+    Ok(Some((
+        Some(Parsed {
+            status,
+            command: command::take(&mut commands),
+            head,
+            length,
+            framing,
+            reusable,
+        }),
+        used,
+    )))
+}
+
+impl Answered {
+    /// Passes the answer on to `client` with `extra` headers; the origin's
+    /// connection goes back to the pool when the whole answer came through.
+    /// Returns whether `client` may carry another request.
+    pub async fn relay(mut self, client: &mut Client, extra: &[(HeaderName, HeaderValue)]) -> bool {
+        let mut out = std::mem::take(&mut self.head);
+        for (name, value) in extra {
+            header(&mut out, name.as_str().as_bytes(), value.as_bytes());
+        }
+        match self.framing {
+            Framing::Length(n) => header_u64(&mut out, b"content-length", n),
+            Framing::Chunked | Framing::Close => {
+                out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+            }
+            Framing::Empty => {
+                if let Some(n) = self.length.filter(|_| has_body(self.status)) {
+                    header_u64(&mut out, b"content-length", n);
+                }
+            }
+        }
+        if client.closing {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        let passed = match self.framing {
+            Framing::Empty => client.stream.write_all(&out).await.map_err(Side::Client),
+            Framing::Length(n) => self.pass_length(client, out, n).await,
+            Framing::Chunked => self.pass_chunks(client, out).await,
+            Framing::Close => self.rechunk(client, out).await,
+        };
+        match passed {
+            Ok(()) => {
+                if self.reusable && self.buf.is_empty() {
+                    self.pool.put(self.conn);
+                }
+                true
+            }
+            Err(Side::Client(e)) => {
+                tracing::debug!(error = %e, "the client went away during an answer");
+                false
+            }
+            Err(Side::Origin(e)) => {
+                tracing::warn!(error = %e, "the origin's answer broke off");
+                false
+            }
+        }
+    }
+
+    /// Reads more of the body into `buf`; the origin closing is an error here.
+    async fn more(&mut self) -> Result<(), Side> {
+        self.buf.reserve(READ);
+        match self.conn.read_buf(&mut self.buf).await {
+            Ok(0) => Err(Side::Origin(io::ErrorKind::UnexpectedEof.into())),
+            Ok(_) => Ok(()),
+            Err(e) => Err(Side::Origin(e)),
+        }
+    }
+
+    async fn pass_length(
+        &mut self,
+        client: &mut Client,
+        mut out: Vec<u8>,
+        n: u64,
+    ) -> Result<(), Side> {
+        let mut left = n;
+        loop {
+            let take = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(self.buf.len());
+            out.extend_from_slice(&self.buf[..take]);
+            self.buf.drain(..take);
+            left -= take as u64;
+            if left == 0 || !out.is_empty() {
+                client.stream.write_all(&out).await.map_err(Side::Client)?;
+                out.clear();
+            }
+            if left == 0 {
+                return Ok(());
+            }
+            self.more().await?;
+        }
+    }
+
+    async fn pass_chunks(&mut self, client: &mut Client, mut out: Vec<u8>) -> Result<(), Side> {
+        let mut scan = Chunks::default();
+        loop {
+            let end = scan.feed(&self.buf).map_err(Side::Origin)?;
+            let take = end.unwrap_or(self.buf.len());
+            out.extend_from_slice(&self.buf[..take]);
+            self.buf.drain(..take);
+            client.stream.write_all(&out).await.map_err(Side::Client)?;
+            out.clear();
+            if end.is_some() {
+                return Ok(());
+            }
+            self.more().await?;
+        }
+    }
+
+    /// A body that ends when the origin closes, passed on in chunks so that the
+    /// client's connection lives on.
+    async fn rechunk(&mut self, client: &mut Client, mut out: Vec<u8>) -> Result<(), Side> {
+        loop {
+            if !self.buf.is_empty() {
+                chunk_size(&mut out, self.buf.len());
+                out.extend_from_slice(&self.buf);
+                out.extend_from_slice(b"\r\n");
+                self.buf.clear();
+            }
+            if !out.is_empty() {
+                client.stream.write_all(&out).await.map_err(Side::Client)?;
+                out.clear();
+            }
+            self.buf.reserve(READ);
+            match self.conn.read_buf(&mut self.buf).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => return Err(Side::Origin(e)),
+            }
+        }
+        client
+            .stream
+            .write_all(b"0\r\n\r\n")
+            .await
+            .map_err(Side::Client)
+    }
+}
+
+/// Which side of a relay failed.
+enum Side {
+    Client(io::Error),
+    Origin(io::Error),
+}
+
+/// Where a chunked body ends, found as its bytes go by (RFC 9112 §7.1).
+#[derive(Debug, Default)]
+struct Chunks {
+    state: State,
+}
+
+#[derive(Debug)]
+enum State {
+    /// In a chunk's size line: the size so far, past the digits (in an extension).
+    Size { size: u64, digits: bool, past: bool },
+    /// In a chunk's data: so many bytes left.
+    Data(u64),
+    /// After a chunk's data, up to its line end.
+    DataEnd,
+    /// In a trailer line (after the last chunk); whether it is empty so far.
+    Trailer { empty: bool },
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self::Size {
+            size: 0,
+            digits: false,
+            past: false,
+        }
+    }
+}
+
+impl Chunks {
+    /// Takes in `bytes`; returns where in them the body ends, if it does.
+    fn feed(&mut self, bytes: &[u8]) -> io::Result<Option<usize>> {
+        let bad = || io::Error::other("malformed chunked body");
+        let mut i = 0;
+        while i < bytes.len() {
+            match &mut self.state {
+                State::Data(left) => {
+                    let skip = usize::try_from(*left)
+                        .unwrap_or(usize::MAX)
+                        .min(bytes.len() - i);
+                    *left -= skip as u64;
+                    i += skip;
+                    if *left == 0 {
+                        self.state = State::DataEnd;
+                    }
+                    continue;
+                }
+                State::Size { size, digits, past } => {
+                    let b = bytes[i];
+                    match b {
+                        b'\n' => {
+                            if !*digits {
+                                return Err(bad());
+                            }
+                            self.state = if *size == 0 {
+                                State::Trailer { empty: true }
+                            } else {
+                                State::Data(*size)
+                            };
+                        }
+                        b'\r' => *past = true,
+                        _ if !*past && b.is_ascii_hexdigit() => {
+                            let d = u64::from((b as char).to_digit(16).unwrap_or(0));
+                            *size = size
+                                .checked_mul(16)
+                                .and_then(|s| s.checked_add(d))
+                                .ok_or_else(bad)?;
+                            *digits = true;
+                        }
+                        b';' | b' ' | b'\t' => *past = true,
+                        _ if *past => {}
+                        _ => return Err(bad()),
+                    }
+                }
+                State::DataEnd => {
+                    if bytes[i] == b'\n' {
+                        self.state = State::default();
+                    }
+                }
+                State::Trailer { empty } => match bytes[i] {
+                    b'\n' if *empty => return Ok(Some(i + 1)),
+                    b'\n' => *empty = true,
+                    b'\r' => {}
+                    _ => *empty = false,
+                },
+            }
+            i += 1;
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_end_of_chunks_however_they_are_cut() {
+        let body = b"5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\nx-trailer: 1\r\n\r\nNEXT";
+        let end = body.len() - 4;
+        for cut in 0..body.len() {
+            let mut scan = Chunks::default();
+            let first = scan.feed(&body[..cut]).unwrap();
+            let found = match first {
+                Some(at) => at,
+                None => cut + scan.feed(&body[cut..]).unwrap().unwrap(),
+            };
+            assert_eq!(found, end, "cut at {cut}");
+        }
+        assert_eq!(Chunks::default().feed(b"0\r\n\r\n").unwrap(), Some(5));
+        assert!(Chunks::default().feed(b"zz\r\n").is_err());
+    }
+
+    #[test]
+    fn takes_hop_by_hop_headers_and_commands_out_of_an_answer() {
+        let answer = b"HTTP/1.1 200 OK\r\nConnection: keep-alive, x-private\r\nX-Private: 1\r\nKeep-Alive: timeout=5\r\nWaitroom-Command: release\r\nContent-Length: 2\r\nSet-Cookie: a=1\r\n\r\nhi";
+        let (parsed, used) = parse(answer, false).unwrap().unwrap();
+        let parsed = parsed.unwrap();
+        assert_eq!(used, answer.len() - 2);
+        assert_eq!(parsed.framing, Framing::Length(2));
+        assert_eq!(parsed.command, Some(Command::Release));
+        assert!(parsed.reusable);
+        let head = String::from_utf8(parsed.head).unwrap();
+        assert_eq!(head, "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\n");
+
+        let chunked =
+            b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n";
+        let parsed = parse(chunked, false).unwrap().unwrap().0.unwrap();
+        assert_eq!((parsed.framing, parsed.length), (Framing::Chunked, None));
+        let closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n";
+        let parsed = parse(closing, false).unwrap().unwrap().0.unwrap();
+        assert_eq!(parsed.framing, Framing::Close);
+        assert!(!parsed.reusable);
+        let interim = parse(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", false).unwrap();
+        assert!(matches!(interim, Some((None, 40))));
+        let to_head = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", true).unwrap();
+        let parsed = to_head.unwrap().0.unwrap();
+        assert_eq!((parsed.framing, parsed.length), (Framing::Empty, Some(7)));
+    }
+}
