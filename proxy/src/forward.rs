@@ -58,15 +58,15 @@ pub struct Forwarder {
 }
 
 /// What [`Forwarder::exchange`] did with a request.
-pub enum Relay<B> {
+pub enum Relay {
     /// The origin answered; its body is still to pass on.
     Answered(Answered),
     /// It failed in a way the visitor is told of.
     Failed(ProxyError),
     /// It is not for the fast lane, or the fast lane could not reach the origin:
-    /// the request as it came, for [`Forwarder::forward`] (which waits for the
-    /// origin, and sends it again, as the module docs say).
-    Not(Request<B>),
+    /// the request is for [`Forwarder::forward`] (which waits for the origin, and
+    /// sends it again, as the module docs say).
+    Not,
 }
 
 /// Where a request came from, for the `X-Forwarded-*` headers.
@@ -259,20 +259,21 @@ impl Forwarder {
     /// fast lane's own connections and reads the answer's head; the body is then
     /// passed on by [`Answered::relay`]. Only when the origin takes it at once:
     /// with `origin.max_in_flight`, while the breaker holds requests, or when the
-    /// origin cannot be reached, the request is given back for [`Self::forward`].
-    pub async fn exchange<B: ReqBody>(&self, req: Request<B>, peer: Peer) -> Relay<B> {
+    /// origin cannot be reached, it is left for [`Self::forward`].
+    pub async fn exchange<B>(&self, req: &Request<B>, peer: Peer) -> Relay {
         let Some(pool) = self.raw.as_ref().filter(|_| self.limit.is_none()) else {
-            return Relay::Not(req);
+            return Relay::Not;
         };
-        let head = raw_head(&req, peer, pool.authority());
+        let authority = pool.authority();
+        let write_head = |out: &mut Vec<u8>| raw_head(out, req, peer, authority);
         let head_only = req.method() == Method::HEAD;
         let mut retried = false;
         loop {
             let Pass::Go(ticket) = self.breaker.pass() else {
-                return Relay::Not(req);
+                return Relay::Not;
             };
             let started = std::time::Instant::now();
-            match tokio::time::timeout(self.timeout, pool.exchange(&head, head_only)).await {
+            match tokio::time::timeout(self.timeout, pool.exchange(write_head, head_only)).await {
                 Ok(Ok(answered)) => {
                     self.answered(answered.status, started, ticket);
                     return Relay::Answered(answered);
@@ -282,7 +283,7 @@ impl Forwarder {
                     // origin to come back, and counts what it finds.
                     tracing::debug!(error = %e, "fast lane could not reach the origin");
                     drop(ticket);
-                    return Relay::Not(req);
+                    return Relay::Not;
                 }
                 Ok(Err(Failure::Broken(e))) => {
                     ticket.record(Outcome::Failure);
@@ -499,42 +500,35 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// The `X-Forwarded-*` headers a request goes on with. What a trusted proxy
 /// wrote before is kept (the peer appended); from anyone else, `X-Forwarded-For`,
 /// `Forwarded` and `X-Real-IP` are not believed: the origin sees the peer alone.
-struct Forwarding {
-    /// `X-Forwarded-For`.
-    xff: String,
+struct Forwarding<'a> {
+    headers: &'a HeaderMap,
+    peer: Peer,
     /// `X-Forwarded-Proto`, unless a trusted proxy's is kept.
-    proto: Option<HeaderValue>,
-    /// `X-Forwarded-Host` (none: removed).
-    host: Option<HeaderValue>,
-    /// Whether `Forwarded` and `X-Real-IP` are kept.
-    trusted: bool,
+    proto: Option<&'static str>,
 }
 
-impl Forwarding {
-    fn of(headers: &HeaderMap, peer: Peer, host: Option<HeaderValue>) -> Self {
-        let ip = peer.addr.ip().to_canonical().to_string();
-        let mut earlier = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .peekable();
-        let xff = if peer.trusted && earlier.peek().is_some() {
-            let mut xff = earlier.collect::<Vec<_>>().join(", ");
-            xff.push_str(", ");
-            xff.push_str(&ip);
-            xff
-        } else {
-            ip
-        };
+impl<'a> Forwarding<'a> {
+    fn of(headers: &'a HeaderMap, peer: Peer) -> Self {
         // A trusted proxy that ended TLS says so; anyone else's word is replaced.
         let proto = (!(peer.trusted && headers.contains_key("x-forwarded-proto")))
-            .then(|| HeaderValue::from_static(if peer.tls { "https" } else { "http" }));
+            .then_some(if peer.tls { "https" } else { "http" });
         Self {
-            xff,
+            headers,
+            peer,
             proto,
-            host,
-            trusted: peer.trusted,
         }
+    }
+
+    /// Writes the value of `X-Forwarded-For` to `out`.
+    fn write_for(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        if self.peer.trusted {
+            for earlier in self.headers.get_all("x-forwarded-for") {
+                out.extend_from_slice(earlier.as_bytes());
+                out.extend_from_slice(b", ");
+            }
+        }
+        let _ = write!(out, "{}", self.peer.addr.ip().to_canonical());
     }
 
     /// Whether the request's own header `name` gives way to these.
@@ -542,24 +536,28 @@ impl Forwarding {
         name == "x-forwarded-for"
             || name == "x-forwarded-host"
             || (name == "x-forwarded-proto" && self.proto.is_some())
-            || (!self.trusted && (name == "forwarded" || name == "x-real-ip"))
+            || (!self.peer.trusted && (name == "forwarded" || name == "x-real-ip"))
     }
 }
 
-/// Sets `X-Forwarded-For`/`-Proto`/`-Host` (see [`Forwarding`]).
+/// Sets `X-Forwarded-For`/`-Proto`/`-Host` (see [`Forwarding`]); `host` is the
+/// host the client asked for.
 fn set_forwarded(headers: &mut HeaderMap, peer: Peer, host: Option<HeaderValue>) {
-    let f = Forwarding::of(headers, peer, host);
-    if !f.trusted {
+    let f = Forwarding::of(headers, peer);
+    let mut xff = Vec::with_capacity(64);
+    f.write_for(&mut xff);
+    let proto = f.proto;
+    if !peer.trusted {
         headers.remove("forwarded");
         headers.remove("x-real-ip");
     }
-    if let Ok(v) = HeaderValue::from_str(&f.xff) {
+    if let Ok(v) = HeaderValue::from_bytes(&xff) {
         headers.insert("x-forwarded-for", v);
     }
-    if let Some(proto) = f.proto {
-        headers.insert("x-forwarded-proto", proto);
+    if let Some(proto) = proto {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
     }
-    match f.host {
+    match host {
         Some(h) => {
             headers.insert("x-forwarded-host", h);
         }
@@ -569,18 +567,22 @@ fn set_forwarded(headers: &mut HeaderMap, peer: Peer, host: Option<HeaderValue>)
     }
 }
 
-/// The request head the fast lane sends for `req` (which has no body): what
-/// [`Forwarder::forward`] would send, written straight out, `Host` the origin's.
-fn raw_head<B>(req: &Request<B>, peer: Peer, authority: &str) -> Vec<u8> {
+/// Writes to `out` the request head the fast lane sends for `req` (which has no
+/// body): what [`Forwarder::forward`] would send, written straight out, `Host`
+/// the origin's.
+fn raw_head<B>(out: &mut Vec<u8>, req: &Request<B>, peer: Peer, authority: &str) {
     let headers = req.headers();
-    let forwarding = Forwarding::of(headers, peer, headers.get(HOST).cloned());
-    let listed: Vec<&[u8]> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii)
-        .collect();
-    let mut out = Vec::with_capacity(1024);
+    let forwarding = Forwarding::of(headers, peer);
+    let listed = |name: &HeaderName| {
+        headers
+            .get_all(CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .any(|l| {
+                l.trim_ascii()
+                    .eq_ignore_ascii_case(name.as_str().as_bytes())
+            })
+    };
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     for piece in [
         req.method().as_str(),
@@ -592,33 +594,33 @@ fn raw_head<B>(req: &Request<B>, peer: Peer, authority: &str) -> Vec<u8> {
     ] {
         out.extend_from_slice(piece.as_bytes());
     }
-    let mut put = |name: &[u8], value: &[u8]| {
+    let put = |out: &mut Vec<u8>, name: &[u8], value: &[u8]| {
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     };
+    let connection = headers.contains_key(CONNECTION);
     for (name, value) in headers {
         if name == HOST
             || HOP_BY_HOP.contains(&name.as_str())
-            || listed
-                .iter()
-                .any(|l| l.eq_ignore_ascii_case(name.as_str().as_bytes()))
             || forwarding.replaces(name)
+            || (connection && listed(name))
         {
             continue;
         }
-        put(name.as_str().as_bytes(), value.as_bytes());
+        put(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    put(b"x-forwarded-for", forwarding.xff.as_bytes());
-    if let Some(proto) = &forwarding.proto {
-        put(b"x-forwarded-proto", proto.as_bytes());
+    out.extend_from_slice(b"x-forwarded-for: ");
+    forwarding.write_for(out);
+    out.extend_from_slice(b"\r\n");
+    if let Some(proto) = forwarding.proto {
+        put(out, b"x-forwarded-proto", proto.as_bytes());
     }
-    if let Some(host) = &forwarding.host {
-        put(b"x-forwarded-host", host.as_bytes());
+    if let Some(host) = headers.get(HOST) {
+        put(out, b"x-forwarded-host", host.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
-    out
 }
 
 #[cfg(test)]
@@ -681,7 +683,9 @@ mod tests {
             tls: false,
             trusted: false,
         };
-        let head = String::from_utf8(raw_head(&req, peer, "127.0.0.1:8080")).unwrap();
+        let mut head = Vec::new();
+        raw_head(&mut head, &req, peer, "127.0.0.1:8080");
+        let head = String::from_utf8(head).unwrap();
         assert_eq!(
             head,
             "GET /form?x=1 HTTP/1.1\r\nhost: 127.0.0.1:8080\r\ncookie: waitroom=abc\r\n\
@@ -689,7 +693,9 @@ mod tests {
              x-forwarded-host: example.org\r\n\r\n"
         );
         peer.trusted = true;
-        let head = String::from_utf8(raw_head(&req, peer, "o:1")).unwrap();
+        let mut head = Vec::new();
+        raw_head(&mut head, &req, peer, "o:1");
+        let head = String::from_utf8(head).unwrap();
         assert!(head.contains("x-real-ip: 10.0.0.1\r\n"), "{head}");
         assert!(
             head.contains("x-forwarded-for: 10.0.0.1, 127.0.0.2\r\n"),

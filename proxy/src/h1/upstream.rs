@@ -40,7 +40,19 @@ pub(crate) const HOP_BY_HOP: [&str; 8] = [
 #[derive(Debug)]
 pub struct Pool {
     authority: String,
-    idle: Mutex<Vec<TcpStream>>,
+    idle: Mutex<Vec<Upstream>>,
+}
+
+/// A connection to the origin with its buffers, kept together between requests
+/// so that a request allocates nothing of its own.
+#[derive(Debug)]
+struct Upstream {
+    stream: TcpStream,
+    /// Read from the origin; what is not yet passed on starts at `at`.
+    read: Vec<u8>,
+    at: usize,
+    /// The request head going out, then the answer's head coming back.
+    head: Vec<u8>,
 }
 
 /// Why an exchange failed.
@@ -72,16 +84,14 @@ pub struct Answered {
     pub status: StatusCode,
     /// The strongest `waitroom-command` it carried (taken out).
     pub command: Option<Command>,
-    /// Status line and the headers passed on, without framing ones.
-    head: Vec<u8>,
     /// Its `Content-Length`, said again to a HEAD.
     length: Option<u64>,
     framing: Framing,
     /// Whether the connection may carry another request once the body is through.
     reusable: bool,
-    conn: TcpStream,
-    /// Read past the head.
-    buf: Vec<u8>,
+    /// The connection: its `head` holds the status line and the headers passed
+    /// on (without framing ones), its `read` what came after them.
+    up: Upstream,
     pool: Arc<Pool>,
 }
 
@@ -99,60 +109,67 @@ impl Pool {
         &self.authority
     }
 
-    fn take(&self) -> Option<TcpStream> {
+    fn take(&self) -> Option<Upstream> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
     }
 
-    fn put(&self, conn: TcpStream) {
+    fn put(&self, up: Upstream) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
-            idle.push(conn);
+            idle.push(up);
         }
     }
 
-    async fn connect(&self) -> Result<TcpStream, Failure> {
-        let conn = TcpStream::connect(&self.authority)
+    async fn connect(&self) -> Result<Upstream, Failure> {
+        let stream = TcpStream::connect(&self.authority)
             .await
             .map_err(Failure::Refused)?;
-        let _ = conn.set_nodelay(true);
-        Ok(conn)
+        let _ = stream.set_nodelay(true);
+        Ok(Upstream {
+            stream,
+            read: Vec::with_capacity(READ),
+            at: 0,
+            head: Vec::with_capacity(1024),
+        })
     }
 
-    /// Sends `head` (a whole request without a body) and reads the answer's head;
-    /// `head_only`: the request was a HEAD. A pooled connection the origin closed
-    /// meanwhile is given up for a new one, once, without a word: nothing reached
-    /// the origin on it.
+    /// Sends the request head `write_head` writes (a whole request, without a
+    /// body) and reads the answer's head; `head_only`: the request is a HEAD. A
+    /// pooled connection the origin closed meanwhile is given up for a new one,
+    /// once, without a word: nothing reached the origin on it.
     pub async fn exchange(
         self: &Arc<Self>,
-        head: &[u8],
+        write_head: impl Fn(&mut Vec<u8>),
         head_only: bool,
     ) -> Result<Answered, Failure> {
         let mut pooled = self.take();
         loop {
             let was_pooled = pooled.is_some();
-            let mut conn = match pooled.take() {
-                Some(conn) => conn,
+            let mut up = match pooled.take() {
+                Some(up) => up,
                 None => self.connect().await?,
             };
-            if let Err(e) = conn.write_all(head).await {
+            up.head.clear();
+            up.read.clear();
+            up.at = 0;
+            write_head(&mut up.head);
+            if let Err(e) = up.stream.write_all(&up.head).await {
                 if was_pooled {
                     continue;
                 }
                 return Err(Failure::Broken(e));
             }
-            let mut buf = Vec::with_capacity(READ);
-            match read_head(&mut conn, &mut buf, head_only).await {
+            up.head.clear();
+            match read_head(&mut up, head_only).await {
                 Ok((parsed, used)) => {
-                    buf.drain(..used);
+                    up.at = used;
                     return Ok(Answered {
                         status: parsed.status,
                         command: parsed.command,
-                        head: parsed.head,
                         length: parsed.length,
                         framing: parsed.framing,
                         reusable: parsed.reusable,
-                        conn,
-                        buf,
+                        up,
                         pool: self.clone(),
                     });
                 }
@@ -171,57 +188,59 @@ enum Read {
     Broken(io::Error),
 }
 
-/// An answer's head, as it will be passed on.
+/// What an answer's head says (the head itself, as it will be passed on, is
+/// written to a buffer).
 struct Parsed {
     status: StatusCode,
     command: Option<Command>,
-    head: Vec<u8>,
     length: Option<u64>,
     framing: Framing,
     reusable: bool,
 }
 
-/// Reads the answer's head into `buf` (skipping `1xx` interim answers); returns
-/// it and how many bytes of `buf` it took.
-async fn read_head(
-    conn: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    head_only: bool,
-) -> Result<(Parsed, usize), Read> {
+/// Reads the answer's head into `up.read` (skipping `1xx` interim answers) and
+/// writes it, as passed on, to `up.head`; returns what it says and how many bytes
+/// of `up.read` it took.
+async fn read_head(up: &mut Upstream, head_only: bool) -> Result<(Parsed, usize), Read> {
     let mut skipped = 0;
     loop {
-        if buf.len() > skipped {
-            match parse(&buf[skipped..], head_only).map_err(Read::Broken)? {
+        if up.read.len() > skipped {
+            match parse(&up.read[skipped..], head_only, &mut up.head).map_err(Read::Broken)? {
                 Some((None, used)) => {
                     skipped += used;
                     continue;
                 }
                 Some((Some(parsed), used)) => return Ok((parsed, skipped + used)),
-                None if buf.len() - skipped >= MAX_HEAD => {
+                None if up.read.len() - skipped >= MAX_HEAD => {
                     return Err(Read::Broken(io::Error::other("answer head too long")))
                 }
                 None => {}
             }
         }
-        if buf.capacity() - buf.len() < 1024 {
-            buf.reserve(READ);
+        if up.read.capacity() - up.read.len() < 1024 {
+            up.read.reserve(READ);
         }
-        match conn.read_buf(buf).await {
-            Ok(0) if buf.is_empty() => {
+        match up.stream.read_buf(&mut up.read).await {
+            Ok(0) if up.read.is_empty() => {
                 return Err(Read::Nothing(io::ErrorKind::UnexpectedEof.into()))
             }
             Ok(0) => return Err(Read::Broken(io::ErrorKind::UnexpectedEof.into())),
-            Err(e) if buf.is_empty() => return Err(Read::Nothing(e)),
+            Err(e) if up.read.is_empty() => return Err(Read::Nothing(e)),
             Err(e) => return Err(Read::Broken(e)),
             Ok(_) => {}
         }
     }
 }
 
-/// The answer head at the start of `buf`: `None` when it is not all there yet;
-/// `Some((None, len))` for an interim (`1xx`) answer to skip.
+/// The answer head at the start of `buf`, written to `head` as it will be passed
+/// on: `None` when it is not all there yet; `Some((None, len))` for an interim
+/// (`1xx`) answer to skip.
 #[allow(clippy::type_complexity)]
-fn parse(buf: &[u8], head_only: bool) -> io::Result<Option<(Option<Parsed>, usize)>> {
+fn parse(
+    buf: &[u8],
+    head_only: bool,
+    head: &mut Vec<u8>,
+) -> io::Result<Option<(Option<Parsed>, usize)>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut answer = httparse::Response::new(&mut headers);
     let used = match answer.parse(buf).map_err(io::Error::other)? {
@@ -249,8 +268,8 @@ fn parse(buf: &[u8], head_only: bool) -> io::Result<Option<(Option<Parsed>, usiz
             }
         }
     }
-    let mut head = Vec::with_capacity(used + 256);
-    status_line(&mut head, status, answer.reason.filter(|r| !r.is_empty()));
+    head.clear();
+    status_line(head, status, answer.reason.filter(|r| !r.is_empty()));
     let (mut length, mut chunked, mut coded) = (None, false, false);
     let mut commands = HeaderMap::new();
     for h in answer.headers.iter() {
@@ -288,7 +307,7 @@ fn parse(buf: &[u8], head_only: bool) -> io::Result<Option<(Option<Parsed>, usiz
             }
             continue;
         }
-        header(&mut head, name.as_bytes(), h.value);
+        header(head, name.as_bytes(), h.value);
     }
     let framing = if head_only || !has_body(status) {
         Framing::Empty
@@ -311,7 +330,6 @@ fn parse(buf: &[u8], head_only: bool) -> io::Result<Option<(Option<Parsed>, usiz
         Some(Parsed {
             status,
             command: command::take(&mut commands),
-            head,
             length,
             framing,
             reusable,
@@ -321,39 +339,43 @@ fn parse(buf: &[u8], head_only: bool) -> io::Result<Option<(Option<Parsed>, usiz
 }
 
 impl Answered {
-    /// Passes the answer on to `client` with `extra` headers; the origin's
+    /// Passes the answer on to `client` with the `extra` headers; the origin's
     /// connection goes back to the pool when the whole answer came through.
     /// Returns whether `client` may carry another request.
-    pub async fn relay(mut self, client: &mut Client, extra: &[(HeaderName, HeaderValue)]) -> bool {
-        let mut out = std::mem::take(&mut self.head);
+    pub async fn relay<'a>(
+        mut self,
+        client: &mut Client,
+        extra: impl IntoIterator<Item = (&'a HeaderName, &'a HeaderValue)>,
+    ) -> bool {
+        let head = &mut self.up.head;
         for (name, value) in extra {
-            header(&mut out, name.as_str().as_bytes(), value.as_bytes());
+            header(head, name.as_str().as_bytes(), value.as_bytes());
         }
         match self.framing {
-            Framing::Length(n) => header_u64(&mut out, b"content-length", n),
+            Framing::Length(n) => header_u64(head, b"content-length", n),
             Framing::Chunked | Framing::Close => {
-                out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+                head.extend_from_slice(b"transfer-encoding: chunked\r\n");
             }
             Framing::Empty => {
                 if let Some(n) = self.length.filter(|_| has_body(self.status)) {
-                    header_u64(&mut out, b"content-length", n);
+                    header_u64(head, b"content-length", n);
                 }
             }
         }
         if client.closing {
-            out.extend_from_slice(b"connection: close\r\n");
+            head.extend_from_slice(b"connection: close\r\n");
         }
-        out.extend_from_slice(b"\r\n");
+        head.extend_from_slice(b"\r\n");
         let passed = match self.framing {
-            Framing::Empty => client.stream.write_all(&out).await.map_err(Side::Client),
-            Framing::Length(n) => self.pass_length(client, out, n).await,
-            Framing::Chunked => self.pass_chunks(client, out).await,
-            Framing::Close => self.rechunk(client, out).await,
+            Framing::Empty => client.stream.write_all(head).await.map_err(Side::Client),
+            Framing::Length(n) => self.pass_length(client, n).await,
+            Framing::Chunked => self.pass_chunks(client).await,
+            Framing::Close => self.rechunk(client).await,
         };
         match passed {
             Ok(()) => {
-                if self.reusable && self.buf.is_empty() {
-                    self.pool.put(self.conn);
+                if self.reusable && self.up.at == self.up.read.len() {
+                    self.pool.put(self.up);
                 }
                 true
             }
@@ -368,34 +390,32 @@ impl Answered {
         }
     }
 
-    /// Reads more of the body into `buf`; the origin closing is an error here.
+    /// Reads more of the body; the origin closing is an error here.
     async fn more(&mut self) -> Result<(), Side> {
-        self.buf.reserve(READ);
-        match self.conn.read_buf(&mut self.buf).await {
+        self.up.read.clear();
+        self.up.at = 0;
+        match self.up.stream.read_buf(&mut self.up.read).await {
             Ok(0) => Err(Side::Origin(io::ErrorKind::UnexpectedEof.into())),
             Ok(_) => Ok(()),
             Err(e) => Err(Side::Origin(e)),
         }
     }
 
-    async fn pass_length(
-        &mut self,
-        client: &mut Client,
-        mut out: Vec<u8>,
-        n: u64,
-    ) -> Result<(), Side> {
+    /// Writes the head, then the body's `n` bytes as they come.
+    async fn pass_length(&mut self, client: &mut Client, n: u64) -> Result<(), Side> {
         let mut left = n;
+        let mut head: &[u8] = &self.up.head;
         loop {
+            let unsent = &self.up.read[self.up.at..];
             let take = usize::try_from(left)
                 .unwrap_or(usize::MAX)
-                .min(self.buf.len());
-            out.extend_from_slice(&self.buf[..take]);
-            self.buf.drain(..take);
+                .min(unsent.len());
+            write_both(&mut client.stream, head, &unsent[..take])
+                .await
+                .map_err(Side::Client)?;
+            head = &[];
+            self.up.at += take;
             left -= take as u64;
-            if left == 0 || !out.is_empty() {
-                client.stream.write_all(&out).await.map_err(Side::Client)?;
-                out.clear();
-            }
             if left == 0 {
                 return Ok(());
             }
@@ -403,15 +423,19 @@ impl Answered {
         }
     }
 
-    async fn pass_chunks(&mut self, client: &mut Client, mut out: Vec<u8>) -> Result<(), Side> {
+    /// Writes the head, then the chunks as they come, up to the last one.
+    async fn pass_chunks(&mut self, client: &mut Client) -> Result<(), Side> {
         let mut scan = Chunks::default();
+        let mut head: &[u8] = &self.up.head;
         loop {
-            let end = scan.feed(&self.buf).map_err(Side::Origin)?;
-            let take = end.unwrap_or(self.buf.len());
-            out.extend_from_slice(&self.buf[..take]);
-            self.buf.drain(..take);
-            client.stream.write_all(&out).await.map_err(Side::Client)?;
-            out.clear();
+            let unsent = &self.up.read[self.up.at..];
+            let end = scan.feed(unsent).map_err(Side::Origin)?;
+            let take = end.unwrap_or(unsent.len());
+            write_both(&mut client.stream, head, &unsent[..take])
+                .await
+                .map_err(Side::Client)?;
+            head = &[];
+            self.up.at += take;
             if end.is_some() {
                 return Ok(());
             }
@@ -421,20 +445,23 @@ impl Answered {
 
     /// A body that ends when the origin closes, passed on in chunks so that the
     /// client's connection lives on.
-    async fn rechunk(&mut self, client: &mut Client, mut out: Vec<u8>) -> Result<(), Side> {
+    async fn rechunk(&mut self, client: &mut Client) -> Result<(), Side> {
+        let mut out = std::mem::take(&mut self.up.head);
         loop {
-            if !self.buf.is_empty() {
-                chunk_size(&mut out, self.buf.len());
-                out.extend_from_slice(&self.buf);
+            let unsent = &self.up.read[self.up.at..];
+            if !unsent.is_empty() {
+                chunk_size(&mut out, unsent.len());
+                out.extend_from_slice(unsent);
                 out.extend_from_slice(b"\r\n");
-                self.buf.clear();
             }
+            self.up.read.clear();
+            self.up.at = 0;
             if !out.is_empty() {
                 client.stream.write_all(&out).await.map_err(Side::Client)?;
                 out.clear();
             }
-            self.buf.reserve(READ);
-            match self.conn.read_buf(&mut self.buf).await {
+            self.up.read.reserve(READ);
+            match self.up.stream.read_buf(&mut self.up.read).await {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(e) => return Err(Side::Origin(e)),
@@ -445,6 +472,23 @@ impl Answered {
             .write_all(b"0\r\n\r\n")
             .await
             .map_err(Side::Client)
+    }
+}
+
+/// Writes `a` then `b`, in one call when the connection takes both.
+async fn write_both(stream: &mut TcpStream, a: &[u8], b: &[u8]) -> io::Result<()> {
+    if a.is_empty() || b.is_empty() {
+        stream.write_all(a).await?;
+        return stream.write_all(b).await;
+    }
+    let n = stream
+        .write_vectored(&[io::IoSlice::new(a), io::IoSlice::new(b)])
+        .await?;
+    if n < a.len() {
+        stream.write_all(&a[n..]).await?;
+        stream.write_all(b).await
+    } else {
+        stream.write_all(&b[n - a.len()..]).await
     }
 }
 
@@ -569,26 +613,45 @@ mod tests {
     #[test]
     fn takes_hop_by_hop_headers_and_commands_out_of_an_answer() {
         let answer = b"HTTP/1.1 200 OK\r\nConnection: keep-alive, x-private\r\nX-Private: 1\r\nKeep-Alive: timeout=5\r\nWaitroom-Command: release\r\nContent-Length: 2\r\nSet-Cookie: a=1\r\n\r\nhi";
-        let (parsed, used) = parse(answer, false).unwrap().unwrap();
+        let mut head = Vec::new();
+        let (parsed, used) = parse(answer, false, &mut head).unwrap().unwrap();
         let parsed = parsed.unwrap();
         assert_eq!(used, answer.len() - 2);
         assert_eq!(parsed.framing, Framing::Length(2));
         assert_eq!(parsed.command, Some(Command::Release));
         assert!(parsed.reusable);
-        let head = String::from_utf8(parsed.head).unwrap();
+        let head = String::from_utf8(head).unwrap();
         assert_eq!(head, "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\n");
 
         let chunked =
             b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n";
-        let parsed = parse(chunked, false).unwrap().unwrap().0.unwrap();
+        let parsed = parse(chunked, false, &mut Vec::new())
+            .unwrap()
+            .unwrap()
+            .0
+            .unwrap();
         assert_eq!((parsed.framing, parsed.length), (Framing::Chunked, None));
         let closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n";
-        let parsed = parse(closing, false).unwrap().unwrap().0.unwrap();
+        let parsed = parse(closing, false, &mut Vec::new())
+            .unwrap()
+            .unwrap()
+            .0
+            .unwrap();
         assert_eq!(parsed.framing, Framing::Close);
         assert!(!parsed.reusable);
-        let interim = parse(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", false).unwrap();
+        let interim = parse(
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+            false,
+            &mut Vec::new(),
+        )
+        .unwrap();
         assert!(matches!(interim, Some((None, 40))));
-        let to_head = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", true).unwrap();
+        let to_head = parse(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n",
+            true,
+            &mut Vec::new(),
+        )
+        .unwrap();
         let parsed = to_head.unwrap().0.unwrap();
         assert_eq!((parsed.framing, parsed.length), (Framing::Empty, Some(7)));
     }

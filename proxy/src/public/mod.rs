@@ -1,7 +1,7 @@
 //! The public listener: routing, the `/_waitroom/*` endpoints, and acting on
 //! admission decisions (forward, or show the line).
 
-use http::header::{HeaderName, HeaderValue, RETRY_AFTER, SET_COOKIE};
+use http::header::{HeaderValue, RETRY_AFTER, SET_COOKIE};
 use http::{Method, Request, Response, StatusCode};
 
 use crate::admission::{Admission, Decision, Presented, Standing};
@@ -502,7 +502,6 @@ impl Public {
         sid: Option<u64>,
         client: Option<&mut Client>,
     ) -> Sent {
-        let asked = self.asked(&req);
         let secure = self.secure(&req);
         let live = self.live();
         // How long the session lasts without another request: the site may warn
@@ -514,59 +513,61 @@ impl Public {
             None => req.headers_mut().remove(&SESSION_LAPSES_IN),
         };
         if let Some(client) = client {
-            req = match live.forwarder.exchange(req, peer).await {
+            match live.forwarder.exchange(&req, peer).await {
                 Relay::Answered(answered) => {
-                    let extra = self
+                    let (cookie, lapses) = self
                         .after_origin(answered.command, sid, cookie, secure)
                         .await;
                     let status = answered.status;
-                    let kept = answered.relay(client, &extra).await;
+                    let extra = cookie
+                        .iter()
+                        .map(|c| (&SET_COOKIE, c))
+                        .chain(lapses.then_some((&SESSION_LAPSES_IN, &self.session_lapses_in)));
+                    let kept = answered.relay(client, extra).await;
                     return Sent::Relayed { status, kept };
                 }
-                Relay::Failed(e) => return Sent::Response(self.failed(&asked, e)),
-                Relay::Not(req) => req,
-            };
+                Relay::Failed(e) => return Sent::Response(self.failed(&self.asked(&req), e)),
+                Relay::Not => {}
+            }
         }
+        let asked = self.asked(&req);
         let mut r = match live.forwarder.forward(req, peer).await {
             Ok(r) => r,
             Err(e) => self.failed(&asked, e),
         };
         let command = command::take(r.headers_mut());
-        for (name, value) in self.after_origin(command, sid, cookie, secure).await {
-            r.headers_mut().append(name, value);
+        let (cookie, lapses) = self.after_origin(command, sid, cookie, secure).await;
+        if let Some(c) = cookie {
+            r.headers_mut().append(SET_COOKIE, c);
+        }
+        if lapses {
+            r.headers_mut()
+                .insert(SESSION_LAPSES_IN.clone(), self.session_lapses_in.clone());
         }
         Sent::Response(r)
     }
 
-    /// Carries out the origin's `command` about session `sid`; returns the headers
-    /// the answer gets: `cookie` (a renewed token) and the session's length, or
-    /// the admission cookie deleted when the origin revoked the session.
+    /// Carries out the origin's `command` about session `sid`; returns the cookie
+    /// the answer sets (`cookie`, a renewed token; or the admission cookie deleted
+    /// when the origin revoked the session), and whether it says the session's
+    /// length ([`SESSION_LAPSES_IN`]: while the session goes on).
     async fn after_origin(
         &self,
         command: Option<command::Command>,
         sid: Option<u64>,
         cookie: Option<HeaderValue>,
         secure: bool,
-    ) -> Vec<(HeaderName, HeaderValue)> {
+    ) -> (Option<HeaderValue>, bool) {
         if let (Some(command), Some(sid)) = (command, sid) {
             self.admission.end_session(sid, command.label()).await;
         }
-        let mut extra = Vec::new();
         match (command, sid) {
+            // The admission goes with this answer: the cookie is deleted.
             (Some(command::Command::Revoke), Some(_)) => {
-                // The admission goes with this answer: the cookie is deleted.
-                extra.push((SET_COOKIE, h::set_cookie(&self.cookie.name, "", 0, secure)));
+                (Some(h::set_cookie(&self.cookie.name, "", 0, secure)), false)
             }
-            _ => {
-                if let Some(c) = cookie {
-                    extra.push((SET_COOKIE, c));
-                }
-                if sid.is_some() && command.is_none() {
-                    extra.push((SESSION_LAPSES_IN.clone(), self.session_lapses_in.clone()));
-                }
-            }
+            _ => (cookie, sid.is_some() && command.is_none()),
         }
-        extra
     }
 
     fn cookie_header<B: h::ReqBody>(
