@@ -20,6 +20,14 @@ rm -rf "$out" && mkdir -p "$out/www" "$out/state"
 for tool in nginx wrk curl; do
   command -v $tool >/dev/null || { echo "bench-hot: $tool is needed (apt-get install nginx wrk curl)" >&2; exit 1; }
 done
+for port in 18310 18311 18320; do
+  # A waitroom left running there would hand its line (and whoever holds its
+  # capacity) over to this one: the admitted visitor below would be queued.
+  if curl -s -o /dev/null "http://127.0.0.1:$port/"; then
+    echo "bench-hot: something already listens on 127.0.0.1:$port; stop it first" >&2
+    exit 1
+  fi
+done
 cargo build --release -q -p waitroom
 bin=target/release
 pids=()
@@ -81,6 +89,7 @@ cookie() { curl -s -o "$2" -D - "http://127.0.0.1:18310$1" | tr -d '\r' | sed -n
 admitted=$(cookie / "$out/admitted.html")
 queued=$(cookie / "$out/queued.html")
 curl -s -H "cookie: waitroom=$queued" http://127.0.0.1:18310/_waitroom/status >"$out/status.json"
+grep -q '^xxxxxxxx' "$out/admitted.html" || { echo "bench-hot: the first visitor was not let in" >&2; exit 1; }
 grep -q '"state":"queued"' "$out/status.json" || { echo "bench-hot: no queued visitor: $(cat "$out/status.json")" >&2; exit 1; }
 page_bytes=$(curl -s http://127.0.0.1:18310/ | wc -c)
 head -c "$page_bytes" /dev/zero | tr '\0' 'y' >"$out/www/newcomer.html"
