@@ -58,9 +58,9 @@ pub struct Forwarder {
 }
 
 /// What [`Forwarder::exchange`] did with a request.
-pub enum Relay {
+pub enum Relay<'a> {
     /// The origin answered; its body is still to pass on.
-    Answered(Answered),
+    Answered(Answered<'a>),
     /// It failed in a way the visitor is told of.
     Failed(ProxyError),
     /// It is not for the fast lane, or the fast lane could not reach the origin:
@@ -260,7 +260,7 @@ impl Forwarder {
     /// passed on by [`Answered::relay`]. Only when the origin takes it at once:
     /// with `origin.max_in_flight`, while the breaker holds requests, or when the
     /// origin cannot be reached, it is left for [`Self::forward`].
-    pub async fn exchange<B>(&self, req: &Request<B>, peer: Peer) -> Relay {
+    pub async fn exchange<B>(&self, req: &Request<B>, peer: Peer) -> Relay<'_> {
         let Some(pool) = self.raw.as_ref().filter(|_| self.limit.is_none()) else {
             return Relay::Not;
         };

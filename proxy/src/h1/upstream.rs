@@ -79,7 +79,7 @@ enum Framing {
 
 /// An origin's answer whose head has been read: what it said, and its body still
 /// to pass on.
-pub struct Answered {
+pub struct Answered<'a> {
     /// Its status.
     pub status: StatusCode,
     /// The strongest `waitroom-command` it carried (taken out).
@@ -92,7 +92,7 @@ pub struct Answered {
     /// The connection: its `head` holds the status line and the headers passed
     /// on (without framing ones), its `read` what came after them.
     up: Upstream,
-    pool: Arc<Pool>,
+    pool: &'a Pool,
 }
 
 impl Pool {
@@ -138,10 +138,10 @@ impl Pool {
     /// pooled connection the origin closed meanwhile is given up for a new one,
     /// once, without a word: nothing reached the origin on it.
     pub async fn exchange(
-        self: &Arc<Self>,
+        &self,
         write_head: impl Fn(&mut Vec<u8>),
         head_only: bool,
-    ) -> Result<Answered, Failure> {
+    ) -> Result<Answered<'_>, Failure> {
         let mut pooled = self.take();
         loop {
             let was_pooled = pooled.is_some();
@@ -170,7 +170,7 @@ impl Pool {
                         framing: parsed.framing,
                         reusable: parsed.reusable,
                         up,
-                        pool: self.clone(),
+                        pool: self,
                     });
                 }
                 Err(Read::Nothing(_)) if was_pooled => continue,
@@ -338,7 +338,7 @@ fn parse(
     )))
 }
 
-impl Answered {
+impl Answered<'_> {
     /// Passes the answer on to `client` with the `extra` headers; the origin's
     /// connection goes back to the pool when the whole answer came through.
     /// Returns whether `client` may carry another request.

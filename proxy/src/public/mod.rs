@@ -246,7 +246,7 @@ impl Public {
         }
         if live.bypass.iter().any(|p| path.starts_with(p.as_str())) {
             self.metrics.request("bypass");
-            return self.forward(req, peer, None, None, client).await;
+            return self.forward(req, peer, &live, None, None, client).await;
         }
         let presented = self.presented(&req);
         if let Some(challenged) = self.challenged(&req, &presented) {
@@ -272,7 +272,7 @@ impl Public {
                     h::replace_cookie(req.headers_mut(), &self.cookie.name, &t.1);
                     self.cookie_header(&req, t)
                 });
-                self.forward(req, peer, cookie, Some(sid), client).await
+                self.forward(req, peer, &live, cookie, Some(sid), client).await
             }
             _ => {
                 self.metrics.request("queued");
@@ -498,12 +498,12 @@ impl Public {
         &self,
         mut req: Request<B>,
         peer: Peer,
+        live: &Live,
         cookie: Option<HeaderValue>,
         sid: Option<u64>,
         client: Option<&mut Client>,
     ) -> Sent {
         let secure = self.secure(&req);
-        let live = self.live();
         // How long the session lasts without another request: the site may warn
         // before it lapses. Never the client's own.
         match sid {
