@@ -737,3 +737,58 @@ async fn the_fast_lane_relays_every_framing_and_hands_bodies_to_hyper_on_the_sam
         1.0
     );
 }
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_and_http10_on_plain_tcp_go_past_the_fast_lane_to_hyper() {
+    use http_body_util::{BodyExt, Empty};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (origin, _) = framing_origin().await;
+    let proxy = support::ProxyBuilder::to(origin)
+        .admission(600, 100, "10m")
+        .start()
+        .await;
+    let http = Http::new();
+    let mut v = proxy.visitor(&http);
+    assert_eq!(v.get("/len").await.unwrap().text(), "hello");
+    let cookie = format!("waitroom={}", v.cookie.clone().unwrap());
+
+    // The HTTP/2 preface is not a request the fast lane reads: hyper takes the
+    // connection with it put back, and serves HTTP/2.
+    let stream = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    for path in ["/len", "/chunked"] {
+        let req = http::Request::builder()
+            .uri(format!("http://register.example{path}"))
+            .header("cookie", &cookie)
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let r = send.send_request(req).await.unwrap();
+        assert_eq!(r.version(), http::Version::HTTP_2);
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"hello", "{path} over HTTP/2");
+    }
+
+    // HTTP/1.0 likewise: answered, then the connection closed.
+    let mut raw = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
+    raw.write_all(format!("GET /len HTTP/1.0\r\nhost: x\r\ncookie: {cookie}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut got = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        raw.read_to_string(&mut got),
+    )
+    .await
+    .expect("the connection is closed after an HTTP/1.0 answer")
+    .unwrap();
+    assert!(
+        got.starts_with("HTTP/1.0 200 OK\r\n") && got.ends_with("\r\n\r\nhello"),
+        "{got}"
+    );
+}

@@ -272,7 +272,8 @@ impl Public {
                     h::replace_cookie(req.headers_mut(), &self.cookie.name, &t.1);
                     self.cookie_header(&req, t)
                 });
-                self.forward(req, peer, &live, cookie, Some(sid), client).await
+                self.forward(req, peer, &live, cookie, Some(sid), client)
+                    .await
             }
             _ => {
                 self.metrics.request("queued");
