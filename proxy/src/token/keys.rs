@@ -31,6 +31,19 @@ pub enum KeyError {
     },
 }
 
+/// What the place key is derived for (see [`KeyPair::derive`]).
+const PLACE_KEY_LABEL: &[u8] = b"place tokens (HS256)";
+
+/// 32 bytes derived from `seed` for `label`'s own use.
+fn derive(seed: &[u8; 32], label: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"waitroom derive\0");
+    h.update(label);
+    h.update([0]);
+    h.update(seed);
+    h.finalize().into()
+}
+
 /// One Ed25519 key pair.
 #[derive(Clone)]
 pub struct KeyPair {
@@ -40,6 +53,11 @@ pub struct KeyPair {
     signing: SigningKey,
     /// The token header for this key, base64url: `{"typ":"JWT","alg":"EdDSA","kid":…}`.
     header_b64: String,
+    /// The key that signs places in line (HMAC-SHA256, derived from the seed: only
+    /// waitroom instances holding this key pair can make or check it).
+    place_key: [u8; 32],
+    /// The header of a place token: `{"typ":"JWT","alg":"HS256","kid":…}`, base64url.
+    place_header_b64: String,
     encoding: EncodingKey,
     decoding: DecodingKey,
     public_b64: String,
@@ -61,8 +79,11 @@ impl KeyPair {
         let public_b64 = URL_SAFE_NO_PAD.encode(public);
         let kid = URL_SAFE_NO_PAD.encode(&Sha256::digest(public)[..12]);
         let header = serde_json::json!({ "typ": "JWT", "alg": "EdDSA", "kid": kid });
+        let place_header = serde_json::json!({ "typ": "JWT", "alg": "HS256", "kid": kid });
         Self {
             header_b64: URL_SAFE_NO_PAD.encode(header.to_string()),
+            place_key: derive(&seed, PLACE_KEY_LABEL),
+            place_header_b64: URL_SAFE_NO_PAD.encode(place_header.to_string()),
             kid,
             seed,
             signing,
@@ -76,12 +97,36 @@ impl KeyPair {
     /// 32 bytes derived from the secret key for `label`'s own use (they reveal
     /// nothing of the key, nor of what is derived for another label).
     pub fn derive(&self, label: &[u8]) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(b"waitroom derive\0");
-        h.update(label);
-        h.update([0]);
-        h.update(self.seed);
-        h.finalize().into()
+        derive(&self.seed, label)
+    }
+
+    /// A JWT of `claims` (a place's) made with this key pair's place key: the kept
+    /// header, the claims and their HMAC-SHA256, each base64url. A place is only
+    /// ever checked by waitroom itself, and a MAC costs a microsecond where an
+    /// Ed25519 signature costs fifteen (docs/benchmarks.md).
+    pub(crate) fn mac_jwt(&self, claims: &[u8]) -> String {
+        let mut jwt =
+            String::with_capacity(self.place_header_b64.len() + claims.len() * 4 / 3 + 48);
+        jwt.push_str(&self.place_header_b64);
+        jwt.push('.');
+        URL_SAFE_NO_PAD.encode_string(claims, &mut jwt);
+        let tag = hmac::Mac::finalize(self.place_mac(jwt.as_bytes())).into_bytes();
+        jwt.push('.');
+        URL_SAFE_NO_PAD.encode_string(tag, &mut jwt);
+        jwt
+    }
+
+    /// Whether `tag` is the place key's HMAC of `signed` (compared in constant time).
+    pub(crate) fn mac_matches(&self, signed: &[u8], tag: &[u8]) -> bool {
+        hmac::Mac::verify_slice(self.place_mac(signed), tag).is_ok()
+    }
+
+    fn place_mac(&self, data: &[u8]) -> hmac::Hmac<Sha256> {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<Sha256> as Mac>::new_from_slice(&self.place_key)
+            .expect("HMAC takes a key of any length");
+        mac.update(data);
+        mac
     }
 
     /// A JWT of `claims` (their JSON) signed with this key: the kept header, the

@@ -183,7 +183,12 @@ impl Tokens {
             p,
         };
         let json = serde_json::to_vec(&claims).expect("claims serialize");
-        self.ring().signing().sign_jwt(&json)
+        let ring = self.ring();
+        match kind {
+            // Only waitroom reads a place: a MAC will do (see `KeyPair::mac_jwt`).
+            Kind::Queue | Kind::Provisional => ring.signing().mac_jwt(&json),
+            Kind::Admission | Kind::Challenge => ring.signing().sign_jwt(&json),
+        }
     }
 
     /// Signs a proof-of-work challenge: `nonce`, to be solved at `difficulty` bits.
@@ -217,10 +222,12 @@ impl Tokens {
         Ok(claims)
     }
 
-    /// Checks the token's header and signature with the keys in force.
+    /// Checks the token's header and signature with the keys in force: EdDSA, or
+    /// for a place in line HS256 with the key pair's place key (an admission or a
+    /// challenge made with a MAC is refused: only the former are ever issued).
     fn verify_signature(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        if header.alg != Algorithm::EdDSA {
+        if header.alg != Algorithm::EdDSA && header.alg != Algorithm::HS256 {
             return Err(TokenError::Algorithm);
         }
         let ring = self.ring();
@@ -229,6 +236,9 @@ impl Tokens {
             .as_deref()
             .and_then(|kid| ring.find(kid))
             .ok_or(TokenError::UnknownKey)?;
+        if header.alg == Algorithm::HS256 {
+            return verify_mac(key, token);
+        }
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.validate_exp = false;
         validation.required_spec_claims.clear();
@@ -239,6 +249,28 @@ impl Tokens {
             },
         )?;
         Ok(data.claims)
+    }
+}
+
+/// Checks a place token made with `key`'s place key (see [`KeyPair::mac_jwt`]).
+fn verify_mac(key: &KeyPair, token: &str) -> Result<Claims, TokenError> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let (signed, tag) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
+    let (_, payload) = signed.split_once('.').ok_or(TokenError::Malformed)?;
+    let tag = URL_SAFE_NO_PAD
+        .decode(tag)
+        .map_err(|_| TokenError::Malformed)?;
+    if !key.mac_matches(signed.as_bytes(), &tag) {
+        return Err(TokenError::Signature);
+    }
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| TokenError::Malformed)?;
+    let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
+    match claims.k {
+        Kind::Queue | Kind::Provisional => Ok(claims),
+        Kind::Admission | Kind::Challenge => Err(TokenError::Algorithm),
     }
 }
 
@@ -314,11 +346,62 @@ mod tests {
             &jsonwebtoken::EncodingKey::from_secret(b"guess"),
         )
         .unwrap();
-        assert_eq!(t.verify(&hs), Err(TokenError::Algorithm));
+        assert_eq!(t.verify(&hs), Err(TokenError::UnknownKey), "no kid");
+        let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+        header.kid = Some(t.keys().signing().kid().to_owned());
+        let guessed = jsonwebtoken::encode(
+            &header,
+            &t.verify(&token).unwrap(),
+            &jsonwebtoken::EncodingKey::from_secret(b"guess"),
+        )
+        .unwrap();
+        assert_eq!(t.verify(&guessed), Err(TokenError::Signature));
         let other = tokens().issue(Kind::Admission, 1, 7);
         assert_eq!(t.verify(&other), Err(TokenError::UnknownKey));
         for garbage in ["", ".", "..", "a.b.c", &"x".repeat(5000), "\u{0}\u{1}"] {
             assert!(t.verify(garbage).is_err(), "{garbage:?}");
         }
+    }
+
+    #[test]
+    fn places_carry_a_mac_and_an_admission_never_does() {
+        let t = tokens();
+        let place = t.issue_place(1, 43, 17);
+        let header = jsonwebtoken::decode_header(&place).unwrap();
+        assert_eq!(header.alg, Algorithm::HS256);
+        assert_eq!(t.verify(&place).unwrap().n, 43);
+        let admission = t.issue(Kind::Admission, 1, 7);
+        assert_eq!(
+            jsonwebtoken::decode_header(&admission).unwrap().alg,
+            Algorithm::EdDSA
+        );
+        // An admission made with the place key is refused, MAC and all.
+        let keys = t.keys();
+        let forged_claims = serde_json::to_vec(&t.verify(&admission).unwrap()).unwrap();
+        let forged = keys.signing().mac_jwt(&forged_claims);
+        assert_eq!(t.verify(&forged), Err(TokenError::Algorithm));
+        // A place signed the way it used to be (EdDSA) is still good.
+        let claims = serde_json::to_vec(&t.verify(&place).unwrap()).unwrap();
+        let older = keys.signing().sign_jwt(&claims);
+        assert_eq!(t.verify(&older).unwrap().n, 43);
+        // Every altered byte of a place is refused too.
+        let bytes = place.as_bytes();
+        for i in 0..bytes.len() {
+            let mut altered = bytes.to_vec();
+            altered[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+            let altered = String::from_utf8(altered).unwrap();
+            assert!(t.verify(&altered).is_err(), "byte {i}");
+        }
+        // Another key pair's place key does not make our places.
+        let foreign = tokens();
+        let theirs = foreign.issue_place(1, 1, 1);
+        let mut header = jsonwebtoken::decode_header(&theirs).unwrap();
+        header.kid = Some(keys.signing().kid().to_owned());
+        let (_, rest) = theirs.split_once('.').unwrap();
+        let header_b64 = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap());
+        assert_eq!(
+            t.verify(&format!("{header_b64}.{rest}")),
+            Err(TokenError::Signature)
+        );
     }
 }
