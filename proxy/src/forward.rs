@@ -27,6 +27,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 
 use crate::breaker::{Breaker, BreakerConfig, Outcome, Pass, Ticket};
+use crate::h1::header;
 use crate::h1::upstream::{Answered, Failure, Pool, HOP_BY_HOP};
 use crate::http::{Body, ProxyError, ReqBody};
 use crate::metrics::Metrics;
@@ -482,12 +483,8 @@ fn idempotent(method: &Method) -> bool {
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+    let listed: Vec<HeaderName> = crate::http::connection_tokens(headers)
+        .filter_map(|name| HeaderName::from_bytes(name).ok())
         .collect();
     for name in listed {
         headers.remove(name);
@@ -574,14 +571,8 @@ fn raw_head<B>(out: &mut Vec<u8>, req: &Request<B>, peer: Peer, authority: &str)
     let headers = req.headers();
     let forwarding = Forwarding::of(headers, peer);
     let listed = |name: &HeaderName| {
-        headers
-            .get_all(CONNECTION)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-            .any(|l| {
-                l.trim_ascii()
-                    .eq_ignore_ascii_case(name.as_str().as_bytes())
-            })
+        crate::http::connection_tokens(headers)
+            .any(|l| l.eq_ignore_ascii_case(name.as_str().as_bytes()))
     };
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     for piece in [
@@ -594,12 +585,6 @@ fn raw_head<B>(out: &mut Vec<u8>, req: &Request<B>, peer: Peer, authority: &str)
     ] {
         out.extend_from_slice(piece.as_bytes());
     }
-    let put = |out: &mut Vec<u8>, name: &[u8], value: &[u8]| {
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    };
     let connection = headers.contains_key(CONNECTION);
     for (name, value) in headers {
         if name == HOST
@@ -609,16 +594,16 @@ fn raw_head<B>(out: &mut Vec<u8>, req: &Request<B>, peer: Peer, authority: &str)
         {
             continue;
         }
-        put(out, name.as_str().as_bytes(), value.as_bytes());
+        header(out, name.as_str().as_bytes(), value.as_bytes());
     }
     out.extend_from_slice(b"x-forwarded-for: ");
     forwarding.write_for(out);
     out.extend_from_slice(b"\r\n");
     if let Some(proto) = forwarding.proto {
-        put(out, b"x-forwarded-proto", proto.as_bytes());
+        header(out, b"x-forwarded-proto", proto.as_bytes());
     }
     if let Some(host) = headers.get(HOST) {
-        put(out, b"x-forwarded-host", host.as_bytes());
+        header(out, b"x-forwarded-host", host.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
 }

@@ -127,6 +127,16 @@ pub fn query_param<'a>(uri: &'a http::Uri, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// The names and options a message's `Connection` headers list (RFC 9110
+/// §7.6.1), each trimmed, read as bytes.
+pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+}
+
 /// Whether the client asked for JSON rather than a page.
 pub fn wants_json(headers: &HeaderMap) -> bool {
     headers

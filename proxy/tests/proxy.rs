@@ -626,20 +626,27 @@ async fn framing_origin() -> (std::net::SocketAddr, Arc<std::sync::atomic::Atomi
     (addr, connections)
 }
 
-#[tokio::test]
-async fn the_fast_lane_relays_every_framing_and_hands_bodies_to_hyper_on_the_same_connection() {
-    use http_body_util::{BodyExt, Full};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// A proxy in front of [`framing_origin`], the cookie of a visitor it let in at
+/// once (through a connection of their own), and the origin's connection count.
+async fn admitted_behind_framing_origin(
+) -> (support::Proxy, String, Arc<std::sync::atomic::AtomicUsize>) {
     let (origin, connections) = framing_origin().await;
     let proxy = support::ProxyBuilder::to(origin)
         .admission(600, 100, "10m")
         .start()
         .await;
-    // A place (let in at once) and its cookie, on a connection of its own.
     let http = Http::new();
     let mut v = proxy.visitor(&http);
     assert_eq!(v.get("/len").await.unwrap().text(), "hello");
     let cookie = format!("waitroom={}", v.cookie.clone().unwrap());
+    (proxy, cookie, connections)
+}
+
+#[tokio::test]
+async fn the_fast_lane_relays_every_framing_and_hands_bodies_to_hyper_on_the_same_connection() {
+    use http_body_util::{BodyExt, Full};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (proxy, cookie, connections) = admitted_behind_framing_origin().await;
 
     // One keep-alive connection: GETs by the fast lane in every framing, a HEAD,
     // then a POST with a body (hyper's from then on), then a GET again.
@@ -742,15 +749,7 @@ async fn the_fast_lane_relays_every_framing_and_hands_bodies_to_hyper_on_the_sam
 async fn http2_with_prior_knowledge_and_http10_on_plain_tcp_go_past_the_fast_lane_to_hyper() {
     use http_body_util::{BodyExt, Empty};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (origin, _) = framing_origin().await;
-    let proxy = support::ProxyBuilder::to(origin)
-        .admission(600, 100, "10m")
-        .start()
-        .await;
-    let http = Http::new();
-    let mut v = proxy.visitor(&http);
-    assert_eq!(v.get("/len").await.unwrap().text(), "hello");
-    let cookie = format!("waitroom={}", v.cookie.clone().unwrap());
+    let (proxy, cookie, _) = admitted_behind_framing_origin().await;
 
     // The HTTP/2 preface is not a request the fast lane reads: hyper takes the
     // connection with it put back, and serves HTTP/2.

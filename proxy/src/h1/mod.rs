@@ -12,6 +12,7 @@
 //! nginx's `proxy_pass`.
 
 mod respond;
+pub(crate) use respond::header;
 pub mod rewind;
 pub mod upstream;
 
@@ -19,7 +20,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
+use http::header::{CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Empty;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -195,11 +196,7 @@ impl Client {
 
 /// Whether the client said it closes the connection after this request.
 fn asks_to_close(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+    crate::http::connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(b"close"))
 }
 
 /// The request at the start of `buf`: `Some(Some((head, length)))` for the fast

@@ -126,7 +126,7 @@ fn write_headers(out: &mut Vec<u8>, headers: &HeaderMap) -> Option<u64> {
 }
 
 /// `name: value\r\n`.
-pub(super) fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub(crate) fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
