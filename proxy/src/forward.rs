@@ -274,19 +274,19 @@ impl Forwarder {
                 return Relay::Not;
             };
             let started = std::time::Instant::now();
-            match tokio::time::timeout(self.timeout, pool.exchange(write_head, head_only)).await {
-                Ok(Ok(answered)) => {
+            match pool.exchange(write_head, head_only, self.timeout).await {
+                Ok(answered) => {
                     self.answered(answered.status, started, ticket);
                     return Relay::Answered(answered);
                 }
-                Ok(Err(Failure::Refused(e))) => {
+                Err(Failure::Refused(e)) => {
                     // Given to the other way without a verdict: it waits for the
                     // origin to come back, and counts what it finds.
                     tracing::debug!(error = %e, "fast lane could not reach the origin");
                     drop(ticket);
                     return Relay::Not;
                 }
-                Ok(Err(Failure::Broken(e))) => {
+                Err(Failure::Broken(e)) => {
                     ticket.record(Outcome::Failure);
                     self.metrics.origin_error("broken");
                     // The origin went away under the request: a GET or HEAD goes
@@ -299,7 +299,7 @@ impl Forwarder {
                     tracing::warn!(error = %e, "origin request failed");
                     return Relay::Failed(ProxyError::OriginUnreachable(e.to_string()));
                 }
-                Err(_) => {
+                Err(Failure::TimedOut) => {
                     ticket.record(Outcome::Failure);
                     self.metrics.origin_error("timeout");
                     return Relay::Failed(ProxyError::OriginTimeout);

@@ -609,6 +609,10 @@ async fn framing_origin() -> (std::net::SocketAddr, Arc<std::sync::atomic::Atomi
                     }
                     buf.drain(..end + length);
                     let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                    if path == "/hang" {
+                        // Takes the request and never answers, the connection open.
+                        std::future::pending::<()>().await;
+                    }
                     let answer = match path.as_str() {
                         "/len" => "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello".to_owned(),
                         "/chunked" => "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nhel\r\n2;x=y\r\nlo\r\n0\r\nx-sum: 5\r\n\r\n".to_owned(),
@@ -626,12 +630,15 @@ async fn framing_origin() -> (std::net::SocketAddr, Arc<std::sync::atomic::Atomi
     (addr, connections)
 }
 
-/// A proxy in front of [`framing_origin`], the cookie of a visitor it let in at
-/// once (through a connection of their own), and the origin's connection count.
+/// A proxy in front of [`framing_origin`] (with `[origin]` settings `origin`
+/// besides its URL), the cookie of a visitor it let in at once (through a
+/// connection of their own), and the origin's connection count.
 async fn admitted_behind_framing_origin(
+    origin: &str,
 ) -> (support::Proxy, String, Arc<std::sync::atomic::AtomicUsize>) {
-    let (origin, connections) = framing_origin().await;
-    let proxy = support::ProxyBuilder::to(origin)
+    let (addr, connections) = framing_origin().await;
+    let proxy = support::ProxyBuilder::to(addr)
+        .origin_toml(&format!("url = \"http://{addr}\"\n{origin}"))
         .admission(600, 100, "10m")
         .start()
         .await;
@@ -646,7 +653,7 @@ async fn admitted_behind_framing_origin(
 async fn the_fast_lane_relays_every_framing_and_hands_bodies_to_hyper_on_the_same_connection() {
     use http_body_util::{BodyExt, Full};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (proxy, cookie, connections) = admitted_behind_framing_origin().await;
+    let (proxy, cookie, connections) = admitted_behind_framing_origin("").await;
 
     // One keep-alive connection: GETs by the fast lane in every framing, a HEAD,
     // then a POST with a body (hyper's from then on), then a GET again.
@@ -746,10 +753,60 @@ async fn the_fast_lane_relays_every_framing_and_hands_bodies_to_hyper_on_the_sam
 }
 
 #[tokio::test]
+async fn an_origin_that_hangs_on_a_kept_connection_gets_a_504_and_the_next_request_goes_through() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (proxy, cookie, connections) = admitted_behind_framing_origin("timeout = \"1s\"").await;
+    let mut raw = tokio::net::TcpStream::connect(proxy.public).await.unwrap();
+    let mut ask = async |path: &str| {
+        let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\ncookie: {cookie}\r\n\r\n");
+        raw.write_all(req.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        loop {
+            let text = String::from_utf8_lossy(&got);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .map_or(0, |v| v.parse().unwrap());
+                if body.len() >= length {
+                    return (support::raw_status(&text), body.to_owned());
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = raw.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed: {text}");
+            got.extend_from_slice(&chunk[..n]);
+        }
+    };
+    // The first answer leaves the origin's connection in the pool, its timer
+    // with it; the hung request takes that connection, and that timer must
+    // still fire at the new deadline.
+    assert_eq!(ask("/len").await, (200, "hello".to_owned()));
+    let before = connections.load(std::sync::atomic::Ordering::SeqCst);
+    let (status, page) = tokio::time::timeout(std::time::Duration::from_secs(30), ask("/hang"))
+        .await
+        .expect("the proxy gave up on the hung origin");
+    assert_eq!(status, 504, "{page}");
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        before,
+        "the hung request went over the kept connection"
+    );
+    assert_eq!(
+        proxy
+            .metric("waitroom_origin_errors_total{kind=\"timeout\"}")
+            .await,
+        1.0
+    );
+    // The visitor's connection lives on, and so does their session.
+    assert_eq!(ask("/len").await, (200, "hello".to_owned()));
+}
+
+#[tokio::test]
 async fn http2_with_prior_knowledge_and_http10_on_plain_tcp_go_past_the_fast_lane_to_hyper() {
     use http_body_util::{BodyExt, Empty};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (proxy, cookie, _) = admitted_behind_framing_origin().await;
+    let (proxy, cookie, _) = admitted_behind_framing_origin("").await;
 
     // The HTTP/2 preface is not a request the fast lane reads: hyper takes the
     // connection with it put back, and serves HTTP/2.

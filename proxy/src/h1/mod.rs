@@ -19,7 +19,7 @@ pub mod upstream;
 use std::future::Future;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Empty;
@@ -37,6 +37,8 @@ const MAX_HEADERS: usize = 64;
 /// How long a client has to send a whole request head, and how long an idle
 /// keep-alive connection stays open (hyper's `header_read_timeout` is the same).
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Room for reading a connection's requests.
+const READ: usize = 4096;
 
 /// A request the fast lane serves: a head, without a body.
 pub type Head = Request<Empty<Bytes>>;
@@ -101,8 +103,9 @@ impl Lane for NoLane {
 /// A client's connection, as the fast lane serves it.
 pub struct Client {
     stream: TcpStream,
-    /// Read from the connection, not yet taken as a request.
-    read: Vec<u8>,
+    /// Read from the connection, not yet taken as a request; a request's head is
+    /// cut from it, and its path and header values point into that cut.
+    read: BytesMut,
     /// The request being answered is a HEAD: its answer has no body.
     head_only: bool,
     /// The connection closes after this answer.
@@ -113,8 +116,8 @@ pub struct Client {
 /// head would cost an allocation for nothing).
 #[allow(clippy::large_enum_variant)]
 enum Next {
-    /// A request for the fast lane, `len` bytes long.
-    Fit(Head, usize),
+    /// A request for the fast lane.
+    Fit(Head),
     /// Something for hyper.
     Unfit,
     /// Nothing more: the client closed, or the connection broke.
@@ -133,22 +136,30 @@ pub async fn serve<L: Lane>(
 ) -> Option<(TcpStream, Vec<u8>)> {
     let mut client = Client {
         stream,
-        read: Vec::with_capacity(4096),
+        read: BytesMut::with_capacity(READ),
         head_only: false,
         closing: false,
     };
+    // One timer for the connection's life, pushed back for each request: a
+    // later deadline is a store, not a new registration with the runtime's timer.
+    let deadline = tokio::time::sleep(HEAD_TIMEOUT);
+    tokio::pin!(deadline);
     loop {
         let idle = client.read.is_empty();
+        deadline
+            .as_mut()
+            .reset(tokio::time::Instant::now() + HEAD_TIMEOUT);
         let next = tokio::select! {
-            next = tokio::time::timeout(HEAD_TIMEOUT, client.next_head()) => next,
+            biased;
+            next = client.next_head() => next,
+            _ = &mut deadline => return None,
             _ = shutdown.wait(), if idle => return None,
         };
-        let (req, len) = match next {
-            Ok(Next::Fit(req, len)) => (req, len),
-            Ok(Next::Unfit) => return Some((client.stream, client.read)),
-            Ok(Next::Closed) | Err(_) => return None,
+        let req = match next {
+            Next::Fit(req) => req,
+            Next::Unfit => return Some((client.stream, client.read.into())),
+            Next::Closed => return None,
         };
-        client.read.drain(..len);
         client.head_only = req.method() == Method::HEAD;
         client.closing = asks_to_close(req.headers());
         match lane.answer(req, conn, &mut client).await {
@@ -172,19 +183,21 @@ pub async fn serve<L: Lane>(
 
 impl Client {
     /// Reads until the buffer starts with a whole request head (or shows it is
-    /// not one for the fast lane).
+    /// not one for the fast lane), and takes that head out of the buffer.
     async fn next_head(&mut self) -> Next {
         loop {
             if !self.read.is_empty() {
-                match parse(&self.read) {
-                    Some(Some(fit)) => return Next::Fit(fit.0, fit.1),
+                match parse(&mut self.read) {
+                    Some(Some(fit)) => return Next::Fit(fit),
                     None => return Next::Unfit,
                     Some(None) if self.read.len() >= MAX_HEAD => return Next::Unfit,
                     Some(None) => {}
                 }
             }
             if self.read.capacity() - self.read.len() < 1024 {
-                self.read.reserve(4096);
+                // Takes the buffer's room back once the heads cut from it are
+                // gone, so a connection reads into the same memory all its life.
+                self.read.reserve(READ);
             }
             match self.stream.read_buf(&mut self.read).await {
                 Ok(0) | Err(_) => return Next::Closed,
@@ -199,9 +212,11 @@ fn asks_to_close(headers: &HeaderMap) -> bool {
     crate::http::connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(b"close"))
 }
 
-/// The request at the start of `buf`: `Some(Some((head, length)))` for the fast
-/// lane, `Some(None)` when it is not all there yet, `None` when it is hyper's.
-fn parse(buf: &[u8]) -> Option<Option<(Head, usize)>> {
+/// The request at the start of `buf`, taken out of it: `Some(Some(head))` for the
+/// fast lane, `Some(None)` when it is not all there yet (`buf` is left as it
+/// was), `None` when it is hyper's. The path and the header values are slices of
+/// the bytes read, not copies.
+fn parse(buf: &mut BytesMut) -> Option<Option<Head>> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     let len = match parsed.parse(buf).ok()? {
@@ -220,44 +235,89 @@ fn parse(buf: &[u8]) -> Option<Option<(Head, usize)>> {
     if !path.starts_with('/') {
         return None;
     }
-    let uri: Uri = path.parse().ok()?;
-    let mut map = HeaderMap::with_capacity(parsed.headers.len());
-    for header in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(header.name.as_bytes()).ok()?;
-        if name == TRANSFER_ENCODING || name == UPGRADE || name == EXPECT {
+    // Where each piece lies in `buf`, to be cut from it once parsing is done.
+    let start = buf.as_ptr() as usize;
+    let span = |piece: &[u8]| {
+        let at = piece.as_ptr() as usize - start;
+        at..at + piece.len()
+    };
+    let path = span(path.as_bytes());
+    let mut spans = [const { (0..0, 0..0) }; MAX_HEADERS];
+    let count = parsed.headers.len();
+    for (at, header) in spans.iter_mut().zip(parsed.headers.iter()) {
+        let name = header.name.as_bytes();
+        if [TRANSFER_ENCODING, UPGRADE, EXPECT]
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n.as_str().as_bytes()))
+        {
             return None;
         }
-        if name == CONTENT_LENGTH && header.value.trim_ascii() != b"0" {
+        if name.eq_ignore_ascii_case(CONTENT_LENGTH.as_str().as_bytes())
+            && header.value.trim_ascii() != b"0"
+        {
             return None;
         }
-        map.append(name, HeaderValue::from_bytes(header.value).ok()?);
+        *at = (span(name), span(header.value));
     }
+    let head = buf.split_to(len).freeze();
+    let built = (|| {
+        let uri = Uri::from_maybe_shared(head.slice(path)).ok()?;
+        let mut map = HeaderMap::with_capacity(count);
+        for (name, value) in spans.into_iter().take(count) {
+            let name = HeaderName::from_bytes(&head[name]).ok()?;
+            map.append(
+                name,
+                HeaderValue::from_maybe_shared(head.slice(value)).ok()?,
+            );
+        }
+        Some((uri, map))
+    })();
+    let Some((uri, map)) = built else {
+        // A path, a name or a value hyper's types refuse: the head goes back in front,
+        // for hyper to answer.
+        let mut whole = BytesMut::with_capacity(head.len() + buf.len());
+        whole.extend_from_slice(&head);
+        whole.extend_from_slice(buf);
+        *buf = whole;
+        return None;
+    };
     let mut req = Request::new(Empty::new());
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.headers_mut() = map;
-    Some(Some((req, len)))
+    Some(Some(req))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// `parse` of `bytes`, and what is left of them after it.
+    fn parsed(bytes: &[u8]) -> (Option<Option<Head>>, BytesMut) {
+        let mut buf = BytesMut::from(bytes);
+        (parse(&mut buf), buf)
+    }
+
     #[test]
     fn takes_plain_gets_and_leaves_the_rest_to_hyper() {
-        let (req, len) = parse(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nCookie: c=1\r\n\r\nGET")
-            .unwrap()
-            .unwrap();
-        assert_eq!(len, 45);
+        let (req, rest) = parsed(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nCookie: c=1\r\n\r\nGET");
+        let req = req.unwrap().unwrap();
+        assert_eq!(
+            &rest[..],
+            b"GET",
+            "the head is taken out, the next request left"
+        );
         assert_eq!(req.uri(), "/a?b=1");
         assert_eq!(req.headers()["cookie"], "c=1");
-        assert!(parse(b"HEAD / HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+        assert_eq!(req.headers()["host"], "x");
+        assert!(parsed(b"HEAD / HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+            .0
             .unwrap()
             .is_some());
-        assert!(
-            parse(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none(),
-            "partial"
-        );
+        let partial = b"GET / HTTP/1.1\r\nHost: x\r\n";
+        let (req, rest) = parsed(partial);
+        assert!(req.unwrap().is_none(), "partial");
+        assert_eq!(&rest[..], partial, "a partial head stays where it was");
         for unfit in [
             &b"POST / HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"[..],
             b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
@@ -268,14 +328,19 @@ mod tests {
             b"GET http://x/ HTTP/1.1\r\n\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
             b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX-A: 1\x7f2\r\n\r\n",
+            // A path httparse takes and `Uri` does not: cut, then put back.
+            b"GET /a<b> HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n\r\n",
         ] {
-            assert!(parse(unfit).is_none(), "{}", String::from_utf8_lossy(unfit));
+            let (req, rest) = parsed(unfit);
+            assert!(req.is_none(), "{}", String::from_utf8_lossy(unfit));
+            assert_eq!(&rest[..], unfit, "hyper is given every byte read");
         }
         assert!(asks_to_close(
-            parse(b"GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n")
-                .unwrap()
-                .unwrap()
+            parsed(b"GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n")
                 .0
+                .unwrap()
+                .unwrap()
                 .headers()
         ));
     }

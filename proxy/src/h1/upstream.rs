@@ -5,11 +5,14 @@
 //! hop-by-hop headers and `waitroom-command`.
 
 use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 use super::respond::{chunk_size, has_body, header, header_u64, status_line};
 use super::Client;
@@ -53,6 +56,10 @@ struct Upstream {
     at: usize,
     /// The request head going out, then the answer's head coming back.
     head: Vec<u8>,
+    /// The deadline of the exchange under way, kept with the connection: pushed
+    /// back for the next exchange it is a store, not a new registration with the
+    /// runtime's timer.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 /// Why an exchange failed.
@@ -62,6 +69,8 @@ pub enum Failure {
     Refused(io::Error),
     /// The connection broke, or the answer was not HTTP.
     Broken(io::Error),
+    /// No answer's head within the time allowed.
+    TimedOut,
 }
 
 /// How an answer's body ends.
@@ -130,37 +139,46 @@ impl Pool {
             read: Vec::with_capacity(READ),
             at: 0,
             head: Vec::with_capacity(1024),
+            timer: None,
         })
     }
 
     /// Sends the request head `write_head` writes (a whole request, without a
-    /// body) and reads the answer's head; `head_only`: the request is a HEAD. A
-    /// pooled connection the origin closed meanwhile is given up for a new one,
-    /// once, without a word: nothing reached the origin on it.
+    /// body) and reads the answer's head, within `timeout`; `head_only`: the
+    /// request is a HEAD. A pooled connection the origin closed meanwhile is
+    /// given up for a new one, once, without a word: nothing reached the origin
+    /// on it.
     pub async fn exchange(
         &self,
         write_head: impl Fn(&mut Vec<u8>),
         head_only: bool,
+        timeout: Duration,
     ) -> Result<Answered<'_>, Failure> {
+        let deadline = Instant::now() + timeout;
         let mut pooled = self.take();
         loop {
             let was_pooled = pooled.is_some();
             let mut up = match pooled.take() {
                 Some(up) => up,
-                None => self.connect().await?,
+                None => match tokio::time::timeout_at(deadline, self.connect()).await {
+                    Ok(up) => up?,
+                    Err(_) => return Err(Failure::TimedOut),
+                },
             };
-            up.head.clear();
-            up.read.clear();
-            up.at = 0;
-            write_head(&mut up.head);
-            if let Err(e) = up.stream.write_all(&up.head).await {
-                if was_pooled {
-                    continue;
+            let mut timer = match up.timer.take() {
+                Some(mut timer) => {
+                    timer.as_mut().reset(deadline);
+                    timer
                 }
-                return Err(Failure::Broken(e));
-            }
-            up.head.clear();
-            match read_head(&mut up, head_only).await {
+                None => Box::pin(tokio::time::sleep_until(deadline)),
+            };
+            let sent = tokio::select! {
+                biased;
+                sent = send(&mut up, &write_head, head_only) => sent,
+                _ = timer.as_mut() => return Err(Failure::TimedOut),
+            };
+            up.timer = Some(timer);
+            match sent {
                 Ok((parsed, used)) => {
                     up.at = used;
                     return Ok(Answered {
@@ -178,6 +196,22 @@ impl Pool {
             }
         }
     }
+}
+
+/// Writes the request head `write_head` writes on `up` and reads the answer's
+/// head; a connection that takes nothing or answers nothing is [`Read::Nothing`].
+async fn send(
+    up: &mut Upstream,
+    write_head: impl Fn(&mut Vec<u8>),
+    head_only: bool,
+) -> Result<(Parsed, usize), Read> {
+    up.head.clear();
+    up.read.clear();
+    up.at = 0;
+    write_head(&mut up.head);
+    up.stream.write_all(&up.head).await.map_err(Read::Nothing)?;
+    up.head.clear();
+    read_head(up, head_only).await
 }
 
 /// Why an answer's head could not be read.
