@@ -15,10 +15,9 @@ rounds=${1:-3}
 secs=${2:-8}
 conns=${3:-64}
 out=$PWD/target/bench/floor
-rm -rf "$out" && mkdir -p "$out/www" "$out/state" "$out/tmp"
-for tool in nginx wrk curl; do
-  command -v $tool >/dev/null || { echo "bench-floor: $tool is needed (apt-get install nginx-light wrk curl)" >&2; exit 1; }
-done
+rm -rf "$out" && mkdir -p "$out/www" "$out/state"
+. scripts/lib/bench.sh
+need bench-floor nginx wrk curl
 cargo build --release -q -p waitroom
 cargo build --release -q --manifest-path bench/floor/Cargo.toml --target-dir target/floor
 pids=()
@@ -29,22 +28,6 @@ cleanup() {
 trap cleanup EXIT
 
 head -c 1024 /dev/zero | tr '\0' 'x' >"$out/www/index.html"
-nginx_conf() { # name workers port server-block [http-block]
-  cat >"$out/$1.conf" <<CONF
-worker_processes $2;
-pid $out/$1.pid;
-error_log $out/$1-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $out/tmp; proxy_temp_path $out/tmp;
-  fastcgi_temp_path $out/tmp; uwsgi_temp_path $out/tmp; scgi_temp_path $out/tmp;
-  server { listen 127.0.0.1:$3 reuseport backlog=4096; $4 }
-  ${5:-}
-}
-CONF
-  nginx -c "$out/$1.conf" -p "$out"
-}
 nginx_conf origin 1 18400 "location / { root $out/www; }"
 nginx_conf baseline 2 18401 \
   "location / { proxy_pass http://origin_pool; proxy_http_version 1.1; proxy_set_header Connection ''; }" \
@@ -71,11 +54,10 @@ places_per_minute = 0
 session_requests_per_second = 0
 TOML
 RUST_LOG=warn target/release/waitroom --config "$out/waitroom.toml" >"$out/waitroom.log" 2>&1 & pids+=($!); wr=$!
-for _ in $(seq 50); do curl -sf http://127.0.0.1:18405/readyz >/dev/null && break; sleep 0.2; done
-cookie=$(curl -s -o /dev/null -D - http://127.0.0.1:18404/ | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: waitroom=\([^;]*\).*/\1/p' | head -1)
+wait_ready http://127.0.0.1:18405/readyz
+cookie=$(waitroom_cookie http://127.0.0.1:18404/)
 [ -n "$cookie" ] || { echo "bench-floor: waitroom gave no cookie" >&2; exit 1; }
 
-cpu() { local t=0 p; for p in "$@"; do [ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat))); done; echo $t; }
 run() { # label port pids...
   local label=$1 port=$2; shift 2
   local before; before=$(cpu "$@")

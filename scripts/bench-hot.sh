@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The hot paths against nginx doing the same job (issue 12), side by side in one run.
 #   scripts/bench-hot.sh [PAIRS] [SECONDS] [CONNECTIONS]   (defaults: 3 10 64)
+#   BENCH_PATHS="forwarded poll" scripts/bench-hot.sh ...     (only these paths)
+#   WAITROOM_BIN=DIR scripts/bench-hot.sh ...                (another build of waitroom)
 # A fast static origin (nginx, 1 worker, a 1 KiB page) behind both:
 #   forwarded  an admitted visitor's request      vs nginx proxy_pass, keep-alive upstream
 #   poll       a queued visitor's status poll     vs nginx `return 200` with the same JSON
@@ -15,11 +17,11 @@ cd "$(dirname "$0")/.."
 pairs=${1:-3}
 secs=${2:-10}
 conns=${3:-64}
+paths=${BENCH_PATHS:-forwarded poll newcomer}
 out=$PWD/target/bench/hot
 rm -rf "$out" && mkdir -p "$out/www" "$out/state"
-for tool in nginx wrk curl; do
-  command -v $tool >/dev/null || { echo "bench-hot: $tool is needed (apt-get install nginx wrk curl)" >&2; exit 1; }
-done
+. scripts/lib/bench.sh
+need bench-hot nginx wrk curl
 for port in 18310 18311 18320; do
   # A waitroom left running there would hand its line (and whoever holds its
   # capacity) over to this one: the admitted visitor below would be queued.
@@ -29,35 +31,18 @@ for port in 18310 18311 18320; do
   fi
 done
 cargo build --release -q -p waitroom
-bin=target/release
+bin=${WAITROOM_BIN:-target/release}
 pids=()
 cleanup() {
   [ -f "$out/origin.pid" ] && kill "$(cat "$out/origin.pid")" 2>/dev/null || true
   [ -f "$out/baseline.pid" ] && kill "$(cat "$out/baseline.pid")" 2>/dev/null || true
   kill "${pids[@]}" 2>/dev/null || true
+  # Gone before the next run starts: a waitroom still draining would hand it its line.
+  wait "${pids[@]}" 2>/dev/null || true
 }
 trap cleanup EXIT
 
 head -c 1024 /dev/zero | tr '\0' 'x' >"$out/www/index.html"
-nginx_conf() { # name workers port body
-  cat >"$out/$1.conf" <<CONF
-worker_processes $2;
-pid $out/$1.pid;
-error_log $out/$1-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $out/tmp-$1; proxy_temp_path $out/tmp-$1;
-  fastcgi_temp_path $out/tmp-$1; uwsgi_temp_path $out/tmp-$1; scgi_temp_path $out/tmp-$1;
-  server {
-    listen 127.0.0.1:$3 reuseport backlog=4096;
-    $4
-  }
-}
-CONF
-  mkdir -p "$out/tmp-$1"
-  nginx -c "$out/$1.conf" -p "$out"
-}
 nginx_conf origin 1 18300 "location / { root $out/www; }"
 
 cat >"$out/waitroom.toml" <<TOML
@@ -82,12 +67,11 @@ TOML
 RUST_LOG=warn "$bin/waitroom" --config "$out/waitroom.toml" >"$out/waitroom.log" 2>&1 &
 pids+=($!)
 wr_pid=$!
-for _ in $(seq 50); do curl -sf http://127.0.0.1:18311/readyz >/dev/null && break; sleep 0.2; done
+wait_ready http://127.0.0.1:18311/readyz
 
 # The one admitted visitor (capacity 1), then a queued one behind them.
-cookie() { curl -s -o "$2" -D - "http://127.0.0.1:18310$1" | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: waitroom=\([^;]*\).*/\1/p' | head -1; }
-admitted=$(cookie / "$out/admitted.html")
-queued=$(cookie / "$out/queued.html")
+admitted=$(waitroom_cookie http://127.0.0.1:18310/ "$out/admitted.html")
+queued=$(waitroom_cookie http://127.0.0.1:18310/ "$out/queued.html")
 curl -s -H "cookie: waitroom=$queued" http://127.0.0.1:18310/_waitroom/status >"$out/status.json"
 grep -q '^xxxxxxxx' "$out/admitted.html" || { echo "bench-hot: the first visitor was not let in" >&2; exit 1; }
 grep -q '"state":"queued"' "$out/status.json" || { echo "bench-hot: no queued visitor: $(cat "$out/status.json")" >&2; exit 1; }
@@ -98,20 +82,10 @@ nginx_conf baseline 2 18320 "
     location = /_waitroom/status { default_type application/json; return 200 '$json'; }
     location = /newcomer { root $out/www; try_files /newcomer.html =404;
       add_header Set-Cookie 'waitroom=eyJhbGciOiJFZERTQSJ9.placeholder; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax'; }
-    location / { proxy_pass http://origin_pool; proxy_http_version 1.1; proxy_set_header Connection ''; }
-  }
-  upstream origin_pool { server 127.0.0.1:18300; keepalive 64;"
+    location / { proxy_pass http://origin_pool; proxy_http_version 1.1; proxy_set_header Connection ''; }" \
+  "upstream origin_pool { server 127.0.0.1:18300; keepalive 64; }"
 sleep 0.5
 
-# CPU seconds (user + system) of a process and its children threads / workers.
-cpu() {
-  local total=0 p
-  for p in "$@"; do
-    [ -r "/proc/$p/stat" ] || continue
-    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-  done
-  echo "$total"
-}
 nginx_pids() { echo "$(cat "$out/baseline.pid") $(pgrep -P "$(cat "$out/baseline.pid")" | tr '\n' ' ')"; }
 
 run() { # label url cookie pids...
@@ -128,10 +102,11 @@ run() { # label url cookie pids...
 }
 
 for pair in $(seq "$pairs"); do
-  for path in forwarded poll newcomer; do
+  for path in $paths; do
     case $path in
-      forwarded) wr=(/ "$admitted"); ng=(/ "") ;;
-      poll) wr=(/_waitroom/status "$queued"); ng=(/_waitroom/status "") ;;
+      # nginx is sent the same request, the cookie too (it passes it on to the origin).
+      forwarded) wr=(/ "$admitted"); ng=(/ "$admitted") ;;
+      poll) wr=(/_waitroom/status "$queued"); ng=(/_waitroom/status "$queued") ;;
       newcomer) wr=(/ ""); ng=(/newcomer "") ;;
     esac
     run "waitroom-$path-$pair" "http://127.0.0.1:18310${wr[0]}" "${wr[1]}" "$wr_pid"
@@ -140,7 +115,7 @@ for pair in $(seq "$pairs"); do
   done
 done
 
-python3 - "$out" "$pairs" "$(getconf CLK_TCK)" "$conns" <<'PY'
+python3 - "$out" "$pairs" "$(getconf CLK_TCK)" "$conns" "$paths" <<'PY'
 import re, statistics, sys
 out, pairs, tck, conns = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 def read(name):
@@ -153,13 +128,14 @@ def read(name):
     cpu_us = int(re.search(r"cpu_ticks (\d+)", t).group(1)) / tck / max(total, 1) * 1e6
     return rps, p99, cpu_us, int(bad.group(1)) if bad else 0
 print(f"wrk -t2 -c{conns}, median of {pairs} interleaved pairs; load average now: {open('/proc/loadavg').read().split()[0]}")
-print(f"| path | waitroom req/s | p99 ms | CPU µs/req | nginx req/s | p99 ms | CPU µs/req | ratio req/s | ratio CPU |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-for path in ["forwarded", "poll", "newcomer"]:
+print(f"| path | waitroom req/s | p99 ms | CPU µs/req | nginx req/s | p99 ms | CPU µs/req | ratio req/s | ratio CPU | pair by pair |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+for path in sys.argv[5].split():
     w = [read(f"waitroom-{path}-{i}") for i in range(1, pairs + 1)]
     n = [read(f"nginx-{path}-{i}") for i in range(1, pairs + 1)]
     med = lambda xs, k: statistics.median(x[k] for x in xs)
     bad = sum(x[3] for x in w + n)
     print(f"| {path} | {med(w,0):,.0f} | {med(w,1):.1f} | {med(w,2):.0f} | {med(n,0):,.0f} | {med(n,1):.1f} | {med(n,2):.0f} "
-          f"| {med(w,0)/med(n,0):.2f} | {med(w,2)/max(med(n,2),0.001):.1f}× |" + (f" ({bad} non-2xx!)" if bad else ""))
+          f"| {med(w,0)/med(n,0):.2f} | {med(w,2)/max(med(n,2),0.001):.1f}× "
+          f"| {' '.join(f'{a[0]/b[0]:.2f}' for a, b in zip(w, n))} |" + (f" ({bad} non-2xx!)" if bad else ""))
 PY

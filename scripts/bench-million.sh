@@ -16,7 +16,8 @@ minutes=${2:-10}
 interval=${3:-120}
 out=$PWD/target/bench/million
 rm -rf "$out" && mkdir -p "$out/state" "$out/cookies"
-command -v wrk >/dev/null || { echo "bench-million: wrk is needed (apt-get install wrk)" >&2; exit 1; }
+. scripts/lib/bench.sh
+need bench-million wrk curl
 cargo build --release -q -p waitroom
 cat >"$out/waitroom.toml" <<TOML
 [listen]
@@ -43,7 +44,7 @@ TOML
 RUST_LOG=warn target/release/waitroom --config "$out/waitroom.toml" >"$out/waitroom.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
-for _ in $(seq 50); do curl -sf http://127.0.0.1:18511/readyz >/dev/null && break; sleep 0.2; done
+wait_ready http://127.0.0.1:18511/readyz
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status"; }
 issued() { curl -s -H "authorization: Bearer bench-admin-token" http://127.0.0.1:18511/admin/state | python3 -c 'import json,sys; print(json.load(sys.stdin)["places_issued"])'; }
 echo "start: rss_kib=$(rss)" | tee "$out/samples.txt"
