@@ -8,15 +8,19 @@
 //! an `aria-live` region, and reloads the page the visitor asked for when their
 //! turn comes.
 
+mod holes;
 pub mod i18n;
 pub mod notice;
 pub mod steady;
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use minijinja::{context, Environment, UndefinedBehavior};
 
+use holes::{Fill, Holes};
 use i18n::Catalogues;
 
 use crate::admission::line::{Gate, Wait};
@@ -201,7 +205,21 @@ pub struct Page {
     logo: Option<Logo>,
     /// Where the page finds the logo (see [`Page::for_room`]).
     logo_url: String,
+    /// The built-in template's pages cut at their holes, by language and shape
+    /// ([`holes`]); `None` for an operator's template, always rendered whole.
+    holes: Option<Arc<Mutex<Cut>>>,
 }
+
+/// Each shape's pieces, or `None` for a shape rendered whole each time.
+type Cut = HashMap<Shape, Option<Arc<Holes>>>;
+
+/// A page's shape: its language (index among the prepared ones), state, whether
+/// it refreshes, whether it asks to send again, and what its values are
+/// ([`holes::shape`]).
+type Shape = (usize, &'static str, bool, bool, u64);
+
+/// Shapes kept at most (each is a few kilobytes; the pages in use have a few dozen).
+const MAX_SHAPES: usize = 1024;
 
 /// An image the page shows, as it is served.
 #[derive(Clone, Debug)]
@@ -301,6 +319,7 @@ impl Page {
     pub fn builtin() -> Self {
         Self::new(
             include_str!("page.html").to_owned(),
+            true,
             Catalogues::builtin(),
             None,
             None,
@@ -312,6 +331,7 @@ impl Page {
     /// rendering every state in every language: a broken page is refused here,
     /// never shown.
     pub fn load(config: &PageConfig) -> Result<Self, PageError> {
+        let builtin = config.template.is_none();
         let source = match config.template.as_deref() {
             Some(path) => std::fs::read_to_string(path).map_err(|e| PageError {
                 key: "page.template",
@@ -333,11 +353,12 @@ impl Page {
             })?),
             None => None,
         };
-        Self::new(source, catalogues, config.site_name.clone(), logo)
+        Self::new(source, builtin, catalogues, config.site_name.clone(), logo)
     }
 
     fn new(
         source: String,
+        builtin: bool,
         catalogues: Catalogues,
         site_name: Option<String>,
         logo: Option<Logo>,
@@ -362,6 +383,7 @@ impl Page {
             site_name,
             logo,
             logo_url: LOGO_URL.into(),
+            holes: builtin.then(Default::default),
         };
         let wait = |position, gate| Wait {
             position,
@@ -418,6 +440,8 @@ impl Page {
         if name != crate::config::DEFAULT_ROOM {
             self.status_url = format!("{STATUS_URL}?room={name}");
             self.logo_url = format!("{LOGO_URL}?room={name}");
+            // The pieces carry the addresses: a room cuts its own.
+            self.holes = self.holes.as_ref().map(|_| Default::default());
         }
         self
     }
@@ -596,61 +620,137 @@ impl Page {
             ),
             _ => (String::new(), String::new()),
         };
-        let languages: Vec<_> = c
-            .languages()
-            .iter()
-            .map(|code| {
-                context! {
-                    code => code,
-                    name => c.text(code, "language_name", &[]),
-                    href => with_lang(target, code),
-                    current => *code == lang,
-                }
-            })
-            .collect();
         let updated = c.text(
             lang,
             "updated",
             &[("time", utc_time(crate::clock::wall_ms(), true))],
         );
-        let prepared = match self.prepared.iter().find(|(l, _)| *l == lang) {
-            Some((_, p)) => p.clone(),
-            None => Prepared::of(c, lang),
+        let text = |s: Option<String>| s.map_or(Fill::None, Fill::Text);
+        // What changes from visitor to visitor; the language links' addresses last.
+        let mut fills = vec![
+            Fill::Text(headline),
+            Fill::Text(ahead),
+            Fill::Text(eta),
+            Fill::Text(updated),
+            Fill::Number(status.poll_after_ms.div_ceil(1000).max(1)),
+            Fill::Number(status.poll_after_ms),
+            Fill::Number(status.position),
+            Fill::Number(status.eta_seconds),
+            Fill::Text(countdown),
+            status.opens_in_seconds.map_or(Fill::None, Fill::Number),
+            text(status.opens_at.map(crate::clock::format_rfc3339)),
+            status
+                .progress_percent
+                .map_or(Fill::None, |p| Fill::Number(p.into())),
+            text(message.map(str::to_owned)),
+            text(lapsed_note),
+            text(notes.notice.map(str::to_owned)),
+        ];
+        let links = fills.len();
+        fills.extend(
+            c.languages()
+                .iter()
+                .map(|code| Fill::Text(with_lang(target, code))),
+        );
+        let prepared = self.prepared.iter().position(|(l, _)| *l == lang);
+        let render = |marked: bool| {
+            let v = |i: usize| fills[i].value(i, marked);
+            let prepared = match prepared {
+                Some(i) => self.prepared[i].1.clone(),
+                None => Prepared::of(c, lang),
+            };
+            let languages: Vec<_> = c
+                .languages()
+                .iter()
+                .enumerate()
+                .map(|(i, code)| {
+                    context! {
+                        code => code,
+                        name => c.text(code, "language_name", &[]),
+                        href => v(links + i),
+                        current => *code == lang,
+                    }
+                })
+                .collect();
+            self.env.get_template(TEMPLATE)?.render(context! {
+                lang => lang,
+                t => prepared.t,
+                headline => v(0),
+                ahead => v(1),
+                eta => v(2),
+                updated => v(3),
+                languages => languages,
+                refresh => shown.refreshes(),
+                refresh_secs => v(4),
+                poll_after_ms => v(5),
+                messages_json => prepared.messages_json,
+                // A room name is letters, digits, '_' and '-': nothing to escape.
+                status_url => minijinja::Value::from_safe_string(
+                    serde_json::to_string(&self.status_url).unwrap_or_default(),
+                ),
+                state => shown.name(),
+                position => v(6),
+                eta_seconds => v(7),
+                countdown => v(8),
+                opens_in_seconds => v(9),
+                opens_at => v(10),
+                progress_percent => v(11),
+                message => v(12),
+                site_name => self.site_name.as_deref(),
+                lapsed_note => v(13),
+                notice => v(14),
+                resend => notes.resend,
+                // Our own path and a room's name (letters, digits, '_', '-'): nothing to escape.
+                logo_url => self
+                    .logo
+                    .as_ref()
+                    .map(|_| minijinja::Value::from_safe_string(self.logo_url.clone())),
+            })
         };
-        self.env.get_template(TEMPLATE)?.render(context! {
-            lang => lang,
-            t => prepared.t,
-            headline => headline,
-            ahead => ahead,
-            eta => eta,
-            updated => updated,
-            languages => languages,
-            refresh => shown.refreshes(),
-            refresh_secs => status.poll_after_ms.div_ceil(1000).max(1),
-            poll_after_ms => status.poll_after_ms,
-            messages_json => prepared.messages_json,
-            // A room name is letters, digits, '_' and '-': nothing to escape.
-            status_url => minijinja::Value::from_safe_string(
-                serde_json::to_string(&self.status_url).unwrap_or_default(),
-            ),
-            state => shown.name(),
-            position => status.position,
-            eta_seconds => status.eta_seconds,
-            countdown => countdown,
-            opens_in_seconds => status.opens_in_seconds,
-            opens_at => status.opens_at.map(crate::clock::format_rfc3339),
-            progress_percent => status.progress_percent,
-            message => message,
-            site_name => self.site_name.as_deref(),
-            lapsed_note => lapsed_note,
-            notice => notes.notice,
-            resend => notes.resend,
-            // Our own path and a room's name (letters, digits, '_', '-'): nothing to escape.
-            logo_url => self
-                .logo
-                .as_ref()
-                .map(|_| minijinja::Value::from_safe_string(self.logo_url.clone())),
-        })
+        let (Some(cache), Some(at)) = (&self.holes, prepared) else {
+            return render(false);
+        };
+        if fills.len() > 32 {
+            return render(false);
+        }
+        let key = (
+            at,
+            shown.name(),
+            shown.refreshes(),
+            notes.resend,
+            holes::shape(&fills),
+        );
+        let known = cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
+        match known {
+            Some(Some(holes)) => Ok(holes.fill(&fills)),
+            Some(None) => render(false),
+            None => {
+                // A shape not seen before: rendered whole, and its pieces kept
+                // only when they give the very same page.
+                let whole = render(false)?;
+                let holes = render(true)
+                    .ok()
+                    .and_then(|marked| Holes::cut(&marked, &fills))
+                    .filter(|holes| holes.fill(&fills) == whole)
+                    .map(Arc::new);
+                if holes.is_none() {
+                    tracing::warn!(
+                        state = shown.name(),
+                        lang,
+                        "queue page: a shape is rendered whole each time"
+                    );
+                }
+                let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+                if cache.len() < MAX_SHAPES {
+                    cache.insert(key, holes);
+                }
+                Ok(whole)
+            }
+        }
     }
 }
 
@@ -791,6 +891,119 @@ mod tests {
             },
             0,
         )
+    }
+
+    /// `html` with the time of day it was rendered (`09:00:05 UTC`) taken out.
+    fn without_the_time(html: &str) -> String {
+        let mut out = String::new();
+        let mut rest = html;
+        while let Some(at) = rest.find(" UTC") {
+            let (before, after) = rest.split_at(at);
+            let time = before.len().saturating_sub(8);
+            let shaped = before[time..].bytes().enumerate().all(|(i, b)| {
+                if i == 2 || i == 5 {
+                    b == b':'
+                } else {
+                    b.is_ascii_digit()
+                }
+            });
+            out.push_str(if shaped && before.len() >= 8 {
+                &before[..time]
+            } else {
+                before
+            });
+            out.push_str(" UTC");
+            rest = &after[4..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    #[test]
+    fn the_pieces_give_the_very_page_a_whole_render_gives() {
+        let page = Page::builtin();
+        let mut whole = page.clone();
+        whole.holes = None;
+        let wait = |position, eta_s: u64, gate| Wait {
+            position,
+            eta_ms: eta_s * 1000,
+            poll_after_ms: 4_500,
+            gate,
+        };
+        let mut statuses = vec![Status::admitted(), Status::held(5_000)];
+        for (position, eta) in [(1, 0), (2, 30), (7, 300), (42, 7_300), (100_000, 90_000)] {
+            for gate in [
+                Gate::Open,
+                Gate::Paused,
+                Gate::Closed,
+                Gate::Held { until: 60_000 },
+                Gate::Scheduled {
+                    opens_at: 3_600_000,
+                },
+            ] {
+                let status = Status::waiting(&wait(position, eta, gate), 1_000);
+                statuses.push(status);
+                statuses.push(status.progress_from(Some(position * 2)));
+                statuses.push(status.progress_from(Some(position)));
+            }
+        }
+        let notes = [
+            Notes::default(),
+            Notes {
+                message: Some("Heute <b>nur</b> für Ü60 & \"Risiko\""),
+                ..Notes::default()
+            },
+            Notes {
+                notice: Some("Wartung um 18:00 / 'bitte' <warten>"),
+                lapsed_after_secs: Some(600),
+                resend: true,
+                ..Notes::default()
+            },
+        ];
+        let targets = [
+            "/",
+            "/register?step=2&lang=de",
+            "/a?x=<script>&y=\"1\"",
+            "/b?lang=fr",
+        ];
+        for lang in ["de", "fr", "lb", "en"] {
+            for status in &statuses {
+                for note in &notes {
+                    for target in targets {
+                        let expected =
+                            without_the_time(&whole.render_noting(status, lang, target, note));
+                        // The first of a shape is rendered whole and cut; the
+                        // second is put together from the pieces.
+                        for round in 0..2 {
+                            let got = page.render_noting(status, lang, target, note);
+                            assert_eq!(
+                                without_the_time(&got),
+                                expected,
+                                "{lang} {status:?} {target} round {round}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        for (trouble, retry) in [
+            (Trouble::Down, true),
+            (Trouble::Slow, false),
+            (Trouble::TooMany, true),
+        ] {
+            for _ in 0..2 {
+                assert_eq!(
+                    without_the_time(&page.render_error(trouble, "fr", "/r?a=1", 10, retry)),
+                    without_the_time(&whole.render_error(trouble, "fr", "/r?a=1", 10, retry))
+                );
+            }
+        }
+        let shapes = page.holes.as_ref().unwrap().lock().unwrap();
+        assert!(shapes.len() > 50, "{} shapes", shapes.len());
+        assert!(
+            shapes.values().all(Option::is_some),
+            "every shape of the built-in page is served from its pieces"
+        );
     }
 
     #[test]
