@@ -144,6 +144,9 @@ pub async fn serve<L: Lane>(
     // later deadline is a store, not a new registration with the runtime's timer.
     let deadline = tokio::time::sleep(HEAD_TIMEOUT);
     tokio::pin!(deadline);
+    // The process began to stop while a request was on its way: it is answered,
+    // and the connection closed after it.
+    let mut draining = false;
     loop {
         let idle = client.read.is_empty();
         deadline
@@ -153,7 +156,13 @@ pub async fn serve<L: Lane>(
             biased;
             next = client.next_head() => next,
             _ = &mut deadline => return None,
-            _ = shutdown.wait(), if idle => return None,
+            _ = shutdown.wait(), if idle && !draining => {
+                if !client.has_arrived() {
+                    return None;
+                }
+                draining = true;
+                continue;
+            }
         };
         let req = match next {
             Next::Fit(req) => req,
@@ -161,7 +170,7 @@ pub async fn serve<L: Lane>(
             Next::Closed => return None,
         };
         client.head_only = req.method() == Method::HEAD;
-        client.closing = asks_to_close(req.headers());
+        client.closing = draining || asks_to_close(req.headers());
         match lane.answer(req, conn, &mut client).await {
             Sent::Response(r) => {
                 if client.write_response(r).await.is_err() {
@@ -182,6 +191,14 @@ pub async fn serve<L: Lane>(
 }
 
 impl Client {
+    /// Whether the client has sent something the connection has not read yet,
+    /// asked of the socket itself (the runtime may not have heard of it yet).
+    fn has_arrived(&self) -> bool {
+        let mut byte = [0u8; 1];
+        let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+        matches!(rustix::net::recv(&self.stream, &mut byte[..], flags), Ok((_, n)) if n > 0)
+    }
+
     /// Reads until the buffer starts with a whole request head (or shows it is
     /// not one for the fast lane), and takes that head out of the buffer.
     async fn next_head(&mut self) -> Next {
@@ -296,6 +313,28 @@ mod tests {
     fn parsed(bytes: &[u8]) -> (Option<Option<Head>>, BytesMut) {
         let mut buf = BytesMut::from(bytes);
         (parse(&mut buf), buf)
+    }
+
+    #[tokio::test]
+    async fn sees_a_request_the_runtime_has_not_read_yet() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut visitor = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut client = Client {
+            stream,
+            read: BytesMut::new(),
+            head_only: false,
+            closing: false,
+        };
+        assert!(!client.has_arrived(), "nothing sent yet");
+        visitor.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        // On loopback the bytes are in the connection's buffer once written.
+        assert!(client.has_arrived());
+        assert!(client.has_arrived(), "looking takes nothing out");
+        assert!(matches!(client.next_head().await, Next::Fit(_)));
+        assert!(!client.has_arrived(), "read");
     }
 
     #[test]
