@@ -769,18 +769,43 @@ async fn sweep_limits(protection: Arc<Protection>, shutdown: Shutdown) {
 struct PublicLane(Arc<crate::public::Rooms>);
 
 impl crate::h1::Lane for PublicLane {
-    async fn answer(
-        &self,
+    fn answer<'s, 'c>(
+        &'s self,
         req: crate::h1::Head,
         conn: crate::server::Conn,
-        client: &mut crate::h1::Client,
-    ) -> crate::h1::Sent {
-        let logged = Logged::start(&req, conn);
-        let sent = self.0.answer(req, peer_of(conn), Some(client)).await;
-        if let Some(logged) = logged {
+        client: &'c mut crate::h1::Client,
+    ) -> impl std::future::Future<Output = crate::h1::Sent> + Send + use<'s, 'c> {
+        // Not an `async fn`: the room's answer is wrapped, not moved into a
+        // future of its own size (a copy of some kilobytes per request).
+        Logging {
+            logged: Logged::start(&req, conn),
+            answer: self.0.answer(req, peer_of(conn), Some(client)),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An answer on its way, logged when it is ready (when the access log is on).
+    struct Logging<F> {
+        #[pin]
+        answer: F,
+        logged: Option<Logged>,
+    }
+}
+
+impl<F: std::future::Future<Output = crate::h1::Sent>> std::future::Future for Logging<F> {
+    type Output = crate::h1::Sent;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<crate::h1::Sent> {
+        let this = self.project();
+        let sent = std::task::ready!(this.answer.poll(cx));
+        if let Some(logged) = this.logged.take() {
             logged.done(sent.status());
         }
-        sent
+        std::task::Poll::Ready(sent)
     }
 }
 

@@ -190,7 +190,7 @@ impl Public {
         if let Some((handed_over, successor)) = &self.relay {
             if handed_over.load(Ordering::SeqCst) {
                 let asked = self.asked(&req);
-                return Sent::Response(match successor.forward(req, peer).await {
+                return Sent::Response(match Box::pin(successor.forward(req, peer)).await {
                     Ok(r) => r,
                     Err(e) => self.failed(&asked, e),
                 });
@@ -532,7 +532,7 @@ impl Public {
             }
         }
         let asked = self.asked(&req);
-        let mut r = match live.forwarder.forward(req, peer).await {
+        let mut r = match Box::pin(live.forwarder.forward(req, peer)).await {
             Ok(r) => r,
             Err(e) => self.failed(&asked, e),
         };

@@ -5,7 +5,10 @@
 //! names its room with `?room=NAME` (the queue page of a room asks so); without
 //! one it is the default room's, and a name no room has is a 404.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use http::{Request, Response, StatusCode};
 
@@ -42,16 +45,25 @@ impl Rooms {
     }
 
     /// Answers one request in the room it is for; by the fast lane when `client`
-    /// is its connection (see [`Public::answer`]).
-    pub async fn answer<B: h::ReqBody>(
-        &self,
+    /// is its connection (see [`Public::answer`]). Not an `async fn`: the room's
+    /// answer is returned as it is, not moved into another future of the same
+    /// size (a fast-lane request paid a copy of some kilobytes per level).
+    pub fn answer<'s, 'c, B: h::ReqBody>(
+        &'s self,
         req: Request<B>,
         peer: Peer,
-        client: Option<&mut Client>,
-    ) -> Sent {
+        client: Option<&'c mut Client>,
+    ) -> Routed<impl Future<Output = Sent> + Send + use<'s, 'c, B>> {
         match self.room_of(&req) {
-            Some(i) => self.publics[i].answer(req, peer, client).await,
-            None => Sent::Response(h::error(StatusCode::NOT_FOUND, "no such room")),
+            Some(i) => Routed::Room {
+                answer: self.publics[i].answer(req, peer, client),
+            },
+            None => Routed::Nowhere {
+                sent: Some(Sent::Response(h::error(
+                    StatusCode::NOT_FOUND,
+                    "no such room",
+                ))),
+            },
         }
     }
 
@@ -78,4 +90,29 @@ fn host<B: h::ReqBody>(req: &Request<B>) -> Option<String> {
         None => req.uri().authority()?.clone(),
     };
     Some(authority.host().to_owned())
+}
+
+pin_project_lite::pin_project! {
+    /// A request's answer in the room it is for, or the 404 for a room that is not.
+    #[project = RoutedProj]
+    pub enum Routed<F> {
+        /// The room's answer, on its way.
+        Room { #[pin] answer: F },
+        /// No such room: the answer, until it is taken.
+        Nowhere { sent: Option<Sent> },
+    }
+}
+
+impl<F: Future<Output = Sent>> Future for Routed<F> {
+    type Output = Sent;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Sent> {
+        match self.project() {
+            RoutedProj::Room { answer } => answer.poll(cx),
+            RoutedProj::Nowhere { sent } => Poll::Ready(
+                sent.take()
+                    .expect("a future is not polled once it is ready"),
+            ),
+        }
+    }
 }
