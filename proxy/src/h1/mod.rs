@@ -144,8 +144,12 @@ pub async fn serve<L: Lane>(
     // later deadline is a store, not a new registration with the runtime's timer.
     let deadline = tokio::time::sleep(HEAD_TIMEOUT);
     tokio::pin!(deadline);
+    // Waited for across requests, not made anew for each: each new wait would
+    // join and leave the list of waiters every connection shares, under its lock.
+    let stopping = shutdown.wait();
+    tokio::pin!(stopping);
     // The process began to stop while a request was on its way: it is answered,
-    // and the connection closed after it.
+    // and the connection closed after it (and `stopping`, done, is not polled again).
     let mut draining = false;
     loop {
         let idle = client.read.is_empty();
@@ -156,7 +160,7 @@ pub async fn serve<L: Lane>(
             biased;
             next = client.next_head() => next,
             _ = &mut deadline => return None,
-            _ = shutdown.wait(), if idle && !draining => {
+            _ = &mut stopping, if idle && !draining => {
                 if !client.has_arrived() {
                     return None;
                 }
@@ -234,9 +238,11 @@ fn asks_to_close(headers: &HeaderMap) -> bool {
 /// was), `None` when it is hyper's. The path and the header values are slices of
 /// the bytes read, not copies.
 fn parse(buf: &mut BytesMut) -> Option<Option<Head>> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut headers);
-    let len = match parsed.parse(buf).ok()? {
+    // Left uninitialised until parsed, and the pieces' places kept as offsets:
+    // each request used to fill 4 KB of arrays before reading a byte.
+    let mut headers = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut []);
+    let len = match parsed.parse_with_uninit_headers(buf, &mut headers).ok()? {
         httparse::Status::Complete(len) => len,
         httparse::Status::Partial => return Some(None),
     };
@@ -256,10 +262,11 @@ fn parse(buf: &mut BytesMut) -> Option<Option<Head>> {
     let start = buf.as_ptr() as usize;
     let span = |piece: &[u8]| {
         let at = piece.as_ptr() as usize - start;
-        at..at + piece.len()
+        [at, at + piece.len()]
     };
-    let path = span(path.as_bytes());
-    let mut spans = [const { (0..0, 0..0) }; MAX_HEADERS];
+    let [from, to] = span(path.as_bytes());
+    let path = from..to;
+    let mut spans = [[0usize; 4]; MAX_HEADERS];
     let count = parsed.headers.len();
     for (at, header) in spans.iter_mut().zip(parsed.headers.iter()) {
         let name = header.name.as_bytes();
@@ -274,17 +281,18 @@ fn parse(buf: &mut BytesMut) -> Option<Option<Head>> {
         {
             return None;
         }
-        *at = (span(name), span(header.value));
+        let ([name_from, name_to], [value_from, value_to]) = (span(name), span(header.value));
+        *at = [name_from, name_to, value_from, value_to];
     }
     let head = buf.split_to(len).freeze();
     let built = (|| {
         let uri = Uri::from_maybe_shared(head.slice(path)).ok()?;
         let mut map = HeaderMap::with_capacity(count);
-        for (name, value) in spans.into_iter().take(count) {
-            let name = HeaderName::from_bytes(&head[name]).ok()?;
+        for [name_from, name_to, value_from, value_to] in spans.into_iter().take(count) {
+            let name = HeaderName::from_bytes(&head[name_from..name_to]).ok()?;
             map.append(
                 name,
-                HeaderValue::from_maybe_shared(head.slice(value)).ok()?,
+                HeaderValue::from_maybe_shared(head.slice(value_from..value_to)).ok()?,
             );
         }
         Some((uri, map))

@@ -246,7 +246,7 @@ impl Public {
         }
         if live.bypass.iter().any(|p| path.starts_with(p.as_str())) {
             self.metrics.request("bypass");
-            return self.forward(req, peer, &live, None, None, client).await;
+            return Box::pin(self.forward(req, peer, &live, None, None, client)).await;
         }
         let presented = self.presented(&req);
         if let Some(challenged) = self.challenged(&req, &presented) {
@@ -272,8 +272,9 @@ impl Public {
                     h::replace_cookie(req.headers_mut(), &self.cookie.name, &t.1);
                     self.cookie_header(&req, t)
                 });
-                self.forward(req, peer, &live, cookie, Some(sid), client)
-                    .await
+                // Boxed: the forward is most of this future's size, and a poll
+                // or a page need not carry (and copy) it.
+                Box::pin(self.forward(req, peer, &live, cookie, Some(sid), client)).await
             }
             _ => {
                 self.metrics.request("queued");
@@ -331,7 +332,7 @@ impl Public {
     fn status_response<B: h::ReqBody>(&self, status: &Status, req: &Request<B>) -> Response<Body> {
         let (message, notice) = (self.admission.event_message(), self.admission.notice());
         let body = if message.is_none() && notice.is_none() {
-            serde_json::to_vec(status).expect("status serializes")
+            status.json_bytes()
         } else {
             let mut json = status.to_json();
             if let Some(m) = message {

@@ -10,6 +10,7 @@
 
 mod holes;
 pub mod i18n;
+mod json;
 pub mod notice;
 pub mod steady;
 
