@@ -32,8 +32,10 @@ impl Status {
         if let Some(n) = self.progress_percent {
             number(&mut out, "progress_percent", n.into());
         }
-        if let Some(Reason::Origin) = self.reason {
-            out.extend_from_slice(b",\"reason\":\"origin\"");
+        // Every reason named here: one added later cannot be left out silently.
+        match self.reason {
+            Some(Reason::Origin) => out.extend_from_slice(b",\"reason\":\"origin\""),
+            None => {}
         }
         if let Some(announce) = self.announce {
             out.extend_from_slice(if announce {
