@@ -135,7 +135,7 @@ pub(crate) fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 
 /// `name: n\r\n`.
 pub(super) fn header_u64(out: &mut Vec<u8>, name: &[u8], n: u64) {
-    header(out, name, n.to_string().as_bytes());
+    header(out, name, itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// A chunk's size line.
