@@ -120,9 +120,14 @@ pub struct Ticket {
 
 impl Ticket {
     /// Records how the request ended.
-    pub fn record(mut self, outcome: Outcome) {
+    pub fn record(self, outcome: Outcome) {
+        self.record_at(outcome, Instant::now());
+    }
+
+    /// Records how the request ended, at `now`.
+    pub fn record_at(mut self, outcome: Outcome, now: Instant) {
         self.open = false;
-        self.breaker.record(outcome);
+        self.breaker.record(outcome, now);
     }
 }
 
@@ -202,7 +207,12 @@ impl Breaker {
 
     /// Whether a request may go to the origin now.
     pub fn pass(&self) -> Pass {
-        let now = Instant::now();
+        self.pass_at(Instant::now())
+    }
+
+    /// Whether a request may go to the origin at `now` (the caller's reading of
+    /// the clock, which it uses again).
+    pub fn pass_at(&self, now: Instant) -> Pass {
         let mut inner = self.inner();
         self.refresh(&mut inner, now);
         let go = match inner.state {
@@ -236,9 +246,8 @@ impl Breaker {
         inner.probing = false;
     }
 
-    /// Records how a request let go by [`Breaker::pass`] ended.
-    fn record(&self, outcome: Outcome) {
-        let now = Instant::now();
+    /// Records how a request let go by [`Breaker::pass`] ended, at `now`.
+    fn record(&self, outcome: Outcome, now: Instant) {
         let mut inner = self.inner();
         inner.in_flight = inner.in_flight.saturating_sub(1);
         inner.last_progress = now;

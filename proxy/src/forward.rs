@@ -11,7 +11,7 @@
 //! `Idempotency-Key`, or to a path in `origin.idempotent_paths`) whose connection
 //! broke under it is sent once more as well.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -242,18 +242,21 @@ impl Forwarder {
 
     /// Counts an answer with `status` from a request sent at `started`, and tells
     /// the breaker (a 5xx is a failure).
-    fn answered(&self, status: http::StatusCode, started: std::time::Instant, ticket: Ticket) {
-        self.metrics.origin_latency(started.elapsed().as_secs_f64());
+    fn answered(&self, status: http::StatusCode, started: Instant, ticket: Ticket) {
+        let now = Instant::now();
+        self.metrics
+            .origin_latency(now.saturating_duration_since(started).as_secs_f64());
         self.metrics.origin_response(status);
         let failed = status.is_server_error();
         if failed {
             self.metrics.origin_error("status_5xx");
         }
-        ticket.record(if failed {
+        let outcome = if failed {
             Outcome::Failure
         } else {
             Outcome::Success
-        });
+        };
+        ticket.record_at(outcome, now);
     }
 
     /// Sends `req` (a GET or HEAD without a body) to a plain-HTTP origin over the
@@ -270,11 +273,16 @@ impl Forwarder {
         let head_only = req.method() == Method::HEAD;
         let mut retried = false;
         loop {
-            let Pass::Go(ticket) = self.breaker.pass() else {
+            // One reading of the clock: the breaker's, the latency's start and
+            // the deadline's.
+            let started = Instant::now();
+            let Pass::Go(ticket) = self.breaker.pass_at(started) else {
                 return Relay::Not;
             };
-            let started = std::time::Instant::now();
-            match pool.exchange(write_head, head_only, self.timeout).await {
+            match pool
+                .exchange(write_head, head_only, started + self.timeout)
+                .await
+            {
                 Ok(answered) => {
                     self.answered(answered.status, started, ticket);
                     return Relay::Answered(answered);
@@ -381,7 +389,7 @@ impl Forwarder {
             *request.uri_mut() = head.uri.clone();
             *request.version_mut() = head.version;
             *request.headers_mut() = head.headers.clone();
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             let sent = tokio::time::timeout(self.timeout, self.client.request(request)).await;
             match sent {
                 Ok(Ok(response)) => {
@@ -525,7 +533,21 @@ impl<'a> Forwarding<'a> {
                 out.extend_from_slice(b", ");
             }
         }
-        let _ = write!(out, "{}", self.peer.addr.ip().to_canonical());
+        match self.peer.addr.ip().to_canonical() {
+            // Most peers: four numbers, written without the formatting machinery.
+            IpAddr::V4(v4) => {
+                let mut digits = itoa::Buffer::new();
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b'.');
+                    }
+                    out.extend_from_slice(digits.format(octet).as_bytes());
+                }
+            }
+            ip @ IpAddr::V6(_) => {
+                let _ = write!(out, "{ip}");
+            }
+        }
     }
 
     /// Whether the request's own header `name` gives way to these.
@@ -648,6 +670,30 @@ mod tests {
         assert_eq!(h["x-forwarded-proto"], "https", "a trusted proxy's word");
         assert_eq!(h["x-forwarded-host"], "example.org");
         assert_eq!(h["accept"], "*/*");
+    }
+
+    #[test]
+    fn the_peer_is_written_as_its_display_writes_it() {
+        let cases = [
+            ("0.0.0.0:1", "0.0.0.0"),
+            ("10.200.3.45:1", "10.200.3.45"),
+            ("255.255.255.255:1", "255.255.255.255"),
+            ("[::ffff:192.0.2.7]:1", "192.0.2.7"),
+            ("[2001:db8::1]:1", "2001:db8::1"),
+            ("[::1]:1", "::1"),
+        ];
+        for (addr, written) in cases {
+            let addr: SocketAddr = addr.parse().unwrap();
+            let peer = Peer {
+                addr,
+                tls: false,
+                trusted: false,
+            };
+            let mut out = Vec::new();
+            Forwarding::of(&HeaderMap::new(), peer).write_for(&mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), written);
+            assert_eq!(addr.ip().to_canonical().to_string(), written);
+        }
     }
 
     #[test]

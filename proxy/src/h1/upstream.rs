@@ -7,7 +7,6 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -144,7 +143,7 @@ impl Pool {
     }
 
     /// Sends the request head `write_head` writes (a whole request, without a
-    /// body) and reads the answer's head, within `timeout`; `head_only`: the
+    /// body) and reads the answer's head, by `deadline`; `head_only`: the
     /// request is a HEAD. A pooled connection the origin closed meanwhile is
     /// given up for a new one, once, without a word: nothing reached the origin
     /// on it.
@@ -152,9 +151,8 @@ impl Pool {
         &self,
         write_head: impl Fn(&mut Vec<u8>),
         head_only: bool,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Result<Answered<'_>, Failure> {
-        let deadline = Instant::now() + timeout;
         let mut pooled = self.take();
         loop {
             let was_pooled = pooled.is_some();
