@@ -4,7 +4,8 @@
 #   BENCH_PATHS="forwarded poll" scripts/bench-hot.sh ...     (only these paths)
 #   WAITROOM_BIN=DIR scripts/bench-hot.sh ...                (another build of waitroom)
 # A fast static origin (nginx, 1 worker, a 1 KiB page) behind both:
-#   forwarded  an admitted visitor's request      vs nginx proxy_pass, keep-alive upstream
+#   forwarded  an admitted visitor's request      vs nginx proxy_pass, keep-alive upstream,
+#                                                    setting X-Forwarded-For/-Proto/-Host as waitroom does
 #   poll       a queued visitor's status poll     vs nginx `return 200` with the same JSON
 #   newcomer   place + signed token + queue page  vs nginx static page of that size + Set-Cookie
 # waitroom (release build, memory mode, per-client and per-session limits off) and the
@@ -82,7 +83,9 @@ nginx_conf baseline 2 18320 "
     location = /_waitroom/status { default_type application/json; return 200 '$json'; }
     location = /newcomer { root $out/www; try_files /newcomer.html =404;
       add_header Set-Cookie 'waitroom=eyJhbGciOiJFZERTQSJ9.placeholder; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax'; }
-    location / { proxy_pass http://origin_pool; proxy_http_version 1.1; proxy_set_header Connection ''; }" \
+    location / { proxy_pass http://origin_pool; proxy_http_version 1.1; proxy_set_header Connection '';
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme; proxy_set_header X-Forwarded-Host \$http_host; }" \
   "upstream origin_pool { server 127.0.0.1:18300; keepalive 64; }"
 sleep 0.5
 
