@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::support::{claims, origin, proxy, Http, Proxy, Visitor};
+use crate::support::{claims, origin, proxy, wait_until, Http, Proxy, Visitor};
 use sha2::{Digest, Sha256};
 
 /// A newcomer's first status poll: the visitor and their place number.
@@ -81,14 +81,13 @@ async fn a_lottery_opening_draws_the_pre_queue_and_anybody_can_check_it() {
     assert!(early.windows(2).all(|w| w[0].1 < w[1].1));
     // The lottery is published once a snapshot has seen the settings (every few
     // pump rounds): the arrivals above may all come within one.
-    let mut before = serde_json::Value::Null;
-    for _ in 0..50 {
-        before = published(&proxy, &http).await;
-        if before["lottery"] == true {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        "the lottery to be published",
+        Duration::from_secs(1),
+        || async { published(&proxy, &http).await["lottery"] == true },
+    )
+    .await;
+    let before = published(&proxy, &http).await;
     assert_eq!(before["lottery"], true, "{before}");
     assert!(
         before.get("seed").is_none(),
