@@ -13,6 +13,12 @@ pub struct Rank {
 }
 
 impl Rank {
+    /// How many place numbers the tree has room for (4 bytes each).
+    #[cfg(test)]
+    pub fn slots(&self) -> usize {
+        self.tree.len()
+    }
+
     /// Whether `seq` lies inside the covered range.
     pub fn covers(&self, seq: u64) -> bool {
         seq >= self.base && seq - self.base < self.tree.len() as u64
