@@ -350,34 +350,62 @@ impl Drop for Journal {
     }
 }
 
-/// The operations recorded in `bytes`, up to the first torn or corrupt record, and
-/// whether the whole file was read.
-pub fn read(bytes: &[u8]) -> (Vec<Op>, bool) {
-    let mut ops = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let Some((len, tail)) = rest.split_first_chunk::<2>() else {
-            return (ops, false);
-        };
-        let len = usize::from(u16::from_le_bytes(*len));
-        if tail.len() < len + 4 {
-            return (ops, false);
+/// Hands each operation recorded in `file` to `each`, in order, up to the first
+/// torn or corrupt record; says how many, and whether the whole file was read.
+/// Streamed, a record at a time: a save replays the journals since the last one,
+/// and a busy line's journal of a few seconds is megabytes that need not be in
+/// memory at once (nor a list of their operations).
+pub fn replay(
+    file: impl std::io::Read,
+    mut each: impl FnMut(Op),
+) -> std::io::Result<(usize, bool)> {
+    use std::io::Read;
+    let mut file = std::io::BufReader::with_capacity(1 << 16, file);
+    let mut record = Vec::new();
+    let mut count = 0;
+    loop {
+        let mut len = [0u8; 2];
+        if file.read(&mut len[..1])? == 0 {
+            return Ok((count, true));
         }
-        let (payload, tail) = tail.split_at(len);
-        let (crc, tail) = tail.split_at(4);
+        if !whole(file.read_exact(&mut len[1..]))? {
+            return Ok((count, false));
+        }
+        let len = usize::from(u16::from_le_bytes(len));
+        record.resize(len + 4, 0);
+        if !whole(file.read_exact(&mut record))? {
+            return Ok((count, false));
+        }
+        let (payload, crc) = record.split_at(len);
         let crc = u32::from_le_bytes(crc.try_into().expect("four bytes"));
         match Op::decode(payload).filter(|_| crc32fast::hash(payload) == crc) {
-            Some(op) => ops.push(op),
-            None => return (ops, false),
+            Some(op) => each(op),
+            None => return Ok((count, false)),
         }
-        rest = tail;
+        count += 1;
     }
-    (ops, true)
+}
+
+/// Whether a read was whole: `false` when the file ended first (a torn record).
+fn whole(read: std::io::Result<()>) -> std::io::Result<bool> {
+    match read {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The operations recorded in `bytes`, and whether all of them were whole.
+    fn read(bytes: &[u8]) -> (Vec<Op>, bool) {
+        let mut ops = Vec::new();
+        let (count, whole) = replay(bytes, |op| ops.push(op)).unwrap();
+        assert_eq!(count, ops.len());
+        (ops, whole)
+    }
 
     #[test]
     fn records_read_back_and_a_torn_tail_is_left_out() {
@@ -431,6 +459,21 @@ mod tests {
         // Cut anywhere inside the last record: the others are kept.
         let (kept, whole) = read(&bytes[..bytes.len() - 3]);
         assert_eq!((kept.as_slice(), whole), (&ops[..ops.len() - 1], false));
+        // Cut anywhere at all: what is kept is the records before the cut, whole
+        // exactly when the cut falls between records.
+        let mut ends = vec![0];
+        for _ in &ops {
+            let at = *ends.last().unwrap();
+            let len = usize::from(u16::from_le_bytes([bytes[at], bytes[at + 1]]));
+            ends.push(at + 2 + len + 4);
+        }
+        assert_eq!(*ends.last().unwrap(), bytes.len());
+        for cut in 0..bytes.len() {
+            let (kept, whole) = read(&bytes[..cut]);
+            let before = ends.iter().filter(|e| **e <= cut).count() - 1;
+            assert_eq!(kept.as_slice(), &ops[..before], "cut at {cut}");
+            assert_eq!(whole, ends.contains(&cut), "cut at {cut}");
+        }
         let mut flipped = bytes.clone();
         flipped[4] ^= 1;
         assert_eq!(

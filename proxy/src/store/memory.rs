@@ -372,15 +372,15 @@ fn replay(dir: &Path, saved: Saved, generations: &[u64]) -> Result<(Line, usize)
     let mut replayed = 0usize;
     for &gen in generations.iter().filter(|g| **g >= saved.journal) {
         let file = journal::path(dir, gen);
-        let bytes = std::fs::read(&file).map_err(io_error(&file))?;
-        let (ops, whole) = journal::read(&bytes);
-        if !whole {
-            tracing::warn!(file = %file.display(), kept = ops.len(), "the journal ends in a torn record; replaying what is whole");
-        }
-        for op in &ops {
+        let opened = File::open(&file).map_err(io_error(&file))?;
+        let (ops, whole) = journal::replay(opened, |op| {
             op.apply(&mut line);
+        })
+        .map_err(io_error(&file))?;
+        if !whole {
+            tracing::warn!(file = %file.display(), kept = ops, "the journal ends in a torn record; replaying what is whole");
         }
-        replayed += ops.len();
+        replayed += ops;
     }
     Ok((line, replayed))
 }
