@@ -6,7 +6,8 @@
 # waitroom (release build, memory mode, nobody let in, the per-client limits off)
 # is filled by wrk with VISITORS newcomers, keeping their cookies; then every
 # visitor polls /_waitroom/status once per POLL_INTERVAL_S for POLL_MINUTES, and the
-# process's resident memory (VmRSS) is read every 30 s. Last, the status poll of the
+# process's resident memory (VmRSS) is read every 30 s, and its highest (VmHWM) over
+# the arrivals and over the polling is printed. Last, the status poll of the
 # first and of the last in line are timed against each other (wrk -c16, A/B/A/B).
 # Logs, cookies and the samples in target/bench/million/.
 set -euo pipefail
@@ -46,18 +47,27 @@ pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 wait_ready http://127.0.0.1:18511/readyz
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status"; }
+# The highest resident memory since the start or since the last reset_peak: what
+# a 30-s sample misses (a save of the line builds a second one for a moment).
+peak() { awk '/^VmHWM/ {print $2}' "/proc/$pid/status"; }
+reset_peak() { echo 5 >"/proc/$pid/clear_refs"; }
 issued() { curl -s -H "authorization: Bearer bench-admin-token" http://127.0.0.1:18511/admin/state | python3 -c 'import json,sys; print(json.load(sys.stdin)["places_issued"])'; }
 echo "start: rss_kib=$(rss)" | tee "$out/samples.txt"
 
 # Arrivals until VISITORS places are out.
-wrk -t2 -c64 -d3600s -s scripts/lua/arrive.lua http://127.0.0.1:18510/ -- "$out/cookies" >"$out/arrive.txt" 2>&1 &
+# Each of wrk's two threads stops once it holds half of them: the line is then
+# VISITORS long, and a few more (one request under way per connection at most).
+wrk -t2 -c64 -d3600s -s scripts/lua/arrive.lua http://127.0.0.1:18510/ -- "$out/cookies" $(((visitors + 1) / 2)) >"$out/arrive.txt" 2>&1 &
 wrk_pid=$!
 started=$SECONDS
-while [ "$(issued)" -lt "$visitors" ]; do sleep 2; done
-kill -INT $wrk_pid; wait $wrk_pid || true
+while [ "$(issued)" -lt "$visitors" ] && kill -0 $wrk_pid 2>/dev/null; do sleep 0.5; done
+# wrk itself runs out its time unless told to stop.
+kill -INT $wrk_pid 2>/dev/null || true
+wait $wrk_pid || true
 awk -v n="$visitors" 'NR <= n' "$out"/cookies/cookies-*.txt >"$out/cookies.txt"
 have=$(wc -l <"$out/cookies.txt")
-echo "arrived: places_issued=$(issued) cookies=$have seconds=$((SECONDS - started)) rss_kib=$(rss)" | tee -a "$out/samples.txt"
+echo "arrived: places_issued=$(issued) cookies=$have seconds=$((SECONDS - started)) rss_kib=$(rss) peak_kib=$(peak)" | tee -a "$out/samples.txt"
+reset_peak
 
 # Everyone polls at the interval: connections / (delay + latency) = visitors / interval.
 conns=100
@@ -69,6 +79,7 @@ for i in $(seq $((minutes * 2))); do
   echo "polling $((i * 30))s: rss_kib=$(rss)" | tee -a "$out/samples.txt"
 done
 wait $wrk_pid || true
+echo "polling: peak_kib=$(peak) (the highest while polling)" | tee -a "$out/samples.txt"
 grep -E "Requests/sec|requests in|Non-2xx|99%" "$out/poll.txt" | tee -a "$out/samples.txt"
 
 # The first and the last in line, one after the other, twice.
