@@ -9,6 +9,8 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 command -v npm >/dev/null || need_apt+=(npm)
 command -v prlimit >/dev/null || need_apt+=(util-linux)
+# A real path-normalising origin for the front-door tests.
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need_apt+=(nginx-light)
 if ((${#need_apt[@]})); then
   echo "test.sh: installing ${need_apt[*]} (needed by the tests)"
   if ! { apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"; } >/dev/null 2>&1; then

@@ -11,6 +11,8 @@
 //! - [`clients`]: who the client is, through trusted proxies.
 //! - [`limits`]: rate limits per client (new places) and per session.
 //! - [`pow`]: the proof-of-work challenge an operator can put before new places.
+//! - [`path`]: the path as the origin will understand it, on which every routing
+//!   decision is taken and which is forwarded.
 //! - [`public`]: the public listener: routing, `/_waitroom/*`, forwarding decisions.
 //! - [`queue_page`]: the page and JSON a waiting visitor sees.
 //! - [`forward`]: the pooled hyper client to the origin.
@@ -45,6 +47,7 @@ pub mod http;
 pub mod instance;
 pub mod limits;
 pub mod metrics;
+pub mod path;
 pub mod pow;
 pub mod public;
 pub mod queue_page;

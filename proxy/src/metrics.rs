@@ -126,7 +126,7 @@ impl Metrics {
             ),
             client_errors: counter_vec(
                 "waitroom_client_errors_total",
-                "Requests refused as the client's mistake: body (broken or malformed body), request (no or two Host headers, CONNECT), shed (over limits.max_connections)",
+                "Requests refused as the client's mistake: body (broken or malformed body), request (no or two Host headers, CONNECT), shed (over limits.max_connections), path (a path that cannot be read one way only: answered 400)",
                 &["kind"],
             ),
             accept_failures: counter(
@@ -277,7 +277,7 @@ impl Metrics {
         for op in ["decide", "touch", "pump", "end"] {
             self.store_errors.with_label_values(&[op]);
         }
-        for kind in ["body", "request", "shed"] {
+        for kind in ["body", "request", "shed", "path"] {
             self.client_errors.with_label_values(&[kind]);
         }
         for command in ["release", "revoke"] {

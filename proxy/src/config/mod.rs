@@ -66,11 +66,18 @@ fn parse_error(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
-/// A path prefix of the configuration must start with `/`; the reason when not.
+/// A path prefix of the configuration must start with `/` and be written as
+/// requests' paths are compared with it (see [`crate::path`]); the reason when not.
 fn absolute(prefix: &str) -> Result<(), String> {
-    match prefix.starts_with('/') {
-        true => Ok(()),
-        false => Err(format!("{prefix:?} must start with '/'")),
+    if !prefix.starts_with('/') {
+        return Err(format!("{prefix:?} must start with '/'"));
+    }
+    match crate::path::normalize(prefix) {
+        Ok(None) => Ok(()),
+        Ok(Some(normal)) => Err(format!(
+            "{prefix:?} is compared with paths as the origin reads them: write it {normal:?}"
+        )),
+        Err(e) => Err(format!("{prefix:?} can never match a request: {e}")),
     }
 }
 
@@ -861,6 +868,13 @@ token = "change-me"
         assert!(err("[queue]\npoll_min = \"soon\"\n")
             .starts_with("queue.poll_min: \"soon\" is not a duration"));
         assert!(err("[routes]\nbypass = [\"/_waitroom/x\"]\n").starts_with("routes.bypass:"));
+        let e = err("[routes]\nbypass = [\"/static/../x\"]\n");
+        assert!(
+            e.starts_with("routes.bypass:") && e.contains("\"/x\""),
+            "{e}"
+        );
+        let e = err("[[rooms]]\nname = \"t\"\npaths = [\"/t%2Fx\"]\n");
+        assert!(e.starts_with("rooms.t.paths:"), "{e}");
         assert!(err("[routes]\nbypass = [\"/\"]\n").starts_with("routes.bypass:"));
         let relative = MINIMAL.replace(
             "url = \"http://127.0.0.1:8081\"",

@@ -285,6 +285,16 @@ impl Public {
         }
     }
 
+    /// Counts and logs a request refused for a path that cannot be read one way
+    /// only (see [`crate::path`]).
+    pub fn refused_path(&self, e: crate::path::PathError) {
+        self.metrics.client_error("path");
+        tracing::debug!(
+            reason = e.label(),
+            "refused a path that cannot be read one way only"
+        );
+    }
+
     fn status_of(&self, d: &Decision) -> Status {
         match d.standing {
             Standing::Admitted { .. } => Status::admitted(),

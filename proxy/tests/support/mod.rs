@@ -2,6 +2,7 @@
 //! that keep their cookie as a browser does. Everything binds 127.0.0.1:0.
 #![allow(dead_code)]
 
+pub mod nginx;
 pub mod process;
 pub mod redis;
 

@@ -1,0 +1,9 @@
+//! The front door (issue 26): no way around the line, no visitor ever given
+//! another's answer, no one visitor holding the site. One test binary, a module
+//! per part.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod paths;
+mod rooms;
