@@ -549,6 +549,14 @@ fn validate(p: &SettingsPatch, wall_ms: u64) -> Result<(), String> {
     if p.max_active_users == Some(0) {
         return Err("max_active_users: must be at least 1".into());
     }
+    for (key, n) in [
+        ("new_users_per_minute", p.new_users_per_minute),
+        ("max_active_users", p.max_active_users),
+    ] {
+        if let Some(n) = n.filter(|&n| n > crate::config::MAX_LIMIT) {
+            return Err(format!("{key}: {}", crate::config::beyond_any_site(n)));
+        }
+    }
     Ok(())
 }
 
@@ -586,7 +594,36 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{changes, constant_time_eq};
+    use super::{changes, constant_time_eq, validate};
+    use crate::admission::line::SettingsPatch;
+
+    #[test]
+    fn a_rate_or_capacity_no_site_can_mean_is_refused_with_the_reason() {
+        for (rate, capacity, key) in [
+            (
+                Some(u32::MAX),
+                None,
+                "new_users_per_minute: 4294967295 is more",
+            ),
+            (None, Some(10_000_001), "max_active_users: 10000001 is more"),
+        ] {
+            let patch = SettingsPatch {
+                new_users_per_minute: rate,
+                max_active_users: capacity,
+                ..Default::default()
+            };
+            let e = validate(&patch, 0).unwrap_err();
+            assert!(e.starts_with(key), "{e}");
+        }
+        let patch = SettingsPatch {
+            new_users_per_minute: Some(10_000_000),
+            ..Default::default()
+        };
+        assert!(
+            validate(&patch, 0).is_ok(),
+            "ten million a minute is still a rate"
+        );
+    }
 
     #[test]
     fn the_audit_names_each_change_with_before_and_after() {

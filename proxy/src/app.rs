@@ -209,12 +209,6 @@ pub async fn run_with(
         }
         None => None,
     };
-    let origin_tls = match config.origin.scheme_str() {
-        Some("https") => Some(crate::tls::origin_client_config(
-            config.origin_tls_ca.as_deref(),
-        )?),
-        _ => None,
-    };
     let registry = Registry::new();
     let metrics = Metrics::new(&registry);
     // The rooms' pages first: a broken one stops the start before anything opens.
@@ -235,15 +229,7 @@ pub async fn run_with(
     }
     let breaker = Breaker::new(config.breaker);
     let reload_breaker = breaker.clone();
-    let forwarder = Forwarder::new(
-        config.origin.clone(),
-        config.origin_timeout,
-        metrics.clone(),
-        breaker.clone(),
-        origin_tls,
-    )
-    .with_max_in_flight(config.origin_max_in_flight)
-    .with_idempotent_paths(&config.origin_idempotent_paths);
+    let forwarder = Forwarder::configured(&config, metrics.clone(), breaker.clone())?;
     let (public, admin) = (Arc::new(public), Arc::new(admin));
     let public_addr = public.local_addr().ok();
     let handed_over = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -399,6 +385,7 @@ pub async fn run_with(
             max_connections: crate::server::max_connections(config.edge.max_connections),
             metrics: Some(metrics.clone()),
             tls: public_tls,
+            write_timeout: config.edge.write_timeout,
         },
         shutdown.clone(),
     );
@@ -412,6 +399,7 @@ pub async fn run_with(
             max_connections: ADMIN_CONNECTIONS,
             metrics: None,
             tls: None,
+            write_timeout: config.edge.write_timeout,
         },
         shutdown,
     );

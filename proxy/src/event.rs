@@ -124,6 +124,14 @@ impl Event {
         if self.new_users_per_minute == Some(0) || self.max_active_users == Some(0) {
             return Err("new_users_per_minute, max_active_users: must be at least 1".into());
         }
+        for (key, n) in [
+            ("new_users_per_minute", self.new_users_per_minute),
+            ("max_active_users", self.max_active_users),
+        ] {
+            if let Some(n) = n.filter(|&n| n > crate::config::MAX_LIMIT) {
+                return Err(format!("{key}: {}", crate::config::beyond_any_site(n)));
+            }
+        }
         if let Some(m) = &self.message {
             if m.chars().count() > MAX_MESSAGE {
                 return Err(format!("message: at most {MAX_MESSAGE} characters"));

@@ -179,16 +179,24 @@ pub enum ProxyError {
     /// The client's request body broke off or was malformed.
     #[error("broken request body: {0}")]
     BrokenRequest(String),
+    /// The client sent nothing of its request's body for `limits.body_timeout`.
+    #[error("the request's body did not come in time")]
+    SlowBody,
+    /// The origin's answer broke the protocol in the way named (see
+    /// [`crate::metrics::MISBEHAVIOUR`]).
+    #[error("the origin's answer broke the protocol: {0}")]
+    OriginProtocol(&'static str),
 }
 
 impl ProxyError {
     /// The status this failure answers with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::OriginUnreachable(_) => StatusCode::BAD_GATEWAY,
+            Self::OriginUnreachable(_) | Self::OriginProtocol(_) => StatusCode::BAD_GATEWAY,
             Self::OriginTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::OriginHeld => StatusCode::SERVICE_UNAVAILABLE,
             Self::BrokenRequest(_) => StatusCode::BAD_REQUEST,
+            Self::SlowBody => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -199,12 +207,14 @@ impl ProxyError {
             Self::OriginTimeout => "origin_timeout",
             Self::OriginHeld => "origin_failing",
             Self::BrokenRequest(_) => "broken_request",
+            Self::OriginProtocol(_) => "origin_protocol",
+            Self::SlowBody => "slow_body",
         }
     }
 
     /// Whether the site failed (rather than the client's request).
     pub fn is_origin(&self) -> bool {
-        !matches!(self, Self::BrokenRequest(_))
+        !matches!(self, Self::BrokenRequest(_) | Self::SlowBody)
     }
 }
 

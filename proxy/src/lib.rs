@@ -22,7 +22,8 @@
 //!   last 30 minutes it charts.
 //! - [`metrics`]: Prometheus metrics, injected.
 //! - [`http`]: bodies, cookies and the one place errors become answers.
-//! - [`server`]: accepting connections and serving them until shutdown.
+//! - [`server`]: accepting connections and serving them until shutdown;
+//!   [`write_deadline`]: a client that takes nothing of an answer is cut.
 //! - [`handover`]: zero-downtime restarts: a new process takes the listeners over.
 //! - [`tls`]: TLS at the edge (certificates reloaded when they change) and to the origin.
 //! - [`reload`]: a new configuration put in force without a restart.
@@ -57,3 +58,4 @@ pub mod shutdown;
 pub mod store;
 pub mod tls;
 pub mod token;
+pub mod write_deadline;

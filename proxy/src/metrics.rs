@@ -6,6 +6,14 @@ use prometheus::{
 
 use crate::admission::line::{PumpReport, Snapshot};
 
+/// The kinds of the origin's misbehaviour counted (see [`Metrics::origin_misbehaved`]).
+pub const MISBEHAVIOUR: [&str; 4] = [
+    "unsolicited_bytes",
+    "extra_bytes",
+    "unasked_upgrade",
+    "transfer_coding",
+];
+
 /// Counters of one instance at one moment (see [`Metrics::totals`]).
 #[derive(Clone, Debug, Default)]
 pub struct Totals {
@@ -48,9 +56,12 @@ pub struct Metrics {
     store_up: IntGauge,
     held_requests: IntGauge,
     queued_for_origin: IntGauge,
+    turns_held: IntGauge,
+    clients_cut: IntCounterVec,
     breaker: IntGauge,
     breaker_opened: IntCounter,
     origin_errors: IntCounterVec,
+    origin_misbehaviour: IntCounterVec,
     origin_seconds: Histogram,
     origin_responses: IntCounterVec,
     wait_seconds: Histogram,
@@ -183,6 +194,19 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            turns_held: register(
+                registry,
+                IntGauge::new(
+                    "waitroom_origin_turns_held",
+                    "Turns at the origin held now (origin.max_in_flight): requests whose answer the origin has not finished sending",
+                )
+                .expect("valid metric"),
+            ),
+            clients_cut: counter_vec(
+                "waitroom_clients_cut_total",
+                "Clients cut off: write_timeout (read nothing of an answer for limits.write_timeout), body_timeout (sent nothing of a request body for limits.body_timeout: answered 408)",
+                &["reason"],
+            ),
             queued_for_origin: register(
                 registry,
                 IntGauge::new(
@@ -206,6 +230,11 @@ impl Metrics {
             origin_errors: counter_vec(
                 "waitroom_origin_errors_total",
                 "Forwarded requests that failed: connect (refused), broken, timeout, status_5xx (answered 500 or more)",
+                &["kind"],
+            ),
+            origin_misbehaviour: counter_vec(
+                "waitroom_origin_misbehaviour_total",
+                "Answers the origin framed against the protocol, each answered 502 or its connection closed, never held against the origin by the breaker: unsolicited_bytes (bytes on an idle connection, after its answer had ended: a late body), extra_bytes (more than the answer's framing said), unasked_upgrade (101 to a request that asked for none), transfer_coding (a coding other than chunked, which no request offered)",
                 &["kind"],
             ),
             origin_seconds: register(
@@ -273,6 +302,12 @@ impl Metrics {
         }
         for kind in ["connect", "broken", "timeout", "status_5xx"] {
             self.origin_errors.with_label_values(&[kind]);
+        }
+        for reason in ["write_timeout", "body_timeout"] {
+            self.clients_cut.with_label_values(&[reason]);
+        }
+        for kind in MISBEHAVIOUR {
+            self.origin_misbehaviour.with_label_values(&[kind]);
         }
         for op in ["decide", "touch", "pump", "end"] {
             self.store_errors.with_label_values(&[op]);
@@ -397,6 +432,17 @@ impl Metrics {
         HeldRequest(self.queued_for_origin.clone())
     }
 
+    /// Counts a turn held at the origin while the guard lives.
+    pub fn turn_held(&self) -> HeldRequest {
+        self.turns_held.inc();
+        HeldRequest(self.turns_held.clone())
+    }
+
+    /// Counts a client cut off, for `reason` (`write_timeout` or `body_timeout`).
+    pub fn client_cut(&self, reason: &str) {
+        self.clients_cut.with_label_values(&[reason]).inc();
+    }
+
     /// Counts a request held for a failing origin while the guard lives.
     pub fn holding_request(&self) -> HeldRequest {
         self.held_requests.inc();
@@ -409,6 +455,12 @@ impl Metrics {
         self.breaker.set(state);
         self.breaker_opened
             .inc_by(times_opened.saturating_sub(self.breaker_opened.get()));
+    }
+
+    /// Counts an answer the origin framed against the protocol, by `kind` (one
+    /// of [`MISBEHAVIOUR`]).
+    pub fn origin_misbehaved(&self, kind: &str) {
+        self.origin_misbehaviour.with_label_values(&[kind]).inc();
     }
 
     /// Counts a failed forward.

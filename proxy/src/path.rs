@@ -80,7 +80,7 @@ pub fn normalize(path: &str) -> Result<Option<String>, PathError> {
     if is_plain(bytes) {
         return Ok(None);
     }
-    let decoded = decode(bytes)?;
+    let decoded = decode(path)?;
     let normal = remove_dots(&decoded)?;
     Ok((normal != path).then_some(normal))
 }
@@ -110,9 +110,10 @@ fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
 
-/// `bytes` with unreserved characters decoded and other escapes in capitals.
-fn decode(bytes: &[u8]) -> Result<String, PathError> {
-    let mut out = String::with_capacity(bytes.len());
+/// `path` with unreserved characters decoded and other escapes in capitals.
+fn decode(path: &str) -> Result<String, PathError> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -131,22 +132,22 @@ fn decode(bytes: &[u8]) -> Result<String, PathError> {
                     b'/' => return Err(PathError::EncodedSlash),
                     b'\\' => return Err(PathError::Backslash),
                     0 => return Err(PathError::Nul),
-                    v if unreserved(v) => out.push(v as char),
-                    _ => {
-                        out.push('%');
-                        out.push(hi.to_ascii_uppercase() as char);
-                        out.push(lo.to_ascii_uppercase() as char);
-                    }
+                    v if unreserved(v) => out.push(v),
+                    _ => out.extend_from_slice(&[
+                        b'%',
+                        hi.to_ascii_uppercase(),
+                        lo.to_ascii_uppercase(),
+                    ]),
                 }
                 i += 3;
                 continue;
             }
-            // A `Uri` holds only ASCII; anything else is kept as it is.
-            _ => out.push(b as char),
+            _ => out.push(b),
         }
         i += 1;
     }
-    Ok(out)
+    // Only ASCII was put in or taken out: still UTF-8.
+    String::from_utf8(out).map_err(|_| PathError::BadEscape)
 }
 
 /// Whether `segment` is `.` or `..` with parameters after it (`..;x`, `.%3Bx`).

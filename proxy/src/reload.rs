@@ -94,27 +94,9 @@ impl Reloader {
             pages.push((c.clone(), Arc::new(page.for_room(&c.name))));
         }
         let live = self.rooms[0].public.live();
-        let origin_changed = new.origin != self.current.origin
-            || new.origin_timeout != self.current.origin_timeout
-            || new.origin_tls_ca != self.current.origin_tls_ca
-            || new.origin_max_in_flight != self.current.origin_max_in_flight
-            || new.origin_idempotent_paths != self.current.origin_idempotent_paths;
+        let origin_changed = new.forwarding_differs(&self.current);
         let forwarder = if origin_changed {
-            let tls = match new.origin.scheme_str() {
-                Some("https") => Some(crate::tls::origin_client_config(
-                    new.origin_tls_ca.as_deref(),
-                )?),
-                _ => None,
-            };
-            Forwarder::new(
-                new.origin.clone(),
-                new.origin_timeout,
-                self.metrics.clone(),
-                self.breaker.clone(),
-                tls,
-            )
-            .with_max_in_flight(new.origin_max_in_flight)
-            .with_idempotent_paths(&new.origin_idempotent_paths)
+            Forwarder::configured(&new, self.metrics.clone(), self.breaker.clone())?
         } else {
             live.forwarder.clone()
         };
@@ -149,7 +131,7 @@ impl Reloader {
             }
         }
         if origin_changed {
-            tracing::info!(origin = %new.origin, timeout = ?new.origin_timeout, "origin changed");
+            tracing::info!(origin = %new.origin, timeout = ?new.origin_timeout, "forwarding to the origin changed");
         }
         self.current = new;
 

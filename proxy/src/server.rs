@@ -21,6 +21,7 @@ use crate::h1::rewind::Rewind;
 use crate::h1::{Lane, NoLane};
 use crate::http::Body;
 use crate::shutdown::Shutdown;
+use crate::write_deadline::WriteDeadline;
 
 /// How long open connections get to finish after shutdown.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -45,6 +46,9 @@ pub struct Cap {
     pub metrics: Option<crate::metrics::Metrics>,
     /// Terminates TLS on every connection when set.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// A client that takes nothing of an answer for this long is cut
+    /// (`limits.write_timeout`).
+    pub write_timeout: Duration,
 }
 
 /// Where a request came from.
@@ -134,6 +138,7 @@ async fn serve_with<H, F, L>(
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_STREAMS);
     let http = Arc::new(http);
+    let cap = Arc::new(cap);
     let permits = Arc::new(tokio::sync::Semaphore::new(cap.max_connections));
     // Answering shed connections is bounded too: beyond, they are closed at once.
     let shedding = Arc::new(tokio::sync::Semaphore::new(SHED_AT_ONCE));
@@ -180,11 +185,11 @@ async fn serve_with<H, F, L>(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (handler, http, watcher, tls) = (
+        let (handler, http, watcher, cap) = (
             handler.clone(),
             http.clone(),
             graceful.watcher(),
-            cap.tls.clone(),
+            cap.clone(),
         );
         let (lane, stop, alive) = (lane.clone(), shutdown.clone(), alive.clone());
         tokio::spawn(async move {
@@ -196,7 +201,7 @@ async fn serve_with<H, F, L>(
                     async move { Ok::<_, std::convert::Infallible>(handler(req, conn).await) }
                 })
             };
-            let served = match tls {
+            let served = match cap.tls.clone() {
                 None => {
                     let (stream, read) = match &lane {
                         Some(lane) => {
@@ -204,21 +209,33 @@ async fn serve_with<H, F, L>(
                                 addr: peer,
                                 tls: false,
                             };
-                            match crate::h1::serve(&**lane, stream, conn, stop).await {
+                            match crate::h1::serve(&**lane, stream, conn, &cap, stop).await {
                                 Some(rest) => rest,
                                 None => return,
                             }
                         }
                         None => (stream, Vec::new()),
                     };
-                    let io = TokioIo::new(Rewind::new(stream, read));
-                    let conn = http.serve_connection(io, service(false));
+                    let io = WriteDeadline::new(
+                        Rewind::new(stream, read),
+                        cap.write_timeout,
+                        cap.metrics.clone(),
+                        peer,
+                    );
+                    let conn = http.serve_connection(TokioIo::new(io), service(false));
                     watcher.watch(conn).await
                 }
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
-                            let conn = http.serve_connection(TokioIo::new(stream), service(true));
+                            let io = WriteDeadline::new(
+                                stream,
+                                cap.write_timeout,
+                                cap.metrics.clone(),
+                                peer,
+                            );
+                            let io = TokioIo::new(io);
+                            let conn = http.serve_connection(io, service(true));
                             watcher.watch(conn).await
                         }
                         Ok(Err(e)) => Err(e.into()),

@@ -1,6 +1,7 @@
 //! Randomised input against everything that parses what strangers send: `Cookie`
-//! headers, tokens, `Accept-Language` and `?lang=`, `X-Forwarded-For`, and the
-//! configuration file. Each target takes random bytes and mutations of valid
+//! headers, tokens, `Accept-Language` and `?lang=`, `X-Forwarded-For`, the
+//! configuration file, request paths, and the fast lane's parsers of request
+//! heads, answer heads and chunked bodies. Each target takes random bytes and mutations of valid
 //! input (bytes flipped, cut, repeated, spliced with separators) and checks that
 //! nothing panics and what comes back keeps its promises.
 //!
@@ -203,6 +204,153 @@ fn configuration_files() {
         let text = String::from_utf8_lossy(&bytes);
         if let Err(e) = waitroom::config::Config::from_toml(&text, None) {
             assert!(!e.to_string().is_empty(), "seed {seed}");
+        }
+    }
+}
+
+#[test]
+fn request_heads() {
+    use waitroom::h1::fuzz::{request_head, RequestSeen};
+    let (mut rng, seed) = rng("request_heads");
+    let valid = b"GET /register?x=1 HTTP/1.1\r\nHost: site.example\r\nCookie: waitroom=a.b.c\r\nContent-Length: 0\r\n\r\nGET / HTTP/1.1\r\n";
+    for _ in 0..rounds() {
+        let bytes = mutate(&mut rng, valid);
+        match request_head(&bytes) {
+            // Only a GET or HEAD without a body or an upgrade, its head taken
+            // out and the rest left as it came.
+            RequestSeen::Fit {
+                method,
+                target,
+                names,
+                rest,
+            } => {
+                assert!(method == "GET" || method == "HEAD", "seed {seed}: {method}");
+                assert!(target.starts_with('/'), "seed {seed}: {target}");
+                for refused in ["transfer-encoding", "upgrade", "expect"] {
+                    assert!(
+                        !names.iter().any(|n| n == refused),
+                        "seed {seed}: {names:?}"
+                    );
+                }
+                assert!(bytes.ends_with(&rest), "seed {seed}: {bytes:?}");
+            }
+            // Whatever is not the fast lane's goes to hyper whole.
+            RequestSeen::Partial(left) | RequestSeen::Unfit(left) => {
+                assert_eq!(left, bytes, "seed {seed}");
+            }
+        }
+    }
+}
+
+#[test]
+fn answer_heads() {
+    use waitroom::h1::fuzz::{answer_head, AnswerSeen};
+    let (mut rng, seed) = rng("answer_heads");
+    let valid = b"HTTP/1.1 200 OK\r\nConnection: keep-alive, x-private\r\nX-Private: 1\r\nWaitroom-Command: release\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\nSet-Cookie: a=1\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    for round in 0..rounds() {
+        let bytes = mutate(&mut rng, valid);
+        let head_only = round % 4 == 0;
+        if let AnswerSeen::Final {
+            status,
+            framing,
+            reusable,
+            passed,
+            used,
+            ..
+        } = answer_head(&bytes, head_only)
+        {
+            assert!(used <= bytes.len(), "seed {seed}");
+            // A bodiless answer never leaves its connection to be used again,
+            // and nothing waitroom must act on or that frames the message is
+            // passed on as it came.
+            if head_only || status == 204 || status == 304 {
+                assert_eq!(framing, "empty", "seed {seed}: {bytes:?}");
+            }
+            if framing == "empty" || framing == "close" {
+                assert!(!reusable, "seed {seed}: {bytes:?}");
+            }
+            let text = String::from_utf8_lossy(&passed).to_ascii_lowercase();
+            let names: Vec<&str> = text
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split(':').next())
+                .collect();
+            for name in [
+                "waitroom-command",
+                "transfer-encoding",
+                "content-length",
+                "connection",
+            ] {
+                assert!(
+                    !names.contains(&name),
+                    "seed {seed}: {name} passed on from {bytes:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn chunked_bodies() {
+    use waitroom::h1::fuzz::chunked_body;
+    let (mut rng, seed) = rng("chunked_bodies");
+    let valid = b"5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\nwaitroom-command: revoke\r\nset-cookie: a=1\r\n\r\nNEXT";
+    for _ in 0..rounds() {
+        let bytes = mutate(&mut rng, valid);
+        let whole = chunked_body(&bytes, &[]);
+        let cuts: Vec<usize> = (0..rng.random_range(0..6))
+            .map(|_| rng.random_range(0..=bytes.len()))
+            .collect();
+        // However the bytes come in, the scanner says the same of them.
+        assert_eq!(
+            chunked_body(&bytes, &cuts),
+            whole,
+            "seed {seed}: {cuts:?} {bytes:?}"
+        );
+        if let Ok((passed, Some(end))) = whole {
+            // What is passed on is the body up to its last chunk's line; what is
+            // left out is the trailer section alone, up to its empty line.
+            assert!(passed.len() <= end && end <= bytes.len(), "seed {seed}");
+            assert!(
+                bytes.starts_with(&passed) && passed.ends_with(b"\n"),
+                "seed {seed}"
+            );
+            let trailer = &bytes[passed.len()..end];
+            assert!(
+                trailer == b"\r\n"
+                    || trailer == b"\n"
+                    || trailer.ends_with(b"\n\r\n")
+                    || trailer.ends_with(b"\n\n"),
+                "seed {seed}: {trailer:?} of {bytes:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn paths() {
+    use waitroom::path::normalize;
+    let (mut rng, seed) = rng("paths");
+    let valid = b"/static/../register/%2e%2E/a%2fb/./c//d%41;x=1/..%3B/caf%c3%a9?q=1";
+    for _ in 0..rounds() {
+        let bytes = mutate(&mut rng, valid);
+        let Ok(path) = std::str::from_utf8(&bytes) else {
+            continue;
+        };
+        let path = path.split('?').next().unwrap_or_default();
+        if let Ok(normal) = normalize(path) {
+            let normal = normal.unwrap_or_else(|| path.to_owned());
+            // Normal is final: nothing left to remove or decode, and no way
+            // for an origin to read it as another path.
+            assert_eq!(normalize(&normal), Ok(None), "seed {seed}: {path:?}");
+            assert!(normal.starts_with('/'), "seed {seed}: {normal:?}");
+            for segment in normal.split('/').skip(1) {
+                assert!(segment != "." && segment != "..", "seed {seed}: {normal:?}");
+            }
+            let upper = normal.to_ascii_uppercase();
+            for never in ["//", "%2F", "%5C", "%00", "\\", "%2E"] {
+                assert!(!upper.contains(never), "seed {seed}: {never} in {normal:?}");
+            }
         }
     }
 }

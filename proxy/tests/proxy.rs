@@ -322,7 +322,12 @@ async fn a_post_the_origin_declared_idempotent_goes_once_more() {
         "the origin said a registration may be sent twice"
     );
     let keyed = send("/other", Some("4f1c")).await;
-    assert_eq!(keyed.status, 200, "the client said so (Idempotency-Key)");
+    assert_eq!(
+        keyed.status, 502,
+        "a client's Idempotency-Key alone is not the operator's word (issue 26)"
+    );
+    // A GET the origin answers at once, so that the next request is one it breaks.
+    assert_eq!(v.get("/").await.unwrap().status, 200);
     let other = send("/registered", None).await;
     assert_eq!(other.status, 502, "nobody said so for this path");
     let posts: Vec<String> = seen
@@ -332,7 +337,7 @@ async fn a_post_the_origin_declared_idempotent_goes_once_more() {
         .filter(|l| l.starts_with("POST"))
         .cloned()
         .collect();
-    assert_eq!(posts.len(), 5, "{posts:?}");
+    assert_eq!(posts.len(), 4, "{posts:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,14 +352,19 @@ async fn the_origin_is_never_given_more_than_max_in_flight_at_once() {
         .start()
         .await;
     let http = Http::new();
-    let mut v = proxy.visitor(&http);
-    assert!(v.get("/").await.unwrap().is_from_origin());
-    let cookie = format!("waitroom={}", v.cookie.clone().unwrap());
+    // Five visitors: one visitor alone holds at most a quarter of the turns.
+    let mut cookies = Vec::new();
+    for _ in 0..5 {
+        let mut v = proxy.visitor(&http);
+        assert!(v.get("/").await.unwrap().is_from_origin());
+        cookies.push(format!("waitroom={}", v.cookie.clone().unwrap()));
+    }
     // 20 requests at once, each 300 ms at the origin (long enough for all of them
     // to be under way together): they go 4 at a time, in turn.
     let all: Vec<_> = (0..20)
-        .map(|_| {
-            let (http, url, cookie) = (http.clone(), proxy.url("/register"), cookie.clone());
+        .map(|i| {
+            let cookie = cookies[i % cookies.len()].clone();
+            let (http, url) = (http.clone(), proxy.url("/register"));
             tokio::spawn(async move {
                 http.send(Method::GET, &url, None, &[("cookie", &cookie)])
                     .await
@@ -710,7 +720,7 @@ async fn the_fast_lane_relays_every_framing_and_hands_bodies_to_hyper_on_the_sam
         .unwrap();
     let mut got = Vec::new();
     let read = async {
-        while !(String::from_utf8_lossy(&got).contains("x-sum: 5\r\n\r\n")
+        while !(String::from_utf8_lossy(&got).contains("\r\n0\r\n\r\nHTTP/1.1")
             && got.ends_with(b"hello"))
         {
             let mut chunk = [0u8; 4096];
@@ -723,7 +733,9 @@ async fn the_fast_lane_relays_every_framing_and_hands_bodies_to_hyper_on_the_sam
         .await
         .unwrap();
     let got = String::from_utf8(got).unwrap();
-    let (first, second) = got.split_once("\r\n0\r\nx-sum: 5\r\n\r\n").expect(&got);
+    // The trailer (`x-sum`) is left out (issue 26): the last chunk, an empty line.
+    let (first, second) = got.split_once("\r\n0\r\n\r\n").expect(&got);
+    assert!(!got.contains("x-sum"), "{got}");
     assert!(
         first.starts_with("HTTP/1.1 200 OK\r\n") && first.contains("transfer-encoding: chunked"),
         "{got}"
@@ -734,10 +746,11 @@ async fn the_fast_lane_relays_every_framing_and_hands_bodies_to_hyper_on_the_sam
     );
 
     // The origin's connections were kept and used again: one for the first
-    // visitor, one for the keep-alive run, one more after `/close` and one for
+    // visitor, one for the keep-alive run, one more after `/close`, one more
+    // after the HEAD (never used again after a bodiless answer) and one for
     // hyper's POST, give or take the one the pipelined requests found idle.
     let taken = connections.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(taken <= 5, "{taken} connections for 10 requests");
+    assert!(taken <= 6, "{taken} connections for 10 requests");
 
     // The origin ends the session in its answer: carried out, and not passed on.
     let (parts, body) = ask(Method::GET, "/release", "").await;

@@ -1,9 +1,11 @@
 //! The `[clients]` and `[limits]` sections: who the client is, and what one client
 //! or one session may ask for.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
-use super::{invalid, ConfigError};
+use super::{duration, invalid, ConfigError};
 use crate::clients::TrustedProxies;
 use crate::limits::Limit;
 
@@ -35,6 +37,8 @@ pub(super) struct LimitsFile {
     max_connections: usize,
     session_requests_per_second: u32,
     session_burst: u32,
+    write_timeout: String,
+    body_timeout: String,
 }
 
 impl Default for LimitsFile {
@@ -43,9 +47,15 @@ impl Default for LimitsFile {
             max_connections: 0,
             session_requests_per_second: 20,
             session_burst: 60,
+            write_timeout: "30s".into(),
+            body_timeout: "30s".into(),
         }
     }
 }
+
+/// The shortest `limits.write_timeout` and `limits.body_timeout`: a phone on a
+/// poor network pauses for seconds.
+const MIN_CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The validated `[clients]` and `[limits]` sections.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +71,11 @@ pub struct Edge {
     /// Open connections per listener before the newest are shed; 0 picks a
     /// number below the process's file-descriptor limit.
     pub max_connections: usize,
+    /// A client that reads nothing of an answer for this long is cut.
+    pub write_timeout: Duration,
+    /// A client that sends nothing of a request's body for this long gets a 408
+    /// (a body kept whole before it goes to the origin must all come within it).
+    pub body_timeout: Duration,
 }
 
 pub(super) fn validate(clients: ClientsFile, limits: LimitsFile) -> Result<Edge, ConfigError> {
@@ -102,7 +117,19 @@ pub(super) fn validate(clients: ClientsFile, limits: LimitsFile) -> Result<Edge,
             "must be 0 (picked from the file-descriptor limit) or at least 16",
         ));
     }
+    let client_timeout = |key: &'static str, text: &str| {
+        let d = duration(key, text)?;
+        if d < MIN_CLIENT_TIMEOUT {
+            return Err(invalid(
+                key,
+                "must be at least 1s: a phone on a poor network pauses for that long",
+            ));
+        }
+        Ok(d)
+    };
     Ok(Edge {
+        write_timeout: client_timeout("limits.write_timeout", &limits.write_timeout)?,
+        body_timeout: client_timeout("limits.body_timeout", &limits.body_timeout)?,
         trusted_proxies: TrustedProxies::new(nets),
         places: Limit {
             rate: clients.places_per_minute,

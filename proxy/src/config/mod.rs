@@ -66,6 +66,18 @@ fn parse_error(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
+/// The most `new_users_per_minute` or `max_active_users` may be: more than any
+/// site can mean (a typing slip, or `u32::MAX` meaning "no limit", for which
+/// `admission.passthrough` is there).
+pub const MAX_LIMIT: u32 = 10_000_000;
+
+/// Why `n` is refused as a rate or capacity above [`MAX_LIMIT`].
+pub fn beyond_any_site(n: u32) -> String {
+    format!(
+        "{n} is more than any site can take (at most {MAX_LIMIT}; for no limit at all, use passthrough)"
+    )
+}
+
 /// A path prefix of the configuration must start with `/` and be written as
 /// requests' paths are compared with it (see [`crate::path`]); the reason when not.
 fn absolute(prefix: &str) -> Result<(), String> {
@@ -268,6 +280,10 @@ struct OriginFile {
     max_in_flight: u32,
     #[serde(default)]
     idempotent_paths: Vec<String>,
+    #[serde(default)]
+    honours_idempotency_key: bool,
+    #[serde(default)]
+    max_in_flight_per_visitor: u32,
 }
 
 fn default_origin_timeout() -> String {
@@ -439,6 +455,12 @@ pub struct Config {
     /// Path prefixes where the origin treats a POST or PATCH sent twice as sent
     /// once, so that one whose connection broke may be sent again.
     pub origin_idempotent_paths: Vec<String>,
+    /// Whether the origin honours a client's `Idempotency-Key` (only then does
+    /// one make a POST re-sendable).
+    pub origin_honours_idempotency_key: bool,
+    /// Turns at the origin one visitor (an admitted session, or a client on a
+    /// bypassed path) holds at once at most, with `origin_max_in_flight`.
+    pub origin_max_in_flight_per_visitor: u32,
     /// Initial run-time settings.
     pub settings: Settings,
     /// Timings of the line.
@@ -507,6 +529,20 @@ fn address(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
 }
 
 impl Config {
+    /// Whether `other` forwards to the origin otherwise (its address, timeouts,
+    /// turns, or what may be sent twice): a forwarder is built anew for it.
+    pub fn forwarding_differs(&self, other: &Config) -> bool {
+        self.origin != other.origin
+            || self.origin_timeout != other.origin_timeout
+            || self.origin_tls_ca != other.origin_tls_ca
+            || self.origin_max_in_flight != other.origin_max_in_flight
+            || self.origin_max_in_flight_per_visitor != other.origin_max_in_flight_per_visitor
+            || self.origin_idempotent_paths != other.origin_idempotent_paths
+            || self.origin_honours_idempotency_key != other.origin_honours_idempotency_key
+            || self.edge.body_timeout != other.edge.body_timeout
+            || self.edge.write_timeout != other.edge.write_timeout
+    }
+
     /// Parses and validates TOML text. `admin_token_env` (from `WAITROOM_ADMIN_TOKEN`)
     /// overrides `admin.token`.
     pub fn from_toml(text: &str, admin_token_env: Option<String>) -> Result<Self, ConfigError> {
@@ -577,6 +613,14 @@ impl Config {
         }
         if a.max_active_users == 0 {
             return Err(invalid("admission.max_active_users", "must be at least 1"));
+        }
+        for (key, n) in [
+            ("admission.new_users_per_minute", a.new_users_per_minute),
+            ("admission.max_active_users", a.max_active_users),
+        ] {
+            if n > MAX_LIMIT {
+                return Err(invalid(key, beyond_any_site(n)));
+            }
         }
         if a.burst == Some(0) {
             return Err(invalid("admission.burst", "must be at least 1"));
@@ -752,6 +796,22 @@ impl Config {
                 format!("must differ from listen.public ({public})"),
             ));
         }
+        match (f.origin.max_in_flight, f.origin.max_in_flight_per_visitor) {
+            (_, 0) => {}
+            (0, _) => {
+                return Err(invalid(
+                    "origin.max_in_flight_per_visitor",
+                    "only used with origin.max_in_flight",
+                ))
+            }
+            (all, one) if one > all => {
+                return Err(invalid(
+                    "origin.max_in_flight_per_visitor",
+                    format!("must be at most origin.max_in_flight ({all})"),
+                ))
+            }
+            _ => {}
+        }
         let origin_timeout = duration("origin.timeout", &f.origin.timeout)?;
         if origin_timeout < Duration::from_millis(100) {
             return Err(invalid(
@@ -769,6 +829,11 @@ impl Config {
             origin_timeout,
             origin_max_in_flight: f.origin.max_in_flight,
             origin_idempotent_paths: f.origin.idempotent_paths,
+            origin_honours_idempotency_key: f.origin.honours_idempotency_key,
+            origin_max_in_flight_per_visitor: match f.origin.max_in_flight_per_visitor {
+                0 => f.origin.max_in_flight.div_ceil(4).max(1),
+                n => n,
+            },
             settings: Settings {
                 new_users_per_minute: a.new_users_per_minute,
                 max_active_users: a.max_active_users,
@@ -871,6 +936,11 @@ token = "change-me"
         let e = err("[routes]\nbypass = [\"/static/../x\"]\n");
         assert!(
             e.starts_with("routes.bypass:") && e.contains("\"/x\""),
+            "{e}"
+        );
+        let e = err("[admission]\nnew_users_per_minute = 4294967295\n");
+        assert!(
+            e.starts_with("admission.new_users_per_minute: 4294967295 is more"),
             "{e}"
         );
         let e = err("[[rooms]]\nname = \"t\"\npaths = [\"/t%2Fx\"]\n");

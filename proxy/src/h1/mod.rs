@@ -12,11 +12,14 @@
 //! nginx's `proxy_pass`.
 
 mod respond;
-pub(crate) use respond::header;
+pub(crate) use respond::{has_body, header};
+#[doc(hidden)]
+pub mod fuzz;
 pub mod rewind;
 pub mod upstream;
 
 use std::future::Future;
+use std::io;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -27,7 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::http::Body;
-use crate::server::Conn;
+use crate::server::{Cap, Conn};
 use crate::shutdown::Shutdown;
 
 /// The longest request head read here; a longer one goes to hyper, which refuses it.
@@ -110,6 +113,10 @@ pub struct Client {
     head_only: bool,
     /// The connection closes after this answer.
     closing: bool,
+    /// A client that takes nothing of an answer for this long is cut.
+    write_timeout: Duration,
+    /// It was cut for that.
+    cut: bool,
 }
 
 /// What the next bytes on a connection are (moved once per request: boxing the
@@ -132,14 +139,34 @@ pub async fn serve<L: Lane>(
     lane: &L,
     stream: TcpStream,
     conn: Conn,
-    mut shutdown: Shutdown,
+    cap: &Cap,
+    shutdown: Shutdown,
 ) -> Option<(TcpStream, Vec<u8>)> {
     let mut client = Client {
         stream,
         read: BytesMut::with_capacity(READ),
         head_only: false,
         closing: false,
+        write_timeout: cap.write_timeout,
+        cut: false,
     };
+    let served = serve_client(lane, &mut client, conn, shutdown).await;
+    if client.cut {
+        if let Some(m) = &cap.metrics {
+            m.client_cut("write_timeout");
+        }
+        tracing::debug!(peer = %conn.addr, "a client took nothing of an answer for limits.write_timeout: cut");
+    }
+    served.then(|| (client.stream, client.read.into()))
+}
+
+/// [`serve`] on `client`: `true` when the connection is for hyper from now on.
+async fn serve_client<L: Lane>(
+    lane: &L,
+    client: &mut Client,
+    conn: Conn,
+    mut shutdown: Shutdown,
+) -> bool {
     // One timer for the connection's life, pushed back for each request: a
     // later deadline is a store, not a new registration with the runtime's timer.
     let deadline = tokio::time::sleep(HEAD_TIMEOUT);
@@ -159,10 +186,10 @@ pub async fn serve<L: Lane>(
         let next = tokio::select! {
             biased;
             next = client.next_head() => next,
-            _ = &mut deadline => return None,
+            _ = &mut deadline => return false,
             _ = &mut stopping, if idle && !draining => {
                 if !client.has_arrived() {
-                    return None;
+                    return false;
                 }
                 draining = true;
                 continue;
@@ -170,31 +197,65 @@ pub async fn serve<L: Lane>(
         };
         let req = match next {
             Next::Fit(req) => req,
-            Next::Unfit => return Some((client.stream, client.read.into())),
-            Next::Closed => return None,
+            Next::Unfit => return true,
+            Next::Closed => return false,
         };
         client.head_only = req.method() == Method::HEAD;
         client.closing = draining || asks_to_close(req.headers());
-        match lane.answer(req, conn, &mut client).await {
+        match lane.answer(req, conn, client).await {
             Sent::Response(r) => {
                 if client.write_response(r).await.is_err() {
-                    return None;
+                    return false;
                 }
             }
             Sent::Relayed { kept, .. } => {
                 if !kept {
-                    return None;
+                    return false;
                 }
             }
         }
         if client.closing {
             let _ = client.stream.shutdown().await;
-            return None;
+            return false;
         }
     }
 }
 
 impl Client {
+    /// Writes `a` then `b` (in one call when the connection takes both), cutting
+    /// a client that takes nothing of them for its write timeout. A write the
+    /// connection takes at once (nearly every one) starts no timer.
+    pub(super) async fn send(&mut self, mut a: &[u8], mut b: &[u8]) -> io::Result<()> {
+        loop {
+            let written = match (a.is_empty(), b.is_empty()) {
+                (true, true) => return Ok(()),
+                (false, true) => self.stream.try_write(a),
+                (true, false) => self.stream.try_write(b),
+                (false, false) => self
+                    .stream
+                    .try_write_vectored(&[io::IoSlice::new(a), io::IoSlice::new(b)]),
+            };
+            match written {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) if n < a.len() => a = &a[n..],
+                Ok(n) => {
+                    b = &b[n - a.len()..];
+                    a = &[];
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    match tokio::time::timeout(self.write_timeout, self.stream.writable()).await {
+                        Ok(ready) => ready?,
+                        Err(_) => {
+                            self.cut = true;
+                            return Err(io::ErrorKind::TimedOut.into());
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Whether the client has sent something the connection has not read yet,
     /// asked of the socket itself (the runtime may not have heard of it yet).
     fn has_arrived(&self) -> bool {
@@ -333,6 +394,8 @@ mod tests {
             read: BytesMut::new(),
             head_only: false,
             closing: false,
+            write_timeout: Duration::from_secs(30),
+            cut: false,
         };
         assert!(!client.has_arrived(), "nothing sent yet");
         visitor.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();

@@ -10,7 +10,6 @@ use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
-use tokio::io::AsyncWriteExt;
 
 use super::Client;
 use crate::http::Body;
@@ -35,13 +34,13 @@ impl Client {
         }
         if !has_body(status) {
             out.extend_from_slice(b"\r\n");
-            return self.stream.write_all(&out).await;
+            return self.send(&out, &[]).await;
         }
         if let Some(n) = length {
             header_u64(&mut out, b"content-length", n);
             out.extend_from_slice(b"\r\n");
             if self.head_only {
-                return self.stream.write_all(&out).await;
+                return self.send(&out, &[]).await;
             }
             let mut sent = 0u64;
             while let Some(frame) = body.frame().await {
@@ -50,12 +49,12 @@ impl Client {
                     sent += data.len() as u64;
                     out.extend_from_slice(&data);
                     if out.len() >= GATHER {
-                        self.stream.write_all(&out).await?;
+                        self.send(&out, &[]).await?;
                         out.clear();
                     }
                 }
             }
-            self.stream.write_all(&out).await?;
+            self.send(&out, &[]).await?;
             if sent != n {
                 return Err(io::Error::other("the body was not as long as it said"));
             }
@@ -63,7 +62,7 @@ impl Client {
         }
         if self.head_only {
             out.extend_from_slice(b"\r\n");
-            return self.stream.write_all(&out).await;
+            return self.send(&out, &[]).await;
         }
         out.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
         while let Some(frame) = body.frame().await {
@@ -75,17 +74,17 @@ impl Client {
                 chunk_size(&mut out, data.len());
                 out.extend_from_slice(&data);
                 out.extend_from_slice(b"\r\n");
-                self.stream.write_all(&out).await?;
+                self.send(&out, &[]).await?;
                 out.clear();
             }
         }
         out.extend_from_slice(b"0\r\n\r\n");
-        self.stream.write_all(&out).await
+        self.send(&out, &[]).await
     }
 }
 
 /// Whether an answer with `status` may have a body (RFC 9112 §6.3).
-pub(super) fn has_body(status: StatusCode) -> bool {
+pub(crate) fn has_body(status: StatusCode) -> bool {
     !(status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED)

@@ -2,7 +2,16 @@
 //! kept in a pool, a request head written as one piece, and the answer passed
 //! back as it comes, parsed only enough to know where it ends (its
 //! `Content-Length`, its chunks, or the origin closing) and to take out
-//! hop-by-hop headers and `waitroom-command`.
+//! hop-by-hop headers, `waitroom-command` and trailers.
+//!
+//! A connection is used again only when nothing about its last answer is in
+//! doubt: never after an answer without a body (to a HEAD, a 204 or a 304: an
+//! origin may send a body anyway, late), nor after one that came with more bytes
+//! than its framing said; and an idle connection that has anything to read when
+//! it is taken (late bytes, or the origin's close) is dropped, as hyper's pool
+//! drops an idle connection that becomes readable. Late or extra bytes are the
+//! origin's misbehaviour: counted (`waitroom_origin_misbehaviour_total`), never a
+//! failure held against the origin by the breaker, and never anybody's answer.
 
 use std::io;
 use std::pin::Pin;
@@ -15,6 +24,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::respond::{chunk_size, has_body, header, header_u64, status_line};
 use super::Client;
+use crate::metrics::Metrics;
 use crate::public::command::{self, Command};
 
 /// Idle connections kept at most; more are closed.
@@ -25,6 +35,8 @@ const MAX_HEADERS: usize = 128;
 const MAX_HEAD: usize = 64 * 1024;
 /// Read at once from the origin.
 const READ: usize = 16 * 1024;
+/// How long an idle connection is kept (as the hyper client's pool does).
+const IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Headers that concern one connection only (RFC 9110 §7.6.1), never passed on.
 pub(crate) const HOP_BY_HOP: [&str; 8] = [
@@ -39,10 +51,19 @@ pub(crate) const HOP_BY_HOP: [&str; 8] = [
 ];
 
 /// Keep-alive connections to one origin.
-#[derive(Debug)]
 pub struct Pool {
     authority: String,
+    /// Oldest first: the newest is taken, the stale are dropped from the front.
     idle: Mutex<Vec<Upstream>>,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("authority", &self.authority)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A connection to the origin with its buffers, kept together between requests
@@ -59,6 +80,8 @@ struct Upstream {
     /// back for the next exchange it is a store, not a new registration with the
     /// runtime's timer.
     timer: Option<Pin<Box<Sleep>>>,
+    /// Since when it has been idle in the pool.
+    idle_since: Instant,
 }
 
 /// Why an exchange failed.
@@ -70,11 +93,14 @@ pub enum Failure {
     Broken(io::Error),
     /// No answer's head within the time allowed.
     TimedOut,
+    /// The origin broke the protocol (switched protocols unasked, used a
+    /// transfer coding other than chunked): the origin's misbehaviour, named.
+    Misbehaved(&'static str),
 }
 
 /// How an answer's body ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Framing {
+pub(super) enum Framing {
     /// It has none.
     Empty,
     /// After so many bytes.
@@ -97,6 +123,8 @@ pub struct Answered<'a> {
     framing: Framing,
     /// Whether the connection may carry another request once the body is through.
     reusable: bool,
+    /// When the request was sent.
+    started: Instant,
     /// The connection: its `head` holds the status line and the headers passed
     /// on (without framing ones), its `read` what came after them.
     up: Upstream,
@@ -104,11 +132,13 @@ pub struct Answered<'a> {
 }
 
 impl Pool {
-    /// A pool for the origin at `authority` (`host:port`).
-    pub fn new(authority: String) -> Arc<Self> {
+    /// A pool for the origin at `authority` (`host:port`), counting the origin's
+    /// misbehaviour in `metrics`.
+    pub fn new(authority: String, metrics: Metrics) -> Arc<Self> {
         Arc::new(Self {
             authority,
             idle: Mutex::new(Vec::new()),
+            metrics,
         })
     }
 
@@ -117,15 +147,46 @@ impl Pool {
         &self.authority
     }
 
-    fn take(&self) -> Option<Upstream> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    /// An idle connection that is sure to be clean at `now`: not idle for longer
+    /// than [`IDLE_FOR`], with nothing to read (checked without a system call
+    /// while the runtime has heard of nothing on it).
+    fn take(&self, now: Instant) -> Option<Upstream> {
+        loop {
+            let up = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
+            if now.saturating_duration_since(up.idle_since) > IDLE_FOR {
+                continue;
+            }
+            let mut byte = [0u8; 1];
+            match up.stream.try_read(&mut byte) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(up),
+                Ok(n) if n > 0 => {
+                    self.misbehaved("unsolicited_bytes");
+                    tracing::info!(origin = self.authority, "the origin sent bytes on an idle connection, after its answer had ended: connection dropped");
+                }
+                // Closed by the origin while idle, or broken: nothing to say.
+                _ => {}
+            }
+        }
     }
 
-    fn put(&self, up: Upstream) {
+    fn put(&self, mut up: Upstream, now: Instant) {
+        up.idle_since = now;
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        // The oldest first: those past their time go (a few at a time).
+        let stale = idle
+            .iter()
+            .take(8)
+            .take_while(|u| now.saturating_duration_since(u.idle_since) > IDLE_FOR)
+            .count();
+        idle.drain(..stale);
         if idle.len() < MAX_IDLE {
             idle.push(up);
         }
+    }
+
+    /// Counts the origin's misbehaviour of `kind`.
+    fn misbehaved(&self, kind: &str) {
+        self.metrics.origin_misbehaved(kind);
     }
 
     async fn connect(&self) -> Result<Upstream, Failure> {
@@ -139,21 +200,23 @@ impl Pool {
             at: 0,
             head: Vec::with_capacity(1024),
             timer: None,
+            idle_since: Instant::now(),
         })
     }
 
     /// Sends the request head `write_head` writes (a whole request, without a
-    /// body) and reads the answer's head, by `deadline`; `head_only`: the
-    /// request is a HEAD. A pooled connection the origin closed meanwhile is
-    /// given up for a new one, once, without a word: nothing reached the origin
-    /// on it.
+    /// body) at `now` and reads the answer's head, by `deadline`; `head_only`:
+    /// the request is a HEAD. A pooled connection the origin closed meanwhile is
+    /// given up for a new one, once, without a word (the request is a GET or a
+    /// HEAD: the same sent twice).
     pub async fn exchange(
         &self,
         write_head: impl Fn(&mut Vec<u8>),
         head_only: bool,
+        now: Instant,
         deadline: Instant,
     ) -> Result<Answered<'_>, Failure> {
-        let mut pooled = self.take();
+        let mut pooled = self.take(now);
         loop {
             let was_pooled = pooled.is_some();
             let mut up = match pooled.take() {
@@ -185,12 +248,14 @@ impl Pool {
                         length: parsed.length,
                         framing: parsed.framing,
                         reusable: parsed.reusable,
+                        started: now,
                         up,
                         pool: self,
                     });
                 }
                 Err(Read::Nothing(_)) if was_pooled => continue,
                 Err(Read::Nothing(e) | Read::Broken(e)) => return Err(Failure::Broken(e)),
+                Err(Read::Misbehaved(kind)) => return Err(Failure::Misbehaved(kind)),
             }
         }
     }
@@ -218,16 +283,37 @@ enum Read {
     Nothing(io::Error),
     /// It broke off, or was not HTTP.
     Broken(io::Error),
+    /// It broke the protocol in the way named.
+    Misbehaved(&'static str),
+}
+
+/// What is wrong with an answer's head.
+#[derive(Debug)]
+pub(super) enum Bad {
+    /// It is not HTTP.
+    Malformed(io::Error),
+    /// It is HTTP that no request of ours asks for, named.
+    Protocol(&'static str),
+}
+
+impl From<Bad> for Read {
+    fn from(bad: Bad) -> Self {
+        match bad {
+            Bad::Malformed(e) => Read::Broken(e),
+            Bad::Protocol(kind) => Read::Misbehaved(kind),
+        }
+    }
 }
 
 /// What an answer's head says (the head itself, as it will be passed on, is
 /// written to a buffer).
-struct Parsed {
-    status: StatusCode,
-    command: Option<Command>,
-    length: Option<u64>,
-    framing: Framing,
-    reusable: bool,
+#[derive(Debug)]
+pub(super) struct Parsed {
+    pub(super) status: StatusCode,
+    pub(super) command: Option<Command>,
+    pub(super) length: Option<u64>,
+    pub(super) framing: Framing,
+    pub(super) reusable: bool,
 }
 
 /// Reads the answer's head into `up.read` (skipping `1xx` interim answers) and
@@ -237,7 +323,7 @@ async fn read_head(up: &mut Upstream, head_only: bool) -> Result<(Parsed, usize)
     let mut skipped = 0;
     loop {
         if up.read.len() > skipped {
-            match parse(&up.read[skipped..], head_only, &mut up.head).map_err(Read::Broken)? {
+            match parse(&up.read[skipped..], head_only, &mut up.head)? {
                 Some((None, used)) => {
                     skipped += used;
                     continue;
@@ -268,24 +354,29 @@ async fn read_head(up: &mut Upstream, head_only: bool) -> Result<(Parsed, usize)
 /// on: `None` when it is not all there yet; `Some((None, len))` for an interim
 /// (`1xx`) answer to skip.
 #[allow(clippy::type_complexity)]
-fn parse(
+pub(super) fn parse(
     buf: &[u8],
     head_only: bool,
     head: &mut Vec<u8>,
-) -> io::Result<Option<(Option<Parsed>, usize)>> {
+) -> Result<Option<(Option<Parsed>, usize)>, Bad> {
+    let malformed = |e: &'static str| Bad::Malformed(io::Error::other(e));
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut answer = httparse::Response::new(&mut headers);
-    let used = match answer.parse(buf).map_err(io::Error::other)? {
+    let used = match answer
+        .parse(buf)
+        .map_err(|e| Bad::Malformed(io::Error::other(e)))?
+    {
         httparse::Status::Complete(used) => used,
         httparse::Status::Partial => return Ok(None),
     };
     let status = answer
         .code
         .and_then(|c| StatusCode::from_u16(c).ok())
-        .ok_or_else(|| io::Error::other("no status"))?;
+        .ok_or_else(|| malformed("no status"))?;
     if status.is_informational() {
         if status == StatusCode::SWITCHING_PROTOCOLS {
-            return Err(io::Error::other("the origin switched protocols unasked"));
+            // No request of ours asks to switch (`Upgrade` is not passed on).
+            return Err(Bad::Protocol("unasked_upgrade"));
         }
         return Ok(Some((None, used)));
     }
@@ -302,26 +393,26 @@ fn parse(
     }
     head.clear();
     status_line(head, status, answer.reason.filter(|r| !r.is_empty()));
-    let (mut length, mut chunked, mut coded) = (None, false, false);
+    let (mut length, mut chunked) = (None, false);
     let mut commands = HeaderMap::new();
     for h in answer.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("transfer-encoding") {
-            coded = true;
-            chunked = h
-                .value
-                .rsplit(|b| *b == b',')
-                .next()
-                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            // No request of ours offers a coding (`TE` is not passed on): any
+            // but chunked could not be passed on as the origin meant it.
+            if !only_chunked(h.value) {
+                return Err(Bad::Protocol("transfer_coding"));
+            }
+            chunked = true;
             continue;
         }
         if name.eq_ignore_ascii_case("content-length") {
             let n = std::str::from_utf8(h.value)
                 .ok()
                 .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or_else(|| io::Error::other("bad content-length"))?;
+                .ok_or_else(|| malformed("bad content-length"))?;
             if length.is_some_and(|l| l != n) {
-                return Err(io::Error::other("two content-lengths"));
+                return Err(malformed("two content-lengths"));
             }
             length = Some(n);
             continue;
@@ -343,21 +434,19 @@ fn parse(
     }
     let framing = if head_only || !has_body(status) {
         Framing::Empty
-    } else if coded {
+    } else if chunked {
         // A length beside a coding is not believed (RFC 9112 §6.3).
         length = None;
-        if chunked {
-            Framing::Chunked
-        } else {
-            Framing::Close
-        }
+        Framing::Chunked
     } else {
         match length {
             Some(n) => Framing::Length(n),
             None => Framing::Close,
         }
     };
-    let reusable = !closes && framing != Framing::Close;
+    // Nothing says where a bodiless answer ends for an origin that sends a body
+    // anyway: its connection is not used again.
+    let reusable = !closes && !matches!(framing, Framing::Close | Framing::Empty);
     Ok(Some((
         Some(Parsed {
             status,
@@ -368,6 +457,18 @@ fn parse(
         }),
         used,
     )))
+}
+
+/// Whether a `Transfer-Encoding` value is `chunked` alone.
+fn only_chunked(value: &[u8]) -> bool {
+    let mut codings = value
+        .split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty());
+    codings
+        .next()
+        .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
+        && codings.next().is_none()
 }
 
 impl Answered<'_> {
@@ -399,15 +500,23 @@ impl Answered<'_> {
         }
         head.extend_from_slice(b"\r\n");
         let passed = match self.framing {
-            Framing::Empty => client.stream.write_all(head).await.map_err(Side::Client),
+            Framing::Empty => client.send(head, &[]).await.map_err(Side::Client),
             Framing::Length(n) => self.pass_length(client, n).await,
             Framing::Chunked => self.pass_chunks(client).await,
             Framing::Close => self.rechunk(client).await,
         };
         match passed {
             Ok(()) => {
-                if self.reusable && self.up.at == self.up.read.len() {
-                    self.pool.put(self.up);
+                let extra = self.up.at != self.up.read.len();
+                if extra {
+                    self.pool.misbehaved("extra_bytes");
+                    tracing::info!(
+                        origin = self.pool.authority,
+                        "the origin sent more than its answer's framing said: connection dropped"
+                    );
+                }
+                if self.reusable && !extra {
+                    self.pool.put(self.up, self.started);
                 }
                 true
             }
@@ -442,7 +551,8 @@ impl Answered<'_> {
             let take = usize::try_from(left)
                 .unwrap_or(usize::MAX)
                 .min(unsent.len());
-            write_both(&mut client.stream, head, &unsent[..take])
+            client
+                .send(head, &unsent[..take])
                 .await
                 .map_err(Side::Client)?;
             head = &[];
@@ -455,22 +565,30 @@ impl Answered<'_> {
         }
     }
 
-    /// Writes the head, then the chunks as they come, up to the last one.
+    /// Writes the head, then the chunks as they come, up to the last one; the
+    /// trailer fields are left out (like fields of a head, they could carry what
+    /// only waitroom may set, and no browser reads them).
     async fn pass_chunks(&mut self, client: &mut Client) -> Result<(), Side> {
         let mut scan = Chunks::default();
         let mut head: &[u8] = &self.up.head;
         loop {
             let unsent = &self.up.read[self.up.at..];
-            let end = scan.feed(unsent).map_err(Side::Origin)?;
-            let take = end.unwrap_or(unsent.len());
-            write_both(&mut client.stream, head, &unsent[..take])
+            let Scan { pass, end } = scan.feed(unsent).map_err(Side::Origin)?;
+            // Without trailers, all that follows the last chunk is its line end.
+            let whole = end.filter(|&end| end == pass + 2 && pass >= 3);
+            client
+                .send(head, &unsent[..whole.unwrap_or(pass)])
                 .await
                 .map_err(Side::Client)?;
             head = &[];
-            self.up.at += take;
-            if end.is_some() {
-                return Ok(());
+            if let Some(end) = end {
+                self.up.at += end;
+                if whole.is_some() {
+                    return Ok(());
+                }
+                return client.send(b"\r\n", &[]).await.map_err(Side::Client);
             }
+            self.up.at += unsent.len();
             self.more().await?;
         }
     }
@@ -489,7 +607,7 @@ impl Answered<'_> {
             self.up.read.clear();
             self.up.at = 0;
             if !out.is_empty() {
-                client.stream.write_all(&out).await.map_err(Side::Client)?;
+                client.send(&out, &[]).await.map_err(Side::Client)?;
                 out.clear();
             }
             self.up.read.reserve(READ);
@@ -499,28 +617,7 @@ impl Answered<'_> {
                 Err(e) => return Err(Side::Origin(e)),
             }
         }
-        client
-            .stream
-            .write_all(b"0\r\n\r\n")
-            .await
-            .map_err(Side::Client)
-    }
-}
-
-/// Writes `a` then `b`, in one call when the connection takes both.
-async fn write_both(stream: &mut TcpStream, a: &[u8], b: &[u8]) -> io::Result<()> {
-    if a.is_empty() || b.is_empty() {
-        stream.write_all(a).await?;
-        return stream.write_all(b).await;
-    }
-    let n = stream
-        .write_vectored(&[io::IoSlice::new(a), io::IoSlice::new(b)])
-        .await?;
-    if n < a.len() {
-        stream.write_all(&a[n..]).await?;
-        stream.write_all(b).await
-    } else {
-        stream.write_all(&b[n - a.len()..]).await
+        client.send(b"0\r\n\r\n", &[]).await.map_err(Side::Client)
     }
 }
 
@@ -532,20 +629,28 @@ enum Side {
 
 /// Where a chunked body ends, found as its bytes go by (RFC 9112 §7.1).
 #[derive(Debug, Default)]
-struct Chunks {
+pub(super) struct Chunks {
     state: State,
 }
 
 #[derive(Debug)]
 enum State {
-    /// In a chunk's size line: the size so far, past the digits (in an extension).
-    Size { size: u64, digits: bool, past: bool },
+    /// In a chunk's size line: the size so far, past the digits (in an extension),
+    /// and whether its `\r` came (only its `\n` may follow).
+    Size {
+        size: u64,
+        digits: bool,
+        past: bool,
+        cr: bool,
+    },
     /// In a chunk's data: so many bytes left.
     Data(u64),
-    /// After a chunk's data, up to its line end.
-    DataEnd,
-    /// In a trailer line (after the last chunk); whether it is empty so far.
-    Trailer { empty: bool },
+    /// After a chunk's data, its line end (`\r\n`, or a bare `\n`); whether the
+    /// `\r` came.
+    DataEnd { cr: bool },
+    /// In a trailer line (after the last chunk); whether it is empty so far, and
+    /// whether its `\r` came.
+    Trailer { empty: bool, cr: bool },
 }
 
 impl Default for State {
@@ -554,14 +659,30 @@ impl Default for State {
             size: 0,
             digits: false,
             past: false,
+            cr: false,
         }
     }
 }
 
+/// What [`Chunks::feed`] found in the bytes it was given.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Scan {
+    /// How many of them, from the first, to pass on: all but the trailer section
+    /// (which starts after the last chunk's size line, and ends with an empty line).
+    pub(super) pass: usize,
+    /// Where in them the message ends, if it does.
+    pub(super) end: Option<usize>,
+}
+
 impl Chunks {
-    /// Takes in `bytes`; returns where in them the body ends, if it does.
-    fn feed(&mut self, bytes: &[u8]) -> io::Result<Option<usize>> {
+    /// Takes in `bytes`; says which to pass on and where the body ends, if it does.
+    pub(super) fn feed(&mut self, bytes: &[u8]) -> io::Result<Scan> {
         let bad = || io::Error::other("malformed chunked body");
+        // Bytes of the trailer section are not passed on.
+        let mut pass = match self.state {
+            State::Trailer { .. } => Some(0),
+            _ => None,
+        };
         let mut i = 0;
         while i < bytes.len() {
             match &mut self.state {
@@ -572,24 +693,35 @@ impl Chunks {
                     *left -= skip as u64;
                     i += skip;
                     if *left == 0 {
-                        self.state = State::DataEnd;
+                        self.state = State::DataEnd { cr: false };
                     }
                     continue;
                 }
-                State::Size { size, digits, past } => {
+                State::Size {
+                    size,
+                    digits,
+                    past,
+                    cr,
+                } => {
                     let b = bytes[i];
                     match b {
+                        // A `\r` is the line's end: nothing but its `\n` after it.
+                        _ if *cr && b != b'\n' => return Err(bad()),
                         b'\n' => {
                             if !*digits {
                                 return Err(bad());
                             }
                             self.state = if *size == 0 {
-                                State::Trailer { empty: true }
+                                pass = Some(i + 1);
+                                State::Trailer {
+                                    empty: true,
+                                    cr: false,
+                                }
                             } else {
                                 State::Data(*size)
                             };
                         }
-                        b'\r' => *past = true,
+                        b'\r' => *cr = true,
                         _ if !*past && b.is_ascii_hexdigit() => {
                             let d = u64::from((b as char).to_digit(16).unwrap_or(0));
                             *size = size
@@ -599,25 +731,39 @@ impl Chunks {
                             *digits = true;
                         }
                         b';' | b' ' | b'\t' => *past = true,
-                        _ if *past => {}
+                        // An extension's text: no control characters in it.
+                        _ if *past && b >= 0x20 && b != 0x7f => {}
                         _ => return Err(bad()),
                     }
                 }
-                State::DataEnd => {
-                    if bytes[i] == b'\n' {
-                        self.state = State::default();
+                State::DataEnd { cr } => match bytes[i] {
+                    b'\n' => self.state = State::default(),
+                    b'\r' if !*cr => *cr = true,
+                    _ => return Err(bad()),
+                },
+                State::Trailer { empty, cr } => match bytes[i] {
+                    b'\n' if *empty => {
+                        return Ok(Scan {
+                            pass: pass.unwrap_or(0),
+                            end: Some(i + 1),
+                        })
                     }
-                }
-                State::Trailer { empty } => match bytes[i] {
-                    b'\n' if *empty => return Ok(Some(i + 1)),
-                    b'\n' => *empty = true,
-                    b'\r' => {}
+                    b'\n' => {
+                        *empty = true;
+                        *cr = false;
+                    }
+                    // A `\r` ends a line: nothing but its `\n` after it.
+                    _ if *cr => return Err(bad()),
+                    b'\r' => *cr = true,
                     _ => *empty = false,
                 },
             }
             i += 1;
         }
-        Ok(None)
+        Ok(Scan {
+            pass: pass.unwrap_or(bytes.len()),
+            end: None,
+        })
     }
 }
 
@@ -626,19 +772,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_the_end_of_chunks_however_they_are_cut() {
-        let body = b"5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\nx-trailer: 1\r\n\r\nNEXT";
+    fn finds_the_end_of_chunks_however_they_are_cut_and_leaves_the_trailers_out() {
+        let body = b"5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\nwaitroom-command: revoke\r\nset-cookie: a=1\r\n\r\nNEXT";
         let end = body.len() - 4;
+        let passed_on = b"5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\n";
         for cut in 0..body.len() {
             let mut scan = Chunks::default();
             let first = scan.feed(&body[..cut]).unwrap();
-            let found = match first {
+            let mut passed = body[..first.pass].to_vec();
+            let found = match first.end {
                 Some(at) => at,
-                None => cut + scan.feed(&body[cut..]).unwrap().unwrap(),
+                None => {
+                    let second = scan.feed(&body[cut..]).unwrap();
+                    passed.extend_from_slice(&body[cut..cut + second.pass]);
+                    cut + second.end.unwrap()
+                }
             };
             assert_eq!(found, end, "cut at {cut}");
+            assert_eq!(passed, passed_on, "cut at {cut}");
         }
-        assert_eq!(Chunks::default().feed(b"0\r\n\r\n").unwrap(), Some(5));
+        assert_eq!(
+            Chunks::default().feed(b"0\r\n\r\n").unwrap(),
+            Scan {
+                pass: 3,
+                end: Some(5)
+            }
+        );
         assert!(Chunks::default().feed(b"zz\r\n").is_err());
     }
 
@@ -686,5 +845,43 @@ mod tests {
         .unwrap();
         let parsed = to_head.unwrap().0.unwrap();
         assert_eq!((parsed.framing, parsed.length), (Framing::Empty, Some(7)));
+        assert!(!parsed.reusable, "an origin may send a HEAD's body anyway");
+    }
+
+    #[test]
+    fn answers_without_a_body_or_against_the_protocol_are_not_trusted() {
+        let head = |answer: &[u8], head_only| parse(answer, head_only, &mut Vec::new());
+        for bodiless in [
+            &b"HTTP/1.1 204 No Content\r\n\r\n"[..],
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+        ] {
+            let parsed = head(bodiless, false).unwrap().unwrap().0.unwrap();
+            assert_eq!(parsed.framing, Framing::Empty);
+            assert!(!parsed.reusable);
+        }
+        for (answer, kind) in [
+            (
+                &b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n"[..],
+                "unasked_upgrade",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                "transfer_coding",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                "transfer_coding",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+                "transfer_coding",
+            ),
+        ] {
+            match head(answer, false) {
+                Err(Bad::Protocol(k)) => assert_eq!(k, kind),
+                other => panic!("{}: {other:?}", String::from_utf8_lossy(answer)),
+            }
+        }
+        assert!(only_chunked(b" Chunked "));
     }
 }

@@ -7,7 +7,7 @@ use http::{Method, Request, Response, StatusCode};
 use crate::admission::{Admission, Decision, Presented, Standing};
 use crate::clients::TrustedProxies;
 use crate::config::CookieSecure;
-use crate::forward::{Forwarder, Peer, Relay};
+use crate::forward::{Forwarder, Holder, Peer, Relay};
 use crate::h1::{Client, Sent};
 use crate::http::{self as h, Body, ProxyError};
 use crate::limits::{Limit, Protection};
@@ -190,10 +190,13 @@ impl Public {
         if let Some((handed_over, successor)) = &self.relay {
             if handed_over.load(Ordering::SeqCst) {
                 let asked = self.asked(&req);
-                return Sent::Response(match Box::pin(successor.forward(req, peer)).await {
-                    Ok(r) => r,
-                    Err(e) => self.failed(&asked, e),
-                });
+                let holder = Holder::Client(peer.addr.ip());
+                return Sent::Response(
+                    match Box::pin(successor.forward(req, peer, holder)).await {
+                        Ok(r) => r,
+                        Err(e) => self.failed(&asked, e),
+                    },
+                );
             }
         }
         if let Some(refused) = self.refused(&req) {
@@ -469,6 +472,15 @@ impl Public {
     /// send the form again; JSON for JSON clients. The session is untouched.
     fn failed(&self, asked: &Asked, e: ProxyError) -> Response<Body> {
         let status = e.status();
+        if let ProxyError::SlowBody = e {
+            self.metrics.client_error("body");
+            self.metrics.client_cut("body_timeout");
+            tracing::debug!("a client sent nothing of its request's body for limits.body_timeout");
+            let mut r = h::error(status, "the request's body did not come in time");
+            r.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        }
         if !e.is_origin() {
             self.metrics.client_error("body");
             tracing::debug!(error = %e, "the client's request body broke");
@@ -543,7 +555,13 @@ impl Public {
             }
         }
         let asked = self.asked(&req);
-        let mut r = match Box::pin(live.forwarder.forward(req, peer)).await {
+        // Whose turn at the origin this is: the session's, or (on a path that
+        // needs no admission) the client's.
+        let holder = match sid {
+            Some(sid) => Holder::Session(sid),
+            None => Holder::Client(live.clients.client(peer.addr.ip(), req.headers())),
+        };
+        let mut r = match Box::pin(live.forwarder.forward(req, peer, holder)).await {
             Ok(r) => r,
             Err(e) => self.failed(&asked, e),
         };

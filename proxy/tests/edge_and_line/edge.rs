@@ -91,6 +91,15 @@ async fn paths_that_look_like_other_sites_give_no_link_off_the_site() {
             "GET {path} HTTP/1.1\r\nHost: site.example\r\nAccept: text/html\r\nConnection: close\r\n\r\n"
         );
         let answer = raw(proxy.public, request.as_bytes()).await;
+        if path.contains('\\') {
+            // A `\` is a separator to some origins: such a path is refused
+            // (issue 26), with no link and no redirect at all.
+            assert_eq!(raw_status(&answer), 400, "{path}: {answer}");
+            assert!(
+                !answer.contains("href=") && !answer.to_ascii_lowercase().contains("location:")
+            );
+            continue;
+        }
         assert_eq!(raw_status(&answer), 200, "{path}: {answer}");
         let links: Vec<&str> = answer
             .split("href=\"")

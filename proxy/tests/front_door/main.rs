@@ -5,5 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod framing;
 mod paths;
 mod rooms;
+mod turns;
