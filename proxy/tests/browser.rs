@@ -705,7 +705,8 @@ async fn a_path_that_looks_like_another_site_keeps_every_click_on_this_one() {
     p.pause().await;
     let driver = chromedriver().await;
     let c = browser(&driver, "en", true).await;
-    for path in ["//evil.example/", "/%5Cevil.example/", "///evil.example"] {
+    // `/%5Cevil.example/` is a 400 now, with no link at all (issue 26): below.
+    for path in ["//evil.example/", "///evil.example", "//evil.example/x?a=b"] {
         c.goto(&p.url(path)).await.unwrap();
         c.find(Locator::Css("#languages summary"))
             .await
@@ -732,6 +733,14 @@ async fn a_path_that_looks_like_another_site_keeps_every_click_on_this_one() {
             "{path}: a click led to {url}"
         );
     }
+    c.goto(&p.url("/%5Cevil.example/")).await.unwrap();
+    let links = c
+        .execute("return document.links.length", vec![])
+        .await
+        .unwrap();
+    assert_eq!(links, 0, "a path that cannot be read one way only: no link");
+    let url = c.current_url().await.unwrap();
+    assert_eq!(url.port(), Some(p.public.port()), "no redirect: {url}");
     c.close().await.unwrap();
 }
 

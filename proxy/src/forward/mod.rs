@@ -414,14 +414,11 @@ impl Forwarder {
             *request.headers_mut() = head.headers.clone();
             let connection = capture_connection(&mut request);
             let started = Instant::now();
-            // The origin's time starts once it has the whole request: a visitor
+            // The origin's time runs while it is the one waited for: a visitor
             // sending a body slowly is not the origin being slow.
             let sent = tokio::select! {
                 sent = self.client.request(request) => Ok(sent),
-                _ = async {
-                    payload.sent().await;
-                    tokio::time::sleep(self.timeout).await;
-                } => Err(()),
+                _ = payload.origin_timeout(self.timeout) => Err(()),
             };
             match sent {
                 Ok(Ok(response)) => {

@@ -20,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
 use tokio::sync::watch;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use crate::http::{Body, BoxError, ProxyError, ReqBody};
 
@@ -42,6 +42,9 @@ pub(super) struct Progress {
     stalled: AtomicBool,
     /// Whether it was handed to the origin whole.
     sent: watch::Sender<bool>,
+    /// When a piece was last handed on, and whether it is the client that is
+    /// waited for now (rather than the origin, which takes nothing).
+    handed: std::sync::Mutex<(Instant, bool)>,
 }
 
 impl Payload {
@@ -81,6 +84,7 @@ impl Payload {
             broke: AtomicBool::new(false),
             stalled: AtomicBool::new(false),
             sent: watch::channel(false).0,
+            handed: std::sync::Mutex::new((Instant::now(), false)),
         });
         let body = Paced {
             prefix: (!prefix.is_empty()).then_some(prefix),
@@ -119,13 +123,43 @@ impl Payload {
             .then(|| ProxyError::BrokenRequest("the request's body broke off".into()))
     }
 
-    /// Done once the whole body has been handed to the origin (at once for a kept one).
-    pub async fn sent(&self) {
-        if let Self::Streamed(_, progress) = self {
-            let mut sent = progress.sent.subscribe();
-            // The sender lives as long as `progress`.
-            let _ = sent.wait_for(|s| *s).await;
+    /// Done when the origin has had the whole request for `timeout` without an
+    /// answer, or has taken nothing of a streamed body for `timeout` while the
+    /// client had something to give: the origin's time runs only while it is
+    /// the one waited for, never while the client is slow.
+    pub async fn origin_timeout(&self, timeout: Duration) {
+        let Self::Streamed(_, progress) = self else {
+            return tokio::time::sleep(timeout).await;
+        };
+        let mut sent = progress.sent.subscribe();
+        loop {
+            if *sent.borrow_and_update() {
+                return tokio::time::sleep(timeout).await;
+            }
+            let (handed, waiting_for_client) =
+                *progress.handed.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            if !waiting_for_client && now.saturating_duration_since(handed) >= timeout {
+                return;
+            }
+            let next = if waiting_for_client {
+                now + timeout
+            } else {
+                handed + timeout
+            };
+            tokio::select! {
+                _ = sent.changed() => {}
+                _ = tokio::time::sleep_until(next) => {}
+            }
         }
+    }
+}
+
+impl Progress {
+    /// Notes a piece handed on (`waiting`: or that the client is waited for).
+    fn note(&self, waiting_for_client: bool) {
+        *self.handed.lock().unwrap_or_else(|p| p.into_inner()) =
+            (Instant::now(), waiting_for_client);
     }
 }
 
@@ -149,6 +183,7 @@ impl hyper::body::Body for Paced {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if let Some(prefix) = self.prefix.take() {
+            self.progress.note(false);
             return Poll::Ready(Some(Ok(Frame::data(prefix))));
         }
         match Pin::new(&mut self.rest).poll_frame(cx) {
@@ -159,6 +194,7 @@ impl hyper::body::Body for Paced {
             }
             Poll::Ready(Some(Ok(frame))) => {
                 self.stall = None;
+                self.progress.note(false);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -166,6 +202,9 @@ impl hyper::body::Body for Paced {
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Pending => {
+                if self.stall.is_none() {
+                    self.progress.note(true);
+                }
                 let deadline = self.deadline;
                 let stall = self
                     .stall
@@ -261,5 +300,30 @@ mod tests {
             payload.clients_fault(),
             Some(ProxyError::SlowBody)
         ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_origins_time_runs_only_while_the_origin_is_waited_for() {
+        let second = Duration::from_secs(1);
+        let big = || Bytes::from(vec![b'x'; KEEP_BODY + 1]);
+        // A client slow but steady, an origin taking every piece at once: the
+        // origin's second never runs out while the client is waited for.
+        let pieces = vec![(0, big()), (3_000, "a".into()), (3_000, "b".into())];
+        let mut payload = Payload::of(trickle(pieces), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut body = payload.take().unwrap();
+        let reading = async { while let Some(Ok(_)) = body.frame().await {} };
+        tokio::select! {
+            _ = payload.origin_timeout(second) => panic!("the client's pace was held against the origin"),
+            _ = reading => {}
+        }
+        // An origin that takes nothing of the body: its second runs.
+        let mut payload = Payload::of(trickle(vec![(0, big())]), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let _untaken = payload.take().unwrap();
+        let waited = tokio::time::timeout(3 * second, payload.origin_timeout(second)).await;
+        assert!(waited.is_ok(), "an origin taking nothing times out");
     }
 }
