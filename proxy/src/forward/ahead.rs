@@ -30,8 +30,11 @@ type Piece = Result<(Frame<Bytes>, u32), BoxError>;
 
 /// `body` read ahead by a task of its own, which holds `turn` until the origin's
 /// whole answer is read; a visitor that takes nothing for `stall` while the
-/// read-ahead is full is cut.
+/// read-ahead is full is cut (a second later than the connection's own write
+/// deadline would cut an HTTP/1.1 client, so that a cut is counted once: here
+/// only for what a connection does not see, a stalled HTTP/2 stream).
 pub fn read_ahead(body: Body, turn: Turn, stall: Duration, metrics: Metrics) -> Body {
+    let stall = stall + Duration::from_secs(1);
     let size = body.size_hint();
     let budget = Arc::new(Semaphore::new(READ_AHEAD));
     let (tx, rx) = mpsc::unbounded_channel();

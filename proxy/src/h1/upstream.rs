@@ -11,7 +11,10 @@
 //! it is taken (late bytes, or the origin's close) is dropped, as hyper's pool
 //! drops an idle connection that becomes readable. Late or extra bytes are the
 //! origin's misbehaviour: counted (`waitroom_origin_misbehaviour_total`), never a
-//! failure held against the origin by the breaker, and never anybody's answer.
+//! failure held against the origin by the breaker, and never anybody's answer —
+//! but for bytes past a `Content-Length` that come late, after the connection
+//! carried the next request, which HTTP/1.1 cannot tell from its answer
+//! (docs/security.md, "Another visitor's answer").
 
 use std::io;
 use std::pin::Pin;
