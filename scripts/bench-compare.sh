@@ -23,7 +23,7 @@ for _ in $(seq 50); do
   curl -sf http://127.0.0.1:18081/readyz >/dev/null && curl -sf http://127.0.0.1:18082/__stats >/dev/null && break
   sleep 0.2
 done
-echo "command: loadtest compare --origin http://127.0.0.1:18082 --proxy http://127.0.0.1:18080 --admin http://127.0.0.1:18081 --users $users --over $over --profile $profile --report $out"
+echo "command: loadtest compare --origin http://127.0.0.1:18082 --proxy http://127.0.0.1:18080 --admin http://127.0.0.1:18081 --users $users --over $over --profile $profile --spread-addresses --report $out"
 WAITROOM_ADMIN_TOKEN=bench-admin-token "$bin/loadtest" compare \
   --origin http://127.0.0.1:18082 --proxy http://127.0.0.1:18080 --admin http://127.0.0.1:18081 \
-  --users "$users" --over "$over" --profile "$profile" --report "$out"
+  --users "$users" --over "$over" --profile "$profile" --spread-addresses --report "$out"

@@ -29,7 +29,7 @@ run() {
   done
   WAITROOM_ADMIN_TOKEN=bench-admin-token "$bin/loadtest" spike \
     --target http://127.0.0.1:18080 --origin http://127.0.0.1:18082 --admin http://127.0.0.1:18081 \
-    --users "$users" --over "$over" --profile spike --report "$out/$name" >"$out/loadtest-$name.log" 2>&1
+    --users "$users" --over "$over" --profile spike --spread-addresses --report "$out/$name" >"$out/loadtest-$name.log" 2>&1
   cleanup
 }
 run plain

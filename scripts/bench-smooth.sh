@@ -53,13 +53,13 @@ for pair in $(seq "$pairs"); do
   # The crowd through waitroom (a fresh line each time: the room is emptied first).
   WAITROOM_ADMIN_TOKEN=bench-admin-token "$bin/loadtest" spike \
     --target http://127.0.0.1:18090 --origin http://127.0.0.1:18092 --admin http://127.0.0.1:18091 \
-    --users "$users" --over "$over" --profile uniform --report "$out/waitroom-$pair" \
+    --users "$users" --over "$over" --profile uniform --spread-addresses --report "$out/waitroom-$pair" \
     >"$out/waitroom-$pair.log" 2>&1
   summary waitroom "$out/waitroom-$pair/summary.json"
   # The same crowd through the waitroom that gives the origin at most 20 at once.
   WAITROOM_ADMIN_TOKEN=bench-admin-token "$bin/loadtest" spike \
     --target http://127.0.0.1:18093 --origin http://127.0.0.1:18092 --admin http://127.0.0.1:18094 \
-    --users "$users" --over "$over" --profile uniform --report "$out/capped-$pair" \
+    --users "$users" --over "$over" --profile uniform --spread-addresses --report "$out/capped-$pair" \
     >"$out/capped-$pair.log" 2>&1
   summary capped "$out/capped-$pair/summary.json"
 done

@@ -49,6 +49,17 @@ impl Reply {
         String::from_utf8_lossy(&self.body)
     }
 
+    /// Seconds the answer asks to wait before trying again (`Retry-After`).
+    pub fn retry_after(&self) -> Option<u64> {
+        self.headers
+            .get(http::header::RETRY_AFTER)?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// The error kind of a 4xx/5xx answer.
     pub fn error_kind(&self) -> Option<ErrorKind> {
         if self.status.is_server_error() {
@@ -125,22 +136,24 @@ pub struct Browser {
     base: String,
     cookies: BTreeMap<String, String>,
     /// The address this browser would have on the internet, sent as
-    /// `X-Forwarded-For` (believed by a waitroom that trusts the loadtest's host).
-    address: String,
+    /// `X-Forwarded-For` (believed by a waitroom that trusts the loadtest's host),
+    /// with `--spread-addresses`; without, every visitor is the loadtest's host.
+    address: Option<String>,
 }
 
 impl Browser {
     /// A browser with an empty jar, visiting `base` (`http://host:port`), as
-    /// visitor number `id`: its address is `10.x.y.z` from the number, so that a
-    /// waitroom trusting the loadtest's host tells the visitors apart (as it does
-    /// real ones behind a load balancer) and limits each on its own.
-    pub fn new(http: Http, base: &str, id: u32) -> Self {
+    /// visitor number `id`; `spread`: with an address of its own, `10.x.y.z` from
+    /// the number, so that a waitroom trusting the loadtest's host tells the
+    /// visitors apart (as it does real ones behind a load balancer) and limits each
+    /// on its own.
+    pub fn new(http: Http, base: &str, id: u32, spread: bool) -> Self {
         let [_, x, y, z] = id.to_be_bytes();
         Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
             cookies: BTreeMap::new(),
-            address: format!("10.{x}.{y}.{z}"),
+            address: spread.then(|| format!("10.{x}.{y}.{z}")),
         }
     }
 
@@ -158,7 +171,10 @@ impl Browser {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join("; ");
-        let mut headers = vec![("accept", accept), ("x-forwarded-for", &self.address)];
+        let mut headers = vec![("accept", accept)];
+        if let Some(address) = &self.address {
+            headers.push(("x-forwarded-for", address));
+        }
         if !cookie.is_empty() {
             headers.push(("cookie", cookie.as_str()));
         }

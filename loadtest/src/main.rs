@@ -114,6 +114,12 @@ struct Crowd {
     /// whatever is under way.
     #[arg(long, value_name = "SECONDS")]
     max_duration: Option<f64>,
+    /// Present each visitor from an address of its own (10.x.y.z, in
+    /// X-Forwarded-For), as real visitors behind a load balancer are: a waitroom
+    /// that trusts this host (clients.trusted_proxies) then limits each on its own.
+    /// Without it, every visitor is this one host, as behind one carrier's NAT.
+    #[arg(long)]
+    spread_addresses: bool,
 }
 
 impl Crowd {
@@ -186,6 +192,7 @@ impl Crowd {
             progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             steps: std::sync::Arc::new(steps),
             max_duration: self.max_duration.map(Duration::from_secs_f64),
+            spread_addresses: self.spread_addresses,
         })
     }
 }

@@ -54,6 +54,17 @@ pub struct Errors {
     pub server_5xx: u64,
 }
 
+/// What the waiting room itself refused or asked, apart from the site's errors.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Limited {
+    /// Visitors refused at least once by a limit of the waiting room's (429).
+    pub visitors: usize,
+    /// Such answers, retries included.
+    pub answers: u64,
+    /// Visitors who met a proof-of-work challenge.
+    pub challenged_visitors: usize,
+}
+
 /// What the origin reported (`/__stats` and `/__outbox` at the end).
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct OriginReport {
@@ -165,6 +176,8 @@ pub struct Summary {
     pub duplicated_confirmations: u64,
     /// Failed requests by kind.
     pub errors: Errors,
+    /// What the waiting room refused or asked (not the site's errors).
+    pub limited: Limited,
     /// Visitors who saw at least one 5xx.
     pub visitors_seeing_5xx: usize,
     /// Seconds from arrival to admission, for visitors who were queued.
@@ -248,6 +261,11 @@ pub fn summarize(label: &str, target: &str, journeys: &[Journey], origin: Origin
         abandoned: journeys.iter().filter(|j| j.abandoned).count(),
         duplicated_confirmations: origin.duplicate_mails.unwrap_or(0) + inconsistent,
         errors,
+        limited: Limited {
+            visitors: journeys.iter().filter(|j| j.limited > 0).count(),
+            answers: journeys.iter().map(|j| u64::from(j.limited)).sum(),
+            challenged_visitors: journeys.iter().filter(|j| j.challenged > 0).count(),
+        },
         visitors_seeing_5xx: journeys
             .iter()
             .filter(|j| j.errors.contains(&ErrorKind::Server5xx))
@@ -305,7 +323,9 @@ pub fn meaning(label: &str) -> &'static str {
         "unfinished (run cut short)" => "still under way when --max-duration ended the run",
         "abandoned (on purpose)" => "visitors told to walk away while waiting (--abandon)",
         "duplicated confirmations" => "second e-mails for one number, or two numbers shown to one visitor",
-        "errors connect/timeout/4xx/5xx" => "failed requests by kind (retries included)",
+        "errors connect/timeout/4xx/5xx" => "failed requests by kind (retries included; the waiting room's 429s and challenges not counted here)",
+        "limited by the waiting room (429) visitors / answers" => "refused by a limit of the waiting room's, not the site's; they waited as told and tried again (see the note below the table)",
+        "challenged (proof of work)" => "visitors shown the waiting room's proof-of-work page, which loadtest does not solve",
         "visitors seeing a 5xx" => "visitors who met a server error at least once",
         "queue wait s p50/p95/p99/max" => "from arrival to reaching the site, for those who waited",
         "ETA error median / p90" => "|first estimate − real wait| ÷ real wait; large for short waits (10 s shown as a minute is 500%)",
@@ -349,6 +369,14 @@ pub fn rows(s: &Summary) -> Vec<(&'static str, String)> {
                 "{}/{}/{}/{}",
                 s.errors.connect, s.errors.timeout, s.errors.client_4xx, s.errors.server_5xx
             ),
+        ),
+        (
+            "limited by the waiting room (429) visitors / answers",
+            format!("{} / {}", s.limited.visitors, s.limited.answers),
+        ),
+        (
+            "challenged (proof of work)",
+            s.limited.challenged_visitors.to_string(),
         ),
         ("visitors seeing a 5xx", s.visitors_seeing_5xx.to_string()),
         (
@@ -400,7 +428,31 @@ pub fn rows(s: &Summary) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// A table of one or more summaries side by side.
+/// Why the waiting room refused or asked, and what to do about it: a line per
+/// cause, none when it did neither.
+pub fn notes(s: &Summary) -> Vec<String> {
+    let mut notes = Vec::new();
+    if s.limited.answers > 0 {
+        notes.push(format!(
+            "{}: {} visitors were refused {} times by the waiting room's per-address limit \
+             (429, clients.places_per_minute): they all came from this one host. To measure \
+             the line rather than the limit, run with --spread-addresses against a waitroom \
+             that trusts this host (clients.trusted_proxies), or raise the limit for the run.",
+            s.label, s.limited.visitors, s.limited.answers
+        ));
+    }
+    if s.limited.challenged_visitors > 0 {
+        notes.push(format!(
+            "{}: {} visitors met the waiting room's proof-of-work challenge, which loadtest \
+             does not solve: switch it off for the run (PATCH /admin/protection \
+             {{\"proof_of_work\": false}}).",
+            s.label, s.limited.challenged_visitors
+        ));
+    }
+    notes
+}
+
+/// A table of one or more summaries side by side, with the notes of each below.
 pub fn table(summaries: &[&Summary]) -> String {
     let all: Vec<Vec<(&str, String)>> = summaries.iter().map(|s| rows(s)).collect();
     let width = all[0].iter().map(|(l, _)| l.len()).max().unwrap_or(0);
@@ -421,6 +473,9 @@ pub fn table(summaries: &[&Summary]) -> String {
             let _ = write!(out, "  {:>col$}", r[i].1);
         }
         out.push('\n');
+    }
+    for note in summaries.iter().flat_map(|s| notes(s)) {
+        let _ = writeln!(out, "note: {note}");
     }
     out
 }
@@ -721,7 +776,15 @@ pub fn html(title: &str, runs: &[(&Summary, Vec<(&'static str, String)>)]) -> St
             escape(meaning(label))
         );
     }
-    page.push_str("</table></div><div class=\"runs\">");
+    page.push_str("</table></div>");
+    for note in summaries.iter().flat_map(|s| notes(s)) {
+        let _ = write!(
+            page,
+            "<p class=\"note\"><strong>Note:</strong> {}</p>",
+            escape(&note)
+        );
+    }
+    page.push_str("<div class=\"runs\">");
     for (s, _) in runs {
         let _ = write!(
             page,

@@ -43,6 +43,9 @@ pub struct Spike {
     pub steps: Arc<Steps>,
     /// End the run this long after its start, whatever is under way.
     pub max_duration: Option<Duration>,
+    /// Each visitor comes from an address of its own, in `X-Forwarded-For`
+    /// (believed only by a waitroom that trusts the loadtest's host).
+    pub spread_addresses: bool,
 }
 
 /// How often the progress line is written when stderr is not a terminal.
@@ -121,7 +124,12 @@ pub async fn run(spike: &Spike) -> anyhow::Result<Outcome> {
         let visitor = Visitor {
             progress: progress.clone(),
             id: i as u32,
-            browser: Browser::new(http.clone(), &spike.target, i as u32),
+            browser: Browser::new(
+                http.clone(),
+                &spike.target,
+                i as u32,
+                spike.spread_addresses,
+            ),
             behaviour: spike.behaviour.clone(),
             start,
             steps: spike.steps.clone(),

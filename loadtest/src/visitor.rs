@@ -79,8 +79,14 @@ pub struct Journey {
     pub steps: Vec<StepDone>,
     /// Why they ended without a registration, if they wanted one.
     pub lost: Option<ErrorKind>,
-    /// Failed requests by kind.
+    /// Failed requests by kind (the waiting room's refusals and challenges apart).
     pub errors: Vec<ErrorKind>,
+    /// Answers refused by a limit of the waiting room's (`429`, its `limited`
+    /// page): the page waits as `Retry-After` says, then tries again.
+    pub limited: u32,
+    /// Answers that were the waiting room's proof-of-work challenge (its `check`
+    /// page), which loadtest does not solve.
+    pub challenged: u32,
     /// Status polls made while waiting.
     pub polls: u32,
     /// `(sent, seconds)` of each request the site itself answered.
@@ -218,6 +224,13 @@ impl Visitor {
                     .await;
                 let took = secs(self.start) - sent;
                 let reply = self.note(j, sent, r);
+                if reply.as_ref().and_then(Reply::waitroom_page) == Some("limited") {
+                    // Refused by the waiting room's own limit: its page waits as
+                    // `Retry-After` says and tries again; not the site's failure.
+                    let wait = reply.as_ref().and_then(Reply::retry_after).unwrap_or(2);
+                    tokio::time::sleep(Duration::from_secs(wait.clamp(1, 60))).await;
+                    continue;
+                }
                 if reply.as_ref().and_then(Reply::waitroom_page) == Some("queue") {
                     // In line: wait as the queue page does, then take the step again.
                     j.queued = true;
@@ -266,8 +279,10 @@ impl Visitor {
     fn note(&self, j: &mut Journey, sent: f64, r: Result<Reply, ErrorKind>) -> Option<Reply> {
         match r {
             Ok(reply) => {
-                if let Some(kind) = reply.error_kind() {
-                    j.errors.push(kind);
+                match reply.waitroom_page() {
+                    Some("limited") => j.limited += 1,
+                    Some("check") => j.challenged += 1,
+                    _ => j.errors.extend(reply.error_kind()),
                 }
                 if reply.waitroom_page().is_none() {
                     j.site_latencies.push((sent, secs(self.start) - sent));
@@ -306,6 +321,12 @@ impl Visitor {
                     }
                     if let Some(ms) = s["poll_after_ms"].as_u64() {
                         poll_after = Duration::from_millis(ms);
+                    }
+                }
+                Ok(r) if r.waitroom_page() == Some("limited") => {
+                    j.limited += 1;
+                    if let Some(wait) = r.retry_after() {
+                        poll_after = Duration::from_secs(wait.clamp(1, 60));
                     }
                 }
                 Ok(r) => j.errors.extend(r.error_kind()),

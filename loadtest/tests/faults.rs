@@ -56,6 +56,7 @@ async fn an_origin_killed_for_ten_seconds_mid_spike_loses_nobody() {
         progress: false,
         steps: std::sync::Arc::new(loadtest::steps::Steps::origin_stub()),
         max_duration: None,
+        spread_addresses: true,
     };
     let crowd = tokio::spawn(async move { run::run(&spike).await });
 
