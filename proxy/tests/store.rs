@@ -617,6 +617,40 @@ async fn lapsed_sessions_come_back_first(store: Arc<dyn Store>) {
     assert_eq!(store.rejoin(sid, back + 500).await.unwrap(), Poll::Ended);
 }
 
+/// A place kept in arrival order (`arrive_in_line`, a visitor over their address's
+/// allowance) is never let in at once: it is a place in line, called in its turn
+/// and claimed by its holder's next check-in, as any place; under passthrough it
+/// goes in.
+async fn kept_places_wait_in_line(store: Arc<dyn Store>) {
+    // An empty room with room: a kept place is still a place, first in line.
+    let (kept, pos) = queued(store.arrive_in_line(T).await.unwrap());
+    assert_eq!(pos, 1);
+    // Behind a line, it takes the next place like anybody.
+    let (other, _) = queued(store.arrive_in_line(T).await.unwrap());
+    assert!(kept < other);
+    // It is called in its turn, as any place is.
+    store.pump(T + 10).await.unwrap();
+    assert_eq!(
+        store.poll(kept, T + 20).await.unwrap(),
+        Poll::Admitted { sid: kept }
+    );
+    let s = store
+        .update_settings(
+            SettingsPatch {
+                passthrough: Some(true),
+                ..Default::default()
+            },
+            T + 30,
+        )
+        .await
+        .unwrap();
+    assert!(s.passthrough);
+    assert!(matches!(
+        store.arrive_in_line(T + 40).await.unwrap(),
+        Arrival::Admitted { .. }
+    ));
+}
+
 async fn connect(target: &RedisTarget, room: &str) -> RedisStore {
     RedisStore::connect(target, room, TIMING, SETTINGS)
         .await
@@ -634,6 +668,7 @@ async fn stories(target: &RedisTarget) {
     modes_and_ends(Arc::new(connect(target, "modes").await)).await;
     lottery_pre_queue(Arc::new(connect(target, "lottery").await)).await;
     lapsed_sessions_come_back_first(Arc::new(connect(target, "lapsed").await)).await;
+    kept_places_wait_in_line(Arc::new(connect(target, "kept").await)).await;
 }
 
 #[tokio::test]
@@ -646,6 +681,7 @@ async fn memory_store_keeps_the_contract() {
     modes_and_ends(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
     lottery_pre_queue(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
     lapsed_sessions_come_back_first(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
+    kept_places_wait_in_line(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
 }
 
 #[tokio::test]

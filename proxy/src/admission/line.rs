@@ -662,11 +662,22 @@ impl Line {
     /// A newcomer arrives: straight in when nobody waits and the limits allow,
     /// otherwise the next place in line.
     pub fn arrive(&mut self, now: Millis) -> Arrival {
+        self.arrive_as(now, false)
+    }
+
+    /// A newcomer arrives and is given the next place, never admitted at once
+    /// (but under `passthrough`): a place kept in arrival order for a visitor who
+    /// must still earn it (see [`crate::public`]'s kept places).
+    pub fn arrive_in_line(&mut self, now: Millis) -> Arrival {
+        self.arrive_as(now, true)
+    }
+
+    fn arrive_as(&mut self, now: Millis, in_line: bool) -> Arrival {
         let now = self.at(now);
         self.pump(now);
         let seq = self.next_seq;
         self.next_seq += 1;
-        let direct = !self.settings.queue_all || self.settings.passthrough;
+        let direct = (!self.settings.queue_all && !in_line) || self.settings.passthrough;
         if direct && self.queue_length() == 0 && self.records.is_empty() && self.may_admit(now) {
             self.head = self.next_seq;
             // Not counted in the outflow: nobody was waiting, so no line moved.

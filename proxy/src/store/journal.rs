@@ -37,6 +37,11 @@ pub enum Op {
         /// When.
         now: Millis,
     },
+    /// [`Line::arrive_in_line`].
+    ArriveInLine {
+        /// When.
+        now: Millis,
+    },
     /// [`Line::poll`].
     Poll {
         /// The place.
@@ -94,7 +99,7 @@ pub enum Op {
 /// What an operation answered.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Outcome {
-    /// Of [`Op::Arrive`].
+    /// Of [`Op::Arrive`] and [`Op::ArriveInLine`].
     Arrival(Arrival),
     /// Of [`Op::Poll`] and [`Op::Rejoin`].
     Poll(Poll),
@@ -113,6 +118,7 @@ impl Op {
     pub fn apply(&self, line: &mut Line) -> Outcome {
         match *self {
             Self::Arrive { now } => Outcome::Arrival(line.arrive(now)),
+            Self::ArriveInLine { now } => Outcome::Arrival(line.arrive_in_line(now)),
             Self::Poll { seq, now } => Outcome::Poll(line.poll(seq, now)),
             Self::Rejoin { sid, now } => Outcome::Poll(line.rejoin(sid, now)),
             Self::Touch { sid, now } => Outcome::Alive(line.touch_session(sid, now)),
@@ -146,6 +152,7 @@ impl Op {
             Self::Hold { until, now } => put(7, now, Some(until)),
             Self::End { sid, now } => put(8, now, Some(sid)),
             Self::Rejoin { sid, now } => put(9, now, Some(sid)),
+            Self::ArriveInLine { now } => put(10, now, None),
         }
     }
 
@@ -170,6 +177,7 @@ impl Op {
             },
             8 => Self::End { sid: r.u64()?, now },
             9 => Self::Rejoin { sid: r.u64()?, now },
+            10 => Self::ArriveInLine { now },
             _ => return None,
         };
         r.0.is_empty().then_some(op)
@@ -411,6 +419,7 @@ mod tests {
     fn records_read_back_and_a_torn_tail_is_left_out() {
         let ops = [
             Op::Arrive { now: 1 },
+            Op::ArriveInLine { now: 1 },
             Op::Poll { seq: 7, now: 2 },
             Op::Touch { sid: 3, now: 3 },
             Op::Rejoin { sid: 3, now: 3 },
@@ -439,6 +448,7 @@ mod tests {
                 },
                 now: 7,
             },
+            Op::Poll { seq: 8, now: 7 },
         ];
         let dir = std::env::temp_dir().join(format!("waitroom-journal-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();

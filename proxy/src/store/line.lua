@@ -463,7 +463,9 @@ elseif op == 'arrive' then
   pump()
   local seq = redis.call('HINCRBY', meta, 'next', 1) - 1
   local _, _, _, _, _, _, qall, pass = settings()
-  if (pass or not qall) and queue_length() == 0 and m('head', 1) == seq and may_admit() then
+  -- 'in_line': a place kept in arrival order, never admitted at once.
+  local in_line = ARGV[16] == 'in_line'
+  if (pass or not (qall or in_line)) and queue_length() == 0 and m('head', 1) == seq and may_admit() then
     local _, rate = may_admit()
     redis.call('HSET', meta, 'head', fmt(seq + 1))
     consume(rate)

@@ -474,6 +474,13 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn arrive_in_line(&self, now: Millis) -> Result<Arrival, StoreError> {
+        answer(self.apply(Op::ArriveInLine { now }), |o| match o {
+            Outcome::Arrival(a) => Some(a),
+            _ => None,
+        })
+    }
+
     async fn poll(&self, seq: u64, now: Millis) -> Result<Poll, StoreError> {
         answer(self.apply(Op::Poll { seq, now }), |o| match o {
             Outcome::Poll(p) => Some(p),

@@ -409,6 +409,23 @@ impl RedisStore {
         }
     }
 
+    /// `arrive` with `args` (`in_line`: never admitted at once).
+    async fn arrival(&self, now: Millis, args: &[String]) -> Result<Arrival, StoreError> {
+        let a = self.call("arrive", now, args).await?;
+        let seq: u64 = field(&a, 1)?;
+        self.high_water.fetch_max(seq, Ordering::Relaxed);
+        match a.first().map(String::as_str) {
+            Some("admitted") => {
+                self.remember_session(seq, now);
+                Ok(Arrival::Admitted { sid: seq })
+            }
+            _ => Ok(Arrival::Queued {
+                seq,
+                wait: self.waiting(seq, &a, 2, now)?,
+            }),
+        }
+    }
+
     /// Runs `op`; if the line vanished (Redis lost its data), restores it from what
     /// this instance knows first (see [`RedisStore::restore`]) and runs `op` again.
     async fn call(
@@ -655,19 +672,11 @@ impl Store for RedisStore {
     }
 
     async fn arrive(&self, now: Millis) -> Result<Arrival, StoreError> {
-        let a = self.call("arrive", now, &[]).await?;
-        let seq: u64 = field(&a, 1)?;
-        self.high_water.fetch_max(seq, Ordering::Relaxed);
-        match a.first().map(String::as_str) {
-            Some("admitted") => {
-                self.remember_session(seq, now);
-                Ok(Arrival::Admitted { sid: seq })
-            }
-            _ => Ok(Arrival::Queued {
-                seq,
-                wait: self.waiting(seq, &a, 2, now)?,
-            }),
-        }
+        self.arrival(now, &[]).await
+    }
+
+    async fn arrive_in_line(&self, now: Millis) -> Result<Arrival, StoreError> {
+        self.arrival(now, &["in_line".to_owned()]).await
     }
 
     async fn poll(&self, seq: u64, now: Millis) -> Result<Poll, StoreError> {
