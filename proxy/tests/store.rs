@@ -617,36 +617,44 @@ async fn lapsed_sessions_come_back_first(store: Arc<dyn Store>) {
     assert_eq!(store.rejoin(sid, back + 500).await.unwrap(), Poll::Ended);
 }
 
-/// A place kept in arrival order (`arrive_in_line`, a visitor over their address's
-/// allowance) is never let in at once: it is a place in line, called in its turn
-/// and claimed by its holder's next check-in, as any place; under passthrough it
-/// goes in.
+/// A place kept in arrival order (`arrive_kept`, for a visitor over their
+/// address's allowance who must still earn it) counts nowhere until its holder
+/// checks in: nobody waits behind it, it is never called; a check-in makes it
+/// theirs where it stands, ahead of everybody who came after. Under passthrough
+/// it goes in.
 async fn kept_places_wait_in_line(store: Arc<dyn Store>) {
-    // An empty room with room: a kept place is still a place, first in line.
-    let (kept, pos) = queued(store.arrive_in_line(T).await.unwrap());
-    assert_eq!(pos, 1);
-    // Behind a line, it takes the next place like anybody.
-    let (other, _) = queued(store.arrive_in_line(T).await.unwrap());
-    assert!(kept < other);
-    // It is called in its turn, as any place is.
-    store.pump(T + 10).await.unwrap();
-    assert_eq!(
-        store.poll(kept, T + 20).await.unwrap(),
-        Poll::Admitted { sid: kept }
-    );
+    // Room for 3, a burst of 2: two go in, then a line forms.
+    for _ in 0..2 {
+        assert!(matches!(
+            store.arrive(T).await.unwrap(),
+            Arrival::Admitted { .. }
+        ));
+    }
+    let (first, _) = queued(store.arrive(T).await.unwrap());
+    let (kept, shown) = queued(store.arrive_kept(T).await.unwrap());
+    assert_eq!(shown, 2, "where it would stand");
+    let (later, pos) = queued(store.arrive(T).await.unwrap());
+    assert_eq!(pos, 2, "a kept place counts nowhere until it is checked in");
+    let (never, _) = queued(store.arrive_kept(T).await.unwrap());
+    assert!(first < kept && kept < later && later < never);
+    assert_eq!(store.snapshot(T + 10).await.unwrap().queue_length, 2);
+    // Its holder checks in: theirs where it stands, ahead of the one who came later.
+    assert_eq!(position(store.poll(kept, T + 100).await.unwrap()), 2);
+    assert_eq!(position(store.poll(later, T + 100).await.unwrap()), 3);
+    assert_eq!(store.snapshot(T + 110).await.unwrap().queue_length, 3);
     let s = store
         .update_settings(
             SettingsPatch {
                 passthrough: Some(true),
                 ..Default::default()
             },
-            T + 30,
+            T + 200,
         )
         .await
         .unwrap();
     assert!(s.passthrough);
     assert!(matches!(
-        store.arrive_in_line(T + 40).await.unwrap(),
+        store.arrive_kept(T + 300).await.unwrap(),
         Arrival::Admitted { .. }
     ));
 }

@@ -665,19 +665,24 @@ impl Line {
         self.arrive_as(now, false)
     }
 
-    /// A newcomer arrives and is given the next place, never admitted at once
-    /// (but under `passthrough`): a place kept in arrival order for a visitor who
-    /// must still earn it (see [`crate::public`]'s kept places).
-    pub fn arrive_in_line(&mut self, now: Millis) -> Arrival {
+    /// A newcomer is given the next place, kept for them: it counts nowhere (no
+    /// position, never called, passed over for nothing at the head) until its
+    /// holder checks in, which makes it theirs again where it stands, or, if it
+    /// was passed over meanwhile, puts them in the returned lane (as anybody who
+    /// comes back, [`Line::poll`]). For a visitor over their address's allowance,
+    /// who must still earn the place (see [`crate::public`]): arrival order is
+    /// kept, and places never earned cost the line nothing. Under `passthrough`,
+    /// admitted at once as any newcomer.
+    pub fn arrive_kept(&mut self, now: Millis) -> Arrival {
         self.arrive_as(now, true)
     }
 
-    fn arrive_as(&mut self, now: Millis, in_line: bool) -> Arrival {
+    fn arrive_as(&mut self, now: Millis, kept: bool) -> Arrival {
         let now = self.at(now);
         self.pump(now);
         let seq = self.next_seq;
         self.next_seq += 1;
-        let direct = (!self.settings.queue_all && !in_line) || self.settings.passthrough;
+        let direct = (!self.settings.queue_all && !kept) || self.settings.passthrough;
         if direct && self.queue_length() == 0 && self.records.is_empty() && self.may_admit(now) {
             self.head = self.next_seq;
             // Not counted in the outflow: nobody was waiting, so no line moved.
@@ -692,14 +697,24 @@ impl Line {
         if !self.rank.covers(seq) {
             self.rebuild_rank();
         }
-        self.records.push_back(0);
-        self.rank.add(seq, 1);
-        self.live += 1;
         self.places_issued += 1;
         if self.settings.opens_at.is_some_and(|opens| now < opens) {
             let first = self.prequeue.map_or(seq, |(a, _)| a);
             self.prequeue = Some((first, seq));
         }
+        if kept {
+            self.records.push_back(DEPARTED);
+            // Where it would stand, were it checked in.
+            let share = self.timing.returned_share_permille;
+            let position = main_position(self.rank.before(seq), self.returned.len() as u64, share);
+            return Arrival::Queued {
+                seq,
+                wait: self.wait_for(position, now),
+            };
+        }
+        self.records.push_back(0);
+        self.rank.add(seq, 1);
+        self.live += 1;
         self.outflow.line_present(true, now);
         let wait = self.check_in(seq, now);
         Arrival::Queued { seq, wait }

@@ -37,8 +37,8 @@ pub enum Op {
         /// When.
         now: Millis,
     },
-    /// [`Line::arrive_in_line`].
-    ArriveInLine {
+    /// [`Line::arrive_kept`].
+    ArriveKept {
         /// When.
         now: Millis,
     },
@@ -99,7 +99,7 @@ pub enum Op {
 /// What an operation answered.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Outcome {
-    /// Of [`Op::Arrive`] and [`Op::ArriveInLine`].
+    /// Of [`Op::Arrive`] and [`Op::ArriveKept`].
     Arrival(Arrival),
     /// Of [`Op::Poll`] and [`Op::Rejoin`].
     Poll(Poll),
@@ -118,7 +118,7 @@ impl Op {
     pub fn apply(&self, line: &mut Line) -> Outcome {
         match *self {
             Self::Arrive { now } => Outcome::Arrival(line.arrive(now)),
-            Self::ArriveInLine { now } => Outcome::Arrival(line.arrive_in_line(now)),
+            Self::ArriveKept { now } => Outcome::Arrival(line.arrive_kept(now)),
             Self::Poll { seq, now } => Outcome::Poll(line.poll(seq, now)),
             Self::Rejoin { sid, now } => Outcome::Poll(line.rejoin(sid, now)),
             Self::Touch { sid, now } => Outcome::Alive(line.touch_session(sid, now)),
@@ -152,7 +152,7 @@ impl Op {
             Self::Hold { until, now } => put(7, now, Some(until)),
             Self::End { sid, now } => put(8, now, Some(sid)),
             Self::Rejoin { sid, now } => put(9, now, Some(sid)),
-            Self::ArriveInLine { now } => put(10, now, None),
+            Self::ArriveKept { now } => put(10, now, None),
         }
     }
 
@@ -177,7 +177,7 @@ impl Op {
             },
             8 => Self::End { sid: r.u64()?, now },
             9 => Self::Rejoin { sid: r.u64()?, now },
-            10 => Self::ArriveInLine { now },
+            10 => Self::ArriveKept { now },
             _ => return None,
         };
         r.0.is_empty().then_some(op)
@@ -419,7 +419,7 @@ mod tests {
     fn records_read_back_and_a_torn_tail_is_left_out() {
         let ops = [
             Op::Arrive { now: 1 },
-            Op::ArriveInLine { now: 1 },
+            Op::ArriveKept { now: 1 },
             Op::Poll { seq: 7, now: 2 },
             Op::Touch { sid: 3, now: 3 },
             Op::Rejoin { sid: 3, now: 3 },

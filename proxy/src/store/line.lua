@@ -463,9 +463,10 @@ elseif op == 'arrive' then
   pump()
   local seq = redis.call('HINCRBY', meta, 'next', 1) - 1
   local _, _, _, _, _, _, qall, pass = settings()
-  -- 'in_line': a place kept in arrival order, never admitted at once.
-  local in_line = ARGV[16] == 'in_line'
-  if (pass or not (qall or in_line)) and queue_length() == 0 and m('head', 1) == seq and may_admit() then
+  -- 'kept': a place kept in arrival order, counted nowhere until its holder checks
+  -- in (as Line::arrive_kept): never admitted at once, not live, no deadline.
+  local kept = ARGV[16] == 'kept'
+  if (pass or not (qall or kept)) and queue_length() == 0 and m('head', 1) == seq and may_admit() then
     local _, rate = may_admit()
     redis.call('HSET', meta, 'head', fmt(seq + 1))
     consume(rate)
@@ -477,8 +478,10 @@ elseif op == 'arrive' then
     open_session(seq)
     return { 'admitted', tostring(seq) }
   end
-  redis.call('ZADD', live, seq, seq)
-  redis.call('ZADD', dl, lottery_floor(seq, now + abandon_min), seq)
+  if not kept then
+    redis.call('ZADD', live, seq, seq)
+    redis.call('ZADD', dl, lottery_floor(seq, now + abandon_min), seq)
+  end
   redis.call('HINCRBY', meta, 'issued', 1)
   local _, _, _, _, opens = settings()
   if now < opens then
@@ -486,7 +489,7 @@ elseif op == 'arrive' then
     if not redis.call('HGET', meta, 'pq_first') then redis.call('HSET', meta, 'pq_first', seq) end
     redis.call('HSET', meta, 'pq_last', seq)
   end
-  line_present(true)
+  if not kept then line_present(true) end
   return settings_out({ 'queued', tostring(seq), tostring(main_position(seq)), measured(),
                        tostring(active()) })
 elseif op == 'poll' then

@@ -474,8 +474,8 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn arrive_in_line(&self, now: Millis) -> Result<Arrival, StoreError> {
-        answer(self.apply(Op::ArriveInLine { now }), |o| match o {
+    async fn arrive_kept(&self, now: Millis) -> Result<Arrival, StoreError> {
+        answer(self.apply(Op::ArriveKept { now }), |o| match o {
             Outcome::Arrival(a) => Some(a),
             _ => None,
         })

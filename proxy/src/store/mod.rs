@@ -47,9 +47,10 @@ pub trait Store: Send + Sync + 'static {
     }
     /// A newcomer arrives: admitted at once or given the next place.
     async fn arrive(&self, now: Millis) -> Result<Arrival, StoreError>;
-    /// A newcomer arrives and is given the next place, never admitted at once
-    /// (but under `passthrough`): see [`crate::admission::line::Line::arrive_in_line`].
-    async fn arrive_in_line(&self, now: Millis) -> Result<Arrival, StoreError>;
+    /// A newcomer is given the next place, kept for them until they check in
+    /// (counted nowhere until then); never admitted at once, but under
+    /// `passthrough`: see [`crate::admission::line::Line::arrive_kept`].
+    async fn arrive_kept(&self, now: Millis) -> Result<Arrival, StoreError>;
     /// The holder of place `seq` checks in; renews their deadline.
     async fn poll(&self, seq: u64, now: Millis) -> Result<Poll, StoreError>;
     /// The holder of session `sid` comes back after it lapsed: see [`crate::admission::line::Line::rejoin`]

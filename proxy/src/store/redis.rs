@@ -409,15 +409,28 @@ impl RedisStore {
         }
     }
 
-    /// `arrive` with `args` (`in_line`: never admitted at once).
-    async fn arrival(&self, now: Millis, args: &[String]) -> Result<Arrival, StoreError> {
-        let a = self.call("arrive", now, args).await?;
+    /// `arrive`; `kept`: see [`Store::arrive_kept`] (a kept place has no deadline
+    /// to write until its holder checks in).
+    async fn arrival(&self, now: Millis, kept: bool) -> Result<Arrival, StoreError> {
+        let args = if kept {
+            vec!["kept".to_owned()]
+        } else {
+            Vec::new()
+        };
+        let a = self.call("arrive", now, &args).await?;
         let seq: u64 = field(&a, 1)?;
         self.high_water.fetch_max(seq, Ordering::Relaxed);
         match a.first().map(String::as_str) {
             Some("admitted") => {
                 self.remember_session(seq, now);
                 Ok(Arrival::Admitted { sid: seq })
+            }
+            _ if kept => {
+                let (position, flow, settings) = self.told(&a, 2)?;
+                let wait = self
+                    .timing
+                    .wait(position, flow, &settings, self.line_now(now));
+                Ok(Arrival::Queued { seq, wait })
             }
             _ => Ok(Arrival::Queued {
                 seq,
@@ -547,13 +560,18 @@ impl RedisStore {
         at: usize,
         now: Millis,
     ) -> Result<Wait, StoreError> {
+        let (position, flow, settings) = self.told(answer, at)?;
+        Ok(self.wait(seq, position, flow, &settings, now))
+    }
+
+    /// The position, flow and settings an answer tells from index `at`.
+    fn told(&self, answer: &[String], at: usize) -> Result<(u64, Flow, Settings), StoreError> {
         let position: u64 = field(answer, at)?;
         let flow = Flow {
             measured_per_sec: answer.get(at + 1).and_then(|s| s.parse().ok()),
             active: field(answer, at + 2)?,
         };
-        let settings = self.settings(answer, at + 3)?;
-        Ok(self.wait(seq, position, flow, &settings, now))
+        Ok((position, flow, self.settings(answer, at + 3)?))
     }
 
     /// The wait of `seq` told at `now` (this instance's clock), and its deadline
@@ -672,11 +690,11 @@ impl Store for RedisStore {
     }
 
     async fn arrive(&self, now: Millis) -> Result<Arrival, StoreError> {
-        self.arrival(now, &[]).await
+        self.arrival(now, false).await
     }
 
-    async fn arrive_in_line(&self, now: Millis) -> Result<Arrival, StoreError> {
-        self.arrival(now, &["in_line".to_owned()]).await
+    async fn arrive_kept(&self, now: Millis) -> Result<Arrival, StoreError> {
+        self.arrival(now, true).await
     }
 
     async fn poll(&self, seq: u64, now: Millis) -> Result<Poll, StoreError> {
