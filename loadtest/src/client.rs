@@ -193,6 +193,11 @@ impl Browser {
         Ok(reply)
     }
 
+    /// Sets cookie `name` as a page's script would.
+    pub fn set_cookie(&mut self, name: &str, value: &str) {
+        self.cookies.insert(name.to_owned(), value.to_owned());
+    }
+
     /// A page load.
     pub async fn page(&mut self, path: &str) -> Result<Reply, ErrorKind> {
         self.request(

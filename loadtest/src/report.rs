@@ -61,7 +61,8 @@ pub struct Limited {
     pub visitors: usize,
     /// Such answers, retries included.
     pub answers: u64,
-    /// Visitors who met a proof-of-work challenge.
+    /// Visitors who met the waiting room's proof-of-work page (a place kept past
+    /// the per-address allowance, or the challenge switched on) and did its work.
     pub challenged_visitors: usize,
 }
 
@@ -325,7 +326,7 @@ pub fn meaning(label: &str) -> &'static str {
         "duplicated confirmations" => "second e-mails for one number, or two numbers shown to one visitor",
         "errors connect/timeout/4xx/5xx" => "failed requests by kind (retries included; the waiting room's 429s and challenges not counted here)",
         "limited by the waiting room (429) visitors / answers" => "refused by a limit of the waiting room's, not the site's; they waited as told and tried again (see the note below the table)",
-        "challenged (proof of work)" => "visitors shown the waiting room's proof-of-work page, which loadtest does not solve",
+        "challenged (proof of work)" => "visitors shown the waiting room's proof-of-work page (a place kept past the per-address allowance, or the challenge switched on), who did its work as a browser does",
         "visitors seeing a 5xx" => "visitors who met a server error at least once",
         "queue wait s p50/p95/p99/max" => "from arrival to reaching the site, for those who waited",
         "ETA error median / p90" => "|first estimate − real wait| ÷ real wait; large for short waits (10 s shown as a minute is 500%)",
@@ -443,9 +444,12 @@ pub fn notes(s: &Summary) -> Vec<String> {
     }
     if s.limited.challenged_visitors > 0 {
         notes.push(format!(
-            "{}: {} visitors met the waiting room's proof-of-work challenge, which loadtest \
-             does not solve: switch it off for the run (PATCH /admin/protection \
-             {{\"proof_of_work\": false}}).",
+            "{}: {} visitors met the waiting room's proof-of-work page and did its work, as \
+             a browser does: past the per-address allowance (clients.places_per_minute) from \
+             this one host, their places were kept in arrival order and earned that way (or \
+             the challenge is switched on). To measure the line without it, run with \
+             --spread-addresses against a waitroom that trusts this host \
+             (clients.trusted_proxies).",
             s.label, s.limited.challenged_visitors
         ));
     }

@@ -84,8 +84,9 @@ pub struct Journey {
     /// Answers refused by a limit of the waiting room's (`429`, its `limited`
     /// page): the page waits as `Retry-After` says, then tries again.
     pub limited: u32,
-    /// Answers that were the waiting room's proof-of-work challenge (its `check`
-    /// page), which loadtest does not solve.
+    /// Answers that were the waiting room's proof-of-work page (its `check` page:
+    /// a place kept past the address's allowance, or the challenge switched on),
+    /// whose work the visitor did as the page's script does.
     pub challenged: u32,
     /// Status polls made while waiting.
     pub polls: u32,
@@ -224,6 +225,16 @@ impl Visitor {
                     .await;
                 let took = secs(self.start) - sent;
                 let reply = self.note(j, sent, r);
+                if reply.as_ref().and_then(Reply::waitroom_page) == Some("check") {
+                    // The work the page's script does, then the page again.
+                    if let Some((name, answer)) = reply.as_ref().and_then(solve) {
+                        let answer = tokio::task::spawn_blocking(answer).await.ok().flatten();
+                        if let Some(answer) = answer {
+                            self.browser.set_cookie(&name, &answer);
+                            continue;
+                        }
+                    }
+                }
                 if reply.as_ref().and_then(Reply::waitroom_page) == Some("limited") {
                     // Refused by the waiting room's own limit: its page waits as
                     // `Retry-After` says and tries again; not the site's failure.
@@ -380,6 +391,45 @@ struct Who {
     reloads: bool,
     /// How often a failed step is tried again.
     retries: u32,
+}
+
+/// The proof of work a `check` page asks for: its answer cookie's name, and the
+/// work that finds the answer (`challenge.counter`), as the page's script does.
+fn solve(page: &Reply) -> Option<(String, impl FnOnce() -> Option<String> + Send + 'static)> {
+    let text = page.text();
+    let c = text.split("var C = \"").nth(1)?;
+    let challenge = c.split('"').next()?.to_owned();
+    let bits: u32 = c
+        .split("D = ")
+        .nth(1)?
+        .split(',')
+        .next()?
+        .trim()
+        .parse()
+        .ok()?;
+    let name = c.split("NAME = \"").nth(1)?.split('"').next()?.to_owned();
+    let work = move || {
+        (0u64..1 << 32)
+            .find(|n| {
+                use sha2::Digest;
+                let hash = sha2::Sha256::digest(format!("{challenge}:{n}"));
+                zero_bits(&hash) >= bits
+            })
+            .map(|n| format!("{challenge}.{n}"))
+    };
+    Some((name, work))
+}
+
+/// Leading zero bits of `hash`.
+fn zero_bits(hash: &[u8]) -> u32 {
+    let mut bits = 0;
+    for byte in hash {
+        if *byte != 0 {
+            return bits + byte.leading_zeros();
+        }
+        bits += 8;
+    }
+    bits
 }
 
 /// The confirmation number on a page (`data-confirmation="…"`).

@@ -2,10 +2,11 @@
 //! changeable at run time.
 //!
 //! - **New places per client** (`[clients] places_per_minute`, `places_burst`):
-//!   a place costs something, so one client cannot farm thousands of them. The
-//!   default, 30 a minute with a burst of 30, lets a whole office or a mobile
-//!   carrier's NAT arrive at once; only a client that takes a new place every two
-//!   seconds for minutes on end is slowed.
+//!   the allowance given at once, 30 a minute with a burst of 30 by default. Past
+//!   it a newcomer is not refused but has the place of their arrival kept, to be
+//!   earned by work that grows with the client's excess ([`Excess`],
+//!   [`crate::public`]): a carrier's NAT keeps its order, a farm pays per place.
+//!   Past [`KEPT`] kept places, a `429`.
 //! - **Requests per admitted session** (`[limits] session_requests_per_second`,
 //!   `session_burst`): one admission is one person, not fifty machines sharing a
 //!   cookie. A browser loading a page with its assets stays well inside it.
@@ -122,12 +123,71 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
 /// The limits of one instance, shared by the public side (which counts) and the
 /// admin API (which changes them live).
 pub struct Protection {
-    /// New places per client (keyed by [`crate::clients::limit_key`]), per minute.
+    /// New places per client (keyed by [`crate::clients::limit_key`]), per minute:
+    /// the allowance given at once; past it, places are kept and earned.
     pub places: Limiter<std::net::IpAddr>,
+    /// Places kept per client past its allowance ([`KEPT`]): past this, what no
+    /// browser of a crowd does, a `429`.
+    pub kept: Limiter<std::net::IpAddr>,
+    /// How far each client went past its allowance lately.
+    pub excess: Excess,
     /// Requests per admitted session (keyed by session number), per second.
     pub sessions: Limiter<u64>,
     /// The proof-of-work challenge before a place.
     pub pow: crate::pow::ProofOfWork,
+}
+
+/// Places one client may have kept past its allowance: 100 a second, 1,000 at
+/// once. A carrier's NAT of thousands arriving in one minute stays well inside;
+/// a script asking for more only makes itself kept places it must earn, and past
+/// this is refused.
+pub const KEPT: Limit = Limit {
+    rate: 6_000,
+    burst: 1_000,
+};
+
+/// How far each client has gone past its allowance of new places lately: a count
+/// of places asked past it, halved every [`EXCESS_HALF_LIFE`]. The work a kept
+/// place asks for grows with it (see [`crate::public`]).
+#[derive(Debug, Default)]
+pub struct Excess {
+    seen:
+        std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (f64, tokio::time::Instant)>>,
+}
+
+/// How fast a client's excess is forgotten.
+pub const EXCESS_HALF_LIFE: Duration = Duration::from_secs(60);
+
+impl Excess {
+    /// Notes one more place asked past the allowance by `client` at `now`;
+    /// returns the count, this one included.
+    pub fn note(&self, client: std::net::IpAddr, now: tokio::time::Instant) -> f64 {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let (count, at) = seen.entry(client).or_insert((0.0, now));
+        *count = decayed(*count, *at, now) + 1.0;
+        *at = now;
+        *count
+    }
+
+    /// The count of `client` at `now`, noting nothing.
+    pub fn level(&self, client: std::net::IpAddr, now: tokio::time::Instant) -> f64 {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(&client)
+            .map_or(0.0, |(count, at)| decayed(*count, *at, now))
+    }
+
+    /// Forgets clients whose count has decayed below one; returns how many are kept.
+    pub fn sweep(&self, now: tokio::time::Instant) -> usize {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.retain(|_, (count, at)| decayed(*count, *at, now) >= 1.0);
+        seen.len()
+    }
+}
+
+/// `count` noted at `at`, as it stands at `now`.
+fn decayed(count: f64, at: tokio::time::Instant, now: tokio::time::Instant) -> f64 {
+    let halves = now.saturating_duration_since(at).as_secs_f64() / EXCESS_HALF_LIFE.as_secs_f64();
+    count * 0.5f64.powf(halves)
 }
 
 /// The limits as the admin API shows and takes them.
@@ -154,6 +214,8 @@ impl Protection {
     pub fn new(places: Limit, session: Limit) -> Self {
         Self {
             places: Limiter::new(places, Per::Minute),
+            kept: Limiter::new(KEPT, Per::Minute),
+            excess: Excess::default(),
             sessions: Limiter::new(session, Per::Second),
             pow: crate::pow::ProofOfWork::new(false, DEFAULT_DIFFICULTY),
         }
@@ -216,8 +278,10 @@ impl Protection {
     pub fn sweep(&self) {
         self.pow.sweep(crate::clock::wall_ms() / 1000);
         let clients = self.places.sweep();
+        let kept = self.kept.sweep();
+        let excess = self.excess.sweep(tokio::time::Instant::now());
         let sessions = self.sessions.sweep();
-        tracing::debug!(clients, sessions, "rate limits swept");
+        tracing::debug!(clients, kept, excess, sessions, "rate limits swept");
     }
 }
 
@@ -244,6 +308,21 @@ mod tests {
         assert_eq!(retry_after_secs(wait), 2);
         assert!(l.check(&2).is_ok());
         assert_eq!(l.sweep(), 2);
+    }
+
+    #[test]
+    fn excess_counts_and_halves_every_minute() {
+        let e = Excess::default();
+        let t = tokio::time::Instant::now();
+        let ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..99 {
+            e.note(ip, t);
+        }
+        assert_eq!(e.note(ip, t), 100.0);
+        let later = e.note(ip, t + EXCESS_HALF_LIFE);
+        assert!((later - 51.0).abs() < 1e-9, "{later}");
+        assert_eq!(e.sweep(t + EXCESS_HALF_LIFE * 3), 1);
+        assert_eq!(e.sweep(t + EXCESS_HALF_LIFE * 10), 0);
     }
 
     #[test]

@@ -57,6 +57,7 @@ pub struct Metrics {
     held_requests: IntGauge,
     queued_for_origin: IntGauge,
     turns_held: IntGauge,
+    kept: IntCounterVec,
     clients_cut: IntCounterVec,
     breaker: IntGauge,
     breaker_opened: IntCounter,
@@ -202,6 +203,11 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            kept: counter_vec(
+                "waitroom_kept_places_total",
+                "Places kept in arrival order for newcomers past their address's allowance: kept (a place kept), earned_work (earned by the page's proof of work), earned_allowance (earned as the address's allowance came back, without the work)",
+                &["outcome"],
+            ),
             clients_cut: counter_vec(
                 "waitroom_clients_cut_total",
                 "Clients cut off: write_timeout (read nothing of an answer for limits.write_timeout), body_timeout (sent nothing of a request body for limits.body_timeout: answered 408)",
@@ -302,6 +308,9 @@ impl Metrics {
         }
         for kind in ["connect", "broken", "timeout", "status_5xx"] {
             self.origin_errors.with_label_values(&[kind]);
+        }
+        for outcome in ["kept", "earned_work", "earned_allowance"] {
+            self.kept.with_label_values(&[outcome]);
         }
         for reason in ["write_timeout", "body_timeout"] {
             self.clients_cut.with_label_values(&[reason]);
@@ -436,6 +445,11 @@ impl Metrics {
     pub fn turn_held(&self) -> HeldRequest {
         self.turns_held.inc();
         HeldRequest(self.turns_held.clone())
+    }
+
+    /// Counts a kept place's `outcome` (`kept`, `earned_work`, `earned_allowance`).
+    pub fn kept(&self, outcome: &str) {
+        self.kept.with_label_values(&[outcome]).inc();
     }
 
     /// Counts a client cut off, for `reason` (`write_timeout` or `body_timeout`).

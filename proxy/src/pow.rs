@@ -89,23 +89,34 @@ impl ProofOfWork {
         tokens.issue_challenge(rand::random::<u64>() >> 12, self.difficulty())
     }
 
+    /// The claims of the challenge `answer` (`challenge.counter`) solves: one of
+    /// ours, not expired, its work done.
+    fn solved(tokens: &Tokens, answer: &str) -> Option<crate::token::Claims> {
+        let (challenge, counter) = answer.rsplit_once('.')?;
+        let counter = counter.parse::<u64>().ok()?;
+        let claims = tokens.verify(challenge).ok()?;
+        let asked = claims.p.unwrap_or(u64::MAX);
+        if claims.k != Kind::Challenge || asked > u64::from(MAX_DIFFICULTY) {
+            return None;
+        }
+        (u64::from(leading_zero_bits(&work(challenge, counter))) >= asked).then_some(claims)
+    }
+
+    /// Whether `answer` solves the challenge of kept place `seq` of line `line`
+    /// (see [`Tokens::issue_kept_challenge`]). It may be shown again: it earns
+    /// that one place, whatever is done with it.
+    pub fn accept_kept(tokens: &Tokens, answer: &str, line: u64, seq: u64) -> bool {
+        Self::solved(tokens, answer).is_some_and(|c| c.l == line && c.n == seq)
+    }
+
     /// Whether `answer` (`challenge.counter`) solves one of our challenges, not
     /// expired and not used before; a good answer is used up.
     pub fn accept(&self, tokens: &Tokens, answer: &str, now_secs: u64) -> bool {
-        let Some((challenge, counter)) = answer.rsplit_once('.') else {
+        let Some(claims) = Self::solved(tokens, answer) else {
             return false;
         };
-        let Ok(counter) = counter.parse::<u64>() else {
-            return false;
-        };
-        let Ok(claims) = tokens.verify(challenge) else {
-            return false;
-        };
-        let asked = claims.p.unwrap_or(u64::MAX);
-        if claims.k != Kind::Challenge || asked > u64::from(MAX_DIFFICULTY) {
-            return false;
-        }
-        if u64::from(leading_zero_bits(&work(challenge, counter))) < asked {
+        if claims.l != 0 {
+            // A kept place's: good for that place only.
             return false;
         }
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
@@ -124,18 +135,36 @@ impl ProofOfWork {
     }
 }
 
-/// The page a newcomer's browser gets while challenges are on: it finds the answer,
-/// sets it as the cookie `cookie_name_pow` and loads the page again. Texts in the
-/// visitor's language (`checking`, `needs_js`); `title` for the tab.
+/// What a challenge page says, in the visitor's language.
+pub struct Texts<'a> {
+    /// The tab's title and the heading.
+    pub title: &'a str,
+    /// While the work is done.
+    pub checking: &'a str,
+    /// Without JavaScript.
+    pub needs_js: &'a str,
+}
+
+/// The page a newcomer's browser gets while challenges are on (or for a kept
+/// place): it finds the answer, sets it as the cookie `cookie_name_pow` and loads
+/// the page again. `refresh_secs`: without JavaScript, the page comes back by
+/// itself this often (a kept place may be earned without the work).
 pub fn page(
     lang: &str,
-    title: &str,
-    checking: &str,
-    needs_js: &str,
+    texts: &Texts<'_>,
     challenge: &str,
     difficulty: u32,
     cookie_name: &str,
+    refresh_secs: Option<u32>,
 ) -> String {
+    let Texts {
+        title,
+        checking,
+        needs_js,
+    } = texts;
+    let refresh = refresh_secs.map_or_else(String::new, |s| {
+        format!("<noscript><meta http-equiv=\"refresh\" content=\"{s}\"></noscript>\n")
+    });
     let esc = |t: &str| {
         t.replace('&', "&amp;")
             .replace('<', "&lt;")
@@ -151,7 +180,7 @@ pub fn page(
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex">
-<title>{title}</title>
+{refresh}<title>{title}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;line-height:1.5;color:#1a1a1a}}</style>
 </head>
 <body>

@@ -744,6 +744,46 @@ async fn a_path_that_looks_like_another_site_keeps_every_click_on_this_one() {
     c.close().await.unwrap();
 }
 
+#[tokio::test]
+async fn past_its_addresss_allowance_a_browser_earns_its_kept_place_by_itself() {
+    let origin = origin(10, 1).await;
+    // Everybody here comes from 127.0.0.1: two places at once for the address,
+    // then one a minute.
+    let p = proxy(&origin)
+        .admission(30, 1, "10m")
+        .clients("places_per_minute = 1\nplaces_burst = 2")
+        .start()
+        .await;
+    let http = Http::new();
+    let mut inside = p.visitor(&http);
+    assert!(inside.get("/").await.unwrap().is_from_origin());
+    let mut ahead = p.visitor(&http);
+    assert!(!ahead.get("/register").await.unwrap().is_from_origin());
+    // The third from the address: a place kept, earned by the page's own work.
+    let driver = chromedriver().await;
+    let c = browser(&driver, "de", true).await;
+    c.goto(&p.url("/register")).await.unwrap();
+    wait_until(
+        "the kept place, earned",
+        Duration::from_secs(30),
+        || async { text(&c, "headline").await.contains("Nummer 2") },
+    )
+    .await;
+    assert_eq!(c.current_url().await.unwrap().path(), "/register");
+    assert_eq!(
+        p.metric("waitroom_kept_places_total{outcome=\"earned_work\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        p.metric("waitroom_rate_limited_total{limit=\"places\"}")
+            .await,
+        0.0,
+        "nobody refused"
+    );
+    c.close().await.unwrap();
+}
+
 /// The `points` of the first line in the console's chart `id`.
 async fn chart_points(c: &Client, id: &str) -> String {
     c.execute(

@@ -87,6 +87,20 @@ pub struct Decision {
     pub lapsed: bool,
 }
 
+/// A newcomer over their address's allowance of new places (see [`Admission::keep`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kept {
+    /// A place kept for them in arrival order, not theirs until earned.
+    Place {
+        /// The place.
+        seq: u64,
+        /// The token that holds it (a kept place's).
+        token: String,
+    },
+    /// Admitted at once (under passthrough, as any newcomer).
+    Admitted(Decision),
+}
+
 /// What to do while the store cannot be reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OnFailure {
@@ -346,7 +360,7 @@ impl Admission {
                 Ok(claims) => {
                     let rank = match (claims.l == line, claims.k) {
                         (false, _) | (_, Kind::Challenge) => 0,
-                        (true, Kind::Provisional) => 1,
+                        (true, Kind::Provisional | Kind::Kept) => 1,
                         (true, Kind::Queue) => 2,
                         (true, Kind::Admission) => 3,
                     };
@@ -519,6 +533,16 @@ impl Admission {
                 }
                 // Never a place (claims_for leaves them out).
                 Kind::Challenge => {}
+                // Not theirs until earned (the public side sees to that first):
+                // no new place for it either.
+                Kind::Kept => {
+                    return Ok(Decision {
+                        standing: Standing::Held,
+                        set_token: None,
+                        first_position: claims.p,
+                        lapsed: false,
+                    })
+                }
             }
         }
         self.arrive(now, line).await.map_err(|e| {
@@ -528,6 +552,33 @@ impl Admission {
             let key = outage::Key::Newcomer(self.clock.now_secs(), nonce);
             (e, Some((Kind::Provisional, provisional)), key)
         })
+    }
+
+    /// Keeps a place in arrival order for a newcomer over their address's
+    /// allowance ([`Store::arrive_kept`]): it counts nowhere until earned.
+    pub async fn keep(&self) -> Result<Kept, StoreError> {
+        let now = self.clock.now_ms();
+        let line = self.store.line_id();
+        Ok(match self.store.arrive_kept(now).await? {
+            Arrival::Admitted { sid } => {
+                self.metrics.admitted("direct");
+                Kept::Admitted(self.admitted(sid))
+            }
+            Arrival::Queued { seq, wait } => Kept::Place {
+                seq,
+                token: self.tokens.issue_kept(line, seq, wait.position),
+            },
+        })
+    }
+
+    /// Kept place `kept`, earned: the claims and token of the place it is now.
+    pub fn earned(&self, kept: &Claims) -> (Claims, String) {
+        let token = self.tokens.issue_place(kept.l, kept.n, kept.p.unwrap_or(1));
+        let claims = Claims {
+            k: Kind::Queue,
+            ..kept.clone()
+        };
+        (claims, token)
     }
 
     async fn arrive(&self, now: crate::clock::Millis, line: u64) -> Result<Decision, StoreError> {

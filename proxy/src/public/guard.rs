@@ -66,41 +66,65 @@ impl Public {
         }
         self.metrics.challenge("issued");
         let challenge = pow.challenge(tokens);
+        Some(self.challenge_answer(req, &challenge, pow.difficulty(), false))
+    }
+
+    /// The answer that asks for the work of `challenge` (at `bits`): a page that
+    /// does it and comes back (for a kept place, one that also comes back by
+    /// itself without JavaScript), or for JSON clients a `403` saying what to do.
+    pub(super) fn challenge_answer<B: h::ReqBody>(
+        &self,
+        req: &Request<B>,
+        challenge: &str,
+        bits: u32,
+        kept: bool,
+    ) -> Response<Body> {
+        let answers = format!("{}_pow", self.cookie.name);
         if h::wants_json(req.headers()) {
-            return Some(h::json(
-                StatusCode::FORBIDDEN,
-                &serde_json::json!({
-                    "error": "proof_of_work_required",
-                    "challenge": challenge,
-                    "difficulty": pow.difficulty(),
-                    "cookie": answers,
-                }),
-            ));
+            let mut json = serde_json::json!({
+                "error": "proof_of_work_required",
+                "challenge": challenge,
+                "difficulty": bits,
+                "cookie": answers,
+            });
+            if kept {
+                json["kept"] = true.into();
+            }
+            return h::json(StatusCode::FORBIDDEN, &json);
         }
         let lang = self.language(req);
         let live = self.live();
         let text = |key| live.page.message(lang, key);
+        let (checking, needs_js, refresh) = match kept {
+            true => ("kept", "kept_no_js", Some(KEPT_REFRESH_SECS)),
+            false => ("checking", "needs_js", None),
+        };
         let html = crate::pow::page(
             lang,
-            &text("check_title"),
-            &text("checking"),
-            &text("needs_js"),
-            &challenge,
-            pow.difficulty(),
+            &crate::pow::Texts {
+                title: &text("check_title"),
+                checking: &text(checking),
+                needs_js: &text(needs_js),
+            },
+            challenge,
+            bits,
             &self.cookie.name,
+            refresh,
         );
-        Some(Self::page_response(StatusCode::OK, lang, "check", html))
+        Self::page_response(StatusCode::OK, lang, "check", html)
     }
 
-    /// A 429 when the request is over a limit: a newcomer whose client has taken
-    /// its allowance of new places, or an admitted session used faster than a
-    /// person does. Checked before the store is asked anything.
+    /// Whether the request is over a limit, checked before the store is asked
+    /// anything: a newcomer whose client has taken its allowance of new places
+    /// gets a place kept (see [`super::kept`]); a `429` for a client past even the
+    /// places it may have kept, or an admitted session used faster than a person
+    /// does.
     pub(super) fn over_limit<B: h::ReqBody>(
         &self,
         req: &Request<B>,
         peer: Peer,
         presented: &Presented,
-    ) -> Option<Response<Body>> {
+    ) -> Option<Over> {
         let line = self.admission.store().line_id();
         let (limit, verdict) = match presented {
             Presented::Valid(c) if c.l == line && c.k == Kind::Admission => {
@@ -108,8 +132,14 @@ impl Public {
             }
             Presented::Valid(c) if c.l == line => return None,
             _ => {
-                let client = self.live().clients.client(peer.addr.ip(), req.headers());
-                ("places", self.protection.places.check(&limit_key(client)))
+                let client = limit_key(self.live().clients.client(peer.addr.ip(), req.headers()));
+                if self.protection.places.check(&client).is_ok() {
+                    return None;
+                }
+                if self.protection.kept.check(&client).is_ok() {
+                    return Some(Over::Keep);
+                }
+                ("places", self.protection.kept.check(&client))
             }
         };
         let wait = verdict.err()?;
@@ -134,6 +164,17 @@ impl Public {
         };
         r.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(retry_secs));
-        Some(r)
+        Some(Over::Refused(r))
     }
+}
+
+/// How often a kept place's page comes back by itself without JavaScript.
+const KEPT_REFRESH_SECS: u32 = 5;
+
+/// What a request over a limit gets.
+pub(super) enum Over {
+    /// A place kept in arrival order, to be earned (a newcomer past the allowance).
+    Keep,
+    /// A `429`.
+    Refused(Response<Body>),
 }

@@ -19,6 +19,7 @@ use std::sync::{Arc, RwLock};
 
 pub(crate) mod command;
 mod guard;
+mod kept;
 mod rooms;
 
 pub use rooms::Rooms;
@@ -251,14 +252,21 @@ impl Public {
             self.metrics.request("bypass");
             return Box::pin(self.forward(req, peer, &live, None, None, client)).await;
         }
-        let presented = self.presented(&req);
+        let (presented, earned) = match self.redeem(&req, peer, self.presented(&req)) {
+            kept::Redeemed::As(presented, earned) => (presented, earned),
+            kept::Redeemed::Page(page) => return Sent::Response(page),
+        };
         if let Some(challenged) = self.challenged(&req, &presented) {
             return Sent::Response(challenged);
         }
-        if let Some(limited) = self.over_limit(&req, peer, &presented) {
-            return Sent::Response(limited);
-        }
-        let decision = self.admission.decide(&presented).await;
+        let decision = match self.over_limit(&req, peer, &presented) {
+            Some(guard::Over::Refused(limited)) => return Sent::Response(limited),
+            Some(guard::Over::Keep) => match self.keep(&req, peer).await {
+                Ok(page) => return Sent::Response(page),
+                Err(decision) => decision,
+            },
+            None => self.admission.decide(&presented).await,
+        };
         let status = self.status_of(&decision);
         let Decision {
             standing,
@@ -270,18 +278,20 @@ impl Public {
             Standing::Admitted { sid } => {
                 self.metrics.request("forwarded");
                 let mut req = req;
-                let cookie = set_token.map(|t| {
-                    // The origin sees the new token already (origins may verify it).
-                    h::replace_cookie(req.headers_mut(), &self.cookie.name, &t.1);
-                    self.cookie_header(&req, t)
-                });
+                let cookie = set_token
+                    .map(|t| {
+                        // The origin sees the new token already (origins may verify it).
+                        h::replace_cookie(req.headers_mut(), &self.cookie.name, &t.1);
+                        self.cookie_header(&req, t)
+                    })
+                    .or(earned);
                 // Boxed: the forward is most of this future's size, and a poll
                 // or a page need not carry (and copy) it.
                 Box::pin(self.forward(req, peer, &live, cookie, Some(sid), client)).await
             }
             _ => {
                 self.metrics.request("queued");
-                let cookie = set_token.map(|t| self.cookie_header(&req, t));
+                let cookie = set_token.map(|t| self.cookie_header(&req, t)).or(earned);
                 let lapsed = lapsed.then(|| self.admission.store().session_ms().div_ceil(1000));
                 Sent::Response(self.waiting(&req, status, cookie, lapsed))
             }
@@ -321,19 +331,25 @@ impl Public {
 
     async fn status<B: h::ReqBody>(&self, req: &Request<B>, peer: Peer) -> Response<Body> {
         self.metrics.request("status");
-        let presented = self.presented(req);
+        let (presented, earned) = match self.redeem(req, peer, self.presented(req)) {
+            kept::Redeemed::As(presented, earned) => (presented, earned),
+            kept::Redeemed::Page(page) => return page,
+        };
         if let Some(challenged) = self.challenged(req, &presented) {
             return challenged;
         }
-        if let Some(limited) = self.over_limit(req, peer, &presented) {
-            return limited;
-        }
-        let d = self.admission.decide(&presented).await;
+        let d = match self.over_limit(req, peer, &presented) {
+            Some(guard::Over::Refused(limited)) => return limited,
+            Some(guard::Over::Keep) => match self.keep(req, peer).await {
+                Ok(page) => return page,
+                Err(decision) => decision,
+            },
+            None => self.admission.decide(&presented).await,
+        };
         let before = crate::queue_page::steady::Before::from_query(req.uri());
         let mut r = self.status_response(&self.status_of(&d).steadied(before), req);
-        if let Some(t) = d.set_token {
-            r.headers_mut()
-                .append(SET_COOKIE, self.cookie_header(req, t));
+        if let Some(c) = d.set_token.map(|t| self.cookie_header(req, t)).or(earned) {
+            r.headers_mut().append(SET_COOKIE, c);
         }
         r
     }

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 pub const LANGUAGES: [&str; 8] = ["de", "fr", "lb", "en", "pt", "it", "nl", "es"];
 
 /// Every key a catalogue must have.
-pub const KEYS: [&str; 31] = [
+pub const KEYS: [&str; 33] = [
     "language_name",
     "title",
     "heading",
@@ -44,6 +44,8 @@ pub const KEYS: [&str; 31] = [
     "check_title",
     "checking",
     "needs_js",
+    "kept",
+    "kept_no_js",
     "session_lapsed",
 ];
 
@@ -91,7 +93,7 @@ fn intern(code: &str) -> &'static str {
 
 /// Messages added after the first catalogues: an operator's file without them gets
 /// the built-in text of its language (or English), so it keeps working.
-const ADDED_LATER: [&str; 1] = ["session_lapsed"];
+const ADDED_LATER: [&str; 3] = ["session_lapsed", "kept", "kept_no_js"];
 
 fn parse(
     lang: &str,

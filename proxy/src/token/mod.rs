@@ -33,6 +33,11 @@ pub enum Kind {
     /// A proof-of-work challenge (see [`crate::pow`]): never a place.
     #[serde(rename = "c")]
     Challenge,
+    /// A place kept in arrival order for a visitor over their address's
+    /// allowance, not theirs until earned (see [`crate::public`]): never polled
+    /// as it is.
+    #[serde(rename = "w")]
+    Kept,
 }
 
 /// The claims of a waitroom token.
@@ -156,7 +161,7 @@ impl Tokens {
     /// How long a token of this kind lives, in seconds.
     pub fn ttl_secs(&self, kind: Kind) -> u64 {
         match kind {
-            Kind::Queue | Kind::Provisional => self.queue_ttl_secs,
+            Kind::Queue | Kind::Provisional | Kind::Kept => self.queue_ttl_secs,
             Kind::Challenge => crate::pow::CHALLENGE_TTL_SECS,
             Kind::Admission => self.admission_ttl_secs,
         }
@@ -186,7 +191,7 @@ impl Tokens {
         let ring = self.ring();
         match kind {
             // Only waitroom reads a place: a MAC will do (see `KeyPair::mac_jwt`).
-            Kind::Queue | Kind::Provisional => ring.signing().mac_jwt(&json),
+            Kind::Queue | Kind::Provisional | Kind::Kept => ring.signing().mac_jwt(&json),
             Kind::Admission | Kind::Challenge => ring.signing().sign_jwt(&json),
         }
     }
@@ -194,6 +199,18 @@ impl Tokens {
     /// Signs a proof-of-work challenge: `nonce`, to be solved at `difficulty` bits.
     pub fn issue_challenge(&self, nonce: u64, difficulty: u32) -> String {
         self.sign(Kind::Challenge, 0, nonce, Some(u64::from(difficulty)))
+    }
+
+    /// Signs a place kept for a visitor: `seq` of line `line`, that would stand at
+    /// `position`.
+    pub fn issue_kept(&self, line: u64, seq: u64, position: u64) -> String {
+        self.sign(Kind::Kept, line, seq, Some(position))
+    }
+
+    /// Signs the challenge that earns kept place `seq` of line `line`, at
+    /// `difficulty` bits.
+    pub fn issue_kept_challenge(&self, line: u64, seq: u64, difficulty: u32) -> String {
+        self.sign(Kind::Challenge, line, seq, Some(u64::from(difficulty)))
     }
 
     /// Verifies a presented token: our key, EdDSA, intact, not expired. A token
@@ -269,7 +286,7 @@ fn verify_mac(key: &KeyPair, token: &str) -> Result<Claims, TokenError> {
         .map_err(|_| TokenError::Malformed)?;
     let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
     match claims.k {
-        Kind::Queue | Kind::Provisional => Ok(claims),
+        Kind::Queue | Kind::Provisional | Kind::Kept => Ok(claims),
         Kind::Admission | Kind::Challenge => Err(TokenError::Algorithm),
     }
 }

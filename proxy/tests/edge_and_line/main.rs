@@ -10,6 +10,7 @@ mod abuse;
 mod capacity;
 mod cli;
 mod edge;
+mod fairness;
 mod smooth;
 mod tls;
 mod tokens;
