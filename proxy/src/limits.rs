@@ -131,6 +131,8 @@ pub struct Protection {
     pub kept: Limiter<std::net::IpAddr>,
     /// How far each client went past its allowance lately.
     pub excess: Excess,
+    /// Tickets each client is given at once in a lottery's pre-queue.
+    pub tickets: Tickets,
     /// Requests per admitted session (keyed by session number), per second.
     pub sessions: Limiter<u64>,
     /// The proof-of-work challenge before a place.
@@ -153,6 +155,43 @@ pub const KEPT: Limit = Limit {
 pub struct Excess {
     seen:
         std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (f64, tokio::time::Instant)>>,
+}
+
+/// Places one client is given at once in a lottery's pre-queue, for the whole
+/// pre-queue: [`FREE_TICKETS`]. In arrival order a place taken later is worth
+/// less, but in a draw every place is a ticket of its own and the holder uses the
+/// best: the allowance of an ordinary line would be thirty tickets a minute. Past
+/// these, a ticket is a kept place, earned by work (see [`crate::public`]), so
+/// everybody behind one address gets one, and a script collecting tickets pays
+/// for each.
+#[derive(Debug, Default)]
+pub struct Tickets {
+    taken: std::sync::Mutex<std::collections::HashMap<(u64, std::net::IpAddr), u32>>,
+}
+
+/// Tickets a client is given at once per lottery opening.
+pub const FREE_TICKETS: u32 = 2;
+
+impl Tickets {
+    /// Whether `client` may have one more ticket of the opening at `opens`
+    /// without work (and counts it).
+    pub fn take(&self, opens: u64, client: std::net::IpAddr) -> bool {
+        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        let n = taken.entry((opens, client)).or_insert(0);
+        if *n >= FREE_TICKETS {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Forgets the openings long past (`now_ms`, the line's time); returns how
+    /// many clients are kept.
+    pub fn sweep(&self, now_ms: u64) -> usize {
+        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        taken.retain(|(opens, _), _| opens.saturating_add(24 * 3_600_000) > now_ms);
+        taken.len()
+    }
 }
 
 /// How fast a client's excess is forgotten.
@@ -216,6 +255,7 @@ impl Protection {
             places: Limiter::new(places, Per::Minute),
             kept: Limiter::new(KEPT, Per::Minute),
             excess: Excess::default(),
+            tickets: Tickets::default(),
             sessions: Limiter::new(session, Per::Second),
             pow: crate::pow::ProofOfWork::new(false, DEFAULT_DIFFICULTY),
         }
@@ -280,8 +320,16 @@ impl Protection {
         let clients = self.places.sweep();
         let kept = self.kept.sweep();
         let excess = self.excess.sweep(tokio::time::Instant::now());
+        let tickets = self.tickets.sweep(crate::clock::wall_ms());
         let sessions = self.sessions.sweep();
-        tracing::debug!(clients, kept, excess, sessions, "rate limits swept");
+        tracing::debug!(
+            clients,
+            kept,
+            excess,
+            tickets,
+            sessions,
+            "rate limits swept"
+        );
     }
 }
 
@@ -323,6 +371,16 @@ mod tests {
         assert!((later - 51.0).abs() < 1e-9, "{later}");
         assert_eq!(e.sweep(t + EXCESS_HALF_LIFE * 3), 1);
         assert_eq!(e.sweep(t + EXCESS_HALF_LIFE * 10), 0);
+    }
+
+    #[test]
+    fn a_client_gets_two_tickets_per_opening() {
+        let t = Tickets::default();
+        let ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(t.take(1_000, ip) && t.take(1_000, ip));
+        assert!(!t.take(1_000, ip), "a third is earned");
+        assert!(t.take(2_000, ip), "another opening");
+        assert_eq!(t.sweep(1_000 + 24 * 3_600_000), 1);
     }
 
     #[test]

@@ -272,6 +272,28 @@ impl Admission {
         }
     }
 
+    /// The lottery opening whose tickets a place is (see [`crate::limits::Tickets`]):
+    /// for place `seq`, the opening that drew it or whose pre-queue holds it; for
+    /// a newcomer (`None`), the opening whose pre-queue is taking places now.
+    pub fn ticket_opening(&self, seq: Option<u64>) -> Option<Millis> {
+        let state = self.lottery.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(seq) = seq {
+            if let Some((opens, _)) = state
+                .draws
+                .iter()
+                .find(|(_, d)| (d.first..=d.last).contains(&seq))
+            {
+                return Some(*opens);
+            }
+        }
+        let (settings, prequeue) = state.seen?;
+        let opens = settings.opens_at.filter(|_| settings.lottery)?;
+        let before = self.store.line_time(self.clock.now_ms()) < opens;
+        let in_prequeue = seq
+            .is_some_and(|seq| prequeue.is_some_and(|(first, last)| (first..=last).contains(&seq)));
+        (before || in_prequeue).then_some(opens)
+    }
+
     /// What anybody may know of the lottery (`GET /_waitroom/lottery`): before the
     /// opening its commitment, after the draw the seed and the pre-queue's places too.
     pub fn lottery_public(&self) -> serde_json::Value {

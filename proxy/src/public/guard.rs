@@ -69,6 +69,17 @@ impl Public {
         Some(self.challenge_answer(req, &challenge, pow.difficulty(), false))
     }
 
+    /// Whether `client` may have a place (kept place `seq`, or a newcomer's) at
+    /// once, without work: from the allowance of new places, or in a lottery's
+    /// pre-queue from its few tickets (see [`crate::limits::Tickets`]). Counts it.
+    pub(super) fn allowance(&self, seq: Option<u64>, client: std::net::IpAddr) -> bool {
+        let places = &self.protection.places;
+        match self.admission.ticket_opening(seq) {
+            Some(opens) if places.limit().rate > 0 => self.protection.tickets.take(opens, client),
+            _ => places.check(&client).is_ok(),
+        }
+    }
+
     /// The answer that asks for the work of `challenge` (at `bits`): a page that
     /// does it and comes back (for a kept place, one that also comes back by
     /// itself without JavaScript), or for JSON clients a `403` saying what to do.
@@ -133,7 +144,7 @@ impl Public {
             Presented::Valid(c) if c.l == line => return None,
             _ => {
                 let client = limit_key(self.live().clients.client(peer.addr.ip(), req.headers()));
-                if self.protection.places.check(&client).is_ok() {
+                if self.allowance(None, client) {
                     return None;
                 }
                 if self.protection.kept.check(&client).is_ok() {

@@ -74,7 +74,7 @@ impl Public {
         let client = limit_key(self.live().clients.client(peer.addr.ip(), req.headers()));
         let earned = if worked {
             "earned_work"
-        } else if self.protection.places.check(&client).is_ok() {
+        } else if self.allowance(Some(kept.n), client) {
             "earned_allowance"
         } else {
             return Redeemed::Page(self.kept_page(req, client, kept.n, None));

@@ -89,7 +89,11 @@ mod tests {
             for position in [0, 1, 2, 999, u64::MAX] {
                 for eta_ms in [0, 1, 59_999, u64::MAX] {
                     for first in [None, Some(0), Some(1), Some(5_000)] {
-                        for before in [None, Some(shown(60)), Some(shown(1))] {
+                        let long_ago = super::super::steady::Before {
+                            said_ms_ago: 61_000,
+                            ..shown(600)
+                        };
+                        for before in [None, Some(shown(60)), Some(shown(1)), Some(long_ago)] {
                             let wait = Wait {
                                 position,
                                 eta_ms,
@@ -113,7 +117,7 @@ mod tests {
             assert_eq!(status.json_bytes(), serde_json::to_vec(&status).unwrap());
             seen += 1;
         }
-        assert_eq!(seen, 5 * 5 * 4 * 4 * 3 + 2);
+        assert_eq!(seen, 5 * 5 * 4 * 4 * 4 + 2);
         assert_eq!(
             announced,
             [true, true],

@@ -27,6 +27,8 @@ struct Placed {
     took: Duration,
     /// Answers `429`.
     refused: u32,
+    /// The place's token.
+    token: String,
 }
 
 /// `GET /register` from `address` with `cookies`, as a browser asks for a page.
@@ -86,6 +88,7 @@ async fn arrive(http: Http, proxy: &Proxy, address: String) -> Placed {
                     place: c["n"].as_u64().unwrap(),
                     took: started.elapsed(),
                     refused,
+                    token,
                 };
             }
             (status, kind) => panic!("unexpected {status} {kind:?}: {}", r.text()),
@@ -269,4 +272,124 @@ async fn without_javascript_a_kept_place_is_earned_as_the_allowance_comes_back()
             .await,
         1.0
     );
+}
+
+/// The status JSON of the holder of `token`, asking from `address`.
+async fn status_of(http: &Http, proxy: &Proxy, address: &str, token: &str) -> serde_json::Value {
+    http.send(
+        Method::GET,
+        &proxy.url("/_waitroom/status"),
+        None,
+        &[
+            ("x-forwarded-for", address),
+            ("accept", "application/json"),
+            ("cookie", &format!("waitroom={token}")),
+        ],
+    )
+    .await
+    .unwrap()
+    .json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lottery_counts_people_not_tickets() {
+    let origin = origin(10, 1).await;
+    // One a minute: at the opening only the burst is called, so the positions
+    // after it show the drawn order.
+    let proxy = Arc::new(
+        proxy(&origin)
+            .toml(
+                "[admission]\nnew_users_per_minute = 1\nmax_active_users = 10000\n\
+                 [queue]\nabandon_min = \"10m\"\npoll_max = \"5s\"\n",
+            )
+            .clients("trusted_proxies = [\"127.0.0.1/32\"]")
+            .start()
+            .await,
+    );
+    let http = Http::new();
+    let later = waitroom::clock::format_rfc3339(waitroom::clock::wall_ms() + 3_600_000);
+    let r = proxy
+        .patch(serde_json::json!({ "opens_at": later, "lottery": true }))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    crate::support::wait_until("the lottery seen", Duration::from_secs(10), || async {
+        let l = http
+            .send(Method::GET, &proxy.url("/_waitroom/lottery"), None, &[])
+            .await
+            .unwrap();
+        l.json()["lottery"] == true
+    })
+    .await;
+
+    // 40 honest visitors, each on an address of their own: a ticket each.
+    let mut honest = Vec::new();
+    for i in 0..40 {
+        let address = format!("198.51.100.{}", i + 1);
+        let p = arrive(http.clone(), &proxy, address.clone()).await;
+        honest.push((address, p));
+    }
+    // A script from one address collects what tickets it can, doing no work.
+    let mut farmed = Vec::new();
+    for _ in 0..300 {
+        let r = ask(&http, &proxy, "192.0.2.66", "").await;
+        if let Some(token) = r.set_cookie("waitroom") {
+            if claims(&token)["k"] == "q" {
+                farmed.push(token);
+            }
+        }
+    }
+    assert!(
+        farmed.len() <= 2,
+        "{} tickets without work from one address",
+        farmed.len()
+    );
+    // 150 honest people behind one address, each doing the page's work.
+    let mut nat = tokio::task::JoinSet::new();
+    for _ in 0..150 {
+        let (http, proxy) = (http.clone(), proxy.clone());
+        nat.spawn(async move { arrive(http, &proxy, NAT.into()).await });
+    }
+    let mut behind_nat = Vec::new();
+    while let Some(p) = nat.join_next().await {
+        behind_nat.push(p.unwrap());
+    }
+    assert_eq!(behind_nat.len(), 150);
+
+    // The opening: the draw.
+    let now = waitroom::clock::format_rfc3339(waitroom::clock::wall_ms());
+    let r = proxy.patch(serde_json::json!({ "opens_at": now })).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    crate::support::wait_until("the draw", Duration::from_secs(10), || async {
+        let l = http
+            .send(Method::GET, &proxy.url("/_waitroom/lottery"), None, &[])
+            .await
+            .unwrap();
+        l.json()["seed"].is_string()
+    })
+    .await;
+    let position = |s: &serde_json::Value| s["position"].as_u64().unwrap_or(0);
+    let mut last_honest = 0;
+    for (address, p) in &honest {
+        let s = status_of(&http, &proxy, address, &p.token).await;
+        last_honest = last_honest.max(position(&s));
+    }
+    let mut ahead = 0;
+    for token in &farmed {
+        let s = status_of(&http, &proxy, "192.0.2.66", token).await;
+        if position(&s) < last_honest {
+            ahead += 1;
+        }
+    }
+    assert!(
+        ahead <= 5,
+        "{ahead} of the script's tickets ahead of the last honest visitor"
+    );
+    // Everybody behind the NAT holds a ticket in the draw.
+    for p in &behind_nat {
+        let s = status_of(&http, &proxy, NAT, &p.token).await;
+        assert!(
+            s["state"] == "queued" || s["state"] == "admitted",
+            "behind the NAT, no ticket: {s}"
+        );
+    }
 }
