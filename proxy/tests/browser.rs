@@ -789,6 +789,120 @@ async fn past_its_addresss_allowance_a_browser_earns_its_kept_place_by_itself() 
     c.close().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lottery_pre_queue_promises_no_place_and_explains_the_drawn_one() {
+    let origin = origin(10, 1).await;
+    // Room for two, both taken: after the opening everybody still waits, at the
+    // place the draw gave them.
+    let p = proxy(&origin)
+        .admission(60, 2, "10m")
+        .toml("[queue]\npoll_min = \"500ms\"\npoll_max = \"1s\"\nabandon_min = \"10m\"")
+        .start()
+        .await;
+    let http = Http::new();
+    for _ in 0..2 {
+        assert!(p.visitor(&http).get("/").await.unwrap().is_from_origin());
+    }
+    let later = waitroom::clock::format_rfc3339(waitroom::clock::wall_ms() + 3_600_000);
+    let r = p
+        .patch(serde_json::json!({ "opens_at": later, "lottery": true }))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_until("the lottery seen", Duration::from_secs(10), || async {
+        let l = http
+            .send(http::Method::GET, &p.url("/_waitroom/lottery"), None, &[])
+            .await
+            .unwrap();
+        l.json()["lottery"] == true
+    })
+    .await;
+    // Some who came before, so that the draw has something to draw.
+    for _ in 0..6 {
+        p.visitor(&http).status().await.unwrap();
+    }
+    let driver = chromedriver().await;
+    let expected = [
+        (
+            "de",
+            "Sie sind in der Auslosung",
+            "Nummer",
+            "aus der Auslosung",
+        ),
+        (
+            "fr",
+            "Vous participez au tirage au sort",
+            "numéro",
+            "issu du tirage",
+        ),
+        (
+            "lb",
+            "Dir sidd an der Auslousung",
+            "Nummer",
+            "aus der Auslousung",
+        ),
+        ("en", "You are in the draw", "number", "from the draw"),
+    ];
+    let mut browsers = Vec::new();
+    for (lang, in_draw, number, _) in expected {
+        let c = browser(&driver, lang, true).await;
+        c.goto(&p.url("/register")).await.unwrap();
+        let headline = text(&c, "headline").await;
+        assert!(headline.contains(in_draw), "{lang}: {headline}");
+        // The opening's time, as the page shows times (24-hour, the zone named).
+        let b = headline.as_bytes();
+        let hh_mm_zone = (0..b.len().saturating_sub(6)).any(|i| {
+            b[i..i + 2].iter().all(u8::is_ascii_digit)
+                && b[i + 2] == b':'
+                && b[i + 3..i + 5].iter().all(u8::is_ascii_digit)
+                && b[i + 5] == b' '
+                && b.get(i + 6).is_some_and(u8::is_ascii_uppercase)
+        });
+        assert!(hh_mm_zone, "{lang}: {headline}");
+        let ahead = text(&c, "ahead").await;
+        assert!(
+            !ahead.contains(number) && text(&c, "eta").await.is_empty(),
+            "{lang}: {ahead}"
+        );
+        let title = c.title().await.unwrap();
+        assert!(
+            !title.starts_with('#'),
+            "{lang}: a place in the title: {title}"
+        );
+        browsers.push(c);
+    }
+    // The opening: the order is drawn.
+    let now = waitroom::clock::format_rfc3339(waitroom::clock::wall_ms());
+    assert_eq!(
+        p.patch(serde_json::json!({ "opens_at": now })).await.status,
+        200
+    );
+    for (c, (lang, _, number, drawn)) in browsers.iter().zip(expected) {
+        wait_until(
+            &format!("{lang}: the drawn place explained"),
+            Duration::from_secs(30),
+            || async { text(c, "drawn").await.contains(drawn) },
+        )
+        .await;
+        assert!(text(c, "headline").await.contains(number), "{lang}");
+        // Read out once, with the place.
+        let announced = c
+            .execute(
+                "return document.getElementById('announce').textContent",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let announced = announced.as_str().unwrap_or_default();
+        assert!(
+            announced.contains(drawn) && announced.contains(number),
+            "{lang}: announced {announced:?}"
+        );
+    }
+    for c in browsers {
+        c.close().await.unwrap();
+    }
+}
+
 /// The `points` of the first line in the console's chart `id`.
 async fn chart_points(c: &Client, id: &str) -> String {
     c.execute(

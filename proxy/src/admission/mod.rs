@@ -85,6 +85,8 @@ pub struct Decision {
     /// They came with an admission whose session lapsed lately: they are back in
     /// line, first (see [`line::Line::rejoin`]).
     pub lapsed: bool,
+    /// Their place is one a lottery drew (its number is the draw's).
+    pub drawn: bool,
 }
 
 /// A newcomer over their address's allowance of new places (see [`Admission::keep`]).
@@ -272,6 +274,21 @@ impl Admission {
         }
     }
 
+    /// Whether place `seq` was in a lottery's draw (its holder now holds another).
+    fn drawn_at_opening(&self, seq: u64) -> bool {
+        let state = self.lottery.read().unwrap_or_else(|p| p.into_inner());
+        state
+            .draws
+            .iter()
+            .any(|(_, d)| (d.first..=d.last).contains(&seq))
+    }
+
+    /// Whether a lottery's pre-queue is taking places now (its order is drawn at
+    /// the opening).
+    pub fn in_lottery_prequeue(&self) -> bool {
+        self.ticket_opening(None).is_some()
+    }
+
     /// The lottery opening whose tickets a place is (see [`crate::limits::Tickets`]):
     /// for place `seq`, the opening that drew it or whose pre-queue holds it; for
     /// a newcomer (`None`), the opening whose pre-queue is taking places now.
@@ -446,6 +463,7 @@ impl Admission {
                     set_token,
                     first_position: None,
                     lapsed: false,
+                    drawn: false,
                 })
             }
         }
@@ -463,6 +481,7 @@ impl Admission {
                         set_token: None,
                         first_position: None,
                         lapsed: false,
+                        drawn: false,
                     });
                 }
                 Kind::Admission => {
@@ -482,6 +501,7 @@ impl Admission {
                             set_token: self.refresh(claims, now),
                             first_position: None,
                             lapsed: false,
+                            drawn: false,
                         });
                     }
                     // Lapsed: first in line for a while (the page says why).
@@ -505,6 +525,7 @@ impl Admission {
                                 set_token: Some((Kind::Queue, token)),
                                 first_position: Some(wait.position),
                                 lapsed: true,
+                                drawn: false,
                             });
                         }
                         // Lapsed longer ago, or ended by the origin: a new place
@@ -524,6 +545,7 @@ impl Admission {
                                     set_token: None,
                                     first_position: None,
                                     lapsed: false,
+                                    drawn: false,
                                 })
                             }
                         },
@@ -544,6 +566,7 @@ impl Admission {
                             set_token: None,
                             first_position: claims.p,
                             lapsed: false,
+                            drawn: self.drawn_at_opening(claims.n),
                         })
                     }
                     Poll::Ended | Poll::Unknown => {}
@@ -563,6 +586,7 @@ impl Admission {
                         set_token: None,
                         first_position: claims.p,
                         lapsed: false,
+                        drawn: false,
                     })
                 }
             }
@@ -617,6 +641,7 @@ impl Admission {
                     set_token: Some((Kind::Queue, token)),
                     first_position: Some(wait.position),
                     lapsed: false,
+                    drawn: false,
                 }
             }
         })
@@ -631,6 +656,7 @@ impl Admission {
             set_token: Some((Kind::Admission, token)),
             first_position: None,
             lapsed: false,
+            drawn: false,
         }
     }
 

@@ -316,7 +316,9 @@ impl Public {
                     .admission
                     .store()
                     .line_time(self.admission.clock().now_ms());
-                let mut status = Status::waiting(&w, now).progress_from(d.first_position);
+                let mut status = Status::waiting(&w, now)
+                    .progress_from(d.first_position)
+                    .lottery(self.admission.in_lottery_prequeue(), d.drawn);
                 status.poll_after_ms = spread(status.poll_after_ms);
                 status
             }

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 pub const LANGUAGES: [&str; 8] = ["de", "fr", "lb", "en", "pt", "it", "nl", "es"];
 
 /// Every key a catalogue must have.
-pub const KEYS: [&str; 33] = [
+pub const KEYS: [&str; 35] = [
     "language_name",
     "title",
     "heading",
@@ -27,6 +27,8 @@ pub const KEYS: [&str; 33] = [
     "paused",
     "closed",
     "scheduled",
+    "in_draw",
+    "drawn",
     "countdown",
     "keep_open",
     "updated",
@@ -93,7 +95,7 @@ fn intern(code: &str) -> &'static str {
 
 /// Messages added after the first catalogues: an operator's file without them gets
 /// the built-in text of its language (or English), so it keeps working.
-const ADDED_LATER: [&str; 3] = ["session_lapsed", "kept", "kept_no_js"];
+const ADDED_LATER: [&str; 5] = ["session_lapsed", "kept", "kept_no_js", "in_draw", "drawn"];
 
 fn parse(
     lang: &str,

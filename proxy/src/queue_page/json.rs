@@ -37,12 +37,16 @@ impl Status {
             Some(Reason::Origin) => out.extend_from_slice(b",\"reason\":\"origin\""),
             None => {}
         }
-        if let Some(announce) = self.announce {
-            out.extend_from_slice(if announce {
-                b",\"announce\":true"
-            } else {
-                b",\"announce\":false"
-            });
+        for (name, flag) in [
+            ("announce", self.announce),
+            ("lottery", self.lottery),
+            ("drawn", self.drawn),
+        ] {
+            if let Some(flag) = flag {
+                out.extend_from_slice(b",\"");
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(if flag { b"\":true" } else { b"\":false" });
+            }
         }
         out.push(b'}');
         out
@@ -102,7 +106,8 @@ mod tests {
                             };
                             let status = Status::waiting(&wait, 1_795_999_000_000)
                                 .progress_from(first)
-                                .steadied(before);
+                                .steadied(before)
+                                .lottery(position % 2 == 0, position % 3 == 0);
                             let json = String::from_utf8(status.json_bytes()).unwrap();
                             assert_eq!(json, serde_json::to_string(&status).unwrap());
                             announced[0] |= json.contains("\"announce\":false");

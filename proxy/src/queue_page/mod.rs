@@ -76,6 +76,14 @@ pub struct Status {
     /// only in answer to a poll that said what the page showed ([`steady`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub announce: Option<bool>,
+    /// Before a lottery opening: the order of everybody who arrives before it is
+    /// drawn then, and the place shown now is no promise (the page shows none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lottery: Option<bool>,
+    /// After a lottery opening, for a place of its pre-queue: its number is the
+    /// draw's (the page says so).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drawn: Option<bool>,
 }
 
 /// Why a line that should move does not.
@@ -118,6 +126,8 @@ impl Status {
             progress_percent: None,
             reason,
             announce: None,
+            lottery: None,
+            drawn: None,
         }
     }
 
@@ -145,6 +155,8 @@ impl Status {
             progress_percent: None,
             reason: None,
             announce: None,
+            lottery: None,
+            drawn: None,
         }
     }
 
@@ -161,7 +173,18 @@ impl Status {
             progress_percent: None,
             reason: None,
             announce: None,
+            lottery: None,
+            drawn: None,
         }
+    }
+
+    /// Marked as a lottery's: before its opening (`lottery`: no place promised),
+    /// or a place drawn at it (`drawn`).
+    pub fn lottery(mut self, lottery: bool, drawn: bool) -> Self {
+        self.lottery =
+            (lottery && self.state == State::Closed && self.opens_at.is_some()).then_some(true);
+        self.drawn = (drawn && self.state == State::Queued).then_some(true);
+        self
     }
 
     /// With the estimate steadied against what the page showed `before` (see
@@ -577,6 +600,9 @@ impl Page {
             Shown::Scheduled { opens_at, .. } => {
                 c.text(lang, "scheduled", &[("time", utc_time(opens_at, false))])
             }
+            Shown::Draw { opens_at, .. } => {
+                c.text(lang, "in_draw", &[("time", utc_time(opens_at, false))])
+            }
             Shown::Queued => place(),
         };
         let ahead = match (shown, status.ahead) {
@@ -608,8 +634,9 @@ impl Page {
                 _,
             ) => t("send_again"),
             (Shown::Error { retry: false, .. }, _) => t("resend"),
-            // Not moving, the place still stands: say which it is.
-            (Shown::Admitted, _) => String::new(),
+            // Not moving, the place still stands: say which it is (but before a
+            // draw, which will give another).
+            (Shown::Admitted | Shown::Draw { .. }, _) => String::new(),
             _ if status.position == 0 => String::new(),
             _ => place(),
         };
@@ -617,6 +644,10 @@ impl Page {
             Shown::Queued => (eta_text(c, lang, status.eta_seconds, 0), String::new()),
             Shown::Scheduled { opens_in, .. } => (
                 eta_text(c, lang, status.eta_seconds, opens_in),
+                c.text(lang, "countdown", &[("countdown", clock_text(opens_in))]),
+            ),
+            Shown::Draw { opens_in, .. } => (
+                String::new(),
                 c.text(lang, "countdown", &[("countdown", clock_text(opens_in))]),
             ),
             _ => (String::new(), String::new()),
@@ -646,6 +677,7 @@ impl Page {
             text(message.map(str::to_owned)),
             text(lapsed_note),
             text(notes.notice.map(str::to_owned)),
+            text((status.drawn == Some(true)).then(|| t("drawn"))),
         ];
         let links = fills.len();
         fills.extend(
@@ -700,6 +732,7 @@ impl Page {
                 site_name => self.site_name.as_deref(),
                 lapsed_note => v(13),
                 notice => v(14),
+                drawn => v(15),
                 resend => notes.resend,
                 // Our own path and a room's name (letters, digits, '_', '-'): nothing to escape.
                 logo_url => self
@@ -768,6 +801,11 @@ enum Shown {
         opens_at: Millis,
         opens_in: u64,
     },
+    /// Before a lottery opening: in the draw, no place promised.
+    Draw {
+        opens_at: Millis,
+        opens_in: u64,
+    },
     Error {
         trouble: Trouble,
         retry_secs: u64,
@@ -777,11 +815,12 @@ enum Shown {
 
 impl Shown {
     fn of(status: &Status) -> Self {
+        let opens_in = status.opens_in_seconds.unwrap_or(0);
         match (status.state, status.opens_at) {
-            (State::Closed, Some(opens_at)) => Self::Scheduled {
-                opens_at,
-                opens_in: status.opens_in_seconds.unwrap_or(0),
-            },
+            (State::Closed, Some(opens_at)) if status.lottery == Some(true) => {
+                Self::Draw { opens_at, opens_in }
+            }
+            (State::Closed, Some(opens_at)) => Self::Scheduled { opens_at, opens_in },
             (State::Queued, _) => Self::Queued,
             (State::Admitted, _) => Self::Admitted,
             (State::Paused, _) if status.reason == Some(Reason::Origin) => Self::Held,
@@ -799,6 +838,7 @@ impl Shown {
             Self::Held => "held",
             Self::Closed => "closed",
             Self::Scheduled { .. } => "scheduled",
+            Self::Draw { .. } => "draw",
             Self::Error { .. } => "error",
         }
     }
@@ -1038,6 +1078,55 @@ mod tests {
                 || paused.contains("L'entrée est suspendue"),
             "{paused}"
         );
+    }
+
+    #[test]
+    fn a_lottery_pre_queue_promises_no_place_and_a_drawn_one_says_so() {
+        let page = Page::builtin();
+        let opens_at = 1_795_856_400_000;
+        let wait = |gate| Wait {
+            position: 11,
+            eta_ms: 3_700_000,
+            poll_after_ms: 20_000,
+            gate,
+        };
+        let s = Status::waiting(&wait(Gate::Scheduled { opens_at }), opens_at - 3_600_000)
+            .lottery(true, false);
+        assert_eq!(s.to_json()["lottery"], true);
+        assert_eq!(s.json_bytes(), serde_json::to_vec(&s).unwrap());
+        for (lang, in_draw, number) in [
+            ("de", "Sie sind in der Auslosung.", "Nummer 11"),
+            ("fr", "Vous participez au tirage au sort.", "numéro 11"),
+            ("lb", "Dir sidd an der Auslousung.", "Nummer 11"),
+            ("en", "You are in the draw.", "number 11"),
+        ] {
+            let html = page.render(&s, lang, "/register");
+            assert!(
+                html.contains(in_draw) && html.contains("09:00 UTC"),
+                "{lang}: {html}"
+            );
+            assert!(
+                !html.contains(number) && !html.contains("#11 ·"),
+                "{lang}: a place number: {html}"
+            );
+            assert!(html.contains("<p id=\"eta\"></p>"), "{lang}: {html}");
+            assert!(html.contains("role=\"timer\">"), "{lang}: the countdown");
+        }
+        // Not a lottery's: the place and the estimate, as before.
+        let plain = Status::waiting(&wait(Gate::Scheduled { opens_at }), opens_at - 3_600_000)
+            .lottery(false, false);
+        assert!(plain.to_json().get("lottery").is_none());
+        assert!(page
+            .render(&plain, "en", "/")
+            .contains("You are number 11 in line."));
+        // After the opening, a drawn place says where its number comes from.
+        let drawn = Status::waiting(&wait(Gate::Open), opens_at).lottery(false, true);
+        assert_eq!(drawn.to_json()["drawn"], true);
+        let html = page.render(&drawn, "en", "/");
+        assert!(html.contains("this is your number from the draw"), "{html}");
+        assert!(html.contains("You are number 11 in line."), "{html}");
+        let html = page.render(&plain, "en", "/");
+        assert!(html.contains("id=\"drawn\" hidden"), "{html}");
     }
 
     #[test]
