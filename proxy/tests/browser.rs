@@ -903,6 +903,99 @@ async fn a_lottery_pre_queue_promises_no_place_and_explains_the_drawn_one() {
     }
 }
 
+/// The upper end, in minutes, of an English estimate shown ("less than a minute":
+/// 1; "about 3 minutes": 3; "2 to 4 minutes": 4); `None` for none.
+fn eta_minutes(text: &str) -> Option<u64> {
+    if text.contains("less than a minute") {
+        return Some(1);
+    }
+    text.split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .last()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_bound_by_its_capacity_never_shows_a_longer_wait_while_the_place_falls() {
+    let origin = origin(50, 1).await;
+    // Four sessions at once, of 20 s: the line moves as sessions end, in waves.
+    let p = proxy(&origin)
+        .admission(600, 4, "20s")
+        .toml("[queue]\npoll_min = \"1s\"\npoll_max = \"5s\"\nabandon_min = \"30s\"")
+        .start()
+        .await;
+    let http = Http::new();
+    let start = std::time::Instant::now();
+    // 40 ahead, each using the site once when let in.
+    let b = support::Behaviour {
+        requests_after: 1,
+        leave_after_polls: None,
+        think: Duration::ZERO,
+    };
+    let mut crowd = Vec::new();
+    for _ in 0..40 {
+        let mut v = p.visitor(&http);
+        crowd.push(tokio::spawn(async move {
+            support::visit(&mut v, start, b).await
+        }));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let driver = chromedriver().await;
+    let c = browser(&driver, "en", true).await;
+    c.goto(&p.url("/register")).await.unwrap();
+    // Every change of the screen-reader region, timed by the page itself.
+    c.execute(
+        "window.__said=[];new MutationObserver(function(){window.__said.push(Date.now())})\
+         .observe(document.getElementById('announce'),{childList:true,characterData:true,subtree:true})",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let mut seen: Vec<(u64, u64)> = Vec::new();
+    let watched = std::time::Instant::now();
+    while watched.elapsed() < Duration::from_secs(180) {
+        let headline = text(&c, "headline").await;
+        let Some(place) = headline
+            .split(|ch: char| !ch.is_ascii_digit())
+            .find_map(|n| n.parse::<u64>().ok())
+        else {
+            break; // let in
+        };
+        if let Some(minutes) = eta_minutes(&text(&c, "eta").await) {
+            if let Some(&(last_place, last_minutes)) = seen.last() {
+                assert!(
+                    !(place < last_place && minutes > last_minutes),
+                    "at {:?}: place {last_place} → {place}, estimate {last_minutes} → {minutes} min",
+                    watched.elapsed()
+                );
+            }
+            seen.push((place, minutes));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(seen.len() > 100, "watched too little: {seen:?}");
+    let (first, last) = (seen[0].0, seen[seen.len() - 1].0);
+    assert!(last < first, "the place never fell: {first} → {last}");
+    let said: Vec<u64> = c
+        .execute("return window.__said", vec![])
+        .await
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_f64().map(|t| t as u64))
+        .collect();
+    for pair in said.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 59_000,
+            "the screen reader spoke twice within a minute: {said:?}"
+        );
+    }
+    c.close().await.unwrap();
+    for v in crowd {
+        v.abort();
+    }
+}
+
 /// The `points` of the first line in the console's chart `id`.
 async fn chart_points(c: &Client, id: &str) -> String {
     c.execute(
