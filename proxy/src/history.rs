@@ -199,7 +199,7 @@ fn mode(s: &crate::admission::line::Settings, now: u64) -> &'static str {
     use crate::admission::line::Gate;
     match s.gate(now) {
         Gate::Closed => "closed",
-        Gate::Paused => "paused",
+        Gate::Paused { .. } => "paused",
         Gate::Scheduled { .. } => "scheduled",
         Gate::Held { .. } => "held",
         Gate::Open if s.passthrough => "passthrough",

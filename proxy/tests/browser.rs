@@ -176,6 +176,13 @@ async fn in_each_language_the_place_counts_down_and_the_visitor_arrives() {
             "{lang}: {}",
             text(&c, "ahead").await
         );
+        // Since when it is paused (a time), and no countdown (issue 27).
+        let since = text(&c, "eta").await;
+        assert!(since.contains(':'), "{lang}: paused since: {since:?}");
+        assert!(
+            text(&c, "countdown").await.is_empty(),
+            "{lang}: a countdown"
+        );
         // Times: 24-hour, local, the zone named, in every language (Luxembourgish
         // included, which browsers would otherwise show in 12-hour time).
         let updated = text(&c, "updated").await;
@@ -911,7 +918,7 @@ fn eta_minutes(text: &str) -> Option<u64> {
     }
     text.split(|c: char| !c.is_ascii_digit())
         .filter_map(|n| n.parse().ok())
-        .last()
+        .next_back()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -138,7 +138,11 @@ async fn contract(store: Arc<dyn Store>) {
     let Poll::Waiting(w) = store.poll(p6, T + 20_000).await.unwrap() else {
         panic!()
     };
-    assert_eq!(w.gate, Gate::Paused);
+    assert!(
+        matches!(w.gate, Gate::Paused { since: Some(_) }),
+        "{:?}",
+        w.gate
+    );
     let s = store.snapshot(T + 20_000).await.unwrap();
     assert!(s.settings.paused);
     assert_eq!(s.queue_length, 1);

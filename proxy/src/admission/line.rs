@@ -35,6 +35,10 @@ pub struct Settings {
     pub max_active_users: u32,
     /// While paused nobody is admitted; everybody queues.
     pub paused: bool,
+    /// When it was paused (Unix ms), while paused; unknown (`None`) for a pause
+    /// from before this was kept, or after a shared store lost its data.
+    #[serde(default, with = "crate::clock::rfc3339")]
+    pub paused_at: Option<Millis>,
     /// While closed nobody is admitted either; the page says the room is closed.
     #[serde(default)]
     pub closed: bool,
@@ -73,8 +77,11 @@ pub const RAMP_MS: Millis = 10_000;
 pub enum Gate {
     /// Admissions run.
     Open,
-    /// Paused for a moment by the operator.
-    Paused,
+    /// Paused for a moment by the operator (since when, if known).
+    Paused {
+        /// When it was paused (Unix ms).
+        since: Option<Millis>,
+    },
     /// Closed by the operator.
     Closed,
     /// Opens at this time (Unix ms).
@@ -123,6 +130,7 @@ impl Settings {
             new_users_per_minute,
             max_active_users,
             paused: false,
+            paused_at: None,
             closed: false,
             opens_at: None,
             held_until: None,
@@ -165,7 +173,9 @@ impl Settings {
     pub fn gate(&self, now: Millis) -> Gate {
         match (self.opens_at, self.held_until) {
             _ if self.closed => Gate::Closed,
-            _ if self.paused => Gate::Paused,
+            _ if self.paused => Gate::Paused {
+                since: self.paused_at,
+            },
             (Some(opens_at), _) if now < opens_at => Gate::Scheduled { opens_at },
             (_, Some(until)) if now < until => Gate::Held { until },
             _ => Gate::Open,
@@ -291,7 +301,7 @@ impl Timing {
             eta_ms = eta_ms.saturating_add(opens_at - now);
         }
         let poll_after_ms = match gate {
-            Gate::Paused | Gate::Closed | Gate::Held { .. } => self.poll_max_ms,
+            Gate::Paused { .. } | Gate::Closed | Gate::Held { .. } => self.poll_max_ms,
             Gate::Open | Gate::Scheduled { .. } => {
                 (eta_ms / 8).clamp(self.poll_min_ms, self.poll_max_ms)
             }
@@ -593,7 +603,13 @@ impl Line {
         if passed && matches!(patch.opens_at, Some(Some(at)) if at > now) {
             self.prequeue = None;
         }
+        let was_paused = self.settings.paused;
         self.settings.apply(patch);
+        self.settings.paused_at = match (was_paused, self.settings.paused) {
+            (false, true) => Some(now),
+            (true, true) => self.settings.paused_at,
+            (_, false) => None,
+        };
         let after = self.rate(now);
         self.gcra.rescale(before, after, now);
         // Claims are spaced at the outflow too: what they owe, and the slots

@@ -838,6 +838,7 @@ impl Config {
                 new_users_per_minute: a.new_users_per_minute,
                 max_active_users: a.max_active_users,
                 paused: false,
+                paused_at: None,
                 closed: false,
                 opens_at,
                 held_until: None,

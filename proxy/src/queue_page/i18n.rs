@@ -13,7 +13,7 @@ use std::sync::Mutex;
 pub const LANGUAGES: [&str; 8] = ["de", "fr", "lb", "en", "pt", "it", "nl", "es"];
 
 /// Every key a catalogue must have.
-pub const KEYS: [&str; 35] = [
+pub const KEYS: [&str; 36] = [
     "language_name",
     "title",
     "heading",
@@ -25,6 +25,7 @@ pub const KEYS: [&str; 35] = [
     "eta_range",
     "eta_about",
     "paused",
+    "paused_since",
     "closed",
     "scheduled",
     "in_draw",
@@ -95,7 +96,14 @@ fn intern(code: &str) -> &'static str {
 
 /// Messages added after the first catalogues: an operator's file without them gets
 /// the built-in text of its language (or English), so it keeps working.
-const ADDED_LATER: [&str; 5] = ["session_lapsed", "kept", "kept_no_js", "in_draw", "drawn"];
+const ADDED_LATER: [&str; 6] = [
+    "session_lapsed",
+    "kept",
+    "kept_no_js",
+    "in_draw",
+    "drawn",
+    "paused_since",
+];
 
 fn parse(
     lang: &str,

@@ -29,6 +29,11 @@ impl Status {
         if let Some(n) = self.opens_in_seconds {
             number(&mut out, "opens_in_seconds", n);
         }
+        if let Some(at) = self.paused_at {
+            out.extend_from_slice(b",\"paused_at\":\"");
+            out.extend_from_slice(crate::clock::format_rfc3339(at).as_bytes());
+            out.push(b'"');
+        }
         if let Some(n) = self.progress_percent {
             number(&mut out, "progress_percent", n.into());
         }
@@ -80,7 +85,10 @@ mod tests {
     fn gives_the_bytes_serde_gives() {
         let gates = [
             Gate::Open,
-            Gate::Paused,
+            Gate::Paused { since: None },
+            Gate::Paused {
+                since: Some(1_795_999_000_000),
+            },
             Gate::Held { until: 1 },
             Gate::Closed,
             Gate::Scheduled {
@@ -122,7 +130,7 @@ mod tests {
             assert_eq!(status.json_bytes(), serde_json::to_vec(&status).unwrap());
             seen += 1;
         }
-        assert_eq!(seen, 5 * 5 * 4 * 4 * 4 + 2);
+        assert_eq!(seen, 6 * 5 * 4 * 4 * 4 + 2);
         assert_eq!(
             announced,
             [true, true],

@@ -65,6 +65,12 @@ pub struct Status {
     /// device, which may be wrong).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub opens_in_seconds: Option<u64>,
+    /// While the operator has paused the line: since when (RFC 3339), if known.
+    #[serde(
+        with = "crate::clock::rfc3339",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub paused_at: Option<Millis>,
     /// How much of the line ahead at arrival is behind the visitor now, in percent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub progress_percent: Option<u8>,
@@ -110,11 +116,15 @@ impl Status {
     pub fn waiting(w: &Wait, now: Millis) -> Self {
         let (state, opens_at) = match w.gate {
             Gate::Open => (State::Queued, None),
-            Gate::Paused | Gate::Held { .. } => (State::Paused, None),
+            Gate::Paused { .. } | Gate::Held { .. } => (State::Paused, None),
             Gate::Closed => (State::Closed, None),
             Gate::Scheduled { opens_at } => (State::Closed, Some(opens_at)),
         };
         let reason = matches!(w.gate, Gate::Held { .. }).then_some(Reason::Origin);
+        let paused_at = match w.gate {
+            Gate::Paused { since } => since,
+            _ => None,
+        };
         Self {
             state,
             position: w.position,
@@ -123,6 +133,7 @@ impl Status {
             poll_after_ms: w.poll_after_ms,
             opens_at,
             opens_in_seconds: opens_at.map(|t| t.saturating_sub(now).div_ceil(1000)),
+            paused_at,
             progress_percent: None,
             reason,
             announce: None,
@@ -152,6 +163,7 @@ impl Status {
             poll_after_ms: 0,
             opens_at: None,
             opens_in_seconds: None,
+            paused_at: None,
             progress_percent: None,
             reason: None,
             announce: None,
@@ -170,6 +182,7 @@ impl Status {
             poll_after_ms,
             opens_at: None,
             opens_in_seconds: None,
+            paused_at: None,
             progress_percent: None,
             reason: None,
             announce: None,
@@ -417,7 +430,7 @@ impl Page {
         };
         let samples = [
             Status::waiting(&wait(42, Gate::Open), 0).progress_from(Some(50)),
-            Status::waiting(&wait(1, Gate::Paused), 0),
+            Status::waiting(&wait(1, Gate::Paused { since: None }), 0),
             Status::waiting(&wait(7, Gate::Closed), 0),
             Status::waiting(&wait(9, Gate::Scheduled { opens_at: 60_000 }), 0),
             Status::waiting(&wait(3, Gate::Held { until: 60_000 }), 0),
@@ -642,6 +655,13 @@ impl Page {
         };
         let (eta, countdown) = match shown {
             Shown::Queued => (eta_text(c, lang, status.eta_seconds, 0), String::new()),
+            // Since when, and no countdown: nobody knows when it goes on.
+            Shown::Paused => (
+                status.paused_at.map_or_else(String::new, |at| {
+                    c.text(lang, "paused_since", &[("time", utc_time(at, false))])
+                }),
+                String::new(),
+            ),
             Shown::Scheduled { opens_in, .. } => (
                 eta_text(c, lang, status.eta_seconds, opens_in),
                 c.text(lang, "countdown", &[("countdown", clock_text(opens_in))]),
@@ -975,7 +995,7 @@ mod tests {
         for (position, eta) in [(1, 0), (2, 30), (7, 300), (42, 7_300), (100_000, 90_000)] {
             for gate in [
                 Gate::Open,
-                Gate::Paused,
+                Gate::Paused { since: None },
                 Gate::Closed,
                 Gate::Held { until: 60_000 },
                 Gate::Scheduled {
@@ -1127,6 +1147,46 @@ mod tests {
         assert!(html.contains("You are number 11 in line."), "{html}");
         let html = page.render(&plain, "en", "/");
         assert!(html.contains("id=\"drawn\" hidden"), "{html}");
+    }
+
+    #[test]
+    fn a_paused_line_says_since_when_and_counts_nothing_down() {
+        let page = Page::builtin();
+        let since = 1_795_856_400_000;
+        let wait = Wait {
+            position: 7,
+            eta_ms: 600_000,
+            poll_after_ms: 20_000,
+            gate: Gate::Paused { since: Some(since) },
+        };
+        let s = Status::waiting(&wait, since + 60_000);
+        assert_eq!(s.to_json()["paused_at"], "2026-11-28T09:00:00Z");
+        assert_eq!(s.json_bytes(), serde_json::to_vec(&s).unwrap());
+        for (lang, text) in [
+            ("en", "Paused since 09:00 UTC"),
+            ("de", "Angehalten seit 09:00 UTC"),
+            ("fr", "En pause depuis 09:00 UTC"),
+            ("lb", "Ugehalen zënter 09:00 UTC"),
+        ] {
+            let html = page.render(&s, lang, "/");
+            assert!(html.contains(text), "{lang}: {html}");
+            assert!(
+                html.contains("id=\"countdown\" role=\"timer\" hidden"),
+                "{lang}"
+            );
+        }
+        // A pause whose start is not known says nothing of it.
+        let unknown = Status::waiting(
+            &Wait {
+                gate: Gate::Paused { since: None },
+                ..wait
+            },
+            0,
+        );
+        assert!(unknown.to_json().get("paused_at").is_none());
+        assert!(page
+            .render(&unknown, "en", "/")
+            .contains("<p id=\"eta\"></p>"));
     }
 
     #[test]

@@ -64,18 +64,18 @@ local function fmt(x) return string.format('%.0f', x) end
 
 local function settings()
   local s = redis.call('HMGET', set, 'rate', 'max', 'paused', 'closed', 'opens', 'held', 'qall',
-    'pass', 'lot')
+    'pass', 'lot', 'pat')
   return tonumber(s[1]) or 0, tonumber(s[2]) or 0, s[3] == '1', s[4] == '1', tonumber(s[5]) or 0,
-    tonumber(s[6]) or 0, s[7] == '1', s[8] == '1', s[9] == '1'
+    tonumber(s[6]) or 0, s[7] == '1', s[8] == '1', s[9] == '1', tonumber(s[10]) or 0
 end
 
--- The settings as answers carry them (nine strings, see admission/line.rs Settings
--- and store/view.rs settings_at).
+-- The settings as answers carry them (ten strings, see admission/line.rs Settings
+-- and store/view.rs settings_at; the last, when it was paused, 0 when not known).
 local function settings_out(list)
-  local rate, max, paused, closed, opens, held, qall, pass, lot = settings()
+  local rate, max, paused, closed, opens, held, qall, pass, lot, pat = settings()
   for _, v in ipairs({ tostring(rate), tostring(max), paused and '1' or '0', closed and '1' or '0',
                        fmt(opens), fmt(held), qall and '1' or '0', pass and '1' or '0',
-                       lot and '1' or '0' }) do
+                       lot and '1' or '0', fmt(paused and pat or 0) }) do
     list[#list + 1] = v
   end
   return list
@@ -591,10 +591,17 @@ elseif op == 'snapshot' then
            tostring(m('pq_first', 0)), tostring(m('pq_last', 0)),
            redis.call('HGET', meta, 'draw') or '' })
 elseif op == 'settings' then
-  local before, _, _, _, _, held = settings()
+  local before, _, was_paused, _, _, held = settings()
   local fields = { 'rate', 'max', 'paused', 'closed', 'opens', 'qall', 'pass', 'lot' }
   for i, f in ipairs(fields) do
     if ARGV[15 + i] ~= '' then redis.call('HSET', set, f, ARGV[15 + i]) end
+  end
+  -- When it was paused (as Line::update): kept while paused, gone when not.
+  local _, _, paused = settings()
+  if paused and not was_paused then
+    redis.call('HSET', set, 'pat', fmt(now))
+  elseif not paused then
+    redis.call('HDEL', set, 'pat')
   end
   -- A new rate applies at once: what is owed to the outflow limit is re-spaced at
   -- the new rate (as Gcra::rescale).

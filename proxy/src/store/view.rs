@@ -64,6 +64,7 @@ pub fn settings_at(a: &[String], at: usize) -> Option<Settings> {
         new_users_per_minute: u32::try_from(n(0)?).ok()?,
         max_active_users: u32::try_from(n(1)?).ok()?,
         paused: a.get(at + 2)? == "1",
+        paused_at: n(9).filter(|ms| *ms > 0),
         closed: a.get(at + 3)? == "1",
         opens_at: n(4).filter(|ms| *ms > 0),
         held_until: n(5).filter(|ms| *ms > 0),
