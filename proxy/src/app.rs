@@ -284,7 +284,7 @@ pub async fn run_with(
             },
             config.bypass.clone(),
             built.metrics.clone(),
-            room.timing.poll_max_ms.min(5_000),
+            room.timing.held_poll_ms(),
             built.page.clone(),
         );
         if let Some(successor) = &successor {

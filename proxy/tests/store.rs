@@ -1,10 +1,19 @@
 //! One suite for the store trait, run against every backend: the memory store and a
 //! real Redis. Time is passed explicitly, so both see exactly the same story.
 
+#[path = "store_cases/pauses.rs"]
+mod pauses;
+#[path = "store_cases/rollback.rs"]
+mod rollback;
+#[path = "store_cases/running.rs"]
+mod running;
+#[path = "store_cases/simulation.rs"]
+mod simulation;
 mod support;
 
 use std::sync::Arc;
 
+use running::Running;
 use support::redis::{RedisCluster, RedisServer, TlsRedis};
 use waitroom::admission::line::{Arrival, Gate, Poll, Settings, SettingsPatch, Timing};
 use waitroom::config::RedisTarget;
@@ -42,7 +51,7 @@ fn position(p: Poll) -> u64 {
 }
 
 /// The story every store must tell the same way.
-async fn contract(store: Arc<dyn Store>) {
+async fn contract(store: Running) {
     // An empty room: the burst (2 at 60/min) goes straight in, then a line forms.
     let Arrival::Admitted { sid: s1 } = store.arrive(T).await.unwrap() else {
         panic!("not admitted")
@@ -222,7 +231,7 @@ async fn contract(store: Arc<dyn Store>) {
 
 /// Capacity taken: the line moves no faster than sessions turn over (a session
 /// lasts at least `session_ms`), whatever the configured outflow.
-async fn capacity_bound_waits(store: Arc<dyn Store>) {
+async fn capacity_bound_waits(store: Running) {
     store
         .update_settings(
             SettingsPatch {
@@ -248,7 +257,7 @@ async fn capacity_bound_waits(store: Arc<dyn Store>) {
 
 /// Pumps every 50 ms over `[from, to)` (keeping `waiting` polling each second) and
 /// says how many were called.
-async fn pump_between(store: &dyn Store, from: u64, to: u64, waiting: &[u64]) -> u32 {
+async fn pump_between(store: &Running, from: u64, to: u64, waiting: &[u64]) -> u32 {
     let mut called = 0;
     for t in (from..to).step_by(50) {
         if t % 1_000 == 0 {
@@ -263,7 +272,7 @@ async fn pump_between(store: &dyn Store, from: u64, to: u64, waiting: &[u64]) ->
 
 /// A raised rate applies at once; a hold for the origin stops every call, and the
 /// line comes back gently after it.
-async fn retimed_and_held(store: Arc<dyn Store>) {
+async fn retimed_and_held(store: Running) {
     let patch = |rate| SettingsPatch {
         new_users_per_minute: Some(rate),
         max_active_users: Some(100),
@@ -281,21 +290,21 @@ async fn retimed_and_held(store: Arc<dyn Store>) {
     for _ in 0..40 {
         waiting.push(queued(store.arrive(T).await.unwrap()).0);
     }
-    assert_eq!(pump_between(&*store, 0, 1_000, &waiting).await, 0);
+    assert_eq!(pump_between(&store, 0, 1_000, &waiting).await, 0);
     store.update_settings(patch(600), T + 1_000).await.unwrap();
-    let called = pump_between(&*store, 1_000, 2_000, &waiting).await;
+    let called = pump_between(&store, 1_000, 2_000, &waiting).await;
     assert!(
         called >= 3,
         "from 1/min to 600/min: {called} called within a second"
     );
-    let called = called + pump_between(&*store, 2_000, 4_000, &waiting).await;
+    let called = called + pump_between(&store, 2_000, 4_000, &waiting).await;
     assert!(called >= 10, "{called} called within 3 s");
 
     // The origin fails: an instance holds the line for 3 s.
     let s = store.hold(3_000, T + 4_000).await.unwrap();
     assert_eq!(s.held_until, Some(T + 7_000));
     assert_eq!(
-        pump_between(&*store, 4_000, 7_000, &waiting).await,
+        pump_between(&store, 4_000, 7_000, &waiting).await,
         0,
         "held"
     );
@@ -309,7 +318,7 @@ async fn retimed_and_held(store: Arc<dyn Store>) {
         Some(T + 7_000)
     );
     // After it, a tenth of the rate at first (600/min would call 10 a second).
-    let called = pump_between(&*store, 7_000, 8_000, &waiting).await;
+    let called = pump_between(&store, 7_000, 8_000, &waiting).await;
     assert!(
         (1..=4).contains(&called),
         "{called} called in the first second after the hold"
@@ -317,7 +326,7 @@ async fn retimed_and_held(store: Arc<dyn Store>) {
 }
 
 /// Called places whose holders come back together claim one slot apart.
-async fn claims_come_one_slot_apart(store: Arc<dyn Store>) {
+async fn claims_come_one_slot_apart(store: Running) {
     let patch = SettingsPatch {
         new_users_per_minute: Some(600),
         max_active_users: Some(100),
@@ -331,7 +340,7 @@ async fn claims_come_one_slot_apart(store: Arc<dyn Store>) {
         }
     }
     // Called at 10 a second over a second, nobody polling meanwhile.
-    let called = pump_between(&*store, 1, 1_000, &[]).await;
+    let called = pump_between(&store, 1, 1_000, &[]).await;
     assert!(called >= 8, "{called}");
     let mut told = Vec::new();
     for seq in &waiting[..called as usize] {
@@ -367,7 +376,7 @@ fn called(p: Poll) -> bool {
 /// A hoard of places, collected and never polled: back within the grace after
 /// being passed over, they take at most half the calls (the main line keeps
 /// moving, and positions say so); back later, they are worth nothing.
-async fn hoards_are_worth_little(store: Arc<dyn Store>) {
+async fn hoards_are_worth_little(store: Running) {
     let paused = SettingsPatch {
         paused: Some(true),
         max_active_users: Some(1_000),
@@ -384,7 +393,7 @@ async fn hoards_are_worth_little(store: Arc<dyn Store>) {
     }
     // The hoard never polls and departs (a paused line polls slowly: after a
     // minute); the honest poll and stay.
-    pump_between(&*store, 100, 70_000, &honest).await;
+    pump_between(&store, 100, 70_000, &honest).await;
     let resume = SettingsPatch {
         paused: Some(false),
         ..Default::default()
@@ -435,7 +444,7 @@ async fn hoards_are_worth_little(store: Arc<dyn Store>) {
 /// The room's modes: `queue_all` gives everybody a place although there is room,
 /// `passthrough` lets everybody in past both limits and owes nothing to them
 /// after, and the end session frees its slot at once.
-async fn modes_and_ends(store: Arc<dyn Store>) {
+async fn modes_and_ends(store: Running) {
     let set = |patch: SettingsPatch, at: u64| {
         let store = store.clone();
         async move { store.update_settings(patch, at).await.unwrap() }
@@ -512,7 +521,7 @@ async fn modes_and_ends(store: Arc<dyn Store>) {
 /// A lottery opening: the places taken before it are the pre-queue, which does not
 /// depart before the opening (plus `abandon_min`); at the opening its range is
 /// recorded as the draw, once, and kept whatever the settings say later.
-async fn lottery_pre_queue(store: Arc<dyn Store>) {
+async fn lottery_pre_queue(store: Running) {
     let opens = T + 60_000;
     let patch = SettingsPatch {
         opens_at: Some(Some(opens)),
@@ -570,7 +579,7 @@ async fn lottery_pre_queue(store: Arc<dyn Store>) {
 /// The line of `room` in the Redis at `target`, deciding with the story's times.
 /// A session that lapsed comes back first (ahead of two who have not had their
 /// turn); one the origin ended does not.
-async fn lapsed_sessions_come_back_first(store: Arc<dyn Store>) {
+async fn lapsed_sessions_come_back_first(store: Running) {
     let patch = |max: Option<u32>, paused: Option<bool>| SettingsPatch {
         max_active_users: max,
         paused,
@@ -626,7 +635,7 @@ async fn lapsed_sessions_come_back_first(store: Arc<dyn Store>) {
 /// checks in: nobody waits behind it, it is never called; a check-in makes it
 /// theirs where it stands, ahead of everybody who came after. Under passthrough
 /// it goes in.
-async fn kept_places_wait_in_line(store: Arc<dyn Store>) {
+async fn kept_places_wait_in_line(store: Running) {
     // Room for 3, a burst of 2: two go in, then a line forms.
     for _ in 0..2 {
         assert!(matches!(
@@ -672,28 +681,29 @@ async fn connect(target: &RedisTarget, room: &str) -> RedisStore {
 
 /// Both stories, each in a room of its own, in the Redis at `target`.
 async fn stories(target: &RedisTarget) {
-    contract(Arc::new(connect(target, "contract").await)).await;
-    capacity_bound_waits(Arc::new(connect(target, "capacity").await)).await;
-    retimed_and_held(Arc::new(connect(target, "held").await)).await;
-    claims_come_one_slot_apart(Arc::new(connect(target, "claims").await)).await;
-    hoards_are_worth_little(Arc::new(connect(target, "hoard").await)).await;
-    modes_and_ends(Arc::new(connect(target, "modes").await)).await;
-    lottery_pre_queue(Arc::new(connect(target, "lottery").await)).await;
-    lapsed_sessions_come_back_first(Arc::new(connect(target, "lapsed").await)).await;
-    kept_places_wait_in_line(Arc::new(connect(target, "kept").await)).await;
+    contract(Running::new(Arc::new(connect(target, "contract").await))).await;
+    capacity_bound_waits(Running::new(Arc::new(connect(target, "capacity").await))).await;
+    retimed_and_held(Running::new(Arc::new(connect(target, "held").await))).await;
+    claims_come_one_slot_apart(Running::new(Arc::new(connect(target, "claims").await))).await;
+    hoards_are_worth_little(Running::new(Arc::new(connect(target, "hoard").await))).await;
+    modes_and_ends(Running::new(Arc::new(connect(target, "modes").await))).await;
+    lottery_pre_queue(Running::new(Arc::new(connect(target, "lottery").await))).await;
+    lapsed_sessions_come_back_first(Running::new(Arc::new(connect(target, "lapsed").await))).await;
+    kept_places_wait_in_line(Running::new(Arc::new(connect(target, "kept").await))).await;
 }
 
 #[tokio::test]
 async fn memory_store_keeps_the_contract() {
-    contract(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
-    capacity_bound_waits(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
-    retimed_and_held(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
-    claims_come_one_slot_apart(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
-    hoards_are_worth_little(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
-    modes_and_ends(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
-    lottery_pre_queue(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
-    lapsed_sessions_come_back_first(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
-    kept_places_wait_in_line(Arc::new(MemoryStore::new(TIMING, SETTINGS))).await;
+    contract(Running::new(Arc::new(MemoryStore::new(TIMING, SETTINGS)))).await;
+    capacity_bound_waits(Running::new(Arc::new(MemoryStore::new(TIMING, SETTINGS)))).await;
+    retimed_and_held(Running::new(Arc::new(MemoryStore::new(TIMING, SETTINGS)))).await;
+    claims_come_one_slot_apart(Running::new(Arc::new(MemoryStore::new(TIMING, SETTINGS)))).await;
+    hoards_are_worth_little(Running::new(Arc::new(MemoryStore::new(TIMING, SETTINGS)))).await;
+    modes_and_ends(Running::new(Arc::new(MemoryStore::new(TIMING, SETTINGS)))).await;
+    lottery_pre_queue(Running::new(Arc::new(MemoryStore::new(TIMING, SETTINGS)))).await;
+    lapsed_sessions_come_back_first(Running::new(Arc::new(MemoryStore::new(TIMING, SETTINGS))))
+        .await;
+    kept_places_wait_in_line(Running::new(Arc::new(MemoryStore::new(TIMING, SETTINGS)))).await;
 }
 
 #[tokio::test]
@@ -704,7 +714,10 @@ async fn redis_store_keeps_the_contract() {
 #[tokio::test]
 async fn redis_over_tls_with_a_password_keeps_the_contract() {
     let redis = TlsRedis::start();
-    contract(Arc::new(connect(&redis.target(), "tls").await)).await;
+    contract(Running::new(Arc::new(
+        connect(&redis.target(), "tls").await,
+    )))
+    .await;
     // The wrong password is refused with a clear error, not a hang.
     let mut wrong = redis.target();
     wrong.url = wrong.url.replace(redis.password, "wrong");
@@ -763,4 +776,132 @@ async fn two_redis_stores_share_one_line() {
         a.snapshot(T).await.unwrap().settings.new_users_per_minute,
         120
     );
+}
+
+/// The stories of [`pauses`], each on a store made by `make` with its settings.
+async fn pause_stories<F, Fut>(make: F)
+where
+    F: Fn(&'static str, Settings) -> Fut,
+    Fut: std::future::Future<Output = Arc<dyn Store>>,
+{
+    pauses::a_pause_keeps_the_order_of_the_line(make("order", pauses::queue_all(12, 100)).await)
+        .await;
+    pauses::a_pause_while_the_line_stands_still_keeps_its_order(
+        make("still", Settings::open(600, 1)).await,
+    )
+    .await;
+    pauses::a_lapsed_session_keeps_the_returned_lane_through_a_pause(
+        make("lapsed", Settings::open(600, 1)).await,
+    )
+    .await;
+    pauses::a_passed_over_place_keeps_the_returned_lane_through_a_pause(
+        make("passed", pauses::queue_all(600, 100)).await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn memory_store_keeps_the_line_through_pauses() {
+    pause_stories(|_, settings| async move {
+        Arc::new(MemoryStore::new(pauses::TIMING, settings)) as Arc<dyn Store>
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn redis_store_keeps_the_line_through_pauses() {
+    let redis = RedisServer::start();
+    let target = redis.target();
+    pause_stories(|room, settings| {
+        let target = target.clone();
+        async move {
+            let store = RedisStore::connect(&target, room, pauses::TIMING, settings)
+                .await
+                .unwrap()
+                .with_callers_clock();
+            Arc::new(store) as Arc<dyn Store>
+        }
+    })
+    .await;
+}
+
+/// The seeds of one run: `SIM_SEED` alone, or 1,000 from `SIM_BASE` (a new base
+/// each run unless set; printed, so that a failure names a seed to replay).
+fn seeds() -> Vec<u64> {
+    let var = |name| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    if let Some(seed) = var("SIM_SEED") {
+        return vec![seed];
+    }
+    let base = var("SIM_BASE").unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        nanos % 1_000_000_000 * 1_000
+    });
+    eprintln!(
+        "simulation: seeds {base}..{} (SIM_SEED=n replays one)",
+        base + 1_000
+    );
+    (base..base + 1_000).collect()
+}
+
+#[tokio::test]
+async fn memory_store_holds_the_line_s_invariants_over_a_thousand_seeds() {
+    for seed in seeds() {
+        let settings = simulation::settings(seed);
+        let store = Arc::new(MemoryStore::new(simulation::TIMING, settings));
+        simulation::run(store, seed).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_holds_the_line_s_invariants_over_a_thousand_seeds() {
+    let redis = RedisServer::start();
+    let target = redis.target();
+    let mut running = tokio::task::JoinSet::new();
+    let mut failures = Vec::new();
+    for seed in seeds() {
+        // Each new room first waits `JOIN_GRACE` for a line to appear: many at once.
+        if running.len() >= 64 {
+            if let Some(Err(e)) = running.join_next().await.map(Result::unwrap) {
+                failures.push(e);
+            }
+        }
+        let target = target.clone();
+        running.spawn(async move {
+            let settings = simulation::settings(seed);
+            let room = format!("sim-{seed}");
+            let store = RedisStore::connect(&target, &room, simulation::TIMING, settings)
+                .await
+                .map_err(|e| e.to_string())?
+                .with_callers_clock();
+            simulation::run(Arc::new(store), seed).await
+        });
+    }
+    while let Some(done) = running.join_next().await {
+        if let Err(e) = done.unwrap() {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[tokio::test]
+async fn redis_store_issues_nothing_twice_when_redis_goes_back_in_time() {
+    let redis = RedisServer::start();
+    let target = redis.target();
+    let settings = Settings {
+        queue_all: true,
+        ..Settings::open(600, 10)
+    };
+    let connect = || async {
+        let store = RedisStore::connect(&target, "rollback", TIMING, settings)
+            .await
+            .unwrap()
+            .with_callers_clock();
+        Arc::new(store) as Arc<dyn Store>
+    };
+    let (store, other) = (connect().await, connect().await);
+    rollback::nothing_is_issued_twice_after_a_roll_back(store, other, &target.url, "rollback", T)
+        .await;
 }

@@ -72,6 +72,14 @@ impl Gcra {
         self.tat_us.saturating_sub(tau).div_ceil(1000).max(now)
     }
 
+    /// Moves what was owed past `from` (ms) later by `by` ms: a silence of the line
+    /// (see `Line::at`) neither spends the debt nor lets it pile up into a burst.
+    pub fn postpone(&mut self, from: Millis, by: Millis) {
+        if self.tat_us > from * 1000 {
+            self.tat_us += by * 1000;
+        }
+    }
+
     /// Records an admission at `now` (callers check [`Gcra::conforms`] first).
     pub fn consume(&mut self, rate: Rate, now: Millis) {
         if let Some(t) = rate.interval_us() {

@@ -314,6 +314,20 @@ impl Timing {
         }
     }
 
+    /// How soon a visitor is asked back while the store cannot be reached (the
+    /// line is held): well inside the shortest deadline a waiting place can have
+    /// (`abandon_min`), so that an answer from an instance cut off from the store
+    /// never costs a place that the line, run by other instances meanwhile, would
+    /// have kept — a third of it, so that two such answers in a row, spread by a
+    /// quarter, still fit — and never sooner than `poll_min` nor later than
+    /// `poll_max` or 5 s.
+    pub fn held_poll_ms(&self) -> Millis {
+        (self.abandon_min_ms / 3)
+            .min(self.poll_max_ms)
+            .min(5_000)
+            .max(self.poll_min_ms)
+    }
+
     /// When a holder told `wait` at `now` has departed if they do not check in again.
     pub fn deadline(&self, now: Millis, wait: &Wait) -> Millis {
         now + (u64::from(self.abandon_polls) * wait.poll_after_ms).max(self.abandon_min_ms)
@@ -429,6 +443,10 @@ pub const CLAIM_BURST: u32 = 2;
 const DEPARTED: u64 = 1 << 63;
 const SCAN_EVERY_MS: Millis = 100;
 
+/// Pump rounds further apart than this mean that nobody could be heard meanwhile
+/// (see [`Line::at`]): rounds come every 20 to 50 ms in service.
+pub const QUIET_MS: Millis = 1_000;
+
 /// Membership bits over place numbers: who has claimed an admission.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Bits(Vec<u64>);
@@ -517,6 +535,12 @@ pub struct Line {
     /// last place (`first > last`: nobody came).
     #[serde(default)]
     last_draw: Option<(Millis, u64, u64)>,
+    /// How long nobody could be heard, in all (see [`Line::heard`]).
+    #[serde(default)]
+    silence: Millis,
+    /// The last pump round, or the end of the last silence (see [`Line::at`]).
+    #[serde(default)]
+    beat: Millis,
 }
 
 impl Line {
@@ -548,14 +572,49 @@ impl Line {
             last_now: 0,
             head_marks: VecDeque::new(),
             returned_credit: 0,
+            silence: 0,
+            beat: 0,
         }
     }
 
     /// The time an operation stamped `now` is applied at: never before the last one.
+    ///
+    /// A running line is pumped every few tens of milliseconds; an operation more
+    /// than [`QUIET_MS`] after the last pump round (or the last silence) ends a
+    /// silence: the process or its store was frozen, down or cut off, and nobody
+    /// could be heard. Its length past [`QUIET_MS`] is added to [`Line::silence`],
+    /// so that no deadline runs out on evidence the line could not have had, and
+    /// the outflow's debt and the claim slots move later by as much.
     fn at(&mut self, now: Millis) -> Millis {
         self.last_now = self.last_now.max(now);
+        if self.beat != 0 && self.last_now > self.beat + QUIET_MS {
+            let excused = self.last_now - self.beat - QUIET_MS;
+            self.silence += excused;
+            // What was owed to the outflow and the claim slots given out, from the
+            // last round on, move later with it: nobody could claim or be called
+            // meanwhile, and they must not all come at once when it ends. A slot
+            // already due and unused is given up: its holder claims anew, spaced
+            // at the outflow like everyone else.
+            let from = self.beat;
+            self.gcra.postpone(from, excused);
+            self.claims.postpone(from, excused);
+            self.claim_slots.retain(|_, at| *at > from);
+            for at in self.claim_slots.values_mut() {
+                *at += excused;
+            }
+            self.beat = self.last_now;
+        }
         self.record_draw(self.last_now);
         self.last_now
+    }
+
+    /// `now` on the clock of presence: wall time less every silence (see
+    /// [`Line::at`]). Deadlines, sessions, calls waiting to be claimed and the
+    /// returned lane's grace run on it, so that a pause of the process or its
+    /// store extends each of them by its length; the outflow, the settings'
+    /// times and the estimates stay on wall time.
+    fn heard(&self, now: Millis) -> Millis {
+        now.saturating_sub(self.silence)
     }
 
     /// At the first operation from a scheduled opening on, the pre-queue is
@@ -620,11 +679,13 @@ impl Line {
         };
         self.claims.rescale(claim(before), claim(after), now);
         if let (Some(old), Some(new)) = (before.interval_us(), after.interval_us()) {
+            let silence = self.silence;
             for (seq, at) in self.claim_slots.iter_mut().filter(|(_, at)| **at > now) {
                 *at = now + (*at - now) * new / old;
                 // A slot moved later keeps its place called until then.
                 if let Some(claim_by) = self.called.get_mut(seq) {
-                    *claim_by = (*claim_by).max(*at + self.timing.abandon_min_ms);
+                    let until = at.saturating_sub(silence) + self.timing.abandon_min_ms;
+                    *claim_by = (*claim_by).max(until);
                 }
             }
         }
@@ -695,7 +756,7 @@ impl Line {
 
     fn arrive_as(&mut self, now: Millis, kept: bool) -> Arrival {
         let now = self.at(now);
-        self.pump(now);
+        self.advance(now);
         let seq = self.next_seq;
         self.next_seq += 1;
         let direct = (!self.settings.queue_all && !kept) || self.settings.passthrough;
@@ -788,13 +849,14 @@ impl Line {
                 self.live += 1;
             }
         } else if !self.returned_deadline.contains_key(&seq) {
-            if seq < self.head_at(now.saturating_sub(self.timing.return_grace_ms)) {
+            let heard = self.heard(now);
+            if seq < self.head_at(heard.saturating_sub(self.timing.return_grace_ms)) {
                 // Passed over longer ago than the grace: a new place for them.
                 return Poll::Ended;
             }
             // Passed over while away: their turn has gone by, so they go first now.
             self.returned.push_back(seq);
-            self.returned_deadline.insert(seq, now);
+            self.returned_deadline.insert(seq, heard);
         }
         Poll::Waiting(self.check_in(seq, now))
     }
@@ -837,8 +899,9 @@ impl Line {
         let at = self.claims.next_conforming(rate, now);
         self.claims.consume(rate, at);
         self.claim_slots.insert(seq, at);
+        let until = self.heard(at) + self.timing.abandon_min_ms;
         if let Some(claim_by) = self.called.get_mut(&seq) {
-            *claim_by = (*claim_by).max(at + self.timing.abandon_min_ms);
+            *claim_by = (*claim_by).max(until);
         }
         Some(at - now)
     }
@@ -853,7 +916,8 @@ impl Line {
             returned_position(index as u64, self.live, share)
         };
         let wait = self.wait_for(position, now);
-        let deadline = self.lottery_floor(seq, self.timing.deadline(now, &wait), now);
+        let deadline = self.timing.deadline(self.heard(now), &wait);
+        let deadline = self.lottery_floor(seq, deadline, now);
         if seq >= self.head {
             let record = &mut self.records[(seq - self.head) as usize];
             let old = std::mem::replace(record, deadline);
@@ -883,12 +947,14 @@ impl Line {
 
     fn open_session(&mut self, sid: u64, now: Millis) {
         self.claimed.set(sid);
-        self.sessions.insert(sid, now + self.timing.session_ms);
+        let lapses = self.heard(now) + self.timing.session_ms;
+        self.sessions.insert(sid, lapses);
     }
 
     /// An admitted holder makes a request: renews their session if it is alive.
     pub fn touch_session(&mut self, sid: u64, now: Millis) -> bool {
         let now = self.at(now);
+        let now = self.heard(now);
         match self.sessions.get_mut(&sid) {
             Some(lapses) if *lapses > now => {
                 *lapses = now + self.timing.session_ms;
@@ -916,13 +982,14 @@ impl Line {
         if self.touch_session(sid, now) {
             return Poll::Admitted { sid };
         }
+        let heard = self.heard(now);
         if let Some(at) = self.lapsed.remove(&sid) {
-            if at + self.timing.return_grace_ms > now
+            if at + self.timing.return_grace_ms > heard
                 && !self.called.contains_key(&sid)
                 && !self.returned_deadline.contains_key(&sid)
             {
                 self.returned.push_back(sid);
-                self.returned_deadline.insert(sid, now);
+                self.returned_deadline.insert(sid, heard);
             }
         }
         if self.called.contains_key(&sid) {
@@ -934,24 +1001,34 @@ impl Line {
         Poll::Ended
     }
 
-    /// When session `sid` lapses unless it is active again, if it is known.
+    /// When session `sid` lapses unless it is active again (wall time, were
+    /// nothing silent from now on), if it is known.
     pub fn session_lapses(&self, sid: u64) -> Option<Millis> {
-        self.sessions.get(&sid).copied()
+        self.sessions.get(&sid).map(|l| l + self.silence)
     }
 
     /// The origin ends a session (its business is done, or it must not go on):
     /// its slot is free at once. `true` when it was alive.
     pub fn end_session(&mut self, sid: u64, now: Millis) -> bool {
         let now = self.at(now);
+        let now = self.heard(now);
         self.sessions
             .remove(&sid)
             .is_some_and(|lapses| lapses > now)
     }
 
-    /// Advances the line: notices departures, passes over departed places at the
-    /// head and calls as many places as both limits allow.
+    /// A round of the store's pump: the line's heartbeat (see [`Line::at`]), then
+    /// [`Line::advance`].
     pub fn pump(&mut self, now: Millis) -> PumpReport {
         let now = self.at(now);
+        self.beat = now;
+        self.advance(now)
+    }
+
+    /// Advances the line: notices departures, passes over departed places at the
+    /// head and calls as many places as both limits allow.
+    fn advance(&mut self, now: Millis) -> PumpReport {
+        let heard = self.heard(now);
         let mut report = PumpReport::default();
         self.sweep(now);
         // Passthrough has no limit: at most so many a round, so that one round of a
@@ -959,28 +1036,28 @@ impl Line {
         let mut budget = CALLS_PER_ROUND;
         while budget > 0 && self.may_admit(now) {
             budget -= 1;
-            let Some((seq, deadline)) = self.next_candidate(now, &mut report) else {
+            let Some((seq, deadline)) = self.next_candidate(heard, &mut report) else {
                 break;
             };
             self.consume(now);
             self.outflow.record(now);
             // The holder comes back at their next poll; hold the slot until they were
             // due to be noticed as departed anyway.
-            let claim_by = deadline.max(now + self.timing.abandon_min_ms);
+            let claim_by = deadline.max(heard + self.timing.abandon_min_ms);
             self.called.insert(seq, claim_by);
             report.called += 1;
         }
         // Departed places at the head go now, so that `records` only starts with a
         // live place and an empty line really is empty.
         while let Some(&r) = self.records.front() {
-            if r & DEPARTED == 0 && r > now {
+            if r & DEPARTED == 0 && r > heard {
                 break;
             }
             self.pop_head();
             report.passed_over += 1;
         }
         self.outflow.line_present(self.queue_length() > 0, now);
-        self.mark_head(now);
+        self.mark_head(heard);
         report
     }
 
@@ -998,7 +1075,7 @@ impl Line {
     /// The next place to call and its holder's deadline: the returned lane at its
     /// share of the calls while the main line waits (it goes first, then its
     /// credit is spent and earned back by calls from the main line), all of them
-    /// when the main line is empty.
+    /// when the main line is empty. `now` on the clock of presence.
     fn next_candidate(&mut self, now: Millis, report: &mut PumpReport) -> Option<(u64, Millis)> {
         let share = i64::from(self.timing.returned_share_permille.clamp(1, 1000));
         if self.returned_credit >= 0 || self.live == 0 {
@@ -1031,8 +1108,8 @@ impl Line {
         None
     }
 
-    /// Notes where the head is at `now` (one mark a second at most), forgetting
-    /// marks older than needed to tell `return_grace` ago.
+    /// Notes where the head is at `now` (on the clock of presence; one mark a
+    /// second at most), forgetting marks older than needed to tell `return_grace` ago.
     fn mark_head(&mut self, now: Millis) {
         let moved = self
             .head_marks
@@ -1067,7 +1144,8 @@ impl Line {
 
     /// Notices departures whose deadline has passed and drops lapsed sessions and
     /// unclaimed calls (at most every [`SCAN_EVERY_MS`]).
-    fn sweep(&mut self, now: Millis) {
+    fn sweep(&mut self, wall: Millis) {
+        let now = self.heard(wall);
         while let Some(entry) = self.deadlines.first_entry() {
             if *entry.key() * 1000 > now {
                 break;
@@ -1091,10 +1169,10 @@ impl Line {
                 }
             }
         }
-        if now < self.next_scan {
+        if wall < self.next_scan {
             return;
         }
-        self.next_scan = now + SCAN_EVERY_MS;
+        self.next_scan = wall + SCAN_EVERY_MS;
         let lapsed = &mut self.lapsed;
         self.sessions.retain(|sid, lapses| {
             if *lapses > now {
@@ -1148,7 +1226,7 @@ impl Line {
             .filter(|(o, a, b)| (*a..=*b).contains(&seq) && now < o + abandon)
             .map(|(o, _, _)| o);
         match before.or(drawn) {
-            Some(opens) => deadline.max(opens + abandon),
+            Some(opens) => deadline.max(self.heard(opens) + abandon),
             None => deadline,
         }
     }
@@ -1271,8 +1349,7 @@ mod tests {
             panic!("the first goes straight in")
         };
         let late = TIMING.session_ms + TIMING.return_grace_ms + 10_000;
-        run(&mut l, TIMING.session_ms + 1_000, TIMING.session_ms + 1_100);
-        run(&mut l, late, late + 100);
+        run(&mut l, TIMING.session_ms + 1_000, late + 100);
         assert_eq!(l.rejoin(sid, late + 200), Poll::Ended);
     }
 
@@ -1292,7 +1369,7 @@ mod tests {
         for i in 0..100_000u64 {
             let now = i * 6;
             assert!(matches!(l.poll(poller, now), Poll::Waiting(_)));
-            if i % 1_000 == 0 {
+            if i % 100 == 0 {
                 l.pump(now);
             }
         }
@@ -1301,7 +1378,7 @@ mod tests {
         // Past the abandonment window (10 minutes) the one who stopped has
         // departed, and the poller, always back in time, has not.
         let later = 900_000;
-        l.pump(later);
+        run(&mut l, 600_000, later);
         let Poll::Waiting(w) = l.poll(poller, later) else {
             panic!()
         };
@@ -1488,6 +1565,7 @@ mod tests {
         );
         // Back at their slot, each goes in; too early, told the rest.
         let (&seq, &at) = (called.last().unwrap(), slots.last().unwrap());
+        run(&mut l, 2_000, at - 30);
         assert!(matches!(l.poll(seq, at - 30), Poll::Waiting(w) if w.poll_after_ms == 30));
         assert_eq!(l.poll(seq, at), Poll::Admitted { sid: seq });
     }

@@ -1,7 +1,9 @@
 -- The line of one waiting room in Redis: the semantics of admission/line.rs, each
 -- operation one atomic script. Every key shares the room's hash tag (Redis Cluster).
 --
--- KEYS: 1 meta (hash: next, head, tat, since, retn, line_id), 2 settings (hash: rate,
+-- KEYS: 1 meta (hash: next, head, tat, since, retn, line_id; beat, sil, silend,
+-- silbefore: the clock of presence, see below; fenced: how often the line was found
+-- gone back in time, restored_below), 2 settings (hash: rate,
 -- max, paused, closed, opens: Unix ms or 0, held: Unix ms or 0), 3 live (zset seq→seq: waiting, not departed), 4 dl (zset: deadline of
 -- each waiting place), 5 called (zset: claim-by of called places), 6 sess (zset:
 -- lapse time of sessions), 7 claimed (bitmap), 8 ret (zset: returned lane, by order),
@@ -44,6 +46,14 @@ local valid_until = tonumber(ARGV[13])
 if valid_until and now > valid_until then
   return { 'stale' }
 end
+-- `now` on the clock of presence (as Line::heard): Redis's time less every silence
+-- (set once the line is known to exist, below). Deadlines, sessions, calls waiting
+-- to be claimed, the returned lane and the head's marks run on it; the outflow,
+-- claim slots and the settings' times on Redis's time.
+local heard = now
+-- When the last silence ended, and the silence before it (for deadlines told
+-- before it, see 'flush').
+local silence_ended, silence_before = 0, 0
 local session_ms = tonumber(ARGV[3])
 local abandon_min = tonumber(ARGV[4])
 local burst_cfg = tonumber(ARGV[5])
@@ -95,14 +105,15 @@ end
 -- it does not depart before its holder after the draw had time to poll.
 local function lottery_floor(seq, deadline)
   local _, _, _, _, opens, _, _, _, lot = settings()
-  if lot and opens > 0 and now < opens then return math.max(deadline, opens + abandon_min) end
+  local sil = now - heard
+  if lot and opens > 0 and now < opens then return math.max(deadline, opens - sil + abandon_min) end
   local draw = redis.call('HGET', meta, 'draw')
   if draw then
     local o, a, b = string.match(draw, '^(%d+):(%d+):(%d+)$')
     local s = tonumber(seq)
     o, a, b = tonumber(o), tonumber(a), tonumber(b)
     if o and s >= a and s <= b and now < o + abandon_min then
-      return math.max(deadline, o + abandon_min)
+      return math.max(deadline, o - sil + abandon_min)
     end
   end
   return deadline
@@ -171,7 +182,7 @@ local function claim(seq)
   redis.call('HSET', meta, 'ctat', fmt(math.max(ctat, slot * 1000) + t))
   redis.call('ZADD', cslot, slot, seq)
   local claim_by = tonumber(redis.call('ZSCORE', called, seq)) or 0
-  redis.call('ZADD', called, math.max(claim_by, slot + abandon_min), seq)
+  redis.call('ZADD', called, math.max(claim_by, slot - (now - heard) + abandon_min), seq)
   return slot - now
 end
 
@@ -216,8 +227,8 @@ end
 
 local function touch(sid)
   local lapses = redis.call('ZSCORE', sess, sid)
-  if lapses and tonumber(lapses) > now then
-    redis.call('ZADD', sess, now + session_ms, sid)
+  if lapses and tonumber(lapses) > heard then
+    redis.call('ZADD', sess, heard + session_ms, sid)
     return true
   end
   if lapses then
@@ -228,7 +239,7 @@ local function touch(sid)
   -- A session from before the line was lost: it was admitted, it stays admitted.
   if redis.call('GETBIT', claimed, sid) == 0 and tonumber(sid) < m('restored_below', 0) then
     redis.call('SETBIT', claimed, sid, 1)
-    redis.call('ZADD', sess, now + session_ms, sid)
+    redis.call('ZADD', sess, heard + session_ms, sid)
     return true
   end
   return false
@@ -236,7 +247,7 @@ end
 
 local function open_session(sid)
   redis.call('SETBIT', claimed, sid, 1)
-  redis.call('ZADD', sess, now + session_ms, sid)
+  redis.call('ZADD', sess, heard + session_ms, sid)
 end
 
 -- Called place `seq` claims its admission (as Line::claim_called): admitted, or
@@ -252,20 +263,20 @@ end
 
 -- Notices departures, drops lapsed sessions and unclaimed calls.
 local function sweep()
-  local gone = redis.call('ZRANGEBYSCORE', dl, '-inf', now, 'LIMIT', 0, 5000)
+  local gone = redis.call('ZRANGEBYSCORE', dl, '-inf', heard, 'LIMIT', 0, 5000)
   for _, seq in ipairs(gone) do
     redis.call('ZREM', live, seq)
     redis.call('ZREM', dl, seq)
   end
-  local gone_sessions = redis.call('ZRANGEBYSCORE', sess, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 5000)
+  local gone_sessions = redis.call('ZRANGEBYSCORE', sess, '-inf', heard, 'WITHSCORES', 'LIMIT', 0, 5000)
   for i = 1, #gone_sessions, 2 do
     redis.call('ZADD', lapsed, gone_sessions[i + 1], gone_sessions[i])
   end
-  redis.call('ZREMRANGEBYSCORE', sess, '-inf', now)
-  redis.call('ZREMRANGEBYSCORE', lapsed, '-inf', '(' .. (now - return_grace))
-  redis.call('ZREMRANGEBYSCORE', called, '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', sess, '-inf', heard)
+  redis.call('ZREMRANGEBYSCORE', lapsed, '-inf', '(' .. (heard - return_grace))
+  redis.call('ZREMRANGEBYSCORE', called, '-inf', heard)
   redis.call('ZREMRANGEBYSCORE', cslot, '-inf', '(' .. (now - abandon_min))
-  for _, seq in ipairs(redis.call('ZRANGEBYSCORE', retdl, '-inf', now, 'LIMIT', 0, 5000)) do
+  for _, seq in ipairs(redis.call('ZRANGEBYSCORE', retdl, '-inf', heard, 'LIMIT', 0, 5000)) do
     redis.call('ZREM', ret, seq)
     redis.call('ZREM', retdl, seq)
   end
@@ -275,10 +286,10 @@ end
 -- needed to tell return_grace ago (as Line::mark_head).
 local function mark_head(head)
   local last = redis.call('ZREVRANGE', marks, 0, 0, 'WITHSCORES')
-  if #last == 0 or (tonumber(last[1]) ~= head and now >= tonumber(last[2]) + 1000) then
-    redis.call('ZADD', marks, now, fmt(head))
+  if #last == 0 or (tonumber(last[1]) ~= head and heard >= tonumber(last[2]) + 1000) then
+    redis.call('ZADD', marks, heard, fmt(head))
   end
-  local old = redis.call('ZREVRANGEBYSCORE', marks, now - return_grace, '-inf', 'WITHSCORES',
+  local old = redis.call('ZREVRANGEBYSCORE', marks, heard - return_grace, '-inf', 'WITHSCORES',
     'LIMIT', 0, 1)
   if #old > 0 then redis.call('ZREMRANGEBYSCORE', marks, '-inf', '(' .. old[2]) end
 end
@@ -308,7 +319,7 @@ local function pump()
     if credit >= 0 or #l == 0 then r = redis.call('ZRANGE', ret, 0, 0) end
     if #r > 0 then
       seq = r[1]
-      deadline = num(redis.call('ZSCORE', retdl, seq), now)
+      deadline = num(redis.call('ZSCORE', retdl, seq), heard)
       redis.call('ZREM', ret, seq)
       redis.call('ZREM', retdl, seq)
       if #l > 0 then
@@ -317,7 +328,7 @@ local function pump()
     else
       if #l == 0 then break end
       seq = l[1]
-      deadline = num(redis.call('ZSCORE', dl, seq), now)
+      deadline = num(redis.call('ZSCORE', dl, seq), heard)
       redis.call('ZREM', live, seq)
       redis.call('ZREM', dl, seq)
       local s = tonumber(seq)
@@ -327,7 +338,7 @@ local function pump()
     end
     consume(rate)
     record()
-    redis.call('ZADD', called, math.max(deadline, now + abandon_min), seq)
+    redis.call('ZADD', called, math.max(deadline, heard + abandon_min), seq)
     called_n = called_n + 1
     called_list[#called_list + 1] = seq
   end
@@ -414,11 +425,11 @@ local function restore()
   redis.call('HSET', meta, 'next', fmt(top), 'head', fmt(head), 'line_id', ARGV[6],
     'restored_below', fmt(top))
   zadd_all(live, live_seqs, function(seq) return seq end)
-  zadd_all(dl, live_seqs, function() return now + grace end)
-  zadd_all(called, called_seqs, function() return now + grace end)
+  zadd_all(dl, live_seqs, function() return heard + grace end)
+  zadd_all(called, called_seqs, function() return heard + grace end)
   for k, seq in ipairs(ret_seqs) do
     redis.call('ZADD', ret, k, seq)
-    redis.call('ZADD', retdl, now + grace, seq)
+    redis.call('ZADD', retdl, heard + grace, seq)
   end
   redis.call('HSET', meta, 'retn', #ret_seqs)
   if #live_seqs + #ret_seqs > 0 then line_present(true) end
@@ -437,6 +448,41 @@ elseif op == 'restore' then
   return { 'ok' }
 end
 
+-- The line's heartbeat (as Line::at): pump rounds come every 50 ms from each
+-- instance; an operation more than QUIET ms after the last round (or the last
+-- silence) ends a silence (Redis frozen, every instance down or cut off), whose
+-- length past QUIET is added to 'sil', so that no deadline runs out on evidence
+-- the line could not have had.
+do
+  local QUIET = 1000
+  local b = redis.call('HMGET', meta, 'beat', 'sil', 'silend', 'silbefore')
+  local beat, sil = tonumber(b[1]) or 0, tonumber(b[2]) or 0
+  silence_ended, silence_before = tonumber(b[3]) or 0, tonumber(b[4]) or 0
+  if beat ~= 0 and now > beat + QUIET then
+    silence_ended, silence_before = now, sil
+    local excused = now - beat - QUIET
+    sil = sil + excused
+    -- What was owed to the outflow and the claim slots given out, from the last
+    -- round on, move later with it (as Line::at): nobody could claim or be called
+    -- meanwhile, and they must not all come at once when it ends. A slot already
+    -- due and unused is given up: its holder claims anew, spaced like everyone.
+    for _, f in ipairs({ 'tat', 'ctat' }) do
+      local owed = m(f, 0)
+      if owed > beat * 1000 then redis.call('HSET', meta, f, fmt(owed + excused * 1000)) end
+    end
+    redis.call('ZREMRANGEBYSCORE', cslot, '-inf', fmt(beat))
+    local slots = redis.call('ZRANGEBYSCORE', cslot, '(' .. fmt(beat), '+inf', 'WITHSCORES')
+    for i = 1, #slots, 2 do
+      redis.call('ZADD', cslot, fmt(tonumber(slots[i + 1]) + excused), slots[i])
+    end
+    redis.call('HSET', meta, 'sil', fmt(sil), 'beat', fmt(now), 'silend', fmt(now),
+      'silbefore', fmt(silence_before))
+  elseif op == 'pump' then
+    redis.call('HSET', meta, 'beat', fmt(now))
+  end
+  heard = now - sil
+end
+
 -- At the first operation from a scheduled opening on, the pre-queue is settled: for
 -- a lottery its range is recorded as the opening's draw ('opens:first:last', empty
 -- as 'opens:1:0'), once, and kept whatever the settings say later (as
@@ -453,7 +499,24 @@ local function record_draw()
   end
 end
 
-if op ~= 'init' then record_draw() end
+-- Fencing against a store that went back in time (a failover to a replica that
+-- lagged, a restore from an older snapshot): the caller has seen places (ARGV[10]:
+-- its own, and every view's numbering) that this line never handed out. Before
+-- anything is issued, the numbering moves past them and a margin for what other
+-- instances handed out meanwhile, and admissions below it that the line does not
+-- know are taken on their signed tokens (see touch): no number is handed out
+-- twice, no admitted visitor is sent back, and a place it never knew is put back
+-- where it stands when its holder polls (see 'poll').
+if op ~= 'init' then
+  local seen = tonumber(ARGV[10]) or 0
+  if seen >= m('next', 1) then
+    local top = seen + 1 + RESTART_MARGIN
+    redis.call('HSET', meta, 'next', fmt(top), 'restored_below',
+      fmt(math.max(top, m('restored_below', 0))))
+    redis.call('HINCRBY', meta, 'fenced', 1)
+  end
+  record_draw()
+end
 
 if op == 'init' then
   return { redis.call('HGET', meta, 'line_id'), fmt(now) }
@@ -480,7 +543,7 @@ elseif op == 'arrive' then
   end
   if not kept then
     redis.call('ZADD', live, seq, seq)
-    redis.call('ZADD', dl, lottery_floor(seq, now + abandon_min), seq)
+    redis.call('ZADD', dl, lottery_floor(seq, heard + abandon_min), seq)
   end
   redis.call('HINCRBY', meta, 'issued', 1)
   local _, _, _, _, opens = settings()
@@ -505,15 +568,15 @@ elseif op == 'poll' then
   if redis.call('ZSCORE', called, seq) then return claim_called(seq) end
   if seq >= m('head', 1) then
     if not redis.call('ZSCORE', live, seq) then redis.call('ZADD', live, seq, seq) end
-    redis.call('ZADD', dl, 'GT', lottery_floor(seq, now + abandon_min), seq)
+    redis.call('ZADD', dl, 'GT', lottery_floor(seq, heard + abandon_min), seq)
     return waiting(main_position(seq))
   end
   if not redis.call('ZSCORE', ret, seq) then
     -- Passed over longer ago than the grace: a new place for them.
-    if seq < head_at(now - return_grace) then return { 'ended' } end
+    if seq < head_at(heard - return_grace) then return { 'ended' } end
     redis.call('ZADD', ret, redis.call('HINCRBY', meta, 'retn', 1), seq)
   end
-  redis.call('ZADD', retdl, 'GT', now + abandon_min, seq)
+  redis.call('ZADD', retdl, 'GT', heard + abandon_min, seq)
   return waiting(returned_position(redis.call('ZRANK', ret, seq)))
 elseif op == 'rejoin' then
   -- The holder of session ARGV[16] comes back (as Line::rejoin): admitted while it is
@@ -524,25 +587,30 @@ elseif op == 'rejoin' then
   local at = redis.call('ZSCORE', lapsed, sid)
   if at then
     redis.call('ZREM', lapsed, sid)
-    if tonumber(at) + return_grace > now and not redis.call('ZSCORE', called, sid)
+    if tonumber(at) + return_grace > heard and not redis.call('ZSCORE', called, sid)
         and not redis.call('ZSCORE', ret, sid) then
       redis.call('ZADD', ret, redis.call('HINCRBY', meta, 'retn', 1), sid)
     end
   end
   if redis.call('ZSCORE', called, sid) then return claim_called(sid) end
   if redis.call('ZSCORE', ret, sid) then
-    redis.call('ZADD', retdl, 'GT', now + abandon_min, sid)
+    redis.call('ZADD', retdl, 'GT', heard + abandon_min, sid)
     return waiting(returned_position(redis.call('ZRANK', ret, sid)))
   end
   return { 'ended' }
 elseif op == 'flush' then
-  -- Batched from polls and requests answered locally: ARGV[16] = n deadline pairs
-  -- (seq, ms from now), then session renewal pairs (sid, ms from now).
+  -- Batched from polls and requests answered locally: ARGV[16] = n deadline triples
+  -- (seq, ms since it was told, ms ahead of that), then session renewal pairs (sid,
+  -- ms from now). A deadline told before the last silence is counted from the
+  -- clock of presence as it was then: the silence does not eat into it.
   local n = tonumber(ARGV[16])
   local head = m('head', 1)
-  for i = 17, 16 + 2 * n, 2 do
+  for i = 17, 16 + 3 * n, 3 do
     local seq = ARGV[i]
-    local deadline = lottery_floor(seq, now + tonumber(ARGV[i + 1]))
+    local told = now - tonumber(ARGV[i + 1])
+    local told_heard = told - (now - heard)
+    if told < silence_ended then told_heard = told - silence_before end
+    local deadline = lottery_floor(seq, told_heard + tonumber(ARGV[i + 2]))
     if redis.call('ZSCORE', live, seq) then
       redis.call('ZADD', dl, deadline, seq)
     elseif redis.call('ZSCORE', ret, seq) then
@@ -554,8 +622,8 @@ elseif op == 'flush' then
       redis.call('ZADD', dl, deadline, seq)
     end
   end
-  for i = 17 + 2 * n, #ARGV, 2 do
-    redis.call('ZADD', sess, 'XX', 'GT', now + tonumber(ARGV[i + 1]), ARGV[i])
+  for i = 17 + 3 * n, #ARGV, 2 do
+    redis.call('ZADD', sess, 'XX', 'GT', heard + tonumber(ARGV[i + 1]), ARGV[i])
   end
   return { 'ok' }
 elseif op == 'view' then
@@ -583,7 +651,7 @@ elseif op == 'end' then
   local lapses = redis.call('ZSCORE', sess, ARGV[16])
   redis.call('ZREM', sess, ARGV[16])
   redis.call('SETBIT', claimed, ARGV[16], 1)
-  return { (lapses and tonumber(lapses) > now) and '1' or '0' }
+  return { (lapses and tonumber(lapses) > heard) and '1' or '0' }
 elseif op == 'snapshot' then
   sweep()
   return settings_out({ tostring(queue_length()), tostring(active()),
@@ -623,7 +691,7 @@ elseif op == 'settings' then
       local at = now + math.floor((tonumber(slots[i + 1]) - now) * new_t / old_t)
       redis.call('ZADD', cslot, fmt(at), slots[i])
       -- A slot moved later keeps its place called until then.
-      redis.call('ZADD', called, 'XX', 'GT', fmt(at + abandon_min), slots[i])
+      redis.call('ZADD', called, 'XX', 'GT', fmt(at - (now - heard) + abandon_min), slots[i])
     end
   end
   return settings_out({})

@@ -16,8 +16,11 @@
 //! instance, so instances whose clocks disagree share one line, and a call that
 //! waited in its connection while Redis was hung is refused when it finally runs
 //! (it carries the time after which its caller gave up) instead of applying a past
-//! moment. What an instance sends of its own times (deadlines, renewals, holds)
-//! goes as durations from now. Each instance keeps the offset between Redis's clock
+//! moment. What an instance sends of its own times (renewals, holds) goes as
+//! durations from now; a deadline told to a visitor goes as how long ago it was
+//! told and how far ahead of that it lies, so that a silence of the line between
+//! the telling and the writing (Redis frozen: see `line.lua`, the clock of
+//! presence) does not eat into it. Each instance keeps the offset between Redis's clock
 //! and its own (from every view) to tell its visitors times in the line's clock.
 
 use std::collections::HashMap;
@@ -101,8 +104,9 @@ pub struct RedisStore {
     prefix: String,
     timing: Timing,
     line_id: u64,
-    /// Deadlines from status polls, written with the next pump round.
-    pending: Mutex<HashMap<u64, Millis>>,
+    /// Deadlines from status polls (when told, and the deadline, in the line's
+    /// clock), written with the next pump round.
+    pending: Mutex<HashMap<u64, (Millis, Millis)>>,
     /// The deadline last written for each place, to skip writes that barely move it.
     written: Mutex<HashMap<u64, Millis>>,
     /// Session renewals answered locally, written with the next pump round.
@@ -405,7 +409,12 @@ impl RedisStore {
                     gate: crate::admission::line::Gate::Open,
                 }))
             }
-            _ => Ok(Poll::Waiting(self.waiting(seq, a, 1, now)?)),
+            _ => {
+                if let Some(v) = lock(&self.view).as_mut() {
+                    v.note_waiting(seq);
+                }
+                Ok(Poll::Waiting(self.waiting(seq, a, 1, now)?))
+            }
         }
     }
 
@@ -591,7 +600,7 @@ impl RedisStore {
             .is_none_or(|w| w.saturating_sub(now) < window / 2)
         {
             written.insert(seq, deadline);
-            lock(&self.pending).insert(seq, deadline);
+            lock(&self.pending).insert(seq, (now, deadline));
         }
         wait
     }
@@ -615,32 +624,36 @@ impl RedisStore {
         sessions.insert(sid, now + self.timing.session_ms);
     }
 
-    /// Writes the deadlines and session renewals answered locally, in one call, as
-    /// durations from now (deadlines are kept in the line's clock, renewals in
-    /// this instance's).
+    /// Writes the deadlines and session renewals answered locally, in one call:
+    /// each deadline as how long ago it was told and how far ahead of that it
+    /// lies (in the line's clock), each renewal as a duration from now (in this
+    /// instance's clock).
     async fn flush(&self, now: Millis) -> Result<(), StoreError> {
-        let deadlines: Vec<(u64, Millis)> = lock(&self.pending).drain().collect();
+        let deadlines: Vec<(u64, (Millis, Millis))> = lock(&self.pending).drain().collect();
         let renewals: Vec<(u64, Millis)> = lock(&self.renewals).drain().collect();
         if deadlines.is_empty() && renewals.is_empty() {
             return Ok(());
         }
         let mut args = vec![deadlines.len().to_string()];
         let line_now = self.line_now(now);
-        let ahead = deadlines
-            .iter()
-            .map(|(seq, d)| (seq, d.saturating_sub(line_now)))
-            .chain(renewals.iter().map(|(sid, l)| (sid, l.saturating_sub(now))));
-        for (a, b) in ahead {
-            args.push(a.to_string());
-            args.push(b.to_string());
+        for (seq, (told, deadline)) in &deadlines {
+            args.push(seq.to_string());
+            args.push(line_now.saturating_sub(*told).to_string());
+            args.push(deadline.saturating_sub(*told).to_string());
+        }
+        for (sid, lapses) in &renewals {
+            args.push(sid.to_string());
+            args.push(lapses.saturating_sub(now).to_string());
         }
         if let Err(e) = self.call("flush", now, &args).await {
             // Keep them for the next round; newer values of the same place win.
-            for (into, batch) in [(&self.pending, deadlines), (&self.renewals, renewals)] {
-                let mut into = lock(into);
-                for (k, v) in batch {
-                    into.entry(k).or_insert(v);
-                }
+            let mut pending = lock(&self.pending);
+            for (k, v) in deadlines {
+                pending.entry(k).or_insert(v);
+            }
+            let mut into = lock(&self.renewals);
+            for (k, v) in renewals {
+                into.entry(k).or_insert(v);
             }
             return Err(e);
         }
@@ -658,6 +671,10 @@ impl RedisStore {
         let view =
             View::parse(&a, now).ok_or_else(|| unavailable(format!("unexpected view: {a:?}")))?;
         self.measured_clock(&a, super::view::LINE_NOW_AT, now);
+        // Every place below the line's numbering was handed out: a store that
+        // later forgets them (it went back in time) is moved past them first.
+        self.high_water
+            .fetch_max(view.next.saturating_sub(1), Ordering::Relaxed);
         *lock(&self.known) = view.settings;
         *lock(&self.view) = Some(view);
         // Forget sessions that have lapsed locally (Redis is asked about them again)
@@ -702,7 +719,11 @@ impl Store for RedisStore {
             return Ok(Poll::Waiting(wait));
         }
         let a = self.call("poll", now, &[seq.to_string()]).await?;
-        self.high_water.fetch_max(seq, Ordering::Relaxed);
+        // A place the line says it never handed out does not move the numbering
+        // (see the fence in line.lua): the views' numbering does.
+        if a.first().is_none_or(|r| r != "unknown") {
+            self.high_water.fetch_max(seq, Ordering::Relaxed);
+        }
         self.poll_answer(seq, &a, now)
     }
 

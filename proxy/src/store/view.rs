@@ -110,6 +110,23 @@ impl View {
         }
     }
 
+    /// Records that Redis has just told place `seq` that it waits: back in the
+    /// returned lane when its turn had passed, or back in its place after it
+    /// departed, so that this instance's next answers count it ahead of others.
+    pub fn note_waiting(&mut self, seq: u64) {
+        if self.called.contains(&seq) || self.returned.contains(&seq) {
+            return;
+        }
+        if seq < self.head {
+            self.returned.push(seq);
+        } else if self.stride == 1 {
+            if let Err(i) = self.sample.binary_search(&seq) {
+                self.sample.insert(i, seq);
+                self.live += 1;
+            }
+        }
+    }
+
     /// Whether the view may be used at `now`.
     pub fn fresh(&self, now: Millis) -> bool {
         now.saturating_sub(self.fetched_at) <= VIEW_MAX_AGE
