@@ -850,7 +850,46 @@ async fn memory_store_holds_the_line_s_invariants_over_a_thousand_seeds() {
     for seed in seeds() {
         let settings = simulation::settings(seed);
         let store = Arc::new(MemoryStore::new(simulation::TIMING, settings));
-        simulation::run(store, seed).await.unwrap();
+        simulation::run(store, seed, None).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn memory_store_on_disk_holds_them_through_restarts_over_a_thousand_seeds() {
+    for seed in seeds() {
+        let settings = simulation::settings(seed);
+        let dir = std::env::temp_dir().join(format!("waitroom-sim-{seed}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let open = {
+            let dir = dir.clone();
+            move || {
+                // The dropped store's lock is released at once, but a process the
+                // other tests of this binary spawn at that moment holds a copy of
+                // its descriptor until it executes: wait for that, never longer
+                // than a second.
+                for _ in 0..100 {
+                    match MemoryStore::open(&dir, simulation::TIMING, settings) {
+                        Ok(store) => return Arc::new(store) as Arc<dyn Store>,
+                        Err(waitroom::store::memory::StateError::Locked(_)) => {
+                            std::thread::sleep(std::time::Duration::from_millis(10))
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                panic!(
+                    "{} stayed locked after its store was dropped",
+                    dir.display()
+                )
+            }
+        };
+        let store = open();
+        // Dropped without a save: what it journaled is what the next one reads.
+        let reopen: simulation::Reopen = Box::new(move |old| {
+            drop(old);
+            open()
+        });
+        simulation::run(store, seed, Some(reopen)).await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
@@ -875,7 +914,7 @@ async fn redis_store_holds_the_line_s_invariants_over_a_thousand_seeds() {
                 .await
                 .map_err(|e| e.to_string())?
                 .with_callers_clock();
-            simulation::run(Arc::new(store), seed).await
+            simulation::run(Arc::new(store), seed, None).await
         });
     }
     while let Some(done) = running.join_next().await {

@@ -7,8 +7,10 @@
 //! release their session or let it lapse, and some of those come back. The store
 //! is pumped every [`TICK_MS`], as a running instance pumps it, and frozen (no
 //! operation at all) for 2 to 15 s at random moments, after which the pump runs
-//! first and the visitors who were due come back in a random order. Every answer
-//! is checked:
+//! first and the visitors who were due come back in a random order. A store that
+//! keeps its line on disk (the memory store with a state directory) is also
+//! stopped dead at some of those moments and opened again from what it wrote,
+//! as after `kill -9`. Every answer is checked:
 //!
 //! - no place number handed out twice, and an admission only ever to its place;
 //! - a visitor who keeps polling as told is never sent to the back (`Ended`) nor
@@ -108,9 +110,17 @@ struct Visitor {
     done: bool,
 }
 
-/// Runs one seed on `store` (made with [`TIMING`] and [`settings`]`(seed)`);
-/// `Err` says which rule broke, and when.
-pub async fn run(store: Arc<dyn Store>, seed: u64) -> Result<(), String> {
+/// Opens a store again after the one given is dropped (a restart from disk).
+pub type Reopen = Box<dyn Fn(Arc<dyn Store>) -> Arc<dyn Store> + Send + Sync>;
+
+/// Runs one seed on `store` (made with [`TIMING`] and [`settings`]`(seed)`),
+/// restarting it with `reopen` at some freezes when given; `Err` says which rule
+/// broke, and when.
+pub async fn run(
+    mut store: Arc<dyn Store>,
+    seed: u64,
+    reopen: Option<Reopen>,
+) -> Result<(), String> {
     let mut rng = Rng::new(seed);
     let settings = settings(seed);
     let per_minute = u64::from(settings.new_users_per_minute);
@@ -119,8 +129,12 @@ pub async fn run(store: Arc<dyn Store>, seed: u64) -> Result<(), String> {
     let crowd = 5 + rng.below(20);
     let mut arrivals: Vec<u64> = (0..crowd).map(|_| rng.below(ARRIVALS_MS)).collect();
     arrivals.sort_unstable();
-    let mut freezes: Vec<(u64, u64)> = (0..rng.below(3))
-        .map(|_| (rng.below(ARRIVALS_MS + 20_000), 2_000 + rng.below(13_000)))
+    // When, how long, and whether the store is restarted meanwhile.
+    let mut freezes: Vec<(u64, u64, bool)> = (0..rng.below(3))
+        .map(|_| {
+            let at = rng.below(ARRIVALS_MS + 20_000);
+            (at, 2_000 + rng.below(13_000), rng.chance(500))
+        })
         .collect();
     freezes.sort_unstable();
     // Where each freeze fell (from, to), in the story's time.
@@ -136,11 +150,17 @@ pub async fn run(store: Arc<dyn Store>, seed: u64) -> Result<(), String> {
     loop {
         let t = now - START;
         // A freeze: nothing at all, then the pump, then who was due, shuffled.
-        let frozen = freezes.first().is_some_and(|(at, _)| *at <= t);
+        let frozen = freezes.first().is_some_and(|(at, _, _)| *at <= t);
         if frozen {
-            let (_, length) = freezes.remove(0);
+            let (_, length, restart) = freezes.remove(0);
             frozen_spans.push((now, now + length));
             now += length;
+            if let Some(reopen) = reopen.as_ref().filter(|_| restart) {
+                store = reopen(store);
+                if trace {
+                    eprintln!("{t}: restarted from disk");
+                }
+            }
         } else {
             now += TICK_MS;
         }
