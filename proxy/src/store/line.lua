@@ -54,6 +54,9 @@ local heard = now
 -- When the last silence ended, and the silence before it (for deadlines told
 -- before it, see 'flush').
 local silence_ended, silence_before = 0, 0
+-- Time `t` (Redis's clock) on the clock of presence, as the silence is now (as
+-- Line::heard).
+local function heard_at(t) return t - (now - heard) end
 local session_ms = tonumber(ARGV[3])
 local abandon_min = tonumber(ARGV[4])
 local burst_cfg = tonumber(ARGV[5])
@@ -105,15 +108,14 @@ end
 -- it does not depart before its holder after the draw had time to poll.
 local function lottery_floor(seq, deadline)
   local _, _, _, _, opens, _, _, _, lot = settings()
-  local sil = now - heard
-  if lot and opens > 0 and now < opens then return math.max(deadline, opens - sil + abandon_min) end
+  if lot and opens > 0 and now < opens then return math.max(deadline, heard_at(opens) + abandon_min) end
   local draw = redis.call('HGET', meta, 'draw')
   if draw then
     local o, a, b = string.match(draw, '^(%d+):(%d+):(%d+)$')
     local s = tonumber(seq)
     o, a, b = tonumber(o), tonumber(a), tonumber(b)
     if o and s >= a and s <= b and now < o + abandon_min then
-      return math.max(deadline, o - sil + abandon_min)
+      return math.max(deadline, heard_at(o) + abandon_min)
     end
   end
   return deadline
@@ -182,7 +184,7 @@ local function claim(seq)
   redis.call('HSET', meta, 'ctat', fmt(math.max(ctat, slot * 1000) + t))
   redis.call('ZADD', cslot, slot, seq)
   local claim_by = tonumber(redis.call('ZSCORE', called, seq)) or 0
-  redis.call('ZADD', called, math.max(claim_by, slot - (now - heard) + abandon_min), seq)
+  redis.call('ZADD', called, math.max(claim_by, heard_at(slot) + abandon_min), seq)
   return slot - now
 end
 
@@ -608,7 +610,7 @@ elseif op == 'flush' then
   for i = 17, 16 + 3 * n, 3 do
     local seq = ARGV[i]
     local told = now - tonumber(ARGV[i + 1])
-    local told_heard = told - (now - heard)
+    local told_heard = heard_at(told)
     if told < silence_ended then told_heard = told - silence_before end
     local deadline = lottery_floor(seq, told_heard + tonumber(ARGV[i + 2]))
     if redis.call('ZSCORE', live, seq) then
@@ -691,7 +693,7 @@ elseif op == 'settings' then
       local at = now + math.floor((tonumber(slots[i + 1]) - now) * new_t / old_t)
       redis.call('ZADD', cslot, fmt(at), slots[i])
       -- A slot moved later keeps its place called until then.
-      redis.call('ZADD', called, 'XX', 'GT', fmt(at - (now - heard) + abandon_min), slots[i])
+      redis.call('ZADD', called, 'XX', 'GT', fmt(heard_at(at) + abandon_min), slots[i])
     end
   end
   return settings_out({})

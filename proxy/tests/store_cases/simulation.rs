@@ -27,6 +27,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{Rng, SeedableRng};
 use waitroom::admission::line::{Arrival, Poll, Settings, Timing};
 use waitroom::store::Store;
 
@@ -51,37 +54,14 @@ const ARRIVALS_MS: u64 = 30_000;
 const GIVE_UP_MS: u64 = 900_000;
 const START: u64 = 1_800_000_000_000;
 
-/// splitmix64: small, fast, and the same on every machine.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1_000) < per_mille
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
-
 /// The room a seed runs: drawn from the seed alone.
 pub fn settings(seed: u64) -> Settings {
-    let mut rng = Rng::new(seed ^ 0x5EED);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5EED);
+    let rate = *[30, 60, 120, 600].choose(&mut rng).unwrap_or(&60);
+    let max_active = *[2, 5, 20].choose(&mut rng).unwrap_or(&5);
     Settings {
-        queue_all: rng.chance(500),
-        ..Settings::open(rng.pick(&[30, 60, 120, 600]), rng.pick(&[2, 5, 20]))
+        queue_all: rng.random_bool(0.5),
+        ..Settings::open(rate, max_active)
     }
 }
 
@@ -121,19 +101,25 @@ pub async fn run(
     seed: u64,
     reopen: Option<Reopen>,
 ) -> Result<(), String> {
-    let mut rng = Rng::new(seed);
+    let mut rng = StdRng::seed_from_u64(seed);
     let settings = settings(seed);
     let per_minute = u64::from(settings.new_users_per_minute);
     let max_active = u64::from(settings.max_active_users);
     let burst = (per_minute / 600).max(2);
-    let crowd = 5 + rng.below(20);
-    let mut arrivals: Vec<u64> = (0..crowd).map(|_| rng.below(ARRIVALS_MS)).collect();
+    let crowd = 5 + rng.random_range(0..20);
+    let mut arrivals: Vec<u64> = (0..crowd)
+        .map(|_| rng.random_range(0..ARRIVALS_MS))
+        .collect();
     arrivals.sort_unstable();
     // When, how long, and whether the store is restarted meanwhile.
-    let mut freezes: Vec<(u64, u64, bool)> = (0..rng.below(3))
+    let mut freezes: Vec<(u64, u64, bool)> = (0..rng.random_range(0..3))
         .map(|_| {
-            let at = rng.below(ARRIVALS_MS + 20_000);
-            (at, 2_000 + rng.below(13_000), rng.chance(500))
+            let at = rng.random_range(0..ARRIVALS_MS + 20_000);
+            (
+                at,
+                2_000 + rng.random_range(0..13_000),
+                rng.random_bool(0.5),
+            )
         })
         .collect();
     freezes.sort_unstable();
@@ -176,10 +162,13 @@ pub async fn run(
         // Newcomers.
         while next_arrival < arrivals.len() && arrivals[next_arrival] <= t {
             next_arrival += 1;
-            let plan = match rng.below(10) {
+            let plan = match rng.random_range(0..10) {
                 0..=5 => Plan::Steady,
-                6 | 7 => Plan::Leaves(t + rng.below(20_000)),
-                _ => Plan::Returns(t + rng.below(20_000), 1_000 + rng.below(40_000)),
+                6 | 7 => Plan::Leaves(t + rng.random_range(0..20_000)),
+                _ => Plan::Returns(
+                    t + rng.random_range(0..20_000),
+                    1_000 + rng.random_range(0..40_000),
+                ),
             };
             let (seq, admitted, next_poll) =
                 match store.arrive(now).await.map_err(|e| e.to_string())? {
@@ -200,8 +189,8 @@ pub async fn run(
                 plan,
                 next_poll,
                 admitted,
-                browse_until: now + rng.below(6_000),
-                releases: rng.chance(500),
+                browse_until: now + rng.random_range(0..6_000),
+                releases: rng.random_bool(0.5),
                 strayed: false,
                 done: false,
             });
@@ -211,9 +200,7 @@ pub async fn run(
             .filter(|i| !visitors[*i].done && visitors[*i].next_poll <= now)
             .collect();
         if frozen {
-            for i in (1..due.len()).rev() {
-                due.swap(i, rng.below(i as u64 + 1) as usize);
-            }
+            due.shuffle(&mut rng);
         }
         for i in due {
             let v = &mut visitors[i];
@@ -266,7 +253,7 @@ pub async fn run(
                         return fail(now, format!("place {} let in as {sid}", v.seq));
                     }
                     v.admitted = Some(now);
-                    v.browse_until = v.browse_until.max(now) + rng.below(4_000);
+                    v.browse_until = v.browse_until.max(now) + rng.random_range(0..4_000);
                     v.next_poll = now + 1_000;
                 }
                 other if !v.strayed => {
